@@ -1,0 +1,48 @@
+"""The one small error hierarchy of logpipe.
+
+Every error a user can cause is a ``LogpipeError``; the API layer maps each class to an HTTP
+status in exactly one place. Messages use Docker's wording where Docker has one.
+"""
+
+
+class LogpipeError(Exception):
+    """Base of every error logpipe reports to a user."""
+
+    status = 500
+
+
+class InvalidParameter(LogpipeError):
+    """Something the user typed is malformed (HTTP 400)."""
+
+    status = 400
+
+
+class LogOptError(InvalidParameter):
+    """A ``--log-opt`` key or value is not accepted by the chosen driver."""
+
+
+class UnknownDriver(InvalidParameter):
+    """No built-in or registered driver has this name."""
+
+
+class TemplateError(LogOptError):
+    """A ``tag`` template does not parse or names a field that does not exist."""
+
+
+class ReadNotSupported(LogpipeError):
+    """The container's driver keeps no local copy to read (HTTP 501)."""
+
+    status = 501
+
+    def __init__(self, message: str = "configured logging driver does not support reading") -> None:
+        super().__init__(message)
+
+
+class LogWriterBusy(LogpipeError):
+    """Another process already writes this log directory."""
+
+    status = 409
+
+
+class CorruptLog(LogpipeError):
+    """A stored log file is damaged beyond the point where it can be read."""

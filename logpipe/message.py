@@ -1,0 +1,92 @@
+"""The message model: what travels from capture to storage to readers.
+
+The hot path never builds one object per line. A ``Chunk`` carries a run of complete lines
+that share a stream and a timestamp (one ``read()`` of a pipe), or one piece of a line split
+at 16 KiB. ``Message`` is the per-line view that remote drivers and tests use; it is built on
+demand from chunks, never on the capture path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+STDOUT = "stdout"
+STDERR = "stderr"
+SOURCES = (STDOUT, STDERR)
+
+#: Docker's copier buffer: a line longer than this is emitted as partial messages.
+PARTIAL_SIZE = 16 * 1024
+
+
+@dataclass(slots=True, frozen=True)
+class PartialMeta:
+    """Docker's ``PLogMetaData``: the pieces of one long line share ``id``.
+
+    ``ordinal`` starts at 1; ``last`` is true only on the piece that ended with the newline.
+    A line cut off at EOF never gets a ``last`` piece, exactly as in Docker.
+    """
+
+    id: str
+    ordinal: int
+    last: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """One log record: a line (without its newline) and where and when it came from."""
+
+    line: bytes
+    source: str
+    ts: int
+    newline: bool = True
+    partial: PartialMeta | None = None
+    attrs: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Chunk:
+    """A batch of records sharing source, timestamp and attrs.
+
+    ``data`` is the bytes exactly as the container wrote them. Without ``partial`` it holds one
+    or more complete lines, each ending in ``\\n``. With ``partial`` it holds one piece of a
+    long line, ending in ``\\n`` only if it is the piece that completed the line.
+    """
+
+    source: str
+    ts: int
+    data: bytes
+    partial: PartialMeta | None = None
+    attrs: Mapping[str, str] | None = None
+
+    @property
+    def count(self) -> int:
+        """Number of records (lines, or 1 for a partial piece) in this chunk."""
+        if self.partial is not None:
+            return 1
+        return self.data.count(b"\n")
+
+    def messages(self) -> Iterator[Message]:
+        """Per-line view, for consumers that need one record at a time."""
+        if self.partial is not None:
+            nl = self.data.endswith(b"\n")
+            yield Message(self.data[:-1] if nl else self.data, self.source, self.ts, nl,
+                          self.partial, self.attrs)
+            return
+        for line in self.data[:-1].split(b"\n"):
+            yield Message(line, self.source, self.ts, True, None, self.attrs)
+
+    def tail(self, n: int) -> "Chunk":
+        """The last ``n`` records of this chunk (``n`` ≥ 1, less than ``count``)."""
+        if self.partial is not None or n >= self.count:
+            return self
+        cut = len(self.data) - 1
+        for _ in range(n):
+            cut = self.data.rfind(b"\n", 0, cut)
+        return Chunk(self.source, self.ts, self.data[cut + 1:], None, self.attrs)
+
+
+def chunk_from_message(msg: Message) -> Chunk:
+    """Wrap a single message as a chunk (used by readers of per-record formats)."""
+    data = msg.line + b"\n" if msg.newline else msg.line
+    return Chunk(msg.source, msg.ts, data, msg.partial, msg.attrs)
