@@ -9,12 +9,13 @@ done once, here, for all of them. Following lives in ``follow.py``.
 from __future__ import annotations
 
 import os
-import re
 import zlib
 from dataclasses import dataclass
 import sys
+import tempfile
 from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
 
+from .fileset import read_seq, rotated_files
 from .message import Chunk
 
 #: Size of the pieces in which files are read and handed to a format's decoder.
@@ -69,29 +70,6 @@ class RecordFormat(Protocol):
         """Timestamp of the last record in ``f[:size]``, or None when empty."""
 
 
-_ROTATED_RE = re.compile(r"\.(\d+)(\.gz)?$")
-
-
-def rotated_files(path: str) -> list[str]:
-    """The rotated set of ``path``, oldest first, current last (``x.3.gz … x.1, x``)."""
-    directory, base = os.path.split(path)
-    found: list[tuple[int, str]] = []
-    try:
-        names = os.listdir(directory or ".")
-    except FileNotFoundError:
-        return []
-    for name in names:
-        if name.startswith(base + "."):
-            m = _ROTATED_RE.fullmatch(name[len(base):])
-            if m:
-                found.append((int(m.group(1)), os.path.join(directory, name)))
-    found.sort(reverse=True)
-    files = [p for _, p in found]
-    if os.path.exists(path):
-        files.append(path)
-    return files
-
-
 def iter_decoded(fmt: RecordFormat, pieces: Iterable[bytes], path: str,
                  warn: Warn = warn_stderr) -> Iterator[Chunk]:
     """Feed raw pieces of one file through ``fmt.decode``.
@@ -114,10 +92,10 @@ def iter_decoded(fmt: RecordFormat, pieces: Iterable[bytes], path: str,
 
 
 def read_pieces(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
-    """Raw bytes of ``f[start:end]`` in ``READ_SIZE`` pieces."""
-    pos = start
+    """Raw bytes of ``f[start:end]`` in ``READ_SIZE`` pieces (``pread``: no shared offset)."""
+    pos, fd = start, f.fileno()
     while pos < end:
-        data = os.pread(f.fileno(), min(READ_SIZE, end - pos), pos)
+        data = os.pread(fd, min(READ_SIZE, end - pos), pos)
         if not data:
             return
         pos += len(data)
@@ -138,3 +116,122 @@ def gunzip_pieces(path: str) -> Iterator[bytes]:
         rest = d.flush()
         if rest:
             yield rest
+
+
+class Segment:
+    """One file of a rotated set, opened, with the number of bytes to read from it.
+
+    A ``.gz`` file is decompressed once into an anonymous temporary file next to it, so that
+    formats can seek in it like in any other file (Docker does the same with ``.gz.tmp``).
+    """
+
+    __slots__ = ("path", "f", "size", "seq")
+    path: str
+    f: BinaryIO
+    size: int
+    seq: int | None
+
+
+def open_segment(path: str) -> "Segment | None":
+    """Open one file of the set; None if it vanished in the meantime (rotated away)."""
+    seg = Segment.__new__(Segment)
+    seg.path = path
+    try:
+        if path.endswith(".gz"):
+            seg.f = tempfile.TemporaryFile(dir=os.path.dirname(path) or ".")
+            for piece in gunzip_pieces(path):
+                seg.f.write(piece)
+            seg.f.flush()
+            seg.seq = read_seq(path)
+        else:
+            seg.f = open(path, "rb")
+            seg.seq = read_seq(seg.f.fileno())
+    except FileNotFoundError:
+        return None
+    seg.size = os.fstat(seg.f.fileno()).st_size
+    return seg
+
+
+def _trim_head(chunks: Iterable[Chunk], skip: int) -> Iterator[Chunk]:
+    """Drop the first ``skip`` records (``--tail`` selected a little more than asked)."""
+    for chunk in chunks:
+        if skip:
+            n = chunk.count
+            if n <= skip:
+                skip -= n
+                continue
+            chunk = chunk.tail(n - skip)
+            skip = 0
+        yield chunk
+
+
+def _tail_starts(segs: list[Segment], fmt: RecordFormat, n: int) -> tuple[list[Segment], list[int], int]:
+    """Where to start in each segment so that exactly the last ``n`` records are read."""
+    starts: list[int] = []
+    chosen: list[Segment] = []
+    for seg in reversed(segs):
+        off, found = fmt.tail_offset(seg.f, seg.size, n)
+        chosen.append(seg)
+        starts.append(off)
+        if found >= n:
+            return chosen[::-1], starts[::-1], found - n
+        n -= found
+    return chosen[::-1], starts[::-1], 0
+
+
+def history(segs: list[Segment], fmt: RecordFormat, cfg: ReadConfig,
+            warn: Warn = warn_stderr) -> Iterator[Chunk]:
+    """The records already stored, with Docker's semantics: ``tail`` picks the last N
+    records of both streams first, then ``since`` filters, and ``until`` stops reading.
+
+    Returns (as the generator's value) True if reading stopped at ``until``.
+    """
+    if cfg.tail == 0:
+        return False
+    skip = 0
+    starts = [0] * len(segs)
+    if cfg.tail > 0:
+        segs, starts, skip = _tail_starts(segs, fmt, cfg.tail)
+    for seg, start in zip(segs, starts):
+        if cfg.since and skip == 0 and cfg.tail < 0:
+            last = fmt.last_ts(seg.f, seg.size)
+            if last is None or last < cfg.since:
+                continue
+            start = max(start, fmt.since_offset(seg.f, seg.size, cfg.since))
+        chunks = iter_decoded(fmt, read_pieces(seg.f, start, seg.size), seg.path, warn)
+        if skip:
+            chunks = _trim_head(chunks, skip)
+            skip = 0
+        for chunk in chunks:
+            if cfg.since and chunk.ts < cfg.since:
+                continue
+            if cfg.until and chunk.ts > cfg.until:
+                return True
+            yield chunk
+    return False
+
+
+def open_segments(path: str) -> list[Segment]:
+    """Open every file of the rotated set of ``path``, oldest first."""
+    segs = [open_segment(p) for p in rotated_files(path)]
+    return [s for s in segs if s is not None]
+
+
+def close_segments(segs: Iterable[Segment]) -> None:
+    for seg in segs:
+        seg.f.close()
+
+
+def read_logs(path: str, fmt: RecordFormat, cfg: ReadConfig,
+              warn: Warn = warn_stderr) -> Iterator[Chunk]:
+    """Everything ``logs`` asked for from the log at ``path``: history, then (with ``follow``)
+    new records until the writer closes the log for good."""
+    if cfg.follow:
+        from .follow import follow_logs
+        yield from follow_logs(path, fmt, cfg, warn)
+        return
+    segs = open_segments(path)
+    try:
+        yield from history(segs, fmt, cfg, warn)
+    finally:
+        close_segments(segs)

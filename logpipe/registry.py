@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import UnknownDriver
 
@@ -32,3 +32,13 @@ def get_driver(name: str) -> Any:
     if ep is None:
         raise UnknownDriver(f'error looking up logging plugin {name}: plugin "{name}" not found')
     return ep.load()
+
+
+def validate_log_config(name: str, opts: Mapping[str, str], info: Any = None) -> Any:
+    """Everything Docker checks at create time, in Docker's order; returns the driver class."""
+    from .options import driver_opts, validate_pipeline_opts
+
+    validate_pipeline_opts(opts)
+    driver = get_driver(name)
+    driver.validate(driver_opts(opts), info)
+    return driver

@@ -1,0 +1,188 @@
+"""Size-based rotation of a log file, shared by json-file, local and the spool.
+
+Docker's rules are kept: the size check happens before each record is written, so a file
+exceeds ``max-size`` by at most one record; rotation renames ``x`` → ``x.1`` → ``x.2`` …;
+with ``compress`` the rotated file is gzipped off the write path into ``x.1.gz`` whose FEXTRA
+holds ``{"lastTime": …}``.
+
+What Docker gets wrong and logpipe does not:
+
+* Every file carries its generation number in the extended attribute ``user.logpipe.seq``,
+  and a new current file only appears (by an atomic rename) once that attribute is set. A
+  follower therefore always knows which file comes next, however fast files rotate, and can
+  hold descriptors of files that are later renamed, compressed or deleted (see follow.py).
+* The writer holds an exclusive ``flock`` on ``x.lock`` for as long as the log is open, so
+  readers can tell "no new data yet" from "the writer is gone for good".
+* With ``max-file=1`` the old file is removed instead of leaving a stale, never-read ``x.1``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import zlib
+from typing import Callable
+
+from logpipe.errors import LogWriterBusy
+from logpipe.fileset import lock_path, read_seq, rotated_name, write_seq
+from logpipe.reading import RecordFormat
+from logpipe.timespec import format_rfc3339nano
+
+FILE_MODE = 0o640
+
+Boundary = Callable[[bytes, int], int]
+
+
+def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1) -> None:
+    """Write ``src`` gzipped to ``dst`` with Docker's FEXTRA ``{"lastTime": …}``, mtime 0."""
+    extra = b'{"lastTime":"%s"}' % format_rfc3339nano(last_ts or 0).encode()
+    header = b"\x1f\x8b\x08\x04" + b"\x00\x00\x00\x00" + b"\x00\xff"
+    header += len(extra).to_bytes(2, "little") + extra
+    comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    crc, size = 0, 0
+    tmp = dst + ".tmp"
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        os.fchmod(fout.fileno(), FILE_MODE)
+        fout.write(header)
+        while block := fin.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+            size += len(block)
+            fout.write(comp.compress(block))
+        fout.write(comp.flush())
+        fout.write(crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))
+        seq = read_seq(fin.fileno())
+        if seq is not None:
+            write_seq(fout.fileno(), seq)
+    os.rename(tmp, dst)
+    os.unlink(src)
+
+
+class RotatingFile:
+    """An append-only log file rotated by size. One writer per path, enforced by a lock."""
+
+    def __init__(self, path: str, max_size: int = -1, max_file: int = 1, compress: bool = False,
+                 fmt: RecordFormat | None = None, boundary: Boundary | None = None) -> None:
+        self.path, self.max_size, self.max_file = path, max_size, max(1, max_file)
+        self.compress, self.fmt = compress, fmt
+        self.boundary = boundary or (lambda data, i: len(data))
+        self._lock_fd = self._take_lock()
+        self._compressor: threading.Thread | None = None
+        try:
+            # Docker appends to the existing file when a container starts again.
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._fd = self._create_current(1)
+        self.seq = read_seq(self._fd)
+        if self.seq is None:
+            self.seq = 1
+            write_seq(self._fd, self.seq)
+        self.size = os.fstat(self._fd).st_size
+
+    def _take_lock(self) -> int:
+        fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogWriterBusy(f"log file {self.path} is already being written by another process")
+        return fd
+
+    def room(self) -> int:
+        """Bytes that may still be written before the next write rotates."""
+        if self.max_size < 0:
+            return 1 << 62
+        return max(0, self.max_size - self.size)
+
+    def write(self, data: bytes) -> None:
+        """Append whole records, rotating between records exactly where Docker would."""
+        if self.max_size < 0:
+            self._append(data)
+            return
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.size >= self.max_size:
+                self._rotate()
+            room = self.max_size - self.size
+            if end - pos <= room:
+                cut = end
+            else:
+                cut = min(end, max(pos + 1, self.boundary(data, pos + room - 1)))
+                if cut <= pos:
+                    cut = end
+            self._append(data[pos:cut] if pos or cut != end else data)
+            pos = cut
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.size += len(data)
+
+    def _rotate(self) -> None:
+        self.wait_compression()
+        os.close(self._fd)
+        if self.max_file == 1:
+            os.unlink(self.path)
+        else:
+            self._shift()
+        self.seq += 1
+        self._fd = self._create_current(self.seq)
+        self.size = 0
+
+    def _shift(self) -> None:
+        """``x.{n-2}`` → ``x.{n-1}`` … ``x`` → ``x.1``; the oldest generation is deleted."""
+        last = self.max_file - 1
+        for gz in (False, True):
+            try:
+                os.unlink(rotated_name(self.path, last, gz))
+            except FileNotFoundError:
+                pass
+        for n in range(last - 1, 0, -1):
+            for gz in (False, True):
+                try:
+                    os.rename(rotated_name(self.path, n, gz), rotated_name(self.path, n + 1, gz))
+                except FileNotFoundError:
+                    pass
+        first = rotated_name(self.path, 1)
+        os.rename(self.path, first)
+        if self.compress:
+            last_ts = self._last_ts(first)
+            self._compressor = threading.Thread(
+                target=gzip_with_last_time, args=(first, first + ".gz", last_ts),
+                name="logpipe-compress", daemon=True)
+            self._compressor.start()
+
+    def _last_ts(self, path: str) -> int | None:
+        if self.fmt is None:
+            return None
+        with open(path, "rb") as f:
+            return self.fmt.last_ts(f, os.fstat(f.fileno()).st_size)
+
+    def _create_current(self, seq: int) -> int:
+        """Create the next file under a temporary name, stamp it, then rename it into place,
+        so that the current name never shows a file without its generation number."""
+        directory, base = os.path.split(self.path)
+        tmp = os.path.join(directory, f".{base}.new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        write_seq(fd, seq)
+        os.rename(tmp, self.path)
+        return fd
+
+    def wait_compression(self) -> None:
+        """Docker's rule: a rotation waits for the previous file's compression."""
+        if self._compressor is not None:
+            self._compressor.join()
+            self._compressor = None
+
+    def close(self) -> None:
+        """Close the file and release the writer lock: followers then end."""
+        if self._fd < 0:
+            return
+        self.wait_compression()
+        os.close(self._fd)
+        self._fd = -1
+        os.close(self._lock_fd)

@@ -1,0 +1,127 @@
+"""The capture loop: a process's stdout and stderr pipes → framer → storage driver.
+
+This is the shim's data path, usable on its own (``logpipe capture``) and by benchmarks. It is
+synchronous (one ``selectors`` loop) and reads up to 1 MiB per ``read()`` from pipes enlarged
+to 1 MiB, so that one Python iteration handles thousands of lines. It never touches the
+network and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import selectors
+import signal
+import subprocess
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from .driver import LogInfo
+from .framing import Clock, Framer
+from .message import STDERR, STDOUT, Chunk
+from .nonblocking import NonBlockingSink
+from .options import DEFAULT_MAX_BUFFER_SIZE, parse_ram_size
+
+READ_SIZE = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    """What one capture saw; ``dropped_*`` count non-blocking drops (Docker counts none)."""
+
+    lines: int = 0
+    bytes: int = 0
+    dropped_lines: int = 0
+    dropped_bytes: int = 0
+
+
+def enlarge_pipe(fd: int, size: int = READ_SIZE) -> None:
+    """Bigger pipes mean fewer, larger reads; the limit is fs.pipe-max-size, so try smaller."""
+    while size >= 65536:
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+            return
+        except OSError:
+            size //= 2
+
+
+def make_sink(driver, opts: Mapping[str, str]):
+    """The driver itself in blocking mode; a bounded non-blocking buffer in front of it otherwise."""
+    if opts.get("mode") == "non-blocking":
+        size = opts.get("max-buffer-size")
+        return NonBlockingSink(driver, parse_ram_size(size) if size else DEFAULT_MAX_BUFFER_SIZE)
+    return driver
+
+
+def pump(fds: Mapping[str, int], sink, stats: CaptureStats) -> None:
+    """Read both pipes until EOF on each, writing every batch through ``sink``."""
+    clock = Clock()
+    framers = {fd: Framer(source, clock) for source, fd in fds.items()}
+    sel = selectors.DefaultSelector()
+    for fd in framers:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    while framers:
+        batch: list[Chunk] = []
+        for key, _ in sel.select():
+            fd = key.fd
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                continue
+            if data:
+                stats.bytes += len(data)
+                batch.extend(framers[fd].feed(data))
+            else:
+                batch.extend(framers.pop(fd).close())
+                sel.unregister(fd)
+        if batch:
+            stats.lines += sum(chunk.count for chunk in batch)
+            sink.write(batch)
+    sel.close()
+
+
+def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
+                env: Mapping[str, str] | None = None) -> tuple[int, CaptureStats]:
+    """Run ``argv`` with its output captured through ``driver``; returns (exit code, stats).
+
+    The exit code follows Docker and shells: the command's status, or 128 + signal number.
+    """
+    stats = CaptureStats()
+    sink = make_sink(driver, opts)
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(env) if env is not None else None,
+                            start_new_session=False)
+    for pipe in (proc.stdout, proc.stderr):
+        enlarge_pipe(pipe.fileno())
+    forwarded = _forward_signals(proc)
+    try:
+        pump({STDOUT: proc.stdout.fileno(), STDERR: proc.stderr.fileno()}, sink, stats)
+    finally:
+        if sink is not driver:
+            sink.close()
+            stats.dropped_lines, stats.dropped_bytes = sink.dropped_lines, sink.dropped_bytes
+        driver.close()
+        proc.stdout.close()
+        proc.stderr.close()
+        code = proc.wait()
+        for sig, old in forwarded.items():
+            signal.signal(sig, old)
+    return (128 - code if code < 0 else code), stats
+
+
+def _forward_signals(proc: subprocess.Popen) -> dict[int, object]:
+    """SIGINT/SIGTERM to the capture are passed on to the command, whose exit ends capture."""
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        old[sig] = signal.signal(sig, lambda s, _f: proc.send_signal(s))
+    return old
+
+
+def capture_info(log_dir: str, container_id: str, name: str, opts: Mapping[str, str],
+                 labels: Mapping[str, str], env: Sequence[str], argv: Sequence[str]) -> LogInfo:
+    """The ``LogInfo`` of a standalone capture: the command plays the container."""
+    return LogInfo(container_id=container_id, log_dir=log_dir, config=dict(opts),
+                   container_name="/" + name if name else "", entrypoint=argv[0] if argv else "",
+                   args=tuple(argv[1:]), env=tuple(env), labels=dict(labels))

@@ -1,0 +1,188 @@
+"""The ``logpipe`` command line. Flags, output and error texts follow the docker CLI.
+
+This module holds the commands that work without a daemon (``capture``, ``logs --log-dir``);
+each command is a small function that parses nothing itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Iterable, Sequence
+
+from . import __version__
+from .driver import LogInfo
+from .errors import LogpipeError
+from .message import STDERR, Chunk
+from .output import render
+from .reading import ReadConfig
+from .timespec import parse_time_arg
+
+#: Docker's exit status when the daemon (here: logpipe itself) refuses a request.
+EXIT_REFUSED = 125
+CAPTURE_META = "capture.json"
+
+
+def _key_values(items: Iterable[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise LogpipeError(f"invalid argument \"{item}\" for \"{flag}\" flag")
+        out[key] = value
+    return out
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """``logpipe capture``: run a command and store what it prints, like a container."""
+    from .capture import capture_info, run_capture
+    from .registry import validate_log_config
+
+    argv = args.command
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise LogpipeError("capture requires a command to run: logpipe capture [OPTIONS] -- CMD [ARG...]")
+    opts = _key_values(args.log_opt, "--log-opt")
+    labels = _key_values(args.label, "--label")
+    env_list = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in args.env]
+    os.makedirs(args.log_dir, mode=0o710, exist_ok=True)
+    meta = _load_meta(args.log_dir, required=False)
+    container_id = args.id or meta.get("id") or os.urandom(32).hex()
+    info = capture_info(args.log_dir, container_id, args.name or "", opts, labels, env_list, argv)
+    driver_cls = validate_log_config(args.log_driver, opts, info)
+    _save_meta(args.log_dir, {"id": container_id, "name": args.name or "", "driver": args.log_driver,
+                              "opts": opts, "labels": labels, "env": env_list, "cmd": list(argv)})
+    driver = driver_cls(info)
+    env = dict(os.environ)
+    env.update(_key_values(env_list, "--env"))
+    code, stats = run_capture(argv, driver, opts, env)
+    if stats.dropped_lines:
+        sys.stderr.write(f"logpipe: mode=non-blocking dropped {stats.dropped_lines} lines "
+                         f"({stats.dropped_bytes} bytes) because the log buffer was full\n")
+    return code
+
+
+def _load_meta(log_dir: str, required: bool = True) -> dict:
+    try:
+        with open(os.path.join(log_dir, CAPTURE_META)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        if required:
+            raise LogpipeError(f"no captured log in {log_dir} (no {CAPTURE_META})") from None
+        return {}
+
+
+def _save_meta(log_dir: str, meta: dict) -> None:
+    path = os.path.join(log_dir, CAPTURE_META)
+    with open(path + ".tmp", "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def read_config(args: argparse.Namespace) -> ReadConfig:
+    """Docker's ``logs`` flags as a ``ReadConfig``; ``--tail all`` or any non-integer is all."""
+    try:
+        tail = int(args.tail)
+    except ValueError:
+        tail = -1
+    since = parse_time_arg(args.since, name="since") if args.since else 0
+    until = parse_time_arg(args.until, name="until") if args.until else 0
+    return ReadConfig(tail=tail if tail >= 0 else -1, since=since, until=until,
+                      follow=args.follow, timestamps=args.timestamps, details=args.details)
+
+
+def write_chunks(chunks: Iterable[Chunk], cfg: ReadConfig) -> None:
+    """stdout records to stdout, stderr records to stderr, in order, in few large writes."""
+    outs = {False: sys.stdout.buffer, True: sys.stderr.buffer}
+    pending: list[bytes] = []
+    size, current = 0, False
+    for chunk in chunks:
+        is_err = chunk.source == STDERR
+        if is_err != current or size >= 1 << 20:
+            outs[current].write(b"".join(pending))
+            outs[current].flush()
+            pending, size, current = [], 0, is_err
+        data = render(chunk, cfg.timestamps, cfg.details)
+        pending.append(data)
+        size += len(data)
+        if cfg.follow:
+            outs[current].write(b"".join(pending))
+            outs[current].flush()
+            pending, size = [], 0
+    outs[current].write(b"".join(pending))
+    outs[current].flush()
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """``logpipe logs --log-dir DIR``: read a captured log with docker's ``logs`` flags."""
+    from .registry import get_driver
+
+    if not args.log_dir:
+        raise LogpipeError("logs needs --log-dir DIR (container names need the daemon)")
+    meta = _load_meta(args.log_dir)
+    info = LogInfo(container_id=meta["id"], log_dir=args.log_dir, config=meta.get("opts", {}))
+    cfg = read_config(args)
+    write_chunks(get_driver(meta["driver"]).read(info, cfg), cfg)
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"logpipe version {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logpipe", description="Containers and their logs.")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    cap = sub.add_parser("capture", help="Run a command and store its output with a log driver")
+    cap.add_argument("--log-driver", default="json-file")
+    cap.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE")
+    cap.add_argument("--log-dir", required=True)
+    cap.add_argument("--label", "-l", action="append", default=[])
+    cap.add_argument("--env", "-e", action="append", default=[])
+    cap.add_argument("--name", default="")
+    cap.add_argument("--id", default="", help="64-hex id used in file names (default: random)")
+    cap.add_argument("command", nargs=argparse.REMAINDER)
+    cap.set_defaults(func=cmd_capture)
+
+    logs = sub.add_parser("logs", help="Fetch the logs of a container")
+    logs.add_argument("--log-dir")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--tail", default="all")
+    logs.add_argument("--since", default="")
+    logs.add_argument("--until", default="")
+    logs.add_argument("-t", "--timestamps", action="store_true")
+    logs.add_argument("--details", action="store_true")
+    logs.set_defaults(func=cmd_logs)
+
+    ver = sub.add_parser("version", help="Show the logpipe version")
+    ver.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except LogpipeError as err:
+        sys.stderr.write(f"logpipe: {err}\n")
+        return EXIT_REFUSED
+    except ValueError as err:
+        sys.stderr.write(f"logpipe: {err}\n")
+        return EXIT_REFUSED
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
