@@ -13,6 +13,8 @@ What Docker gets wrong and logpipe does not:
   hold descriptors of files that are later renamed, compressed or deleted (see follow.py).
 * The writer holds an exclusive ``flock`` on ``x.lock`` for as long as the log is open, so
   readers can tell "no new data yet" from "the writer is gone for good".
+* A generation that a live follower still needs is renamed to a hidden ``.x.keep.<seq>``
+  instead of being deleted (see fileset.py), so following never loses a file to rotation.
 * With ``max-file=1`` the old file is removed instead of leaving a stale, never-read ``x.1``.
 """
 
@@ -25,7 +27,8 @@ import zlib
 from typing import Callable
 
 from logpipe.errors import LogWriterBusy
-from logpipe.fileset import lock_path, read_seq, rotated_name, write_seq
+from logpipe.fileset import (discard_generation, lock_path, read_seq, rotated_name, sweep_keeps,
+                             write_seq)
 from logpipe.reading import RecordFormat
 from logpipe.timespec import format_rfc3339nano
 
@@ -124,9 +127,10 @@ class RotatingFile:
         self.wait_compression()
         os.close(self._fd)
         if self.max_file == 1:
-            os.unlink(self.path)
+            discard_generation(self.path, self.path)
         else:
             self._shift()
+        sweep_keeps(self.path)
         self.seq += 1
         self._fd = self._create_current(self.seq)
         self.size = 0
@@ -135,10 +139,9 @@ class RotatingFile:
         """``x.{n-2}`` → ``x.{n-1}`` … ``x`` → ``x.1``; the oldest generation is deleted."""
         last = self.max_file - 1
         for gz in (False, True):
-            try:
-                os.unlink(rotated_name(self.path, last, gz))
-            except FileNotFoundError:
-                pass
+            name = rotated_name(self.path, last, gz)
+            if os.path.exists(name):
+                discard_generation(name, self.path)
         for n in range(last - 1, 0, -1):
             for gz in (False, True):
                 try:
@@ -185,4 +188,5 @@ class RotatingFile:
         self.wait_compression()
         os.close(self._fd)
         self._fd = -1
+        sweep_keeps(self.path)
         os.close(self._lock_fd)

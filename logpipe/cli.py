@@ -52,10 +52,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
     meta = _load_meta(args.log_dir, required=False)
     container_id = args.id or meta.get("id") or os.urandom(32).hex()
     info = capture_info(args.log_dir, container_id, args.name or "", opts, labels, env_list, argv)
-    driver_cls = validate_log_config(args.log_driver, opts, info)
+    driver = validate_log_config(args.log_driver, opts, info)(info)
     _save_meta(args.log_dir, {"id": container_id, "name": args.name or "", "driver": args.log_driver,
                               "opts": opts, "labels": labels, "env": env_list, "cmd": list(argv)})
-    driver = driver_cls(info)
     env = dict(os.environ)
     env.update(_key_values(env_list, "--env"))
     code, stats = run_capture(argv, driver, opts, env)

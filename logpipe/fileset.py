@@ -75,3 +75,117 @@ def writer_alive(path: str) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+# -- followers: generations a live follower still needs are kept, not deleted ---------------
+#
+# A follower registers a marker file ``.x.follow.<pid>-<rand>`` that it holds locked and that
+# holds the lowest generation it still has to read. When rotation would delete a generation
+# that some live follower still needs, the writer renames it to ``.x.keep.<seq>`` instead;
+# keeps nobody needs are swept at every rotation. The writer never waits for a reader, and a
+# follower that dies releases its lock, so its marker stops counting.
+
+
+def keep_name(path: str, seq: int, gz: bool = False) -> str:
+    directory, base = os.path.split(path)
+    return os.path.join(directory, f".{base}.keep.{seq}" + (".gz" if gz else ""))
+
+
+def _hidden(path: str, kind: str) -> tuple[str, str]:
+    directory, base = os.path.split(path)
+    return directory or ".", f".{base}.{kind}."
+
+
+def min_follower_position(path: str) -> int | None:
+    """The lowest generation a live follower still needs; dead followers' markers are removed."""
+    directory, prefix = _hidden(path, "follow")
+    lowest: int | None = None
+    for name in os.listdir(directory):
+        if not name.startswith(prefix):
+            continue
+        full = os.path.join(directory, name)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pos = int(os.pread(fd, 32, 0) or b"0")
+                lowest = pos if lowest is None else min(lowest, pos)
+            else:
+                _unlink_quietly(full)  # its follower is gone
+        except ValueError:
+            lowest = 0  # being written right now: be safe, keep everything
+        finally:
+            os.close(fd)
+    return lowest
+
+
+def discard_generation(name: str, path: str) -> None:
+    """Remove a rotated-out file, unless a live follower still needs its generation."""
+    seq = read_seq(name)
+    if seq is not None:
+        needed = min_follower_position(path)
+        if needed is not None and needed <= seq:
+            try:
+                os.rename(name, keep_name(path, seq, name.endswith(".gz")))
+                return
+            except FileNotFoundError:
+                return
+    _unlink_quietly(name)
+
+
+def sweep_keeps(path: str) -> None:
+    """Delete kept generations that no live follower needs any more."""
+    directory, prefix = _hidden(path, "keep")
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix)]
+    except FileNotFoundError:
+        return
+    if not names:
+        return
+    needed = min_follower_position(path)
+    for name in names:
+        try:
+            seq = int(name[len(prefix):].removesuffix(".gz"))
+        except ValueError:
+            continue
+        if needed is None or seq < needed:
+            _unlink_quietly(os.path.join(directory, name))
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+
+
+class FollowerMark:
+    """A follower's registration: a locked marker holding the generation it needs next.
+
+    It starts at 0 (everything is needed) until the follower knows where it starts.
+    """
+
+    def __init__(self, path: str) -> None:
+        directory, prefix = _hidden(path, "follow")
+        ident = f"{os.getpid()}-{os.urandom(4).hex()}"
+        self.name = os.path.join(directory, prefix + ident)
+        # Locked and filled before it is published: an unlocked marker means a dead follower.
+        tmp = os.path.join(directory, _hidden(path, "registering")[1] + ident)
+        self.fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.set(0)
+        os.rename(tmp, self.name)
+
+    def set(self, seq: int) -> None:
+        data = b"%020d" % seq  # fixed width: a reader never sees a half-rewritten number
+        os.pwrite(self.fd, data, 0)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            _unlink_quietly(self.name)
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,177 @@
+"""Capture and read benchmarks for the storage drivers. Not part of the test suite.
+
+    .venv/bin/python tests/perf/bench.py              # everything (about 3-4 minutes)
+    .venv/bin/python tests/perf/bench.py --quick      # smaller volumes, same cases
+
+Capture: a producer process writes lines as fast as it can to its stdout (and stderr);
+``run_capture`` frames them and writes them through the driver; the clock stops when the
+producer has exited and the last line is on disk. CPU is the capture process's own (the
+producer is not counted). The ceiling is ``producer | cat > file`` on the same bytes.
+Read: ``logpipe logs`` on a ~500 MB json-file log (and the same lines in ``local``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PRODUCER = os.path.join(HERE, "producer.py")
+LOGPIPE = [sys.executable, "-m", "logpipe.cli"]
+
+# Docker 20.10 on the same kind of machine (from the project's issue): container start → last
+# line on disk, and `docker logs` on a 510 MB log.
+DOCKER = {"json-file lines/s @100B": 438_000, "json-file lines/s @16B": 559_000,
+          "json-file MB/s @1KiB": 101, "json-file CPU s/GB @100B": 25,
+          "since near end s": 4.7, "full read s": 15.8}
+TARGET = {"json-file lines/s @100B": 1_750_000, "json-file MB/s @1KiB": 300,
+          "json-file CPU s/GB": 6, "local lines/s": 1_000_000, "tail/since ms": 50,
+          "full read s": 3}
+
+
+def one_capture(driver: str, size: int, streams: str, total: int) -> dict:
+    """Runs in a fresh interpreter (``--one``): capture the producer, report own usage."""
+    from logpipe.capture import run_capture
+    from logpipe.registry import get_driver
+    from logpipe.driver import LogInfo
+
+    log_dir = tempfile.mkdtemp(prefix="lp-bench-", dir=os.environ.get("BENCH_DIR"))
+    info = LogInfo(container_id="b" * 64, log_dir=log_dir, config={})
+    drv = get_driver(driver)(info)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    code, stats = run_capture([sys.executable, PRODUCER, str(size), str(total), streams], drv, {})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(log_dir) for f in fs)
+    shutil.rmtree(log_dir)
+    assert code == 0, code
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"lines": stats.lines, "bytes": stats.bytes, "wall": wall, "cpu": cpu,
+            "rss_mb": after.ru_maxrss / 1024, "disk": disk}
+
+
+def run_one(driver: str, size: int, streams: str, total: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--one", driver, str(size), streams,
+                          str(total)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def ceiling(size: int, streams: str, total: int) -> dict:
+    """``producer | cat > file``: the rate of copying the same bytes, no framing at all."""
+    with tempfile.NamedTemporaryFile(dir=os.environ.get("BENCH_DIR")) as f:
+        t0 = time.perf_counter()
+        subprocess.run(f"{sys.executable} {PRODUCER} {size} {total} {streams} 2>&1 | cat > {f.name}",
+                       shell=True, check=True)
+        wall = time.perf_counter() - t0
+        lines = total // size
+    return {"lines": lines, "bytes": total, "wall": wall}
+
+
+def fmt_rate(r: dict) -> str:
+    return (f"{r['lines'] / r['wall'] / 1e6:6.2f} M lines/s {r['bytes'] / r['wall'] / 1e6:7.1f} MB/s")
+
+
+def bench_capture(total: int) -> dict:
+    results = {}
+    print("== capture: producer → pipes → framer → driver → disk")
+    for size in (16, 100, 1024, 20480):
+        for streams in ("stdout", "both"):
+            c = ceiling(size, streams, total)
+            print(f"  cat ceiling   {size:>6} B {streams:<6} {fmt_rate(c)}")
+            for driver in ("json-file", "local"):
+                r = run_one(driver, size, streams, total)
+                cpu_gb = r["cpu"] / (r["bytes"] / 1e9)
+                print(f"  {driver:<12}  {size:>6} B {streams:<6} {fmt_rate(r)}  "
+                      f"{cpu_gb:5.1f} CPU s/GB  RSS {r['rss_mb']:5.1f} MB  "
+                      f"disk {r['disk'] / r['bytes']:.3f}× input")
+                results[f"{driver} {size} {streams}"] = dict(r, cpu_per_gb=cpu_gb)
+            results[f"cat {size} {streams}"] = c
+    return results
+
+
+def timed(args: list[str], stdout=subprocess.DEVNULL) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(LOGPIPE + args, stdout=stdout, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+def bench_read(target_mb: int) -> dict:
+    """Build a ~target_mb json-file log (and the same lines in local), then time reads."""
+    results = {}
+    print(f"== read side: logs on a ~{target_mb} MB json-file log")
+    base = tempfile.mkdtemp(prefix="lp-read-", dir=os.environ.get("BENCH_DIR"))
+    try:
+        total = target_mb * 10**6 * 100 // 160  # 100 B lines grow to ~160 B of JSON
+        for driver in ("json-file", "local"):
+            d = os.path.join(base, driver)
+            subprocess.run(LOGPIPE + ["capture", "--log-driver", driver, "--log-dir", d, "--",
+                                      sys.executable, PRODUCER, "100", str(total), "stdout"],
+                           check=True)
+            disk = sum(os.path.getsize(os.path.join(dd, f)) for dd, _, fs in os.walk(d) for f in fs)
+            first, last = _time_range(d)
+            middle = (first + last) / 2
+            near_end = first + (last - first) * 0.95
+            r = {"disk_mb": disk / 1e6,
+                 "tail 100": timed(["logs", "--log-dir", d, "--tail", "100"]),
+                 "since middle": timed(["logs", "--log-dir", d, "--since", f"{middle:.9f}"]),
+                 "since near end": timed(["logs", "--log-dir", d, "--since", f"{near_end:.9f}"]),
+                 "full read": timed(["logs", "--log-dir", d])}
+            print(f"  {driver:<10} {r['disk_mb']:7.1f} MB on disk: tail 100 {r['tail 100'] * 1e3:6.0f} ms"
+                  f"  since near end {r['since near end'] * 1e3:6.0f} ms"
+                  f"  since middle {r['since middle']:5.2f} s  full read {r['full read']:5.2f} s")
+            results[driver] = r
+    finally:
+        shutil.rmtree(base)
+    return results
+
+
+def _time_range(log_dir: str) -> tuple[float, float]:
+    out = subprocess.run(LOGPIPE + ["logs", "--log-dir", log_dir, "-t", "--tail", "1"],
+                         capture_output=True, check=True).stdout
+    last = _parse_ts(out.split(b" ", 1)[0])
+    from logpipe.driver import LogInfo  # first record: read only the head
+    from logpipe.reading import ReadConfig
+    from logpipe.registry import get_driver
+    meta = json.load(open(os.path.join(log_dir, "capture.json")))
+    info = LogInfo(container_id=meta["id"], log_dir=log_dir)
+    first = next(iter(get_driver(meta["driver"]).read(info, ReadConfig()))).ts / 1e9
+    return first, last
+
+
+def _parse_ts(raw: bytes) -> float:
+    from logpipe.timespec import parse_rfc3339
+    return parse_rfc3339(raw.decode()) / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--one", nargs=4, metavar=("DRIVER", "SIZE", "STREAMS", "TOTAL"))
+    ap.add_argument("--skip-read", action="store_true")
+    ap.add_argument("--skip-capture", action="store_true")
+    args = ap.parse_args()
+    if args.one:
+        d, size, streams, total = args.one
+        print(json.dumps(one_capture(d, int(size), streams, int(total))))
+        return
+    total = 32 * 10**6 if args.quick else 160 * 10**6
+    results = {"docker": DOCKER, "target": TARGET}
+    if not args.skip_capture:
+        results["capture"] = bench_capture(total)
+    if not args.skip_read:
+        results["read"] = bench_read(100 if args.quick else 500)
+    with open(os.path.join(tempfile.gettempdir(), "logpipe-bench.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"(raw figures in {f.name}; Docker's: {DOCKER})")
+
+
+if __name__ == "__main__":
+    main()
