@@ -83,6 +83,7 @@ def bench_capture(total: int) -> dict:
     results = {}
     print("== capture: producer → pipes → framer → driver → disk")
     for size in (16, 100, 1024, 20480):
+        subprocess.run([sys.executable, PRODUCER, str(size), "0", "prepare"], check=True)
         for streams in ("stdout", "both"):
             c = ceiling(size, streams, total)
             print(f"  cat ceiling   {size:>6} B {streams:<6} {fmt_rate(c)}")
