@@ -546,8 +546,9 @@ def test_the_log_is_id_json_log_in_a_0710_directory_and_registered_as_json_file(
 
 
 def test_attrs_from_labels_env_and_tag_are_on_every_line_and_tag_wins(tmp_path, driver_for):
-    info = info_for(tmp_path, {"labels": "team,tag", "env-regex": "^APP_", "tag": "{{.Name}}/{{.ID}}"},
-                    container_name="/web1", labels={"team": "a&b", "tag": "from-label"},
+    opts = {"labels": "team,tag", "env-regex": "^APP_", "tag": "{{.Name}}/{{.ID}}"}
+    info = info_for(tmp_path, opts, container_name="/web1",
+                    labels={"team": "a&b", "tag": "from-label"},
                     env=("APP_MODE=prod", "HOME=/root"))
     JSONFileDriver.validate(info.config, info)
     drv = driver_for(info)
