@@ -9,7 +9,7 @@ demand from chunks, never on the capture path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, NamedTuple
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -32,9 +32,12 @@ class PartialMeta:
     last: bool
 
 
-@dataclass(slots=True, frozen=True)
-class Message:
-    """One log record: a line (without its newline) and where and when it came from."""
+class Message(NamedTuple):
+    """One log record: a line (without its newline) and where and when it came from.
+
+    A NamedTuple rather than a frozen dataclass: equally immutable, but about five times
+    cheaper to build, which matters where per-record objects cannot be avoided.
+    """
 
     line: bytes
     source: str
@@ -44,9 +47,8 @@ class Message:
     attrs: Mapping[str, str] | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class Chunk:
-    """A batch of records sharing source, timestamp and attrs.
+class Chunk(NamedTuple):
+    """A batch of records sharing source, timestamp and attrs (a NamedTuple: see Message).
 
     ``data`` is the bytes exactly as the container wrote them. Without ``partial`` it holds one
     or more complete lines, each ending in ``\\n``. With ``partial`` it holds one piece of a
