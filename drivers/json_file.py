@@ -19,12 +19,22 @@ import os
 import re
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Mapping, Sequence
 
-import orjson
 
-from drivers.rotation import RotatingFile
+class _LazyOrjson:
+    """orjson costs ~18 ms and a few MB to import: only readers pay for it, never the
+    capture path (the shim encodes, it never decodes)."""
+
+    def __getattr__(self, name: str):
+        import orjson as real
+
+        globals()["orjson"] = real
+        return getattr(real, name)
+
+
+orjson = _LazyOrjson()
+
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
-from logpipe.extras import extra_attrs
 from logpipe.message import STDERR, STDOUT, Chunk, PartialMeta
 from logpipe.options import check_known_keys, parse_bool, parse_human_size, parse_int
 from logpipe.reading import ReadConfig, Warn, read_logs
@@ -843,6 +853,8 @@ def _attrs(opts: Mapping[str, str], info: LogInfo) -> dict[str, str]:
     template."""
     attrs: dict[str, str] = {}
     if any(k in opts for k in _EXTRA_KEYS):
+        from logpipe.extras import extra_attrs  # only containers that ask for extras
+
         attrs.update(extra_attrs(opts, info))
     if "tag" in opts:
         tag = _compile_tag(opts["tag"]).render(info)
@@ -869,6 +881,8 @@ class JSONFileDriver:
             _attrs(opts, info)
             return
         if "labels-regex" in opts or "env-regex" in opts:
+            from logpipe.extras import extra_attrs
+
             extra_attrs(opts, LogInfo("", ""))
         if "tag" in opts:
             _compile_tag(opts["tag"])
@@ -880,6 +894,8 @@ class JSONFileDriver:
             os.makedirs(info.log_dir, exist_ok=True)
             os.chmod(info.log_dir, 0o710)
         self._attrs = encode_attrs(_attrs(opts, info))
+        from drivers.rotation import RotatingFile  # writers only: readers never need it
+
         self._file = RotatingFile(self.log_path(info), max_size, max_file, compress,
                                   fmt=JSONFileFormat(), boundary=record_end)
 

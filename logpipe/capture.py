@@ -13,7 +13,6 @@ import os
 import selectors
 import signal
 import subprocess
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .driver import LogInfo
@@ -22,21 +21,24 @@ from .message import STDERR, STDOUT, Chunk
 from .nonblocking import NonBlockingSink
 from .options import DEFAULT_MAX_BUFFER_SIZE, parse_ram_size
 
-READ_SIZE = 1 << 20
+#: 256 KiB per read: big enough to batch thousands of lines, small enough to be recycled by
+#: malloc instead of being mapped and faulted in afresh each time (1 MiB reads were 20 % slower).
+READ_SIZE = 256 << 10
+#: Pipes are enlarged so a burst of output waits in the kernel, not in the program's write().
+PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
-@dataclass(slots=True)
 class CaptureStats:
     """What one capture saw; ``dropped_*`` count non-blocking drops (Docker counts none)."""
 
-    lines: int = 0
-    bytes: int = 0
-    dropped_lines: int = 0
-    dropped_bytes: int = 0
+    __slots__ = ("lines", "bytes", "dropped_lines", "dropped_bytes")
+
+    def __init__(self) -> None:
+        self.lines = self.bytes = self.dropped_lines = self.dropped_bytes = 0
 
 
-def enlarge_pipe(fd: int, size: int = READ_SIZE) -> None:
+def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> None:
     """Bigger pipes mean fewer, larger reads; the limit is fs.pipe-max-size, so try smaller."""
     while size >= 65536:
         try:

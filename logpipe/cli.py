@@ -38,7 +38,7 @@ def _key_values(items: Iterable[str], flag: str) -> dict[str, str]:
 def cmd_capture(args: argparse.Namespace) -> int:
     """``logpipe capture``: run a command and store what it prints, like a container."""
     from .capture import capture_info, run_capture
-    from .registry import validate_log_config
+    from .registry import driver_ref, validate_log_config
 
     argv = args.command
     if argv and argv[0] == "--":
@@ -54,7 +54,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     info = capture_info(args.log_dir, container_id, args.name or "", opts, labels, env_list, argv)
     driver = validate_log_config(args.log_driver, opts, info)(info)
     _save_meta(args.log_dir, {"id": container_id, "name": args.name or "", "driver": args.log_driver,
-                              "opts": opts, "labels": labels, "env": env_list, "cmd": list(argv)})
+                              "driver_ref": driver_ref(args.log_driver), "opts": opts,
+                              "labels": labels, "env": env_list, "cmd": list(argv)})
     env = dict(os.environ)
     env.update(_key_values(env_list, "--env"))
     code, stats = run_capture(argv, driver, opts, env)
@@ -117,14 +118,14 @@ def write_chunks(chunks: Iterable[Chunk], cfg: ReadConfig) -> None:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """``logpipe logs --log-dir DIR``: read a captured log with docker's ``logs`` flags."""
-    from .registry import get_driver
+    from .registry import load_driver
 
     if not args.log_dir:
         raise LogpipeError("logs needs --log-dir DIR (container names need the daemon)")
     meta = _load_meta(args.log_dir)
     info = LogInfo(container_id=meta["id"], log_dir=args.log_dir, config=meta.get("opts", {}))
     cfg = read_config(args)
-    write_chunks(get_driver(meta["driver"]).read(info, cfg), cfg)
+    write_chunks(load_driver(meta["driver"], meta.get("driver_ref")).read(info, cfg), cfg)
     return 0
 
 

@@ -8,7 +8,6 @@ demand from chunks, never on the capture path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator, Mapping, NamedTuple
 
 STDOUT = "stdout"
@@ -19,8 +18,7 @@ SOURCES = (STDOUT, STDERR)
 PARTIAL_SIZE = 16 * 1024
 
 
-@dataclass(slots=True, frozen=True)
-class PartialMeta:
+class PartialMeta(NamedTuple):
     """Docker's ``PLogMetaData``: the pieces of one long line share ``id``.
 
     ``ordinal`` starts at 1; ``last`` is true only on the piece that ended with the newline.

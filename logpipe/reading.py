@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass
 import sys
-import tempfile
-from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple, Protocol
 
 from .fileset import read_seq, rotated_files
 from .message import Chunk
@@ -22,8 +20,7 @@ from .message import Chunk
 READ_SIZE = 1 << 20
 
 
-@dataclass(slots=True, frozen=True)
-class ReadConfig:
+class ReadConfig(NamedTuple):
     """What ``logs`` asked for. ``tail`` -1 means all; ``since``/``until`` are ns, 0 = unbounded."""
 
     tail: int = -1
@@ -138,6 +135,8 @@ def open_segment(path: str) -> "Segment | None":
     seg.path = path
     try:
         if path.endswith(".gz"):
+            import tempfile  # only rotated, compressed files need it
+
             seg.f = tempfile.TemporaryFile(dir=os.path.dirname(path) or ".")
             for piece in gunzip_pieces(path):
                 seg.f.write(piece)

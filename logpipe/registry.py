@@ -7,7 +7,6 @@ remote driver's client library.
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Any, Mapping
 
 from .errors import UnknownDriver
@@ -17,6 +16,8 @@ GROUP = "logpipe.drivers"
 
 @cache
 def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points  # 30 ms of imports: only when needed
+
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
@@ -32,6 +33,27 @@ def get_driver(name: str) -> Any:
     if ep is None:
         raise UnknownDriver(f'error looking up logging plugin {name}: plugin "{name}" not found')
     return ep.load()
+
+
+def driver_ref(name: str) -> str:
+    """Where the driver registered as ``name`` lives (``module:Class``), to be stored with a
+    log so that readers can load it without scanning every installed package's metadata."""
+    get_driver(name)
+    return _entry_points()[name].value
+
+
+def load_driver(name: str, ref: str | None = None) -> Any:
+    """The driver for a stored log: from its recorded ``ref`` when that still resolves (fast,
+    no metadata scan), else through the registry."""
+    if ref:
+        module, _, attr = ref.partition(":")
+        try:
+            cls = getattr(__import__(module, fromlist=[attr]), attr)
+        except (ImportError, AttributeError):
+            cls = None
+        if cls is not None and getattr(cls, "name", None) == name:
+            return cls
+    return get_driver(name)
 
 
 def validate_log_config(name: str, opts: Mapping[str, str], info: Any = None) -> Any:

@@ -7,10 +7,8 @@ nine-digit fraction. ``--since``/``--until`` accept what the docker CLI accepts.
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
-from datetime import datetime, timezone
 
 from .options import parse_duration
 
@@ -46,6 +44,9 @@ def parse_rfc3339(text: str) -> int:
     m = _RFC3339_RE.fullmatch(text)
     if not m:
         raise ValueError(f'parsing time "{text}": cannot parse as RFC 3339')
+    import calendar  # parsing happens once per command: keep it off every start-up
+    from datetime import datetime
+
     y, mo, d, h, mi, s, frac, zone = m.groups()
     if not 1 <= int(mo) <= 12:
         raise ValueError(f'parsing time "{text}": month out of range')
@@ -98,6 +99,8 @@ def parse_time_arg(text: str, now_ns: int | None = None, name: str = "since") ->
         ) from None
 
 
-def now_utc() -> datetime:
+def now_utc():
     """Current time as an aware UTC datetime (container ``Created`` fields)."""
+    from datetime import datetime, timezone
+
     return datetime.now(timezone.utc)
