@@ -13,7 +13,7 @@ import os
 import selectors
 import signal
 import subprocess
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .driver import LogInfo
 from .framing import Clock, Framer
@@ -56,17 +56,27 @@ def make_sink(driver, opts: Mapping[str, str]):
     return driver
 
 
-def pump(fds: Mapping[str, int], sink, stats: CaptureStats) -> None:
-    """Read both pipes until EOF on each, writing every batch through ``sink``."""
+def pump(fds: Mapping[str, int], sink, stats: CaptureStats,
+         extra: Mapping[int, Callable[[], None]] | None = None) -> None:
+    """Read both pipes until EOF on each, writing every batch through ``sink``.
+
+    ``extra`` maps other readable fds (the shim's control socket) to handlers called from the
+    same loop, so the shim needs no threads.
+    """
     clock = Clock()
     framers = {fd: Framer(source, clock) for source, fd in fds.items()}
     sel = selectors.DefaultSelector()
     for fd in framers:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
+    for fd, handler in (extra or {}).items():
+        sel.register(fd, selectors.EVENT_READ, handler)
     while framers:
         batch: list[Chunk] = []
         for key, _ in sel.select():
+            if key.data is not None:
+                key.data()
+                continue
             fd = key.fd
             try:
                 data = os.read(fd, READ_SIZE)

@@ -1,0 +1,134 @@
+"""A container's create-time spec: what ``config.json`` in its directory holds.
+
+The file mirrors the parts of Docker's ``inspect`` output that a container is created from
+(``Config``, ``HostConfig``), so the daemon, the shim and the executors read one format, and
+``inspect`` can show it as is. Values are validated by the daemon at create time; everything
+here assumes valid input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, NamedTuple
+
+from logpipe.driver import LogInfo
+
+CONFIG_FILE = "config.json"
+STATE_FILE = "state.json"
+SHIM_SOCKET = "shim.sock"
+
+
+class Bind(NamedTuple):
+    """``-v host:container[:ro]``."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+
+class ContainerSpec(NamedTuple):
+    """Everything needed to run one container and log for it."""
+
+    id: str
+    name: str  # with Docker's leading "/"
+    dir: str  # <data-root>/containers/<id>
+    created: str  # RFC 3339 with nanoseconds
+    image: str  # as the user wrote it ("busybox:latest")
+    image_id: str  # "sha256:<64 hex>"
+    rootfs: str  # the image's rootfs directory (read-only lower layer)
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    env: tuple[str, ...]
+    working_dir: str
+    user: str
+    hostname: str
+    labels: Mapping[str, str]
+    log_type: str
+    log_opts: Mapping[str, str]
+    binds: tuple[Bind, ...] = ()
+    memory: int = 0  # bytes, 0 = unlimited
+    nano_cpus: int = 0  # 1e9 = one CPU
+    pids_limit: int = 0  # 0 = unlimited
+    network_mode: str = "none"  # "none" | "host"
+    runtime: str = "runc"  # "runc" | "crun" | "process"
+    restart_policy: str = "no"
+    restart_max: int = 0
+    auto_remove: bool = False
+
+    @property
+    def argv(self) -> list[str]:
+        """The process to run: entrypoint followed by cmd, as Docker composes them."""
+        return list(self.entrypoint) + list(self.cmd)
+
+    def log_info(self) -> LogInfo:
+        """What the log drivers are told about this container."""
+        return LogInfo(container_id=self.id, log_dir=self.dir, config=dict(self.log_opts),
+                       container_name=self.name, image_id=self.image_id,
+                       image_name=self.image,
+                       entrypoint=self.entrypoint[0] if self.entrypoint else "",
+                       args=tuple(self.entrypoint[1:]) + tuple(self.cmd) if self.entrypoint
+                       else tuple(self.cmd),
+                       created=self.created, env=self.env, labels=dict(self.labels))
+
+    # -- the on-disk form, Docker's inspect shape ---------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Id": self.id, "Name": self.name, "Created": self.created, "Image": self.image_id,
+            "Rootfs": self.rootfs,
+            "Config": {"Image": self.image, "Entrypoint": list(self.entrypoint) or None,
+                       "Cmd": list(self.cmd) or None, "Env": list(self.env),
+                       "WorkingDir": self.working_dir, "User": self.user,
+                       "Hostname": self.hostname, "Labels": dict(self.labels)},
+            "HostConfig": {
+                "LogConfig": {"Type": self.log_type, "Config": dict(self.log_opts)},
+                "Binds": [f"{b.source}:{b.target}" + (":ro" if b.readonly else "")
+                          for b in self.binds],
+                "Memory": self.memory, "NanoCpus": self.nano_cpus,
+                "PidsLimit": self.pids_limit or None, "NetworkMode": self.network_mode,
+                "Runtime": self.runtime, "AutoRemove": self.auto_remove,
+                "RestartPolicy": {"Name": self.restart_policy,
+                                  "MaximumRetryCount": self.restart_max}},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], directory: str) -> "ContainerSpec":
+        cfg, host = data["Config"], data["HostConfig"]
+        binds = []
+        for text in host.get("Binds") or []:
+            parts = text.split(":")
+            binds.append(Bind(parts[0], parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
+        restart = host.get("RestartPolicy") or {}
+        return cls(
+            id=data["Id"], name=data["Name"], dir=directory, created=data["Created"],
+            image=cfg.get("Image", ""), image_id=data.get("Image", ""),
+            rootfs=data.get("Rootfs", ""), entrypoint=tuple(cfg.get("Entrypoint") or ()),
+            cmd=tuple(cfg.get("Cmd") or ()), env=tuple(cfg.get("Env") or ()),
+            working_dir=cfg.get("WorkingDir", ""), user=cfg.get("User", ""),
+            hostname=cfg.get("Hostname", ""), labels=dict(cfg.get("Labels") or {}),
+            log_type=host["LogConfig"]["Type"], log_opts=dict(host["LogConfig"].get("Config") or {}),
+            binds=tuple(binds), memory=host.get("Memory") or 0,
+            nano_cpus=host.get("NanoCpus") or 0, pids_limit=host.get("PidsLimit") or 0,
+            network_mode=host.get("NetworkMode") or "none", runtime=host.get("Runtime") or "runc",
+            restart_policy=restart.get("Name") or "no",
+            restart_max=restart.get("MaximumRetryCount") or 0,
+            auto_remove=bool(host.get("AutoRemove")))
+
+    def save(self) -> None:
+        write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())
+
+    @classmethod
+    def load(cls, directory: str) -> "ContainerSpec":
+        with open(os.path.join(directory, CONFIG_FILE)) as f:
+            return cls.from_json(json.load(f), directory)
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write-then-rename, with fsync: a reader (or a crash) never sees half a file."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
