@@ -1,0 +1,500 @@
+"""The shim: one process per container run, owning its stdout/stderr pipes and its exit status.
+
+``python -m runtime.shim [--detach] [--driver-ref MODULE:CLASS] <container-dir>``. The shim starts the container through
+its executor with the write ends of two pipes, stores everything read from them through the
+container's storage driver (``logpipe.capture.pump``), reaps the container (it is a child
+subreaper, so a process that runc leaves behind is reparented to it), writes ``state.json``
+atomically when the container starts and when it has exited, and answers a control socket,
+``<dir>/shim.sock``, from the same synchronous loop.
+
+Control protocol: one JSON object per line each way. ``{"op":"status"}`` → the state
+(``runtime.state`` JSON); ``{"op":"signal","signal":15}`` → ``{"ok":true}``; ``{"op":"wait"}``
+→ the final state, once the container has exited and its logs are closed. Failures answer
+``{"error":"..."}``.
+
+What it must not do: depend on the daemon (it runs in its own session, survives the daemon's
+death and is found again through the socket and ``state.json``), talk to the network, or
+import more than capture and the storage drivers need — its memory is the per-container cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from logpipe.capture import CaptureStats, enlarge_pipe, make_sink, pump
+from logpipe.errors import LogpipeError
+from logpipe.message import STDERR, STDOUT
+from logpipe.registry import get_driver, load_driver
+
+from .spec import SHIM_SOCKET, ContainerSpec
+from .state import EXITED, RUNNING, State, now_rfc3339, write_state
+
+#: After the main process exits, how long output of processes that inherited its pipes is
+#: still read. Docker waits the same 2 s for its log copier (daemon/monitor.go).
+EXIT_GRACE = 2.0
+#: Docker's exit code for a container that could not be started.
+START_FAILED = 128
+PR_SET_CHILD_SUBREAPER = 36
+#: A control request longer than this is not one: the client is dropped.
+MAX_REQUEST = 64 << 10
+#: How many wake-ups a stop waits for a read-free moment before abandoning one batch.
+STOP_TRIES = 100
+
+
+class _StopReading(Exception):
+    """Raised through ``pump`` to stop reading pipes that a stray process keeps open."""
+
+
+class _Sink:
+    """Between ``pump`` and the driver (or its non-blocking buffer).
+
+    A failing write (disk full) is counted as dropped and reported once, as Docker's copier
+    logs and goes on, rather than killing the shim. Once the shim has decided to stop
+    reading, the first batch written ends ``pump`` — after it is stored.
+    """
+
+    __slots__ = ("inner", "stopping", "lines_failed", "bytes_failed", "error")
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.stopping = False
+        self.lines_failed = self.bytes_failed = 0
+        self.error: OSError | None = None
+
+    def write(self, batch) -> None:
+        try:
+            self.inner.write(batch)
+        except OSError as err:
+            self.lines_failed += sum(chunk.count for chunk in batch)
+            self.bytes_failed += sum(len(chunk.data) for chunk in batch)
+            if self.error is None:
+                _log(f"writing the log failed, output is dropped until it works again: {err}")
+            self.error = err
+        else:
+            self.error = None
+        if self.stopping:
+            raise _StopReading
+
+
+class Shim:
+    """One container run; ``run`` returns when the container has exited and all is recorded."""
+
+    def __init__(self, spec: ContainerSpec, executor, driver_ref: str | None = None) -> None:
+        self.spec, self.executor, self.driver_ref = spec, executor, driver_ref
+        self.stats = CaptureStats()
+        self.state = State(shim_pid=os.getpid())
+        self.pid = 0
+        self.exit_code: int | None = None
+        self.finished_at = ""
+        self.deadline = 0.0
+        self.pumping = False
+        self.stopping = False
+        self.pipes_open = False
+        self._stop_seen = self._stop_tries = 0
+        self.driver = self.buffer = None
+        self.sink: _Sink | None = None
+        self.oom_file: str | None = None
+        self.oom_before = 0
+        self.listener: socket.socket | None = None
+        self.clients: dict[socket.socket, bytearray] = {}
+        self.waiters: list[socket.socket] = []
+        self.conns = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._install_signals()
+        try:
+            self.driver = _open_driver(self.spec, self.driver_ref)
+        except Exception as err:
+            self._record_failure(f"failed to initialize logging driver: {err}")
+            return
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        for fd in (out_r, err_r):
+            enlarge_pipe(fd)
+        self._listen()  # before the start, so the socket exists once state.json says running
+        try:
+            self.pid = self.executor.start(self.spec, out_w, err_w)
+        except Exception as err:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            self._record_failure(str(err) or type(err).__name__)
+            return
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self.oom_file, self.oom_before = _oom_counter(self.pid)
+        self.state = self.state._replace(status=RUNNING, running=True, pid=self.pid,
+                                         started_at=now_rfc3339())
+        write_state(self.spec.dir, self.state)
+        _trim_heap()
+        self.buffer = make_sink(self.driver, self.spec.log_opts)
+        self.sink = _Sink(self.buffer)
+        self.pumping = True
+        try:
+            pump({STDOUT: out_r, STDERR: err_r}, self.sink, self.stats,
+                 {self.wake_r: self._on_wake, self.conns.fileno(): self._on_control})
+        except _StopReading:
+            self.pipes_open = True
+            _log(f"a process still holds the container's stdout or stderr {EXIT_GRACE:g} s "
+                 "after its main process exited: its further output is not logged")
+        self.pumping = False
+        os.close(out_r)
+        os.close(err_r)
+        self._serve_until_exit()
+        self._finish()
+
+    def _install_signals(self) -> None:
+        # Handlers, not SIG_IGN: an ignored signal would stay ignored in the container's
+        # process across exec, a caught one is reset to its default there.
+        for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGCHLD, signal.SIGALRM):
+            signal.signal(sig, _wake_only)
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        try:
+            import ctypes  # only for prctl; best effort (a reparented process would be lost)
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+                _log(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+        except OSError as err:
+            _log(f"prctl(PR_SET_CHILD_SUBREAPER): {err}")
+
+    def _serve_until_exit(self) -> None:
+        """The pipes are closed but the main process may live on (it closed its stdout)."""
+        if self.exit_code is not None:
+            return
+        sel = selectors.DefaultSelector()
+        sel.register(self.wake_r, selectors.EVENT_READ, self._on_wake)
+        sel.register(self.conns.fileno(), selectors.EVENT_READ, self._on_control)
+        while self.exit_code is None:
+            for key, _ in sel.select():
+                key.data()
+        sel.close()
+
+    def _finish(self) -> None:
+        if self.buffer is not self.driver:
+            self.buffer.close()
+        try:
+            self.driver.close()
+        except OSError as err:
+            _log(f"closing the log failed: {err}")
+        oom = self.oom_file is not None and _oom_kills(self.oom_file) > self.oom_before
+        try:
+            self.executor.cleanup(self.spec)
+        except Exception as err:
+            _log(f"cleanup after the container failed: {err}")
+        self.state = self._current()._replace(
+            status=EXITED, running=False, pid=0, exit_code=self.exit_code, oom_killed=oom,
+            finished_at=self.finished_at, pipes_open_at_exit=self.pipes_open)
+        write_state(self.spec.dir, self.state)
+        for conn in list(self.waiters):
+            self._send(conn, self.state.to_json())
+        self._on_control()  # requests already queued get the final state too
+        self._on_control()
+        self._close_socket()
+
+    def _record_failure(self, message: str) -> None:
+        """The container never ran: Docker records exit code 128 and the error."""
+        _log(message)
+        self._reap()  # whatever a failed start may have left as our child
+        if self.driver is not None:
+            self.driver.close()
+        try:
+            self.executor.cleanup(self.spec)
+        except Exception as err:
+            _log(f"cleanup after the failed start failed: {err}")
+        now = now_rfc3339()
+        self.state = self.state._replace(status=EXITED, exit_code=START_FAILED, error=message,
+                                         finished_at=now)
+        write_state(self.spec.dir, self.state)
+        self._close_socket()
+
+    def _current(self) -> State:
+        """The state with the live counters."""
+        stats, buffer, sink = self.stats, self.buffer, self.sink
+        lines_dropped = getattr(buffer, "dropped_lines", 0) + (sink.lines_failed if sink else 0)
+        bytes_dropped = getattr(buffer, "dropped_bytes", 0) + (sink.bytes_failed if sink else 0)
+        return self.state._replace(
+            lines_logged=stats.lines - lines_dropped, bytes_logged=stats.bytes - bytes_dropped,
+            lines_dropped=lines_dropped, bytes_dropped=bytes_dropped)
+
+    # -- signals: reaping, and the end of reading ----------------------------------------
+
+    def _on_wake(self) -> None:
+        try:
+            os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            pass
+        self._reap()
+        if self.stopping:
+            self._stop_step()
+        elif self.exit_code is not None and self.pumping:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self._stop_step()
+            else:
+                signal.setitimer(signal.ITIMER_REAL, left + 0.005)
+
+    def _reap(self) -> None:
+        """Reap every child that has exited: the container's main process, and whatever was
+        reparented to the shim as subreaper."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid and self.exit_code is None:
+                code = os.waitstatus_to_exitcode(status)
+                self.exit_code = 128 - code if code < 0 else code  # 128 + signal (Docker)
+                self.finished_at = now_rfc3339()
+                self.deadline = time.monotonic() + EXIT_GRACE
+                if self.pumping:
+                    signal.setitimer(signal.ITIMER_REAL, EXIT_GRACE + 0.005)
+
+    def _stop_step(self) -> None:
+        """Leave ``pump`` without losing a batch it has read but not yet written: either the
+        next batch written raises (after it is stored), or a wake-up with no read since the
+        previous one does (the batch is then empty). A stray writer that never pauses costs
+        at most one batch after ``STOP_TRIES`` wake-ups."""
+        if not self.stopping:
+            self.stopping = self.sink.stopping = True
+            self._stop_tries = 0
+        elif self.stats.bytes == self._stop_seen or self._stop_tries >= STOP_TRIES:
+            raise _StopReading
+        self._stop_tries += 1
+        self._stop_seen = self.stats.bytes
+        os.write(self.wake_w, b"\0")  # be called again on the next turn of the loop
+
+    # -- the control socket --------------------------------------------------------------
+
+    def _listen(self) -> None:
+        # Bound relative to the container directory (our cwd): a data root deep enough to
+        # make the absolute path longer than sun_path's 108 bytes still works.
+        try:
+            os.unlink(SHIM_SOCKET)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(SHIM_SOCKET)
+        finally:
+            os.umask(old)
+        sock.listen(16)
+        sock.setblocking(False)
+        self.listener = sock
+        self.conns.register(sock, selectors.EVENT_READ, self._accept)
+
+    def _close_socket(self) -> None:
+        if self.listener is None:
+            return
+        for conn in list(self.clients):
+            self._drop(conn)
+        self.listener.close()
+        self.listener = None
+        try:
+            os.unlink(SHIM_SOCKET)
+        except FileNotFoundError:
+            pass
+
+    def _on_control(self) -> None:
+        for key, _ in self.conns.select(0):
+            key.data(key.fileobj)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # EMFILE and the like: the client will retry
+                _log(f"control socket: {err}")
+                return
+            conn.setblocking(False)
+            self.clients[conn] = bytearray()
+            self.conns.register(conn, selectors.EVENT_READ, self._read_request)
+
+    def _read_request(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away, possibly mid-request
+            self._drop(conn)
+            return
+        buf = self.clients[conn]
+        buf += data
+        while (end := buf.find(b"\n")) >= 0:
+            line = bytes(buf[:end])
+            del buf[:end + 1]
+            reply = self._handle(conn, line)
+            if reply is not None and not self._send(conn, reply):
+                return
+        if len(buf) > MAX_REQUEST:
+            self._drop(conn)
+
+    def _handle(self, conn: socket.socket, line: bytes) -> dict | None:
+        try:
+            request = json.loads(line)
+            op = request["op"]
+        except (ValueError, TypeError, KeyError):
+            return {"error": 'bad request: expected one JSON object with "op" per line'}
+        if op == "status":
+            return self._current().to_json()
+        if op == "wait":
+            if self.state.status == EXITED:
+                return self.state.to_json()
+            self.waiters.append(conn)
+            return None
+        if op == "signal":
+            try:
+                sig = int(request["signal"])
+            except (KeyError, TypeError, ValueError):
+                return {"error": 'bad request: "signal" must be a signal number'}
+            if self.exit_code is not None or not self.pid:
+                return {"error": f"container {self.spec.id} is not running"}
+            try:
+                self.executor.kill(self.spec, self.pid, sig)
+            except Exception as err:
+                return {"error": str(err) or type(err).__name__}
+            return {"ok": True}
+        return {"error": f"bad request: unknown op {op!r}"}
+
+    def _send(self, conn: socket.socket, reply: dict) -> bool:
+        try:
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+            return True
+        except OSError:  # gone, or not reading a reply of a few hundred bytes
+            self._drop(conn)
+            return False
+
+    def _drop(self, conn: socket.socket) -> None:
+        self.conns.unregister(conn)
+        self.clients.pop(conn, None)
+        if conn in self.waiters:
+            self.waiters.remove(conn)
+        conn.close()
+
+
+def _open_driver(spec: ContainerSpec, ref: str | None = None):
+    """The container's storage driver; ``ref`` (``module:Class``, from the daemon) spares the
+    shim the entry-point scan, which would cost it 3 MiB of imports (``importlib.metadata``)."""
+    cls = load_driver(spec.log_type, ref) if ref else get_driver(spec.log_type)
+    if getattr(cls, "kind", "") not in ("storage", "none"):
+        # Remote drivers will run in the daemon, fed from a local spool (ARCHITECTURE.md).
+        raise LogpipeError(f"log driver {spec.log_type} not supported yet")
+    return cls(spec.log_info())
+
+
+def _oom_counter(pid: int) -> tuple[str | None, int]:
+    """The file counting OOM kills in the container's memory cgroup, and its count now.
+
+    Best effort: None when the process has already gone, when cgroups are not readable, or
+    when the container shares the shim's cgroup (then the count is not the container's)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            theirs = f.read().splitlines()
+        with open("/proc/self/cgroup") as f:
+            ours = set(f.read().splitlines())
+    except OSError:
+        return None, 0
+    for line in theirs:
+        if line in ours:
+            continue
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and not controllers:  # cgroup v2
+            candidates = (f"/sys/fs/cgroup{path}/memory.events",
+                          f"/sys/fs/cgroup/unified{path}/memory.events")
+        elif "memory" in controllers.split(","):  # cgroup v1
+            candidates = (f"/sys/fs/cgroup/memory{path}/memory.oom_control",)
+        else:
+            continue
+        for name in candidates:
+            if os.path.exists(name):
+                return name, _oom_kills(name)
+    return None, 0
+
+
+def _oom_kills(path: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _trim_heap() -> None:
+    """Give back to the kernel what start-up freed (imports, the spec's JSON): an idle shim
+    then costs what it holds, not what it once needed."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _wake_only(_sig, _frame) -> None:
+    """The signal's number reaches the loop through the wakeup fd; nothing to do here."""
+
+
+def _log(text: str) -> None:
+    sys.stderr.write(f"{now_rfc3339()} logpipe-shim[{os.getpid()}]: {text}\n")
+    sys.stderr.flush()
+
+
+USAGE = "usage: python -m runtime.shim [--detach] [--driver-ref MODULE:CLASS] CONTAINER_DIR\n"
+
+
+def main(argv: list[str] | None = None, executor=None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    detach, driver_ref = False, None
+    while len(args) > 1 and args[0].startswith("--"):  # no argparse: it costs memory
+        if args[0] == "--detach":
+            detach, args = True, args[1:]
+        elif args[0] == "--driver-ref" and len(args) > 2:
+            driver_ref, args = args[1], args[2:]
+        else:
+            break
+    if len(args) != 1:
+        sys.stderr.write(USAGE)
+        return 2
+    directory = os.path.abspath(args[0])
+    if detach:
+        # Fork once more so the shim is nobody's child: the spawner reads the pid from our
+        # stdout and reaps the intermediate at once; the shim is reparented to init.
+        pid = os.fork()
+        if pid:
+            os.write(1, b"%d\n" % pid)
+            os._exit(0)
+        os.dup2(2, 1)  # stdout → the shim log, which also tells the spawner we are done
+    os.chdir(directory)
+    spec = ContainerSpec.load(directory)
+    if executor is None:
+        from .executors import get_executor
+
+        executor = get_executor(spec.runtime)
+    Shim(spec, executor, driver_ref).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The daemon's side of a shim: start one, talk to it, and find out what happened without it.
+
+``spawn_shim`` starts ``python -m runtime.shim --detach DIR`` in its own session, with its
+output in ``DIR/shim.log``; the shim forks once more, so it is nobody's child and a daemon
+that dies or restarts neither kills it nor has to reap it. ``ShimClient`` speaks the shim's
+control protocol (one JSON object per line, see ``runtime/shim.py``). ``recover_state`` is
+what a (re)started daemon believes about a container: the live shim's answer, else the last
+``state.json``, else — for a shim that died before recording the exit — ``exited`` with
+``Error: "shim died"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import drivers
+import logpipe
+import runtime
+from logpipe.errors import LogpipeError
+from logpipe.registry import driver_ref
+
+from .spec import SHIM_SOCKET, ContainerSpec
+from .state import EXITED, State, now_rfc3339, read_state
+
+SHIM_LOG = "shim.log"
+#: Docker's exit code for a container whose exit status was lost.
+LOST_EXIT_CODE = 255
+
+
+class ShimError(LogpipeError):
+    """The shim could not be started, did not answer, or refused a request."""
+
+
+class ShimGone(ShimError):
+    """No shim listens on the container's socket (it has exited, or died)."""
+
+
+def spawn_shim(container_dir: str, python: str = sys.executable, timeout: float = 20.0) -> int:
+    """Start the shim of the container in ``container_dir``; return its pid once it has
+    recorded the container as running (or as failed to start)."""
+    directory = os.path.abspath(container_dir)
+    argv, env = shim_command(directory, python)
+    with open(os.path.join(directory, SHIM_LOG), "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=log, env=env, start_new_session=True, close_fds=True,
+                                cwd=directory)
+    with proc:
+        out = proc.stdout.read()  # the shim's pid; EOF once it has redirected its stdout
+        proc.wait()
+    try:
+        pid = int(out)
+    except ValueError:
+        raise ShimError(f"shim did not start: {_log_tail(directory)}") from None
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        state = read_state(directory)
+        if state is not None and state.shim_pid == pid and state.status in ("running", EXITED):
+            return pid
+        if not _is_shim(pid, directory):
+            raise ShimError(f"shim exited before starting the container: {_log_tail(directory)}")
+        if time.monotonic() > deadline:
+            raise ShimError(f"shim {pid} did not start the container within {timeout:g} s: "
+                            f"{_log_tail(directory)}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def shim_command(directory: str, python: str = sys.executable) -> tuple[list[str], dict]:
+    """The shim's command line and environment.
+
+    The shim gets the path of its storage driver's class, so it need not scan entry points.
+    Run by the daemon's own interpreter, it also starts without ``site`` (``-S``): ``.pth``
+    files of whatever is installed would otherwise import modules into every shim. Its
+    ``sys.path`` is then the daemon's, given explicitly (it includes every ``.pth`` path)."""
+    argv = [python, "-m", "runtime.shim", "--detach"]
+    try:
+        ref = driver_ref(ContainerSpec.load(directory).log_type)
+    except (OSError, ValueError, KeyError, LogpipeError):
+        ref = None  # the shim reports the problem in state.json, as for a failed start
+    if ref:
+        argv += ["--driver-ref", ref]
+    env = dict(os.environ)
+    if python == sys.executable:
+        argv.insert(1, "-S")
+        roots = [os.path.dirname(os.path.abspath(d)) for m in (logpipe, drivers, runtime)
+                 for d in m.__path__ if os.path.isdir(d)]
+        path = roots + [p for p in sys.path if p and os.path.isabs(p)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
+    return argv + [directory], env
+
+
+class ShimClient:
+    """Requests to the shim of one container, over ``<dir>/shim.sock``."""
+
+    def __init__(self, container_dir: str, timeout: float = 10.0) -> None:
+        self.dir = os.path.abspath(container_dir)
+        self.timeout = timeout
+
+    def status(self) -> State:
+        return State.from_json(self._request({"op": "status"}))
+
+    def signal(self, sig: int) -> None:
+        self._request({"op": "signal", "signal": int(sig)})
+
+    def wait(self, timeout: float | None = None) -> State:
+        """Block until the container has exited and its log is closed; the final state.
+        A shim that is already gone has left it in ``state.json`` (or died: ``recover_state``)."""
+        try:
+            return State.from_json(self._request({"op": "wait"}, timeout))
+        except ShimGone:
+            state = recover_state(self.dir)
+            if state is None or state.status != EXITED:
+                raise
+            return state
+
+    def alive(self) -> bool:
+        """Whether a shim answers on the socket (a daemon re-adopting shims asks this)."""
+        try:
+            self._connect().close()
+            return True
+        except OSError:
+            return False
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        path = os.path.join(self.dir, SHIM_SOCKET)
+        try:
+            if len(path.encode()) < 100:
+                sock.connect(path)
+            else:  # too long for sun_path: go through a descriptor of the directory
+                dirfd = os.open(self.dir, os.O_PATH)
+                try:
+                    sock.connect(f"/proc/self/fd/{dirfd}/{SHIM_SOCKET}")
+                finally:
+                    os.close(dirfd)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _request(self, request: dict, timeout: float | None = -1) -> dict:
+        try:
+            sock = self._connect()
+        except OSError as err:
+            raise ShimGone(f"shim of {self.dir} does not answer: {err}") from None
+        with sock:
+            sock.settimeout(self.timeout if timeout == -1 else timeout)
+            try:
+                sock.sendall(json.dumps(request).encode() + b"\n")
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    data = sock.recv(65536)
+                    if not data:  # the shim exited between our connect and its reply
+                        raise ShimGone(f"shim of {self.dir} closed the connection")
+                    buf += data
+            except (ConnectionResetError, BrokenPipeError) as err:
+                raise ShimGone(f"shim of {self.dir}: {err}") from None
+            except OSError as err:
+                raise ShimError(f"shim of {self.dir}: {err}") from None
+        reply = json.loads(buf)
+        if "error" in reply:
+            raise ShimError(reply["error"])
+        return reply
+
+
+def recover_state(container_dir: str) -> State | None:
+    """What is known about the container's run: the live shim's state, else what it last
+    wrote; a run whose shim is gone without recording its exit is ``exited`` with
+    ``Error: "shim died"`` (Docker, too, reports 255 when it lost the exit status).
+    None if no shim ever ran for it."""
+    directory = os.path.abspath(container_dir)
+    client = ShimClient(directory, timeout=5.0)
+    try:
+        return client.status()
+    except ShimGone:
+        pass
+    state = read_state(directory)  # read after the socket: a shim removes it last
+    if state is None or state.status == EXITED:
+        return state
+    if _is_shim(state.shim_pid, directory):  # alive but busy, or between state and socket
+        return state
+    return state._replace(status=EXITED, running=False, pid=0, exit_code=LOST_EXIT_CODE,
+                          error="shim died", finished_at=now_rfc3339())
+
+
+def _is_shim(pid: int, directory: str) -> bool:
+    """Whether ``pid`` is a live (not zombie) shim of ``directory``: pids are reused."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    if stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X"):
+        return False
+    return b"runtime.shim" in argv and os.fsencode(directory) in argv
+
+
+def _log_tail(directory: str, size: int = 2000) -> str:
+    try:
+        with open(os.path.join(directory, SHIM_LOG), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            text = f.read().decode(errors="replace").strip()
+    except OSError:
+        return "(no shim.log)"
+    return text or "(shim.log is empty)"
