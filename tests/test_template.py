@@ -96,6 +96,16 @@ def test_time_methods_go_has_but_logpipe_lacks_are_refused_clearly():
         "logpipe does not support the time.Time method Format")
 
 
+@pytest.mark.parametrize("method", [
+    "Year", "YearDay", "Day", "Weekday", "Hour", "Minute", "Second", "Nanosecond", "UTC",
+    "UnixMilli", "UnixMicro", "UnixNano", "IsZero",
+])
+def test_time_methods_beyond_string_unix_and_month_are_refused_at_compile_time(method):
+    assert error_of(f"{{{{.ContainerCreated.{method}}}}}") == (
+        f'template: log-tag:1:19: executing "log-tag" at <.ContainerCreated.{method}>: '
+        f"logpipe does not support the time.Time method {method}")
+
+
 def test_container_created_prints_as_go_time_string_and_json_as_rfc3339nano(info):
     assert render("{{.ContainerCreated}}", info) == "2026-11-22 10:35:50.12345 +0000 UTC"
     assert render("{{json .ContainerCreated}}", info) == '"2026-11-22T10:35:50.12345Z"'
@@ -142,6 +152,53 @@ def test_printf_supports_s_d_v_q_and_reports_bad_verbs_like_go(info):
     assert render('{{printf "x" 1}}', info) == "x%!(EXTRA int=1)"
 
 
+@pytest.mark.parametrize("fmt, refusal", [
+    ("%[2]s %[1]s", "argument indexes ([n]) in printf formats"),
+    ("%5[1]s", "argument indexes ([n]) in printf formats"),
+    ("%.[1]s", "argument indexes ([n]) in printf formats"),
+    ("%*s", "* widths or precisions in printf formats"),
+    ("%-*s", "* widths or precisions in printf formats"),
+    ("%.*s", "* widths or precisions in printf formats"),
+])
+def test_printf_argument_indexes_and_star_operands_are_refused(fmt, refusal, info):
+    assert error_of(f'{{{{printf "{fmt}" 3 .Name}}}}', info) == (
+        f'template: log-tag:1:2: executing "log-tag" at <printf "{fmt}" 3 .Name>: '
+        f"error calling printf: logpipe does not support {refusal}")
+
+
+def test_printf_refusals_also_apply_to_a_piped_format(info):
+    assert error_of('{{"%[1]s" | printf}}', info).endswith(
+        "error calling printf: logpipe does not support argument indexes ([n]) in printf formats")
+
+
+@pytest.mark.parametrize("verb", list("eEfFgGxXb"))
+def test_printf_float_verbs_are_refused(verb, info):
+    assert error_of(f'{{{{printf "%{verb}" 1.5}}}}', info).endswith(
+        f"error calling printf: logpipe does not support %{verb} for floats in printf, only %v")
+
+
+def test_printf_precision_for_a_float_is_refused(info):
+    assert error_of('{{printf "%.2v" 1.5}}', info).endswith(
+        "error calling printf: logpipe does not support a precision for floats in printf")
+
+
+def test_floats_still_print_with_v_and_json_as_go_does(info):
+    assert render('{{printf "%v|%6v|%v|%05v" 1.5 0.25 1e21 -2.5}}', info) == (
+        "1.5|  0.25|1e+21|-02.5")
+    assert render("{{1.5}} {{print 1e6 0.000012}} {{json 1e-7}} {{json 1e21}}", info) == (
+        "1.5 1e+06 1.2e-05 1e-7 1e+21")
+
+
+def test_a_non_float_verb_on_a_float_is_still_gos_bad_verb(info):
+    assert render('{{printf "%d|%s" 1.5 2.0}}', info) == "%!d(float64=1.5)|%!s(float64=2)"
+
+
+@pytest.mark.parametrize("name", ["html", "js", "urlquery", "slice", "call"])
+def test_builtins_docker_tags_do_not_use_are_refused_as_undefined(name):
+    assert error_of(f"{{{{{name} .Name}}}}") == (
+        f'template: log-tag:1: function "{name}" not defined')
+
+
 def test_print_adds_spaces_only_between_non_strings(info):
     assert render('{{print 1 2 "a" "b" 3}}', info) == "1 2ab3"
 
@@ -149,11 +206,6 @@ def test_print_adds_spaces_only_between_non_strings(info):
 def test_eq_refuses_slices_with_go_1_19_wording(info):
     assert error_of("{{eq .ContainerArgs .ContainerArgs}}", info).endswith(
         "error calling eq: non-comparable type [-c echo x]: []string")
-
-
-def test_html_js_urlquery_print_a_missing_value_as_go_does(info):
-    assert render("{{html .ContainerLabels.nope}}|{{urlquery `a b` .ContainerLabels.nope}}",
-                  info) == "&lt;no value&gt;|a+b%3Cno+value%3E"
 
 
 def test_truncate_counts_bytes_and_a_cut_rune_reads_as_go_decodes_it(info):
