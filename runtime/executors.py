@@ -1,0 +1,222 @@
+"""Executors: how a container's process is started, signalled and cleaned up after.
+
+``runc``/``crun`` run it isolated from an OCI bundle (``runtime.oci``) on the container's
+root filesystem (``runtime.rootfs``); ``process`` runs the command on the host with no
+isolation at all. The caller (the shim) is a child subreaper and reaps the returned pid
+itself: an executor never waits for the container, and keeps no handle that would reap it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from typing import ClassVar, Protocol
+
+from logpipe.errors import InvalidParameter, LogpipeError
+
+from runtime import oci, rootfs
+from runtime.spec import ContainerSpec
+
+
+class ExecutorError(LogpipeError):
+    """The container's process could not be started (the runtime's own message included)."""
+
+
+class UnknownRuntime(InvalidParameter):
+    """``--runtime`` / ``default-runtime`` names no executor."""
+
+
+class Executor(Protocol):
+    name: ClassVar[str]  # "runc" | "crun" | "process"
+    isolated: ClassVar[bool]  # False for "process": the CLI warns loudly
+
+    def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int: ...
+    def kill(self, spec: ContainerSpec, pid: int, sig: int) -> None: ...
+    def cleanup(self, spec: ContainerSpec) -> None: ...
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # already dead: the caller's waitpid reports how
+
+
+class OCIExecutor:
+    """Drives an OCI runtime binary (``runc`` command line) in pass-through stdio mode."""
+
+    name: ClassVar[str] = "runc"
+    isolated: ClassVar[bool] = True
+
+    def __init__(self, data_root: str | None = None, binary: str | None = None) -> None:
+        self.data_root = data_root
+        self.binary = binary or shutil.which(self.name) or self.name
+
+    def _root(self, spec: ContainerSpec) -> str:
+        # <data-root>/containers/<id> → <data-root>/<runtime>: the runtime's state directory.
+        data_root = self.data_root or os.path.dirname(os.path.dirname(os.path.abspath(spec.dir)))
+        return os.path.join(data_root, self.name)
+
+    def _cmd(self, spec: ContainerSpec, *args: str) -> list[str]:
+        return [self.binary, "--root", self._root(spec), "--log",
+                os.path.join(spec.dir, f"{self.name}.log"), "--log-format", "json", *args]
+
+    def _last_error(self, spec: ContainerSpec) -> str:
+        """The runtime's last error-level message from its JSON log (its stderr is the
+        container's, so it is never read from there)."""
+        try:
+            with open(os.path.join(spec.dir, f"{self.name}.log"), errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return ""
+        fallback = ""
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                fallback = fallback or line.strip()
+                continue
+            if entry.get("level") in ("error", "fatal", "panic"):
+                return entry.get("msg", "")
+            fallback = fallback or entry.get("msg", "")
+        return fallback
+
+    def _delete(self, spec: ContainerSpec) -> None:
+        subprocess.run(self._cmd(spec, "delete", "--force", spec.id), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int:
+        root = rootfs.prepare(spec)
+        bundle = oci.bundle(spec, root)
+        pid_file = os.path.join(spec.dir, "container.pid")
+        for stale in (pid_file, os.path.join(spec.dir, f"{self.name}.log")):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        self._delete(spec)  # a restart: the previous run's state must go first
+        try:
+            r = subprocess.run(
+                self._cmd(spec, "run", "--detach", "--bundle", bundle, "--pid-file", pid_file,
+                          spec.id),
+                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True)
+        except OSError as e:
+            raise ExecutorError(f"cannot run {self.binary}: {e}") from None
+        if r.returncode != 0:
+            why = self._last_error(spec) or f"{self.name} exited with status {r.returncode}"
+            self._delete(spec)
+            rootfs.release(spec)
+            raise ExecutorError(f"failed to create task for container: {why}")
+        with open(pid_file) as f:
+            return int(f.read().strip())
+
+    def kill(self, spec: ContainerSpec, pid: int, sig: int) -> None:
+        # The pid is the shim's child (reparented to it as subreaper) and not reaped yet,
+        # so it cannot have been reused: a plain kill is exact and needs no runtime process.
+        _kill(pid, sig)
+
+    def cleanup(self, spec: ContainerSpec) -> None:
+        self._delete(spec)
+        rootfs.release(spec)
+
+
+class RuncExecutor(OCIExecutor):
+    name: ClassVar[str] = "runc"
+
+
+class CrunExecutor(OCIExecutor):
+    """crun takes runc's command line. crun 1.8 refuses hybrid cgroup v1/v2 hosts."""
+
+    name: ClassVar[str] = "crun"
+
+
+class ProcessExecutor:
+    """The command on the host, no isolation: for machines without root or an OCI runtime."""
+
+    name: ClassVar[str] = "process"
+    isolated: ClassVar[bool] = False
+
+    def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int:
+        argv = spec.argv
+        if not argv:
+            raise ExecutorError("No command specified")
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in
+                   oci.environment(spec, spec.hostname or os.uname().nodename))
+        cwd = spec.working_dir or spec.dir
+        # fork/exec by hand rather than Popen: Popen reaps abandoned children on its own
+        # (subprocess._cleanup), which would steal the exit status from the shim's waitpid.
+        # An exec failure travels back over a close-on-exec pipe.
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDONLY)
+        pid = os.fork()
+        if pid == 0:  # child: only async-signal-safe-ish work, then exec or _exit
+            try:
+                os.close(err_r)
+                os.setsid()
+                out, err = os.dup(stdout), os.dup(stderr)  # stdout may be fd 2, and so on
+                os.dup2(null, 0)
+                os.dup2(out, 1)
+                os.dup2(err, 2)
+                os.closerange(3, err_w)
+                os.closerange(err_w + 1, 65536)
+                for s in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+                    signal.signal(s, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                os.chdir(cwd)
+                os.execvpe(argv[0], argv, env)
+            except BaseException as e:  # noqa: BLE001 - anything must reach the parent
+                try:
+                    os.write(err_w, f"{type(e).__name__}:{e}".encode(errors="replace"))
+                finally:
+                    os._exit(127)
+        os.close(err_w)
+        os.close(null)
+        with os.fdopen(err_r, "rb") as f:
+            failure = f.read()
+        if failure:
+            os.waitpid(pid, 0)  # ours to reap: the container never existed
+            kind, _, msg = failure.decode(errors="replace").partition(":")
+            if kind == "FileNotFoundError" and "chdir" not in msg and os.path.isdir(cwd):
+                msg = f'exec: "{argv[0]}": executable file not found in $PATH'
+            raise ExecutorError(f"failed to create task for container: {msg}")
+        return pid
+
+    def kill(self, spec: ContainerSpec, pid: int, sig: int) -> None:
+        # The process leads its own session: signal the whole group, as a container's
+        # pid namespace would take its children down with it.
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            _kill(pid, sig)
+        except PermissionError:
+            _kill(pid, sig)
+
+    def cleanup(self, spec: ContainerSpec) -> None:
+        pass
+
+
+EXECUTORS: dict[str, type] = {"runc": RuncExecutor, "crun": CrunExecutor,
+                              "process": ProcessExecutor}
+
+
+def get_executor(name: str, data_root: str | None = None) -> Executor:
+    """The executor for ``--runtime NAME``; Docker's error for an unknown one."""
+    cls = EXECUTORS.get(name)
+    if cls is None:
+        raise UnknownRuntime(f"unknown or invalid runtime name: {name} "
+                             f"(available: {', '.join(available_runtimes())})")
+    if cls is ProcessExecutor:
+        return cls()
+    return cls(data_root)
+
+
+def available_runtimes() -> list[str]:
+    """Runtimes usable on this machine: OCI runtimes found on PATH (as root), and process."""
+    found = [n for n in ("runc", "crun") if os.geteuid() == 0 and shutil.which(n)]
+    return found + ["process"]
+
+
+def default_runtime() -> str:
+    """``runc`` when root and runc (else crun) is on PATH, otherwise ``process``."""
+    return available_runtimes()[0]

@@ -1,0 +1,491 @@
+"""The image store: ``docker import`` rootfs tarballs and ``docker load`` archives, on disk.
+
+Layout under ``<data-root>/images/``::
+
+    <id-hex>/rootfs/          the image's files, flattened (the containers' read-only lower layer)
+    <id-hex>/image.json       {"Id", "RepoTags", "Created", "Size", "Config": {...}}
+    repositories.json         {"busybox:latest": "sha256:<hex>", ...}
+    tmp/                      half-extracted images; an image appears by one rename
+
+Extraction is the security boundary: every tar member is placed with ``resolve_in_root``
+(symlinks resolved as if chrooted), so absolute names, ``..``, hostile symlinks and hard links
+cannot write or link outside the image's rootfs. Device nodes are skipped. The store never
+touches a container's files; whether an image is in use is asked of the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Iterator
+
+from logpipe.errors import InvalidParameter, LogpipeError
+
+from runtime.rootfs import resolve_in_root
+from runtime.spec import write_json_atomic
+
+Progress = Callable[[int, int], None]
+Source = str | os.PathLike | IO[bytes]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_WHITEOUT = ".wh..wh..opq"
+
+
+class NoSuchImage(LogpipeError):
+    """No image has this name, tag or id (HTTP 404)."""
+
+    status = 404
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"No such image: {ref}")
+
+
+class ImageConflict(LogpipeError):
+    """The image is used by a container (HTTP 409)."""
+
+    status = 409
+
+
+class InvalidImage(InvalidParameter):
+    """The tarball or archive is not a usable image."""
+
+
+@dataclass(slots=True, frozen=True)
+class Image:
+    """One stored image, as ``image.json`` describes it."""
+
+    id: str  # "sha256:<64 hex>"
+    repo_tags: tuple[str, ...]
+    created: str  # RFC 3339
+    size: int  # bytes of regular files in the rootfs
+    config: dict[str, Any] = field(default_factory=dict)  # Cmd, Entrypoint, Env, WorkingDir
+    rootfs: str = ""  # host path of the flattened files
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[1][:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Id": self.id, "RepoTags": list(self.repo_tags), "Created": self.created,
+                "Size": self.size, "Config": self.config}
+
+
+def _rfc3339_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def normalize_ref(ref: str) -> str:
+    """``name[:tag]`` → ``name:tag``, Docker's way: default tag ``latest``, and
+    ``docker.io/library/busybox`` is ``busybox``."""
+    name, tag = ref, "latest"
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        name, tag = ref[:colon], ref[colon + 1:]
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "library/", "docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    if not name or not tag or "@" in ref or any(c.isspace() for c in ref) or name != name.lower():
+        raise InvalidImage(f"invalid reference format: {ref!r}")
+    return f"{name}:{tag}"
+
+
+# -- safe extraction -------------------------------------------------------------------
+
+
+class _Extractor:
+    """Applies tar layers to one rootfs, OCI/Docker layer semantics, never writing outside."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.is_root = os.geteuid() == 0
+        self.dir_modes: dict[str, tarfile.TarInfo] = {}
+
+    def _place(self, name: str) -> str:
+        """Host path for member ``name``; its parent directory exists afterwards."""
+        path = resolve_in_root(self.root, name)
+        if path == self.root:
+            return path
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            # Parents missing from the archive are made like tar does; a parent that is a
+            # (non-directory) file is replaced, as a later layer would.
+            rel = os.path.relpath(parent, self.root)
+            cur = self.root
+            for part in rel.split("/"):
+                cur = os.path.join(cur, part)
+                if os.path.islink(cur) or (os.path.lexists(cur) and not os.path.isdir(cur)):
+                    os.unlink(cur)
+                if not os.path.lexists(cur):
+                    os.mkdir(cur, 0o755)
+        return path
+
+    @staticmethod
+    def _remove(path: str) -> None:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+
+    def apply_whiteouts(self, members: list[tarfile.TarInfo]) -> None:
+        """Whiteouts of a layer delete from the layers *below* it, so they go first."""
+        for m in members:
+            base = os.path.basename(m.name.rstrip("/"))
+            if not base.startswith(WHITEOUT_PREFIX):
+                continue
+            parent = resolve_in_root(self.root, os.path.dirname(m.name.rstrip("/")),
+                                     follow_last=True)
+            if not os.path.isdir(parent):
+                continue
+            if base == OPAQUE_WHITEOUT:
+                for entry in os.listdir(parent):
+                    self._remove(os.path.join(parent, entry))
+            else:
+                victim = base[len(WHITEOUT_PREFIX):]
+                if victim not in ("", ".", ".."):
+                    self._remove(os.path.join(parent, victim))
+
+    def extract(self, tar: tarfile.TarFile, members: list[tarfile.TarInfo],
+                tick: Callable[[], None]) -> None:
+        for m in members:
+            if os.path.basename(m.name.rstrip("/")).startswith(WHITEOUT_PREFIX):
+                continue
+            if m.ischr() or m.isblk():
+                continue  # containers get a fresh /dev from the runtime
+            path = self._place(m.name)
+            if path == self.root:
+                if m.isdir():
+                    self.dir_modes[path] = m
+                continue
+            if m.isdir():
+                if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
+                    os.unlink(path)
+                if not os.path.lexists(path):
+                    os.mkdir(path, 0o700)
+                self.dir_modes[path] = m  # mode applied last: a 0555 dir must stay writable
+                continue
+            if os.path.lexists(path):
+                self._remove(path)
+            if m.isreg():
+                src = tar.extractfile(m)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            elif m.issym():
+                os.symlink(m.linkname, path)  # stored verbatim; only ever followed in-root
+            elif m.islnk():
+                target = resolve_in_root(self.root, m.linkname)
+                if not os.path.lexists(target) or (os.path.isdir(target)
+                                                   and not os.path.islink(target)):
+                    raise InvalidImage(f"hard link {m.name} to missing or directory {m.linkname}")
+                os.link(target, path, follow_symlinks=False)
+                tick()
+                continue  # a hard link shares its target's inode: owner and mode are set
+            elif m.isfifo():
+                os.mkfifo(path, 0o600)
+            else:
+                continue
+            self._finish(path, m)
+            tick()
+
+    def _finish(self, path: str, m: tarfile.TarInfo) -> None:
+        """Owner (numeric: the image's ids, not the host's names), mode, mtime."""
+        if self.is_root:
+            os.lchown(path, m.uid, m.gid)
+        if not m.issym():
+            os.chmod(path, stat.S_IMODE(m.mode))
+        with contextlib.suppress(OSError, OverflowError):
+            os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+
+    def finish_dirs(self) -> None:
+        for path in sorted(self.dir_modes, reverse=True):
+            if os.path.isdir(path) and not os.path.islink(path):
+                self._finish(path, self.dir_modes[path])
+        self.dir_modes.clear()
+
+
+def _open_tar(fileobj: IO[bytes], what: str) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=fileobj, mode="r:*")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise InvalidImage(f"{what} is not a tar archive: {e}") from None
+
+
+def _members(tar: tarfile.TarFile, what: str) -> list[tarfile.TarInfo]:
+    try:
+        return tar.getmembers()
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise InvalidImage(f"{what}: damaged tar archive: {e}") from None
+
+
+def _tree_size(root: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, f))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
+
+
+# -- the store -------------------------------------------------------------------------
+
+
+class ImageStore:
+    """Images under ``<data_root>/images``; safe to use from several processes (flock)."""
+
+    def __init__(self, data_root: str) -> None:
+        self.dir = os.path.join(data_root, "images")
+        self.tmp = os.path.join(self.dir, "tmp")
+        os.makedirs(self.tmp, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # setuid files of images are nobody else's business
+        self._repos_path = os.path.join(self.dir, "repositories.json")
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(os.path.join(self.dir, ".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def _repos(self) -> dict[str, str]:
+        try:
+            with open(self._repos_path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def _read(self, hex_id: str, repos: dict[str, str] | None = None) -> Image:
+        d = os.path.join(self.dir, hex_id)
+        with open(os.path.join(d, "image.json")) as f:
+            data = json.load(f)
+        repos = self._repos() if repos is None else repos
+        tags = tuple(sorted(t for t, i in repos.items() if i == data["Id"]))
+        return Image(id=data["Id"], repo_tags=tags, created=data["Created"],
+                     size=data["Size"], config=data.get("Config") or {},
+                     rootfs=os.path.join(d, "rootfs"))
+
+    def _ids(self) -> list[str]:
+        return [n for n in os.listdir(self.dir)
+                if len(n) == 64 and os.path.exists(os.path.join(self.dir, n, "image.json"))]
+
+    def _tag(self, image_id: str, tags: list[str]) -> None:
+        """Point ``tags`` at the image; an older image losing its tag stays, untagged."""
+        with self._locked():
+            repos = self._repos()
+            for t in tags:
+                repos[t] = image_id
+            write_json_atomic(self._repos_path, repos)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> Image:
+        """By ``name[:tag]``, full or short id, or ``sha256:`` id; Docker's 404 otherwise."""
+        repos = self._repos()
+        with contextlib.suppress(InvalidImage):
+            image_id = repos.get(normalize_ref(ref))
+            if image_id:
+                return self._read(image_id.split(":", 1)[1], repos)
+        hex_part = ref[7:] if ref.startswith("sha256:") else ref
+        if hex_part and all(c in "0123456789abcdef" for c in hex_part):
+            found = [i for i in self._ids() if i.startswith(hex_part)]
+            if len(found) == 1:
+                return self._read(found[0], repos)
+        raise NoSuchImage(ref)
+
+    def list(self) -> list[Image]:
+        """Every image, newest first (``docker images`` order)."""
+        repos = self._repos()
+        images = [self._read(i, repos) for i in self._ids()]
+        return sorted(images, key=lambda im: im.created, reverse=True)
+
+    # -- writing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _source(self, src: Source) -> Iterator[tuple[IO[bytes], int]]:
+        """An open, seekable file for ``src`` and its size; streams are spooled to disk."""
+        if isinstance(src, (str, os.PathLike)):
+            with open(src, "rb") as f:
+                yield f, os.fstat(f.fileno()).st_size
+            return
+        try:
+            seekable = src.seekable()
+        except (AttributeError, OSError):
+            seekable = False
+        if seekable:
+            start = src.tell()
+            size = src.seek(0, os.SEEK_END) - start
+            src.seek(start)
+            yield src, size
+            return
+        with tempfile.TemporaryFile(dir=self.tmp) as f:
+            shutil.copyfileobj(src, f, 1 << 20)
+            size = f.tell()
+            f.seek(0)
+            yield f, size
+
+    @staticmethod
+    def _hash(f: IO[bytes]) -> str:
+        start = f.tell()
+        h = hashlib.sha256()
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+        f.seek(start)
+        return h.hexdigest()
+
+    def _install(self, hex_id: str, build: Callable[[str], dict[str, Any]]) -> None:
+        """Build ``<tmp>/rootfs`` with ``build`` (returns the Config), then appear by rename."""
+        final = os.path.join(self.dir, hex_id)
+        if os.path.exists(os.path.join(final, "image.json")):
+            return  # same content, same id: nothing to extract
+        work = tempfile.mkdtemp(dir=self.tmp)
+        try:
+            rootfs = os.path.join(work, "rootfs")
+            os.mkdir(rootfs, 0o755)
+            config = build(rootfs)
+            record = {"Id": f"sha256:{hex_id}", "RepoTags": [], "Created": config.pop(
+                "_created", None) or _rfc3339_now(), "Size": _tree_size(rootfs),
+                "Config": config}
+            write_json_atomic(os.path.join(work, "image.json"), record)
+            with self._locked():
+                if os.path.exists(os.path.join(final, "image.json")):
+                    return
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(work, final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def import_tar(self, src: Source, ref: str | None, progress: Progress | None = None) -> Image:
+        """``docker import``: a rootfs tarball (optionally compressed) becomes an image.
+
+        The id is the sha256 of the tarball's bytes; like Docker, the image has no Cmd.
+        """
+        tags = [normalize_ref(ref)] if ref else []
+        with self._source(src) as (f, size):
+            hex_id = self._hash(f)
+
+            def build(rootfs: str) -> dict[str, Any]:
+                start = f.tell()
+                tar = _open_tar(f, "the imported file")
+                members = _members(tar, "the imported file")
+                ex = _Extractor(rootfs)
+                ex.apply_whiteouts(members)
+                ex.extract(tar, members, lambda: progress and progress(f.tell() - start, size))
+                ex.finish_dirs()
+                return {"Cmd": None, "Entrypoint": None, "Env": [], "WorkingDir": ""}
+
+            self._install(hex_id, build)
+            if progress:
+                progress(size, size)
+        self._tag(f"sha256:{hex_id}", tags)
+        return self._read(hex_id)
+
+    def load(self, src: Source, progress: Progress | None = None) -> list[str]:
+        """``docker load``: a ``docker save`` archive (manifest.json + layer tars).
+
+        Returns what Docker prints after "Loaded image: ": the tags, or the id of an untagged
+        image.
+        """
+        loaded: list[str] = []
+        with self._source(src) as (f, size):
+            start = f.tell()
+            outer = _open_tar(f, "the archive")
+            index = {os.path.normpath(m.name).lstrip("/"): m
+                     for m in _members(outer, "the archive")}
+
+            def read_member(name: str) -> IO[bytes]:
+                m = index.get(os.path.normpath(name).lstrip("/"))
+                if m is None or not m.isreg():
+                    raise InvalidImage(f"invalid docker save archive: {name} is missing")
+                return outer.extractfile(m)
+
+            try:
+                manifest = json.load(read_member("manifest.json"))
+            except ValueError as e:
+                raise InvalidImage(f"invalid docker save archive: manifest.json: {e}") from None
+            if not isinstance(manifest, list):
+                raise InvalidImage("invalid docker save archive: manifest.json is not a list")
+            for entry in manifest:
+                config_bytes = read_member(entry["Config"]).read()
+                hex_id = hashlib.sha256(config_bytes).hexdigest()
+                try:
+                    image_config = json.loads(config_bytes)
+                except ValueError as e:
+                    raise InvalidImage(f"invalid image config {entry['Config']}: {e}") from None
+                layers = entry.get("Layers") or []
+
+                def build(rootfs: str) -> dict[str, Any]:
+                    ex = _Extractor(rootfs)
+                    for layer in layers:
+                        tar = _open_tar(read_member(layer), f"layer {layer}")
+                        members = _members(tar, f"layer {layer}")
+                        ex.apply_whiteouts(members)
+                        ex.extract(tar, members, lambda: progress and progress(
+                            min(f.tell() - start, size), size))
+                        ex.finish_dirs()
+                    c = image_config.get("config") or image_config.get("Config") or {}
+                    return {"Cmd": c.get("Cmd"), "Entrypoint": c.get("Entrypoint"),
+                            "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",
+                            "User": c.get("User") or "",
+                            "_created": image_config.get("created")}
+
+                self._install(hex_id, build)
+                tags = [normalize_ref(t) for t in entry.get("RepoTags") or []]
+                self._tag(f"sha256:{hex_id}", tags)
+                loaded.extend(tags or [f"sha256:{hex_id}"])
+            if progress:
+                progress(size, size)
+        return loaded
+
+    def remove(self, ref: str, in_use: Callable[[str], str | bool | None] | None = None,
+               force: bool = False) -> list[dict[str, str]]:
+        """``docker rmi``: untag, and delete the image once no tag and no container is left.
+
+        ``in_use(image_id)`` returns the id of a container using the image (or a false value).
+        Returns Docker's response items: ``[{"Untagged": ...}, {"Deleted": ...}]``.
+        """
+        image = self.resolve(ref)
+        hex_id = image.id.split(":", 1)[1]
+        by_tag = False
+        with contextlib.suppress(InvalidImage):
+            by_tag = normalize_ref(ref) in image.repo_tags
+        user = in_use(image.id) if in_use else None
+        result: list[dict[str, str]] = []
+        with self._locked():
+            repos = self._repos()
+            if by_tag and len(image.repo_tags) > 1:
+                tag = normalize_ref(ref)
+                del repos[tag]  # other tags remain: only this name goes, in use or not
+                write_json_atomic(self._repos_path, repos)
+                return [{"Untagged": tag}]
+            if user and not force:
+                cid = user[:12] if isinstance(user, str) else "?"
+                if by_tag:
+                    raise ImageConflict(
+                        f'conflict: unable to remove repository reference "{ref}" (must force) '
+                        f"- container {cid} is using its referenced image {image.short_id}")
+                raise ImageConflict(f"conflict: unable to delete {image.short_id} (must be forced)"
+                                    f" - image is being used by stopped container {cid}")
+            for tag in image.repo_tags:
+                del repos[tag]
+                result.append({"Untagged": tag})
+            write_json_atomic(self._repos_path, repos)
+            if user:
+                return result  # forced: the name goes, the files stay for the container
+            trash = os.path.join(self.tmp, f"deleted-{hex_id}")
+            os.rename(os.path.join(self.dir, hex_id), trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        result.append({"Deleted": image.id})
+        return result

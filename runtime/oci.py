@@ -1,0 +1,205 @@
+"""OCI runtime bundles: a ``ContainerSpec`` becomes ``<container-dir>/bundle/config.json``.
+
+The config is what ``runc spec`` produces, adapted the way Docker adapts it: Docker's default
+capabilities, environment (``PATH``, ``HOSTNAME``), ``/etc/hostname`` and ``/etc/hosts``
+(and the host's ``/etc/resolv.conf`` with ``--network host``), bind mounts, cgroup limits.
+It writes files in the container directory only; it starts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from logpipe.errors import LogpipeError
+
+from runtime.rootfs import resolve_in_root
+from runtime.spec import ContainerSpec, write_json_atomic
+
+OCI_VERSION = "1.0.2-dev"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CPU_PERIOD = 100_000  # Docker's --cpus: quota = cpus * period, period 100 ms
+
+# Docker's default capability set (moby oci/caps/defaults.go).
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+MASKED_PATHS = [  # runc spec's defaults, plus Docker's additions
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+class OCIConfigError(LogpipeError):
+    """The container's config cannot be expressed for the OCI runtime (bad user, no command)."""
+
+
+def _read_db(root: str, name: str) -> list[list[str]]:
+    """Lines of the container's ``/etc/passwd`` or ``/etc/group``, split at ':'."""
+    path = resolve_in_root(root, f"/etc/{name}", follow_last=True)
+    try:
+        with open(path, errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip()
+                    and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve_user(root: str, user: str) -> dict[str, Any]:
+    """``-u`` → OCI ``process.user``: ``uid[:gid]`` numeric or names from the container's
+    ``/etc/passwd`` and ``/etc/group``; supplementary groups from ``/etc/group``, as Docker."""
+    if not user:
+        user = "0"
+    name, _, group = user.partition(":")
+    passwd = [e for e in _read_db(root, "passwd") if len(e) >= 4]
+    entry = None
+    if name.isdigit():
+        uid = int(name)
+        entry = next((e for e in passwd if e[2] == name), None)
+    else:
+        entry = next((e for e in passwd if e[0] == name), None)
+        if entry is None:
+            raise OCIConfigError(f"unable to find user {name}: no matching entries in passwd file")
+        uid = int(entry[2])
+    groups = [e for e in _read_db(root, "group") if len(e) >= 3]
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            g = next((e for e in groups if e[0] == group), None)
+            if g is None:
+                raise OCIConfigError(
+                    f"unable to find group {group}: no matching entries in group file")
+            gid = int(g[2])
+    else:
+        gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    out: dict[str, Any] = {"uid": uid, "gid": gid}
+    if entry:
+        extra = sorted({int(g[2]) for g in groups if len(g) >= 4 and g[2].isdigit()
+                        and entry[0] in g[3].split(",") and int(g[2]) != gid})
+        if extra:
+            out["additionalGids"] = extra
+    return out
+
+
+def hostname_of(spec: ContainerSpec) -> str:
+    """Docker: ``--hostname``, else the host's name with host networking, else the short id."""
+    if spec.hostname:
+        return spec.hostname
+    return socket.gethostname() if spec.network_mode == "host" else spec.id[:12]
+
+
+def environment(spec: ContainerSpec, hostname: str) -> list[str]:
+    """The container's env: Docker adds ``PATH`` and ``HOSTNAME`` unless already set."""
+    keys = {e.split("=", 1)[0] for e in spec.env}
+    env = []
+    if "PATH" not in keys:
+        env.append(DEFAULT_PATH)
+    if "HOSTNAME" not in keys:
+        env.append(f"HOSTNAME={hostname}")
+    return env + list(spec.env)
+
+
+def _etc_files(spec: ContainerSpec, hostname: str) -> list[dict[str, Any]]:
+    """``/etc/hostname``, ``/etc/hosts`` (and ``resolv.conf`` with host networking), written
+    into the container directory and bind-mounted, like Docker."""
+    files = {"hostname": f"{hostname}\n",
+             "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                      f"127.0.1.1\t{hostname}\n"}
+    if spec.network_mode == "host":
+        try:
+            with open("/etc/resolv.conf") as f:
+                files["resolv.conf"] = f.read()
+        except OSError:
+            pass
+        try:
+            with open("/etc/hosts") as f:
+                files["hosts"] = f.read()
+        except OSError:
+            pass
+    mounts = []
+    for name, body in files.items():
+        path = os.path.join(spec.dir, name)
+        with open(path, "w") as f:
+            f.write(body)
+        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": path,
+                       "options": ["rbind", "rprivate", "rw"]})
+    return mounts
+
+
+def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
+    """The OCI runtime config (a dict) for ``spec`` with its root filesystem at ``root``."""
+    if not spec.argv:
+        raise OCIConfigError("No command specified")
+    hostname = hostname_of(spec)
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if spec.network_mode != "host":
+        namespaces.append({"type": "network"})
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+    mounts += _etc_files(spec, hostname)
+    for b in spec.binds:
+        # Docker creates a missing host directory for -v at start time.
+        os.makedirs(b.source, exist_ok=True)
+        mounts.append({"destination": b.target, "type": "bind", "source": b.source,
+                       "options": ["rbind", "rprivate", "ro" if b.readonly else "rw"]})
+    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    if spec.memory:
+        resources["memory"] = {"limit": spec.memory}
+    if spec.nano_cpus:
+        resources["cpu"] = {"quota": spec.nano_cpus * CPU_PERIOD // 1_000_000_000,
+                            "period": CPU_PERIOD}
+    if spec.pids_limit:
+        resources["pids"] = {"limit": spec.pids_limit}
+    caps = list(DEFAULT_CAPS)
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            # Pass-through stdio: the runtime hands its own fds (the shim's pipes) over.
+            # No rlimits: asking above the caller's hard limit makes runc fail with EPERM.
+            "terminal": False,
+            "user": resolve_user(root, spec.user),
+            "args": spec.argv,
+            "env": environment(spec, hostname),
+            "cwd": spec.working_dir or "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": False,  # Docker's default (--security-opt no-new-privileges)
+        },
+        "root": {"path": os.path.abspath(root), "readonly": False},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": f"/logpipe/{spec.id}",
+            "resources": resources,
+            "namespaces": namespaces,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    }
+
+
+def bundle(spec: ContainerSpec, root: str) -> str:
+    """Write ``<spec.dir>/bundle/config.json`` and return the bundle directory."""
+    path = os.path.join(spec.dir, "bundle")
+    os.makedirs(path, exist_ok=True)
+    write_json_atomic(os.path.join(path, "config.json"), config(spec, root))
+    return path

@@ -1,0 +1,147 @@
+"""A container's root filesystem: the image's files plus a per-container writable layer.
+
+Owns ``<container-dir>/rootfs`` (and ``upper/``, ``work/`` when overlayfs is used) and the
+rule every writer into an image or container tree must follow: paths are resolved *inside*
+the root, as if chrooted (``resolve_in_root``), so that neither a hostile tarball nor a
+symlink in a container can make logpipe write outside it.
+
+It never deletes a container's writable layer: a stopped container may be restarted, and
+removing the container directory is the daemon's job (after ``release``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+
+from logpipe.errors import LogpipeError
+
+from runtime.spec import ContainerSpec
+
+_MAX_SYMLINKS = 40  # Linux's own limit (MAXSYMLINKS) on one path resolution
+COPY_MARKER = ".logpipe-copied"  # in <dir>: the copy fallback finished (rootfs/ is complete)
+
+
+class RootfsError(LogpipeError):
+    """The container's root filesystem could not be set up."""
+
+
+def resolve_in_root(root: str, path: str, follow_last: bool = False) -> str:
+    """The host path of ``path`` inside ``root``, with symlinks resolved as if chrooted there.
+
+    Absolute symlinks restart at ``root``, ``..`` stops at ``root``: the result is always
+    ``root`` or below it (Docker's ``FollowSymlinkInScope`` does the same). The last
+    component is followed only when ``follow_last`` (an extractor replaces it instead).
+    """
+    root = os.path.abspath(root)
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        if todo or follow_last:
+            try:
+                target = os.readlink(here)
+            except OSError:  # not a symlink, or does not exist (yet): take it literally
+                done.append(part)
+                continue
+            links += 1
+            if links > _MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+            continue
+        done.append(part)
+    return os.path.join(root, *done) if done else root
+
+
+# -- overlayfs, or a copy ---------------------------------------------------------------
+
+
+def _paths(spec: ContainerSpec) -> tuple[str, str, str]:
+    return (os.path.join(spec.dir, "rootfs"), os.path.join(spec.dir, "upper"),
+            os.path.join(spec.dir, "work"))
+
+
+def _mount_overlay(lower: str, upper: str, work: str, target: str) -> str | None:
+    """Mount overlayfs; ``None`` on success, else why it failed (the caller falls back)."""
+    for p in (upper, work, target):
+        os.makedirs(p, exist_ok=True)
+    if any(c in p for p in (lower, upper, work) for c in ",:\\"):
+        return "path contains a character overlayfs options cannot carry"
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    try:
+        r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, target],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return None if r.returncode == 0 else r.stderr.decode(errors="replace").strip()
+
+
+def _copy(lower: str, spec: ContainerSpec) -> str:
+    """``cp -a`` the image into ``<dir>/rootfs`` once; later starts reuse it."""
+    target = os.path.join(spec.dir, "rootfs")
+    marker = os.path.join(spec.dir, COPY_MARKER)
+    if os.path.exists(marker):
+        return target
+    tmp = os.path.join(spec.dir, "rootfs.copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    r = subprocess.run(["cp", "-a", "--reflink=auto", lower, tmp], stdin=subprocess.DEVNULL,
+                       capture_output=True)
+    if r.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RootfsError(f"copying image rootfs {lower}: "
+                          + r.stderr.decode(errors="replace").strip())
+    if os.path.isdir(target):  # an empty mount point left by a failed overlay attempt
+        os.rmdir(target)
+    os.rename(tmp, target)
+    with open(marker, "w"):
+        pass
+    return target
+
+
+def prepare(spec: ContainerSpec) -> str:
+    """Make the container's root and return its path (idempotent: restarts reuse it).
+
+    overlayfs (lower = the image's rootfs, upper/work in the container directory) when the
+    kernel and our privileges allow it, else a full copy, made once and kept as the
+    container's writable layer.
+    """
+    if not spec.rootfs or not os.path.isdir(spec.rootfs):
+        raise RootfsError(f"image rootfs {spec.rootfs!r} of {spec.image} does not exist")
+    target, upper, work = _paths(spec)
+    if os.path.exists(os.path.join(spec.dir, COPY_MARKER)):
+        return target
+    if os.path.ismount(target):
+        return target
+    if os.geteuid() == 0:
+        why = _mount_overlay(os.path.abspath(spec.rootfs), upper, work, target)
+        if why is None:
+            return target
+        # A half-made overlay layout (empty upper) must not linger next to the copy.
+        for p in (upper, work):
+            shutil.rmtree(p, ignore_errors=True)
+    return _copy(os.path.abspath(spec.rootfs), spec)
+
+
+def release(spec: ContainerSpec) -> None:
+    """Unmount the overlay, if mounted; the writable layer stays for a restart."""
+    target = _paths(spec)[0]
+    if not os.path.ismount(target):
+        return
+    r = subprocess.run(["umount", target], stdin=subprocess.DEVNULL, capture_output=True)
+    if r.returncode != 0:
+        # Busy (a process still inside?): detach it lazily rather than leak the mount.
+        r = subprocess.run(["umount", "-l", target], stdin=subprocess.DEVNULL,
+                           capture_output=True)
+        if r.returncode != 0:
+            raise RootfsError(f"unmounting {target}: "
+                              + r.stderr.decode(errors="replace").strip())
