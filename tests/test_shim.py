@@ -2,7 +2,6 @@
 real pipes, files and control sockets. Every shim and container started here is killed at
 teardown, even when a test fails."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,47 +20,10 @@ from runtime.shimclient import ShimClient, ShimError, _is_shim, recover_state, s
 from runtime.spec import SHIM_SOCKET, ContainerSpec
 from runtime.state import ZERO_TIME, read_state
 
-HAVE_EXECUTORS = importlib.util.find_spec("runtime.executors") is not None
-
-# Until runtime/executors.py exists, the shim is given this stand-in for the process executor
-# through a sitecustomize that registers it as ``runtime.executors``.
-_STANDIN = '''
-import os, subprocess, sys, types
-
-class FakeProcessExecutor:
-    """Stands in for runtime.executors' process executor: runs the command on the host."""
-    name = "process"
-    isolated = False
-
-    def start(self, spec, stdout, stderr):
-        proc = subprocess.Popen(spec.argv, stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=stderr, start_new_session=True)
-        proc.returncode = 0  # the shim reaps it, not Popen
-        return proc.pid
-
-    def kill(self, spec, pid, sig):
-        os.kill(pid, sig)
-
-    def cleanup(self, spec):
-        pass
-
-module = types.ModuleType("runtime.executors")
-module.get_executor = lambda name: FakeProcessExecutor()
-sys.modules["runtime.executors"] = module
-'''
-
-
 @pytest.fixture(scope="module")
-def python(tmp_path_factory):
-    """The interpreter the shim runs with (through the stand-in while executors are missing)."""
-    if HAVE_EXECUTORS:
-        return sys.executable
-    d = tmp_path_factory.mktemp("standin")
-    (d / "sitecustomize.py").write_text(_STANDIN)
-    wrapper = d / "python"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={d}:{os.getcwd()}:$PYTHONPATH exec {sys.executable} "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper)
+def python():
+    """The interpreter the shim runs with: the one running the tests."""
+    return sys.executable
 
 
 @pytest.fixture
