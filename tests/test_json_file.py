@@ -616,3 +616,21 @@ def test_bad_regex_and_template_are_refused_with_gos_wording(tmp_path, opts, mes
         with pytest.raises(LogOptError) as err:
             JSONFileDriver.validate(opts, info)
         assert str(err.value) == message
+
+
+def test_small_and_large_pieces_refuse_the_same_lone_surrogate_escape():
+    """Small pieces are parsed by the standard library, large ones by orjson: a line orjson
+    refuses (a lone surrogate escape) must take the same lenient path either way."""
+    from drivers.json_file import _SMALL_JSON, JSONFileFormat
+
+    bad = b'{"log":"x\\ud800y\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n'
+    good = b'{"log":"ok\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n'
+    small = bad + good
+    large = small + good * (_SMALL_JSON // len(good) + 1)
+    warnings = []
+    got_small, _ = JSONFileFormat().decode(small, True, warnings.append)
+    got_large, _ = JSONFileFormat().decode(large, True, warnings.append)
+    first_small = b"".join(c.data for c in got_small)
+    first_large = b"".join(c.data for c in got_large)[:len(first_small)]
+    assert first_small == first_large
+    assert first_small.endswith(b"ok\n")

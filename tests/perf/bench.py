@@ -124,15 +124,19 @@ def bench_read(target_mb: int) -> dict:
             disk = sum(os.path.getsize(os.path.join(dd, f)) for dd, _, fs in os.walk(d) for f in fs)
             first, last = _time_range(d)
             at = lambda frac: f"{first + (last - first) * frac:.9f}"  # noqa: E731
+            last100 = _nth_from_end(d, 100)
             r = {"disk_mb": disk / 1e6,
                  "start-up": timed(["version"]),
                  "tail 100": timed(["logs", "--log-dir", d, "--tail", "100"]),
+                 "since last 100 lines": timed(["logs", "--log-dir", d, "--since", last100]),
                  "since last 1%": timed(["logs", "--log-dir", d, "--since", at(0.99)]),
                  "since last 5%": timed(["logs", "--log-dir", d, "--since", at(0.95)]),
                  "since middle": timed(["logs", "--log-dir", d, "--since", at(0.5)]),
                  "full read": timed(["logs", "--log-dir", d])}
             print(f"  {driver:<10} {r['disk_mb']:7.1f} MB on disk (CLI start-up {r['start-up'] * 1e3:.0f} ms):"
-                  f" tail 100 {r['tail 100'] * 1e3:5.0f} ms, since last 1% {r['since last 1%'] * 1e3:5.0f} ms,"
+                  f" tail 100 {r['tail 100'] * 1e3:5.0f} ms,"
+                  f" since (100 lines from the end) {r['since last 100 lines'] * 1e3:5.0f} ms,"
+                  f" since last 1% {r['since last 1%'] * 1e3:5.0f} ms,"
                   f" last 5% {r['since last 5%'] * 1e3:5.0f} ms, middle {r['since middle']:5.2f} s,"
                   f" full read {r['full read']:5.2f} s")
             results[driver] = r
@@ -152,6 +156,15 @@ def _time_range(log_dir: str) -> tuple[float, float]:
     info = LogInfo(container_id=meta["id"], log_dir=log_dir)
     first = next(iter(get_driver(meta["driver"]).read(info, ReadConfig()))).ts / 1e9
     return first, last
+
+
+def _nth_from_end(log_dir: str, n: int) -> str:
+    """The ``--since`` value (unix seconds) of the n-th record from the end."""
+    out = subprocess.run(LOGPIPE + ["logs", "--log-dir", log_dir, "-t", "--tail", str(n)],
+                         capture_output=True, check=True).stdout
+    from logpipe.timespec import parse_rfc3339
+    ns = parse_rfc3339(out.split(b" ", 1)[0].decode())
+    return f"{ns // 10**9}.{ns % 10**9:09d}"
 
 
 def _parse_ts(raw: bytes) -> float:
