@@ -33,19 +33,23 @@ class _LazyOrjson:
 
 orjson = _LazyOrjson()
 
-#: Below this size the standard library parses: importing orjson costs more (15 ms) than a
-#: ``--tail 100`` takes; above it orjson is several times faster.
-_SMALL_JSON = 1 << 16
+#: Until this much JSON has been parsed, the standard library parses: orjson's import costs
+#: 15 ms, which the standard parser's slower speed only makes up for after about a megabyte.
+#: So ``--tail 100`` never pays it, and a full read switches to orjson after its first piece.
+_ORJSON_AFTER = 1 << 20
+_parsed = 0
 
 
 def _loads(data: bytes):
     """Parse JSON, refusing exactly what orjson refuses, whichever parser runs.
 
     The standard parser accepts lone surrogate escapes (``"\\ud800"``) that orjson rejects;
-    they are refused here too, so that small and large pieces take the same paths.
+    they are refused here too, so that both parsers take the same paths.
     """
-    if len(data) > _SMALL_JSON:
+    global _parsed
+    if _parsed > _ORJSON_AFTER:
         return orjson.loads(data)
+    _parsed += len(data)
     obj = json.loads(data)
     for text in (obj,) if isinstance(obj, str) else _strings(obj):
         text.encode()  # UnicodeEncodeError (a ValueError) on a lone surrogate

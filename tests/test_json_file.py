@@ -618,19 +618,17 @@ def test_bad_regex_and_template_are_refused_with_gos_wording(tmp_path, opts, mes
         assert str(err.value) == message
 
 
-def test_small_and_large_pieces_refuse_the_same_lone_surrogate_escape():
-    """Small pieces are parsed by the standard library, large ones by orjson: a line orjson
-    refuses (a lone surrogate escape) must take the same lenient path either way."""
-    from drivers.json_file import _SMALL_JSON, JSONFileFormat
+def test_both_json_parsers_refuse_the_same_lone_surrogate_escape(monkeypatch):
+    """The standard parser runs first, orjson after a megabyte: a line orjson refuses (a
+    lone surrogate escape) must take the same lenient path either way."""
+    import drivers.json_file as jf
 
-    bad = b'{"log":"x\\ud800y\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n'
-    good = b'{"log":"ok\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n'
-    small = bad + good
-    large = small + good * (_SMALL_JSON // len(good) + 1)
-    warnings = []
-    got_small, _ = JSONFileFormat().decode(small, True, warnings.append)
-    got_large, _ = JSONFileFormat().decode(large, True, warnings.append)
-    first_small = b"".join(c.data for c in got_small)
-    first_large = b"".join(c.data for c in got_large)[:len(first_small)]
-    assert first_small == first_large
-    assert first_small.endswith(b"ok\n")
+    data = (b'{"log":"x\\ud800y\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n'
+            b'{"log":"ok\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n')
+    results = []
+    for parsed_so_far in (0, jf._ORJSON_AFTER + 1):
+        monkeypatch.setattr(jf, "_parsed", parsed_so_far)
+        chunks, used = jf.JSONFileFormat().decode(data, True, lambda _: None)
+        results.append((b"".join(c.data for c in chunks), used))
+    assert results[0] == results[1]
+    assert results[0][0].endswith(b"ok\n") and results[0][1] == len(data)
