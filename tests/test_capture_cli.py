@@ -140,3 +140,13 @@ def test_binary_output_and_long_lines_come_back_exactly(tmp_path):
         d.mkdir()
         capture(d, script, driver=driver)
         assert logs(d).stdout == want, driver
+
+
+def test_a_100_mb_line_without_newline_is_stored_in_pieces_and_read_back_whole(tmp_path):
+    for driver in ("json-file", "local"):
+        d = tmp_path / driver
+        d.mkdir()
+        r = capture(d, "head -c 100000000 /dev/zero | tr '\\0' 'a'", driver=driver)
+        assert r.returncode == 0, r.stderr
+        out = logs(d).stdout
+        assert len(out) == 100_000_000 and out.count(b"a") == 100_000_000, driver
