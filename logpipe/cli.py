@@ -1,7 +1,8 @@
 """The ``logpipe`` command line. Flags, output and error texts follow the docker CLI.
 
-This module holds the commands that work without a daemon (``capture``, ``logs --log-dir``);
-each command is a small function that parses nothing itself.
+This module holds the parser and the commands that work without a daemon (``capture``,
+``logs --log-dir``); the daemon-backed ones live in ``commands.py``. Each command is a small
+function that parses nothing itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import sys
 from typing import Iterable, Sequence
 
-from . import __version__
 from .driver import LogInfo
 from .errors import LogpipeError
 from .message import STDERR, Chunk
@@ -77,7 +77,7 @@ def _load_meta(log_dir: str, required: bool = True) -> dict:
 
 def _save_meta(log_dir: str, meta: dict) -> None:
     path = os.path.join(log_dir, CAPTURE_META)
-    with open(path + ".tmp", "w") as f:
+    with open(os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "w") as f:
         json.dump(meta, f, indent=1)
     os.replace(path + ".tmp", path)
 
@@ -120,8 +120,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """``logpipe logs --log-dir DIR``: read a captured log with docker's ``logs`` flags."""
     from .registry import load_driver
 
+    if args.container:
+        from .commands import cmd_logs as cmd_daemon_logs
+
+        return cmd_daemon_logs(args)
     if not args.log_dir:
-        raise LogpipeError("logs needs --log-dir DIR (container names need the daemon)")
+        raise LogpipeError("logs needs a container name, or --log-dir DIR for a captured log")
     meta = _load_meta(args.log_dir)
     info = LogInfo(container_id=meta["id"], log_dir=args.log_dir, config=meta.get("opts", {}))
     cfg = read_config(args)
@@ -129,13 +133,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_version(args: argparse.Namespace) -> int:
-    print(f"logpipe version {__version__}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logpipe", description="Containers and their logs.")
+    parser.add_argument("-H", "--host", dest="global_host", default="",
+                        help="Daemon socket to connect to (default: $LOGPIPE_HOST, else the "
+                             "per-user socket)")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
 
     cap = sub.add_parser("capture", help="Run a command and store its output with a log driver")
@@ -157,10 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--until", default="")
     logs.add_argument("-t", "--timestamps", action="store_true")
     logs.add_argument("--details", action="store_true")
+    logs.add_argument("container", nargs="?", help="a container of the daemon (or use --log-dir)")
     logs.set_defaults(func=cmd_logs)
 
-    ver = sub.add_parser("version", help="Show the logpipe version")
-    ver.set_defaults(func=cmd_version)
+    from .commands import register
+
+    register(sub)
     return parser
 
 

@@ -1,0 +1,227 @@
+"""A small Engine-API client over a unix socket, for the ``logpipe`` CLI (``http.client`` only).
+
+Where the daemon is: ``-H/--host``, else ``$LOGPIPE_HOST``, else the default socket
+(``/run/logpipe/logpipe.sock`` for root, ``$XDG_RUNTIME_DIR/logpipe.sock`` otherwise). When
+nothing answers on the default socket, the client starts a daemon in the background (in its
+own session, its output in ``logpipe-daemon.log`` next to the socket), says so on stderr,
+and waits for it to answer; ``LOGPIPE_NO_AUTOSTART=1`` turns that off.
+
+The daemon's errors arrive as ``APIError`` with Docker's message and status; the commands
+print them as the docker CLI does. This module must stay light: every CLI command imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import struct
+import sys
+import time
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
+from urllib.parse import quote, urlencode
+
+from .errors import LogpipeError
+
+if TYPE_CHECKING:
+    import http.client
+
+API_PREFIX = "/v1.41"
+DAEMON_LOG = "logpipe-daemon.log"
+AUTOSTART_TIMEOUT = 30.0
+
+
+def default_socket() -> str:
+    """``/run/logpipe/logpipe.sock`` for root, ``$XDG_RUNTIME_DIR/logpipe.sock`` otherwise
+    (``/tmp/logpipe-<uid>/logpipe.sock`` when there is no runtime directory)."""
+    if os.geteuid() == 0:
+        return "/run/logpipe/logpipe.sock"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/logpipe-{os.getuid()}"
+    return os.path.join(runtime_dir, "logpipe.sock")
+
+
+def socket_path(host: str) -> str:
+    """``unix:///path`` (or a bare path) → the path; other schemes are refused."""
+    if host.startswith("unix://"):
+        path = host[len("unix://"):]
+    elif "://" in host:
+        raise LogpipeError(f"unsupported host {host!r}: only unix:// sockets are supported")
+    else:
+        path = host
+    if not path:
+        raise LogpipeError(f"invalid host {host!r}: no socket path")
+    return path
+
+
+class APIError(LogpipeError):
+    """The daemon refused the request; ``str()`` is its message (Docker's wording)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DaemonUnavailable(LogpipeError):
+    """Nothing answers on the socket (and no daemon could be started)."""
+
+
+@functools.cache
+def _unix_connection() -> type:
+    """``http.client`` over a unix socket. Built on first use: ``http.client`` and ``socket``
+    cost ~25 ms to import, which commands that never talk to the daemon (``logs --log-dir``,
+    ``capture``) should not pay."""
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def __init__(self, path: str, timeout: float | None = None) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self.path = path
+
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixConnection
+
+
+class Client:
+    """Requests to one daemon. Each request uses its own connection (streams may be open)."""
+
+    def __init__(self, host: str | None = None, autostart: bool | None = None) -> None:
+        explicit = host or os.environ.get("LOGPIPE_HOST")
+        self.host = explicit or "unix://" + default_socket()
+        self.path = socket_path(self.host)
+        if autostart is None:
+            autostart = os.environ.get("LOGPIPE_NO_AUTOSTART", "") not in ("1", "true", "yes")
+        self.autostart = autostart
+        self._started = False
+
+    # -- transport ------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, query: Mapping[str, Any] | None,
+              body: Any, headers: Mapping[str, str] | None,
+              timeout: float | None) -> http.client.HTTPResponse:
+        url = API_PREFIX + path
+        if query:
+            q = {k: v for k, v in query.items() if v is not None}
+            if q:
+                url += "?" + urlencode(q)
+        hdrs = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        conn = _unix_connection()(self.path, timeout)
+        encode_chunked = body is not None and not isinstance(body, (bytes, str)) \
+            and "Content-Length" not in hdrs
+        if encode_chunked:
+            hdrs["Transfer-Encoding"] = "chunked"
+        conn.request(method, url, body=body, headers=hdrs, encode_chunked=encode_chunked)
+        return conn.getresponse()
+
+    def request(self, method: str, path: str, query: Mapping[str, Any] | None = None,
+                body: Any = None, headers: Mapping[str, str] | None = None,
+                timeout: float | None = None) -> http.client.HTTPResponse:
+        """The response, status < 400 (its body unread); ``APIError`` otherwise."""
+        try:
+            resp = self._send(method, path, query, body, headers, timeout)
+        except (FileNotFoundError, ConnectionRefusedError) as err:
+            if not self.autostart or self._started:
+                raise DaemonUnavailable(
+                    f"Cannot connect to the logpipe daemon at {self.host}. "
+                    f"Is the logpipe daemon running? ({err.strerror})") from None
+            self.start_daemon()
+            resp = self._send(method, path, query, body, headers, timeout)
+        if resp.status >= 400:
+            data = resp.read()
+            try:
+                message = json.loads(data)["message"]
+            except (ValueError, KeyError, TypeError):
+                message = data.decode(errors="replace").strip() or resp.reason
+            raise APIError(resp.status, message)
+        return resp
+
+    def json(self, method: str, path: str, query: Mapping[str, Any] | None = None,
+             body: Any = None, timeout: float | None = None) -> Any:
+        resp = self.request(method, path, query, body, timeout=timeout)
+        data = resp.read()
+        return json.loads(data) if data.strip() else None
+
+    # -- autostart ------------------------------------------------------------------------
+
+    def start_daemon(self) -> None:
+        """Start ``logpipe daemon`` in the background and wait until it answers."""
+        self._started = True
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+        log_path = os.path.join(os.path.dirname(self.path) or ".", DAEMON_LOG)
+        with open(log_path, "ab") as log:
+            import subprocess
+
+            proc = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "daemon",
+                                     "-H", "unix://" + self.path],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, close_fds=True)
+        sys.stderr.write(f"logpipe: no daemon answered on {self.host}: started one in the "
+                         f"background (pid {proc.pid}); its log is {log_path}\n")
+        deadline = time.monotonic() + AUTOSTART_TIMEOUT
+        delay = 0.01
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DaemonUnavailable(f"the logpipe daemon exited at start (status "
+                                        f"{proc.returncode}): {_tail(log_path)}")
+            try:
+                self._send("GET", "/_ping", None, None, None, 2.0).read()
+                return
+            except OSError:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        raise DaemonUnavailable(f"the logpipe daemon did not answer within "
+                                f"{AUTOSTART_TIMEOUT:g} s: see {log_path}")
+
+    # -- Engine API calls used by the commands ----------------------------------------------
+
+    def container(self, ref: str) -> dict[str, Any]:
+        return self.json("GET", f"/containers/{quote(ref, safe='')}/json")
+
+    def post(self, path: str, query: Mapping[str, Any] | None = None,
+             timeout: float | None = None) -> None:
+        self.request("POST", path, query, timeout=timeout).read()
+
+
+def read_frames(resp: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Docker's multiplexed stream as ``(stream, payload)``: 1 stdout, 2 stderr, 3 error."""
+    while True:
+        head = _read_exact(resp, 8)
+        if len(head) < 8:
+            return
+        stream, length = struct.unpack(">BxxxL", head)
+        payload = _read_exact(resp, length)
+        yield stream, payload
+        if len(payload) < length:
+            return
+
+
+def _read_exact(resp: BinaryIO, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        data = resp.read(n - len(buf))
+        if not data:
+            break
+        buf += data
+    return buf
+
+
+def _tail(path: str, size: int = 1500) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return "(no log)"

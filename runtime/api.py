@@ -1,0 +1,542 @@
+"""The daemon's HTTP API: a subset of the Docker Engine API with v1.41 semantics.
+
+Routes are served with and without a version prefix (``/v1.41/containers/json``), so that
+docker-py and the docker CLI work unchanged. Every error a user can cause is a
+``LogpipeError`` carrying its HTTP status; ``error_middleware`` below is the one place where
+it becomes Docker's ``{"message": ...}`` answer.
+
+Logs and attach streams are Docker's multiplexed frames (``[stream, 0, 0, 0, len u32 BE]``,
+stream 1 stdout, 2 stderr, 3 in-band error), one per record, with the ``-t``/``--details``
+prefixes of ``logpipe.output``. The storage driver's reader is synchronous (it may block on
+inotify while following), so it runs in a thread of its own and hands frames to the
+response through the loop. The API never reads a container's pipes: ``attach`` follows the
+container's log from the moment it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import struct
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+from aiohttp import web
+
+from logpipe import __version__
+from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.message import STDERR, STDOUT, Chunk
+from logpipe.output import render
+from logpipe.reading import ReadConfig
+from logpipe.registry import driver_names, load_driver
+from logpipe.timespec import parse_rfc3339, parse_unix
+
+from .containers import ContainerStore, NotModified, parse_signal
+from .executors import available_runtimes, default_runtime
+from .images import ImageStore
+from .state import RUNNING
+
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.12"
+SERVER_VERSION = f"logpipe-{__version__}"
+STORE_KEY = web.AppKey("store", ContainerStore)
+IMAGES_KEY = web.AppKey("images", ImageStore)
+#: Frames queued between a reader thread and its response before the reader waits.
+QUEUE_LIMIT = 256
+_STREAMS = {STDOUT: 1, STDERR: 2}
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+
+
+class ServerError(LogpipeError):
+    """A malformed value Docker reports as 500 (its strconv errors, e.g. ``since=abc``)."""
+
+
+# -- request helpers ------------------------------------------------------------------------
+
+
+def qbool(request: web.Request, key: str, default: bool = False) -> bool:
+    """Docker's boolean query values: false iff ``""``, ``0``, ``no``, ``false`` or ``none``."""
+    if key not in request.query:
+        return default
+    return request.query[key].strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def qint(request: web.Request, key: str) -> int | None:
+    value = request.query.get(key, "")
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameter(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json(loads=json.loads)
+    except ValueError as err:
+        raise InvalidParameter(f"invalid JSON: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidParameter("invalid JSON: the body must be an object")
+    return data
+
+
+def store_of(request: web.Request) -> ContainerStore:
+    return request.app[STORE_KEY]
+
+
+def container_of(request: web.Request):
+    return store_of(request).get(request.match_info["id"])
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(payload)) + payload
+
+
+def encode_chunk(chunk: Chunk, cfg: ReadConfig, streams: frozenset[str]) -> bytes:
+    """One frame per record, with the record's prefixes; other sources are dropped (§5.3)."""
+    stream = _STREAMS.get(chunk.source)
+    if stream is None or chunk.source not in streams:
+        return b""
+    data = render(chunk, cfg.timestamps, cfg.details)
+    if chunk.partial is not None or data.count(b"\n") <= 1:
+        return frame(stream, data)
+    head = struct.pack(">BxxxL", stream, 0)[:4]
+    return b"".join(head + struct.pack(">L", len(line) + 1) + line + b"\n"
+                    for line in data[:-1].split(b"\n"))
+
+
+async def flush_headers(resp: web.StreamResponse) -> None:
+    """Send the status line and headers now: Docker's clients wait for them (a ``wait``
+    caller knows it is registered, a ``logs`` caller that the request was accepted)."""
+    await resp.write(b"")
+
+
+async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes]) -> None:
+    """Run the blocking iterator ``produce`` in a thread and write what it yields.
+
+    Frames that arrive together are written together. A client that goes away stops the
+    reader at its next record (a follower of a silent container notices when it next
+    writes or stops)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    room = threading.Semaphore(QUEUE_LIMIT)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:
+            stop.set()  # the loop is gone
+
+    def pump() -> None:
+        try:
+            for data in produce:
+                if stop.is_set():
+                    break
+                if not data:
+                    continue
+                while not room.acquire(timeout=0.5):
+                    if stop.is_set():
+                        return
+                put(data)
+        except Exception as err:  # noqa: BLE001 - reported in-band, like Docker
+            put(frame(3, f"Error grabbing logs: {err}\n".encode()))
+        finally:
+            close = getattr(produce, "close", None)
+            if close is not None:
+                close()
+            put(done)
+
+    threading.Thread(target=pump, name="log-reader", daemon=True).start()
+    try:
+        while True:
+            item = await queue.get()
+            items = [item]
+            while not queue.empty() and item is not done:
+                item = queue.get_nowait()
+                items.append(item)
+            finished = items[-1] is done
+            if finished:
+                items.pop()
+            if items:
+                await resp.write(b"".join(items))
+                for _ in items:
+                    room.release()
+            if finished:
+                return
+    finally:
+        stop.set()
+        for _ in range(QUEUE_LIMIT):
+            room.release()
+
+
+def read_frames(c, cfg: ReadConfig, streams: frozenset[str]) -> Iterator[bytes]:
+    """The container's log through its storage driver, as frames. ``driver.read`` is called
+    here, before any response is prepared, so that ``none`` still answers 501."""
+    driver = load_driver(c.spec.log_type)
+    chunks = driver.read(c.spec.log_info(), cfg)
+
+    def frames() -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                yield encode_chunk(chunk, cfg, streams)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    return frames()
+
+
+# -- system ---------------------------------------------------------------------------------
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="OK", headers={"Cache-Control": "no-cache, no-store, must-revalidate",
+                                            "Pragma": "no-cache"})
+
+
+async def version(request: web.Request) -> web.Response:
+    uname = os.uname()
+    arch = _GOARCH.get(uname.machine, uname.machine)
+    return web.json_response({
+        "Platform": {"Name": "logpipe"}, "Version": SERVER_VERSION, "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch,
+        "KernelVersion": uname.release, "GoVersion": f"python{platform.python_version()}",
+        "GitCommit": "", "BuildTime": "",
+        "Components": [{"Name": "Engine", "Version": SERVER_VERSION,
+                        "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                                    "Os": "linux", "Arch": arch}}]})
+
+
+async def info(request: web.Request) -> web.Response:
+    store = store_of(request)
+    uname = os.uname()
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        mem = 0
+    images = await asyncio.to_thread(request.app[IMAGES_KEY].list)
+    body = {"ID": "", "Name": uname.nodename, "ServerVersion": SERVER_VERSION,
+            **store.counts(), "Images": len(images), "Driver": "", "DriverStatus": [],
+            "LoggingDriver": store.config.log_driver, "DockerRootDir": store.config.data_root,
+            "Plugins": {"Log": driver_names(), "Volume": [], "Network": ["host", "none"],
+                        "Authorization": None},
+            "OSType": "linux", "OperatingSystem": platform.platform(),
+            "Architecture": uname.machine, "KernelVersion": uname.release,
+            "NCPU": os.cpu_count() or 1, "MemTotal": mem,
+            "DefaultRuntime": store.config.default_runtime or default_runtime(),
+            "Runtimes": {name: {"path": name} for name in available_runtimes()},
+            "LiveRestoreEnabled": True, "Warnings": []}
+    return web.json_response(body)
+
+
+# -- containers -----------------------------------------------------------------------------
+
+
+async def create_container(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    c, warnings = store_of(request).create(body, request.query.get("name", ""))
+    return web.json_response({"Id": c.id, "Warnings": warnings}, status=201)
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    filters: dict[str, Any] = {}
+    if request.query.get("filters"):
+        try:
+            filters = json.loads(request.query["filters"])
+        except ValueError as err:
+            raise InvalidParameter(f"invalid filters: {err}") from None
+    items = store_of(request).list(all=qbool(request, "all"), filters=filters)
+    limit = qint(request, "limit")
+    if limit and limit > 0:
+        items = items[:limit]
+    return web.json_response([c.summary() for c in items])
+
+
+async def inspect_container(request: web.Request) -> web.Response:
+    return web.json_response(container_of(request).inspect())
+
+
+async def start_container(request: web.Request) -> web.Response:
+    await store_of(request).start(container_of(request))
+    return web.Response(status=204)
+
+
+async def stop_container(request: web.Request) -> web.Response:
+    await store_of(request).stop(container_of(request), qint(request, "t"))
+    return web.Response(status=204)
+
+
+async def restart_container(request: web.Request) -> web.Response:
+    await store_of(request).restart(container_of(request), qint(request, "t"))
+    return web.Response(status=204)
+
+
+async def kill_container(request: web.Request) -> web.Response:
+    c = container_of(request)
+    await store_of(request).kill(c, parse_signal(request.query.get("signal")))
+    return web.Response(status=204)
+
+
+async def wait_container(request: web.Request) -> web.StreamResponse:
+    """Docker sends the headers at once and the body when the condition holds."""
+    store = store_of(request)
+    c = container_of(request)
+    waiter = store.waiter(c, request.query.get("condition", ""))
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    await flush_headers(resp)
+    state = await waiter
+    await resp.write(json.dumps({"StatusCode": state.exit_code, "Error": None}).encode() + b"\n")
+    await resp.write_eof()
+    return resp
+
+
+async def remove_container(request: web.Request) -> web.Response:
+    await store_of(request).remove(container_of(request), force=qbool(request, "force"))
+    return web.Response(status=204)
+
+
+def _since_until(request: web.Request, key: str) -> int:
+    value = request.query.get(key, "")
+    if value in ("", "0"):
+        return 0
+    try:
+        return parse_unix(value)
+    except ValueError as err:
+        raise ServerError(str(err)) from None  # Docker: 500, strconv's wording
+
+
+async def container_logs(request: web.Request) -> web.StreamResponse:
+    """``GET /containers/{id}/logs`` with Docker's semantics (reference §5)."""
+    c = container_of(request)
+    streams = frozenset(s for s, key in ((STDOUT, "stdout"), (STDERR, "stderr"))
+                        if qbool(request, key))
+    if not streams:
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    if c.removing:
+        raise LogpipeError("can not get logs from container which is dead or marked for removal")
+    tail_text = request.query.get("tail", "")
+    try:
+        tail = int(tail_text)
+    except ValueError:
+        tail = -1  # "all", "", anything else: everything (Docker)
+    cfg = ReadConfig(tail=tail if tail >= 0 else -1, since=_since_until(request, "since"),
+                     until=_since_until(request, "until"),
+                     # follow is only honoured while the container runs (Docker)
+                     follow=qbool(request, "follow") and c.state.status == RUNNING,
+                     timestamps=qbool(request, "timestamps"), details=qbool(request, "details"))
+    frames = read_frames(c, cfg, streams)
+    resp = web.StreamResponse()
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await flush_headers(resp)
+    await stream_from_thread(resp, frames)
+    await resp.write_eof()
+    return resp
+
+
+class _Hijacked(web.StreamResponse):
+    """Docker's hijacked connection: ``101 UPGRADED`` then raw bytes until close."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101, reason="UPGRADED",
+                         headers={"Content-Type": "application/vnd.docker.raw-stream",
+                                  "Connection": "Upgrade", "Upgrade": "tcp"})
+        self._length_check = False  # no chunked encoding: the stream is the socket
+
+
+async def attach_container(request: web.Request) -> web.StreamResponse:
+    """The container's output from now on (with ``logs=1``: from its beginning), until it
+    stops. Implemented by following its log; a container not yet started is waited for,
+    which is how ``run`` attaches before it starts."""
+    store = store_of(request)
+    c = container_of(request)
+    streams = frozenset(s for s, key in ((STDOUT, "stdout"), (STDERR, "stderr"))
+                        if qbool(request, key))
+    history = qbool(request, "logs")
+    stream = qbool(request, "stream")
+    started = None if c.state.status == RUNNING else store.start_waiter(c)
+    # "From now on" is from this request: a container attached before its start is covered
+    # whole (its StartedAt is stamped after its first lines may already be logged).
+    since = time.time_ns()
+    c.attached += 1
+    c.attach_idle.clear()
+    try:
+        return await _attached_stream(request, c, streams, history, stream, started, since)
+    finally:
+        c.attached -= 1
+        if not c.attached:
+            c.attach_idle.set()
+
+
+async def _attached_stream(request: web.Request, c, streams: frozenset[str], history: bool,
+                           stream: bool, started, since: int) -> web.StreamResponse:
+    hijack = request.headers.get("Upgrade", "").lower() == "tcp"
+    if hijack:
+        resp: web.StreamResponse = _Hijacked()
+    else:
+        resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
+        resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await flush_headers(resp)
+    try:
+        if streams and (stream or history):
+            if started is not None and stream:
+                state = await started
+                if state is None:  # removed before it ever started
+                    return resp
+            follow = stream and c.state.status == RUNNING
+            cfg = ReadConfig(since=0 if history else since, follow=follow)
+            if stream or history:
+                await stream_from_thread(resp, read_frames(c, cfg, streams))
+    except LogpipeError as err:
+        await resp.write(frame(3, f"{err}\n".encode()))
+    finally:
+        if started is not None and not started.done():
+            started.cancel()
+    if hijack:
+        resp.force_close()
+    await resp.write_eof()
+    return resp
+
+
+# -- images ---------------------------------------------------------------------------------
+
+
+def _created_unix(text: str) -> int:
+    try:
+        return parse_rfc3339(text) // 1_000_000_000
+    except ValueError:
+        return 0
+
+
+async def list_images(request: web.Request) -> web.Response:
+    images = await asyncio.to_thread(request.app[IMAGES_KEY].list)
+    return web.json_response([
+        {"Id": im.id, "ParentId": "", "RepoTags": list(im.repo_tags) or None,
+         "RepoDigests": None, "Created": _created_unix(im.created), "Size": im.size,
+         "VirtualSize": im.size, "SharedSize": -1, "Labels": {}, "Containers": -1}
+        for im in images])
+
+
+async def inspect_image(request: web.Request) -> web.Response:
+    im = await asyncio.to_thread(request.app[IMAGES_KEY].resolve, request.match_info["name"])
+    return web.json_response({"Id": im.id, "RepoTags": list(im.repo_tags), "RepoDigests": [],
+                              "Created": im.created, "Size": im.size, "VirtualSize": im.size,
+                              "Config": im.config, "Os": "linux", "Architecture":
+                              _GOARCH.get(os.uname().machine, os.uname().machine)})
+
+
+async def _spool_body(request: web.Request) -> str:
+    """The request body in a temporary file of the data root (images are big)."""
+    images = request.app[IMAGES_KEY]
+    fd, path = tempfile.mkstemp(dir=images.tmp, prefix="upload-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for data in request.content.iter_chunked(1 << 20):
+                f.write(data)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+async def load_images(request: web.Request) -> web.Response:
+    path = await _spool_body(request)
+    try:
+        refs = await asyncio.to_thread(request.app[IMAGES_KEY].load, path)
+    finally:
+        os.unlink(path)
+    text = "".join(json.dumps({"stream": f"Loaded image{' ID' if r.startswith('sha256:') else ''}: {r}\n"}) + "\n"
+                   for r in refs)
+    return web.Response(text=text, content_type="application/json")
+
+
+async def create_image(request: web.Request) -> web.Response:
+    """``docker import`` (``fromSrc=-``: the body is the tarball). There is no registry."""
+    if request.query.get("fromSrc") != "-":
+        raise InvalidParameter("logpipe has no registry to pull from: use `logpipe load` "
+                               "(docker save archives) or `logpipe import` (rootfs tarballs)")
+    repo, tag = request.query.get("repo", ""), request.query.get("tag", "")
+    ref = f"{repo}:{tag}" if repo and tag else repo or None
+    path = await _spool_body(request)
+    try:
+        image = await asyncio.to_thread(request.app[IMAGES_KEY].import_tar, path, ref)
+    finally:
+        os.unlink(path)
+    return web.Response(text=json.dumps({"status": image.id}) + "\n",
+                        content_type="application/json")
+
+
+async def remove_image(request: web.Request) -> web.Response:
+    store = store_of(request)
+    result = await asyncio.to_thread(request.app[IMAGES_KEY].remove, request.match_info["name"],
+                                     store.image_user, qbool(request, "force"))
+    return web.json_response(result)
+
+
+# -- the application ------------------------------------------------------------------------
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """The one place where errors become Docker's answers."""
+    try:
+        resp = await handler(request)
+    except NotModified:
+        resp = web.Response(status=304)
+    except LogpipeError as err:
+        resp = web.json_response({"message": str(err)}, status=err.status)
+    except web.HTTPNotFound:
+        resp = web.json_response({"message": "page not found"}, status=404)
+    except web.HTTPMethodNotAllowed:
+        resp = web.json_response({"message": "page not found"}, status=405)
+    if not resp.prepared:
+        resp.headers["Api-Version"] = API_VERSION
+        resp.headers["Server"] = f"Logpipe/{__version__} (linux)"
+        resp.headers["Ostype"] = "linux"
+    return resp
+
+
+ROUTES: list[tuple[str, str, Callable]] = [
+    ("GET", "/_ping", ping), ("HEAD", "/_ping", ping),
+    ("GET", "/version", version), ("GET", "/info", info),
+    ("POST", "/containers/create", create_container),
+    ("GET", "/containers/json", list_containers),
+    ("GET", "/containers/{id}/json", inspect_container),
+    ("POST", "/containers/{id}/start", start_container),
+    ("POST", "/containers/{id}/stop", stop_container),
+    ("POST", "/containers/{id}/restart", restart_container),
+    ("POST", "/containers/{id}/kill", kill_container),
+    ("POST", "/containers/{id}/wait", wait_container),
+    ("DELETE", "/containers/{id}", remove_container),
+    ("GET", "/containers/{id}/logs", container_logs),
+    ("POST", "/containers/{id}/attach", attach_container),
+    ("GET", "/images/json", list_images),
+    ("GET", "/images/{name:.+}/json", inspect_image),
+    ("POST", "/images/load", load_images),
+    ("POST", "/images/create", create_image),
+    ("DELETE", "/images/{name:.+}", remove_image),
+]
+
+
+def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=1 << 20)
+    app[STORE_KEY] = store
+    app[IMAGES_KEY] = images
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+        app.router.add_route(method, r"/v{version:[0-9.]+}" + path, handler)
+    return app

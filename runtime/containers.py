@@ -1,0 +1,816 @@
+"""The daemon's container store and lifecycle: create, start, stop, kill, restart, wait, remove.
+
+A container is a directory ``<data-root>/containers/<id>/`` holding ``config.json`` (its
+``ContainerSpec``, written here at create time and never changed), ``state.json`` (written
+by its shim, only), its logs (written by its shim), and ``lifecycle.json``: what only the
+daemon decides — ``RestartCount`` and whether the user stopped it (Docker's
+``HasBeenManuallyStopped``, which disables ``always``/``on-failure`` restarts).
+
+Each running container has one watcher thread blocked in the shim's ``wait`` operation; its
+answer is an event on the daemon's loop, which wakes ``wait`` requests, applies the restart
+policy and ``--rm``. The daemon never reads a container's pipes and never writes its logs.
+
+Everything a user typed is validated in ``create`` before anything is written; a create
+that fails leaves no directory and no name behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import threading
+import time
+from typing import Any, Mapping
+
+from logpipe.commands import human_duration
+from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.registry import get_driver, validate_log_config
+from logpipe.timespec import parse_rfc3339
+
+from .config import DaemonConfig, merge_log_config
+from .executors import available_runtimes, default_runtime, get_executor
+from .images import ImageStore
+from .shimclient import ShimClient, ShimError, recover_state, spawn_shim
+from .spec import Bind, ContainerSpec, write_json_atomic
+from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
+
+log = logging.getLogger("logpipe.daemon")
+#: How long ``--rm`` waits for attached clients to finish reading the log.
+AUTO_REMOVE_ATTACH_WAIT = 30.0
+
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+ID_RE = re.compile(r"[0-9a-f]{64}")
+LIFECYCLE_FILE = "lifecycle.json"
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+#: Docker's restart backoff (restartmanager): 100 ms doubling to 1 min, reset after a run of 10 s.
+BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET_AFTER = 0.1, 60.0, 10.0
+#: Docker refuses memory limits under 6 MB (daemon/daemon_unix.go).
+MIN_MEMORY = 6 * 1024 * 1024
+PROCESS_WARNING = ("runtime process: the container runs directly on the host, with no "
+                   "isolation (no namespaces, no root filesystem, no resource limits)")
+
+
+class NoSuchContainer(LogpipeError):
+    status = 404
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"No such container: {ref}")
+
+
+class NameConflict(LogpipeError):
+    status = 409
+
+
+class ContainerConflict(LogpipeError):
+    """The request does not fit the container's state (running, being removed, …)."""
+
+    status = 409
+
+
+class NotModified(LogpipeError):
+    """Already started / already stopped: Docker answers 304 with no body."""
+
+    status = 304
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+
+class StartFailed(LogpipeError):
+    """The shim could not start the container; Docker answers 500 with the runtime's error."""
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:
+    """``9``, ``KILL`` or ``SIGKILL`` → 9; Docker's ``Invalid signal: X`` otherwise."""
+    if value is None or value == "":
+        return int(default)
+    text = str(value).strip()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < signal.NSIG:
+            return num
+        raise InvalidParameter(f"Invalid signal: {value}")
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidParameter(f"Invalid signal: {value}") from None
+
+
+def _since(rfc3339: str) -> float:
+    if not rfc3339 or rfc3339 == ZERO_TIME:
+        return 0.0
+    try:
+        return max(0.0, time.time() - parse_rfc3339(rfc3339) / 1e9)
+    except ValueError:
+        return 0.0
+
+
+_ADJECTIVES = ("admiring", "brave", "clever", "dazzling", "eager", "focused", "gallant",
+               "happy", "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "quirky",
+               "relaxed", "serene", "tender", "upbeat", "vibrant", "wizardly", "zealous")
+_SURNAMES = ("babbage", "curie", "dijkstra", "euler", "feynman", "gauss", "hopper",
+             "johnson", "knuth", "lovelace", "mccarthy", "noether", "pike", "ritchie",
+             "shannon", "thompson", "turing", "wozniak")
+
+
+# -- one container --------------------------------------------------------------------------
+
+
+class Container:
+    """A container as the daemon knows it: its spec, its last state, and its waiters."""
+
+    def __init__(self, spec: ContainerSpec, state: State | None, restart_count: int = 0,
+                 manually_stopped: bool = False) -> None:
+        self.spec = spec
+        self.state = state or State()
+        self.restart_count = restart_count
+        self.manually_stopped = manually_stopped
+        self.removing = False
+        self.removed = False
+        self.restart_task: asyncio.Task | None = None
+        self.backoff = 0.0
+        self.run_began = 0.0  # monotonic time of the current run's start
+        self.run_token: object | None = None  # identifies the run a watcher reports on
+        self.exit_waiters: list[asyncio.Future] = []
+        self.start_waiters: list[asyncio.Future] = []
+        self.remove_waiters: list[asyncio.Future] = []
+        self.lock = asyncio.Lock()
+        # Attached streams read the log: --rm waits for them before deleting it.
+        self.attached = 0
+        self.attach_idle = asyncio.Event()
+        self.attach_idle.set()
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def name(self) -> str:
+        return self.spec.name.lstrip("/")
+
+    @property
+    def restarting(self) -> bool:
+        return self.restart_task is not None
+
+    @property
+    def running(self) -> bool:
+        """Docker counts a restarting container as running (State.Running and Restarting)."""
+        return self.state.status == RUNNING or self.restarting
+
+    @property
+    def start_failed(self) -> bool:
+        return self.state.status == EXITED and self.state.started_at == ZERO_TIME
+
+    @property
+    def status(self) -> str:
+        """Docker's ``State.Status``."""
+        if self.removing:
+            return "removing"
+        if self.restarting:
+            return "restarting"
+        if self.start_failed:
+            return CREATED  # Docker: a container that failed to start stays "created"
+        return self.state.status
+
+    def status_text(self) -> str:
+        """``docker ps``'s Status column."""
+        st = self.state
+        status = self.status
+        if status == "removing":
+            return "Removal In Progress"
+        if status == "restarting":
+            return f"Restarting ({st.exit_code}) {human_duration(_since(st.finished_at))} ago"
+        if status == RUNNING:
+            return f"Up {human_duration(_since(st.started_at))}"
+        if status == EXITED:
+            return f"Exited ({st.exit_code}) {human_duration(_since(st.finished_at))} ago"
+        return "Created"
+
+    def log_path(self) -> str:
+        """Docker's ``LogPath``: the json-file log, and "" for every other driver."""
+        if self.spec.log_type != "json-file":
+            return ""
+        return get_driver("json-file").log_path(self.spec.log_info())
+
+    def state_json(self) -> dict[str, Any]:
+        st = self.state
+        data = st.to_json()
+        data.update({"Status": self.status, "Running": self.running, "Paused": False,
+                     "Restarting": self.restarting, "Dead": st.status == "dead",
+                     "Pid": st.pid if st.status == RUNNING else 0})
+        if self.start_failed:
+            data["ExitCode"] = st.exit_code or 128
+        return data
+
+    def inspect(self) -> dict[str, Any]:
+        """``GET /containers/{id}/json``: Docker's inspect shape."""
+        data = self.spec.to_json()
+        argv = self.spec.argv
+        data.update({
+            "Path": argv[0] if argv else "", "Args": argv[1:], "State": self.state_json(),
+            "RestartCount": self.restart_count, "LogPath": self.log_path(),
+            "Driver": "", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+            "AppArmorProfile": "", "ExecIDs": None,
+            "Mounts": [{"Type": "bind", "Source": b.source, "Destination": b.target,
+                        "Mode": "ro" if b.readonly else "", "RW": not b.readonly,
+                        "Propagation": "rprivate"} for b in self.spec.binds],
+            "NetworkSettings": {"Networks": {self.spec.network_mode: {}}, "Ports": {}},
+        })
+        # logpipe has no TTY or stdin: Docker's clients read these to choose the framing.
+        data["Config"].update({"Tty": False, "OpenStdin": False, "StdinOnce": False,
+                               "AttachStdin": False, "AttachStdout": False,
+                               "AttachStderr": False})
+        if self.spec.runtime == "process":
+            data["IsolationWarning"] = PROCESS_WARNING
+        return data
+
+    def summary(self) -> dict[str, Any]:
+        """One item of ``GET /containers/json``."""
+        try:
+            created = parse_rfc3339(self.spec.created) // 1_000_000_000
+        except ValueError:
+            created = 0
+        return {
+            "Id": self.id, "Names": [self.spec.name], "Image": self.spec.image,
+            "ImageID": self.spec.image_id, "Command": " ".join(self.spec.argv),
+            "Created": created, "Ports": [], "Labels": dict(self.spec.labels),
+            "State": self.status, "Status": self.status_text(),
+            "HostConfig": {"NetworkMode": self.spec.network_mode},
+            "NetworkSettings": {"Networks": {self.spec.network_mode: {}}},
+            "Mounts": [{"Type": "bind", "Source": b.source, "Destination": b.target,
+                        "RW": not b.readonly} for b in self.spec.binds],
+        }
+
+    def save_lifecycle(self) -> None:
+        try:
+            write_json_atomic(os.path.join(self.spec.dir, LIFECYCLE_FILE),
+                              {"RestartCount": self.restart_count,
+                               "ManuallyStopped": self.manually_stopped})
+        except FileNotFoundError:
+            pass  # removed meanwhile
+
+
+def _resolve(waiters: list[asyncio.Future], value: Any) -> None:
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(value)
+    waiters.clear()
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class ContainerStore:
+    """Every container of one data root, and the operations on them (called by the API)."""
+
+    def __init__(self, config: DaemonConfig, images: ImageStore) -> None:
+        self.config = config
+        self.images = images
+        self.dir = os.path.join(config.data_root, "containers")
+        os.makedirs(self.dir, mode=0o710, exist_ok=True)
+        self.containers: dict[str, Container] = {}
+        self.names: dict[str, str] = {}  # name without "/" → id
+        self.shutting_down = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, name (with or without "/"), or unique id prefix — Docker's order."""
+        c = self.containers.get(ref)
+        if c is not None:
+            return c
+        cid = self.names.get(ref.lstrip("/")) if ref else None
+        if cid is not None:
+            return self.containers[cid]
+        if ref and all(ch in "0123456789abcdef" for ch in ref):
+            found = [c for i, c in self.containers.items() if i.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidParameter(f"Multiple IDs found with provided prefix: {ref}")
+        raise NoSuchContainer(ref)
+
+    def list(self, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[Container]:
+        """``docker ps``: running ones (or all), newest first, filtered."""
+        items = sorted(self.containers.values(), key=lambda c: c.spec.created, reverse=True)
+        if not all and not (filters and "status" in filters):
+            items = [c for c in items if c.status in (RUNNING, "restarting")]
+        for key, values in (filters or {}).items():
+            if isinstance(values, dict):  # the old {"name": {"x": true}} form
+                values = [v for v, on in values.items() if on]
+            if isinstance(values, str):
+                values = [values]
+            items = [c for c in items if self._matches(c, key, list(values))]
+        return items
+
+    @staticmethod
+    def _matches(c: Container, key: str, values: list[str]) -> bool:
+        if key == "name":
+            return any(re.search(v, c.spec.name) or re.search(v, c.name) for v in values)
+        if key == "id":
+            return any(c.id.startswith(v) for v in values)
+        if key == "status":
+            allowed = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+            for v in values:
+                if v not in allowed:
+                    raise InvalidParameter(f"Invalid filter 'status={v}'")
+            return c.status in values
+        if key == "label":
+            for v in values:
+                k, eq, want = v.partition("=")
+                if k not in c.spec.labels or (eq and c.spec.labels[k] != want):
+                    return False
+            return True
+        if key == "ancestor":
+            return any(v in (c.spec.image, c.spec.image_id) for v in values)
+        raise InvalidParameter(f"invalid filter '{key}'")
+
+    def image_user(self, image_id: str) -> str | None:
+        """The id of a container created from ``image_id`` (rmi refuses while one exists)."""
+        for c in self.containers.values():
+            if c.spec.image_id == image_id:
+                return c.id
+        return None
+
+    # -- create ---------------------------------------------------------------------------
+
+    def _new_name(self) -> str:
+        for _ in range(100):
+            name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SURNAMES)}"
+            if name not in self.names:
+                return name
+        return f"{name}{random.randint(0, 9999)}"
+
+    def _new_id(self) -> str:
+        while True:
+            cid = os.urandom(32).hex()
+            # Docker avoids short ids that look like numbers (they would parse as one).
+            if not cid[:12].isdigit() and cid not in self.containers:
+                return cid
+
+    def create(self, body: Mapping[str, Any], name: str = "") -> tuple[Container, list[str]]:
+        """``POST /containers/create``: validate everything, then write the container."""
+        if name:
+            name = name[1:] if name.startswith("/") else name
+            if not NAME_RE.fullmatch(name):
+                raise InvalidParameter(f"Invalid container name ({name}), only "
+                                       "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            self._check_name(name)
+        else:
+            name = self._new_name()
+        host = body.get("HostConfig") or {}
+        image_ref = body.get("Image") or ""
+        if not image_ref:
+            raise InvalidParameter("No image specified")
+        image = self.images.resolve(image_ref)
+        icfg = image.config or {}
+
+        entrypoint = _str_list(body.get("Entrypoint"), "Entrypoint")
+        cmd = _str_list(body.get("Cmd"), "Cmd")
+        if entrypoint is None:
+            entrypoint = list(icfg.get("Entrypoint") or [])
+            if cmd is None:
+                cmd = list(icfg.get("Cmd") or [])
+        cmd = cmd or []
+        if not entrypoint and not cmd:
+            raise InvalidParameter("No command specified")
+        env = _merge_env(icfg.get("Env") or [], _str_list(body.get("Env"), "Env") or [])
+        labels = body.get("Labels") or {}
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise InvalidParameter("Labels must be an object of strings")
+
+        runtime = host.get("Runtime") or self.config.default_runtime or default_runtime()
+        get_executor(runtime)
+        if runtime not in available_runtimes():
+            raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
+        warnings = [PROCESS_WARNING] if runtime == "process" else []
+
+        policy, max_retry = _restart_policy(host.get("RestartPolicy") or {})
+        auto_remove = bool(host.get("AutoRemove"))
+        if auto_remove and policy != "no":
+            raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+        network = host.get("NetworkMode") or "default"
+        if network in ("default", "bridge"):
+            network = "none"  # logpipe has no bridge: the default is no network at all
+        if network not in ("none", "host"):
+            raise LogpipeError(f"network {network} not found")
+        memory = _int(host.get("Memory"), "Memory")
+        if 0 < memory < MIN_MEMORY:
+            raise InvalidParameter("Minimum memory limit allowed is 6MB")
+        nano_cpus = _int(host.get("NanoCpus"), "NanoCpus")
+        ncpu = os.cpu_count() or 1
+        if nano_cpus < 0 or nano_cpus > ncpu * 10**9:
+            raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are "
+                                   f"only {ncpu} CPUs available")
+        pids_limit = max(0, _int(host.get("PidsLimit"), "PidsLimit"))
+        binds = tuple(_parse_bind(b) for b in host.get("Binds") or [])
+
+        lc = host.get("LogConfig") or {}
+        log_type, log_opts = merge_log_config(self.config, lc.get("Type") or "",
+                                              lc.get("Config") or {})
+        cid = self._new_id()
+        cdir = os.path.join(self.dir, cid)
+        spec = ContainerSpec(
+            id=cid, name="/" + name, dir=cdir, created=now_rfc3339(), image=image_ref,
+            image_id=image.id, rootfs=image.rootfs, entrypoint=tuple(entrypoint),
+            cmd=tuple(cmd), env=tuple(env),
+            working_dir=body.get("WorkingDir") or icfg.get("WorkingDir") or "",
+            user=body.get("User") or icfg.get("User") or "",
+            hostname=body.get("Hostname") or cid[:12], labels=dict(labels),
+            log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
+            nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
+            runtime=runtime, restart_policy=policy, restart_max=max_retry,
+            auto_remove=auto_remove)
+        if log_type != "none":  # Docker skips all validation for "none" (§2.1)
+            validate_log_config(log_type, log_opts, spec.log_info())
+
+        self._check_name(name)
+        os.mkdir(cdir, 0o710)
+        try:
+            spec.save()
+            c = Container(spec, None)
+            c.save_lifecycle()
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        self.containers[cid] = c
+        self.names[name] = cid
+        return c, warnings
+
+    def _check_name(self, name: str) -> None:
+        other = self.names.get(name)
+        if other is not None:
+            raise NameConflict(f'Conflict. The container name "/{name}" is already in use by '
+                               f'container "{other}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+
+    # -- start / exit / restart policy ----------------------------------------------------
+
+    async def start(self, c: Container) -> None:
+        async with c.lock:
+            if c.removing or c.removed:
+                raise ContainerConflict(f"removal of container {c.id} is already in progress")
+            if c.running:
+                raise NotModified()
+            c.manually_stopped = False
+            c.save_lifecycle()
+            await self._spawn(c)
+
+    async def _spawn(self, c: Container) -> None:
+        try:
+            await asyncio.to_thread(spawn_shim, c.spec.dir)
+        except ShimError as err:
+            c.state = recover_state(c.spec.dir) or State(status=EXITED, exit_code=128,
+                                                         error=str(err), finished_at=now_rfc3339())
+            raise StartFailed(str(err)) from None
+        c.state = read_state(c.spec.dir) or c.state
+        if c.start_failed:
+            raise StartFailed(c.state.error or "the container failed to start")
+        c.run_began = time.monotonic()
+        _resolve(c.start_waiters, c.state)
+        self._watch(c)
+
+    def _watch(self, c: Container) -> None:
+        """One thread per run, blocked in the shim's ``wait``; reports on the loop."""
+        token = object()
+        c.run_token = token
+        loop = asyncio.get_running_loop()
+        directory = c.spec.dir
+
+        def watch() -> None:
+            client = ShimClient(directory, timeout=None)
+            while True:
+                try:
+                    state = client.wait(None)
+                    break
+                except ShimError:
+                    state = recover_state(directory)
+                    if state is None or state.status == EXITED or not os.path.isdir(directory):
+                        break
+                except OSError:
+                    state = recover_state(directory)
+                    break
+                time.sleep(0.05)  # the shim is between states: ask again
+            state = state or State(status=EXITED, exit_code=255, error="shim died",
+                                   finished_at=now_rfc3339())
+            try:
+                loop.call_soon_threadsafe(self._exited, c, token, state)
+            except RuntimeError:
+                pass  # the loop is closed: the daemon is exiting
+
+        threading.Thread(target=watch, name=f"watch-{c.id[:12]}", daemon=True).start()
+
+    def _exited(self, c: Container, token: object, state: State) -> None:
+        if token is not c.run_token:
+            return
+        c.run_token = None
+        c.state = state
+        _resolve(c.exit_waiters, state)
+        if c.removing or c.removed or self.shutting_down:
+            return
+        if self._should_restart(c):
+            ran = time.monotonic() - c.run_began
+            c.backoff = BACKOFF_START if ran >= BACKOFF_RESET_AFTER or not c.backoff \
+                else min(c.backoff * 2, BACKOFF_MAX)
+            c.restart_task = asyncio.get_running_loop().create_task(self._restart_later(c))
+        elif c.spec.auto_remove:
+            asyncio.get_running_loop().create_task(self._auto_remove(c))
+
+    @staticmethod
+    def _should_restart(c: Container) -> bool:
+        """Docker's restartmanager: never after a manual stop; ``on-failure`` on a non-zero
+        exit, up to ``MaximumRetryCount`` restarts when that is set."""
+        if c.manually_stopped:
+            return False
+        policy = c.spec.restart_policy
+        if policy in ("always", "unless-stopped"):
+            return True
+        if policy == "on-failure":
+            return c.state.exit_code != 0 and (
+                c.spec.restart_max == 0 or c.restart_count < c.spec.restart_max)
+        return False
+
+    async def _restart_later(self, c: Container) -> None:
+        try:
+            await asyncio.sleep(c.backoff)
+            async with c.lock:
+                if c.restart_task is not asyncio.current_task():
+                    return
+                c.restart_task = None
+                c.restart_count += 1
+                c.save_lifecycle()
+                await self._spawn(c)
+        except asyncio.CancelledError:
+            raise
+        except LogpipeError as err:
+            log.warning("restarting container %s failed: %s", c.id[:12], err)
+        finally:
+            if c.restart_task is asyncio.current_task():
+                c.restart_task = None
+
+    def _cancel_restart(self, c: Container) -> bool:
+        task, c.restart_task = c.restart_task, None
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    async def _auto_remove(self, c: Container) -> None:
+        try:
+            # An attached ``run --rm`` must get every line before the log is deleted.
+            await asyncio.wait_for(c.attach_idle.wait(), AUTO_REMOVE_ATTACH_WAIT)
+        except TimeoutError:
+            log.warning("removing container %s while a client is still attached", c.id[:12])
+        try:
+            await self.remove(c, force=True)
+        except LogpipeError as err:
+            log.warning("auto-removing container %s failed: %s", c.id[:12], err)
+
+    # -- stop / kill / restart --------------------------------------------------------------
+
+    def _next_exit(self, c: Container) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        c.exit_waiters.append(fut)
+        return fut
+
+    async def _signal(self, c: Container, sig: int) -> None:
+        try:
+            await asyncio.to_thread(ShimClient(c.spec.dir).signal, sig)
+        except ShimError as err:  # exited meanwhile: the watcher reports it
+            log.info("signal %d to %s: %s", sig, c.id[:12], err)
+
+    async def stop(self, c: Container, timeout: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds (10; negative: wait forever)."""
+        timeout = 10.0 if timeout is None else timeout
+        async with c.lock:
+            if self._cancel_restart(c):
+                c.manually_stopped = True
+                c.save_lifecycle()
+                return
+            if not c.running:
+                raise NotModified()
+            c.manually_stopped = True
+            c.save_lifecycle()
+            await self._stop_run(c, timeout)
+
+    async def _stop_run(self, c: Container, timeout: float) -> None:
+        exited = self._next_exit(c)
+        await self._signal(c, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), None if timeout < 0 else timeout)
+        except asyncio.TimeoutError:
+            await self._signal(c, signal.SIGKILL)
+            await exited
+
+    async def kill(self, c: Container, sig: int) -> None:
+        if not c.running or c.restarting:
+            raise ContainerConflict(f"Container {c.id} is not running")
+        # Docker's killWithSignal marks the container manually stopped: no policy restart.
+        c.manually_stopped = True
+        c.save_lifecycle()
+        await self._signal(c, sig)
+
+    async def restart(self, c: Container, timeout: float | None = None) -> None:
+        timeout = 10.0 if timeout is None else timeout
+        async with c.lock:
+            self._cancel_restart(c)
+            if c.state.status == RUNNING:
+                await self._stop_run(c, timeout)
+            c.manually_stopped = False
+            c.save_lifecycle()
+            await self._spawn(c)
+
+    # -- wait / remove ----------------------------------------------------------------------
+
+    async def wait(self, c: Container, condition: str = "not-running") -> State:
+        """Block until the condition holds; the state that ended the wait."""
+        return await self.waiter(c, condition)
+
+    def waiter(self, c: Container, condition: str) -> "asyncio.Future[State]":
+        """``wait`` registered now (before the caller tells its client it is waiting)."""
+        condition = condition or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition}")
+        loop = asyncio.get_running_loop()
+        if condition == "removed":
+            fut = loop.create_future()
+            c.remove_waiters.append(fut)
+            return fut
+        if condition == "not-running" and not c.running:
+            fut = loop.create_future()
+            fut.set_result(c.state)
+            return fut
+        return self._next_exit(c)
+
+    def start_waiter(self, c: Container) -> "asyncio.Future[State]":
+        fut = asyncio.get_running_loop().create_future()
+        c.start_waiters.append(fut)
+        return fut
+
+    async def remove(self, c: Container, force: bool = False) -> None:
+        if c.removing or c.removed:
+            raise ContainerConflict(f"removal of container {c.id} is already in progress")
+        if c.running and not force:
+            raise ContainerConflict(f"You cannot remove a running container {c.id}. Stop the "
+                                    "container before attempting removal or force remove")
+        c.removing = True
+        try:
+            async with c.lock:
+                self._cancel_restart(c)
+                if c.state.status == RUNNING:
+                    exited = self._next_exit(c)
+                    await self._signal(c, signal.SIGKILL)
+                    await exited
+        except BaseException:
+            c.removing = False
+            raise
+        self.containers.pop(c.id, None)
+        if self.names.get(c.name) == c.id:
+            del self.names[c.name]
+        c.removed = True
+        await asyncio.to_thread(_remove_dir, c.spec.dir)
+        _resolve(c.start_waiters, None)
+        _resolve(c.exit_waiters, c.state)
+        _resolve(c.remove_waiters, c.state)
+
+    # -- daemon start and stop --------------------------------------------------------------
+
+    async def adopt(self) -> None:
+        """Find every container again: live shims are watched, dead ones are ``exited`` with
+        what is known; ``always``/``unless-stopped`` ones the user did not stop are started,
+        exited ``--rm`` ones removed (Docker's restore)."""
+        self.loop = asyncio.get_running_loop()
+        for entry in sorted(os.listdir(self.dir)):
+            cdir = os.path.join(self.dir, entry)
+            if not ID_RE.fullmatch(entry):
+                continue
+            try:
+                spec = ContainerSpec.load(cdir)
+            except (OSError, ValueError, KeyError) as err:
+                log.warning("ignoring container directory %s: %s", cdir, err)
+                continue
+            state = await asyncio.to_thread(recover_state, cdir)
+            life = _read_json(os.path.join(cdir, LIFECYCLE_FILE))
+            c = Container(spec, state, life.get("RestartCount", 0),
+                          life.get("ManuallyStopped", False))
+            self.containers[c.id] = c
+            self.names[c.name] = c.id
+            if c.state.status == RUNNING:
+                c.run_began = time.monotonic()
+                self._watch(c)
+        for c in list(self.containers.values()):
+            if c.state.status == RUNNING:
+                continue
+            if c.spec.auto_remove and c.state.status == EXITED:
+                await self._auto_remove(c)
+            elif c.spec.restart_policy in ("always", "unless-stopped") and not c.manually_stopped:
+                try:
+                    async with c.lock:
+                        await self._spawn(c)
+                except LogpipeError as err:
+                    log.warning("restarting container %s failed: %s", c.id[:12], err)
+
+    def shutdown(self) -> None:
+        """The daemon is exiting: containers keep running (their shims do not need us)."""
+        self.shutting_down = True
+        for c in self.containers.values():
+            self._cancel_restart(c)
+
+    def counts(self) -> dict[str, int]:
+        statuses = [c.status for c in self.containers.values()]
+        return {"Containers": len(statuses),
+                "ContainersRunning": sum(s in (RUNNING, "restarting") for s in statuses),
+                "ContainersPaused": 0,
+                "ContainersStopped": sum(s not in (RUNNING, "restarting") for s in statuses)}
+
+
+# -- validation helpers -----------------------------------------------------------------------
+
+
+def _str_list(value: Any, field: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]  # Docker accepts a string for Cmd/Entrypoint (strslice)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"{field} must be a list of strings")
+    return list(value)
+
+
+def _int(value: Any, field: str) -> int:
+    if value in (None, ""):
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParameter(f"{field} must be an integer, not {value!r}")
+    return value
+
+
+def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
+    """The image's environment overridden, key by key, by the container's (Docker)."""
+    merged: dict[str, str] = {}
+    for item in list(image_env) + list(env):
+        merged[item.split("=", 1)[0]] = item
+    return list(merged.values())
+
+
+def _restart_policy(policy: Mapping[str, Any]) -> tuple[str, int]:
+    name = policy.get("Name") or "no"
+    count = policy.get("MaximumRetryCount") or 0
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy '{name}'")
+    if not isinstance(count, int) or count < 0:
+        raise InvalidParameter("maximum retry count cannot be negative")
+    if count and name != "on-failure":
+        raise InvalidParameter(f"maximum retry count cannot be used with restart policy '{name}'")
+    return name, count
+
+
+def _parse_bind(text: Any) -> Bind:
+    """``/host:/ctr[:ro|rw]``; named volumes do not exist in logpipe."""
+    if not isinstance(text, str):
+        raise InvalidParameter(f"invalid volume specification: '{text}'")
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidParameter(f"invalid volume specification: '{text}'")
+    mode = parts[2].split(",") if len(parts) == 3 else []
+    if any(m not in ("ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared",
+                     "slave", "rslave") for m in mode):
+        raise InvalidParameter(f"invalid mode: {parts[2]}")
+    if not os.path.isabs(parts[0]):
+        raise InvalidParameter(f"invalid volume specification: '{text}': the host path must be "
+                               "absolute (named volumes are not supported)")
+    if not os.path.isabs(parts[1]):
+        raise InvalidParameter(f"invalid volume specification: '{text}': mount path must be absolute")
+    return Bind(os.path.normpath(parts[0]), os.path.normpath(parts[1]), "ro" in mode)
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remove_dir(path: str) -> None:
+    """``rm``: the container's directory, logs included. A shim finishing its last writes
+    (state.json, its socket) may recreate an entry while we delete: try again briefly."""
+    for _ in range(50):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(0.02)
+    shutil.rmtree(path)

@@ -1,0 +1,129 @@
+"""The daemon-backed CLI as a user runs it: ``logpipe run|ps|logs|inspect|rm|...`` against a
+real daemon (the ``daemon`` fixture of ``test_api``), output and exit codes as docker's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_api import IMAGE, api, daemon  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def lp(daemon):  # noqa: F811
+    """Run ``logpipe ARGS`` against the test daemon; never autostart another one."""
+    env = dict(os.environ, LOGPIPE_HOST=daemon.host, LOGPIPE_NO_AUTOSTART="1")
+
+    def run(*args: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "logpipe.cli", *args], env=env,
+                              capture_output=True, timeout=60, **kw)
+    return run
+
+
+def test_run_attached_splits_streams_and_exits_with_the_containers_code(lp):
+    res = lp("run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert res.returncode == 7
+    assert res.stdout == b"out\n"
+    assert b"err\n" in res.stderr
+    assert b"WARNING: runtime process" in res.stderr  # no isolation, said loudly
+    assert lp("ps", "-aq").stdout == b""  # --rm removed it
+
+
+def test_run_detached_prints_the_id_and_logs_reads_with_dockers_flags(lp):
+    res = lp("run", "-d", "--name", "web", IMAGE, "sh", "-c", "for i in 1 2 3; do echo l$i; done")
+    cid = res.stdout.decode().strip()
+    assert res.returncode == 0 and len(cid) == 64
+    assert lp("wait", "web").stdout == b"0\n"
+    assert lp("logs", "web").stdout == b"l1\nl2\nl3\n"
+    assert lp("logs", "--tail", "1", "web").stdout == b"l3\n"
+    assert lp("logs", "--since", "1h", "web").stdout == b"l1\nl2\nl3\n"
+    assert lp("logs", "--since", "2099-01-01T00:00:00Z", "web").stdout == b""
+    stamped = lp("logs", "-t", "web").stdout.splitlines()
+    assert [line.split(b" ", 1)[1] for line in stamped] == [b"l1", b"l2", b"l3"]
+    assert lp("logs", "-f", "web").stdout == b"l1\nl2\nl3\n"  # exited: follow ends at once
+
+
+def test_logs_follow_ends_when_the_container_exits(lp):
+    lp("run", "-d", "--name", "slow", IMAGE, "sh", "-c", "echo a; sleep 0.5; echo b")
+    res = lp("logs", "-f", "slow")
+    assert (res.returncode, res.stdout) == (0, b"a\nb\n")
+
+
+def test_ps_lists_running_by_default_all_with_a_and_formats(lp):
+    lp("run", "-d", "--name", "up1", IMAGE, "sleep", "30")
+    lp("create", "--name", "new1", IMAGE, "true")
+    out = lp("ps").stdout.decode().splitlines()
+    assert out[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
+                              "PORTS", "NAMES"]
+    assert len(out) == 2 and out[1].endswith("up1") and "Up " in out[1]
+    assert len(lp("ps", "-a", "-q").stdout.split()) == 2
+    assert lp("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.decode().splitlines() \
+        == ["new1 created", "up1 running"]
+
+
+def test_inspect_format_and_json(lp):
+    lp("run", "-d", "--name", "insp", "--log-driver", "local", "--log-opt", "max-size=1m",
+       "-l", "team=a", IMAGE, "sleep", "30")
+    res = lp("inspect", "-f", "{{.State.Status}} {{.Name}} {{json .HostConfig.LogConfig}} "
+             '{{index .Config.Labels "team"}} {{.LogPath}}', "insp")
+    assert res.stdout == b'running /insp {"Type":"local","Config":{"max-size":"1m"}} a \n'
+    pid = int(lp("inspect", "-f", "{{.State.Pid}}", "insp").stdout)
+    assert os.path.exists(f"/proc/{pid}")
+    data = json.loads(lp("inspect", "insp").stdout)
+    assert data[0]["Name"] == "/insp" and data[0]["RestartCount"] == 0
+
+
+def test_rm_needs_force_for_a_running_container(lp):
+    lp("run", "-d", "--name", "busy", IMAGE, "sleep", "30")
+    res = lp("rm", "busy")
+    assert res.returncode == 1
+    assert res.stderr.startswith(b"Error response from daemon: You cannot remove a running container")
+    res = lp("rm", "-f", "busy")
+    assert (res.returncode, res.stdout) == (0, b"busy\n")
+    assert lp("ps", "-aq").stdout == b""
+
+
+def test_errors_are_reported_like_the_docker_cli(lp):
+    res = lp("logs", "nosuch")
+    assert (res.returncode, res.stderr) == (1, b"Error response from daemon: No such container: nosuch\n")
+    res = lp("run", "nosuch:latest", "true")
+    assert (res.returncode, res.stderr) == (125, b"Error response from daemon: No such image: nosuch:latest\n")
+    res = lp("run", "--log-opt", "foo=bar", IMAGE, "true")
+    assert res.returncode == 125
+    assert res.stderr.endswith(b"unknown log opt 'foo' for json-file log driver\n")
+    res = lp("run", IMAGE, "no-such-command")
+    assert res.returncode == 127
+
+
+def test_stop_and_restart_print_the_names(lp):
+    lp("run", "-d", "--name", "cycle", IMAGE, "sleep", "30")
+    assert lp("stop", "-t", "5", "cycle").stdout == b"cycle\n"
+    assert lp("inspect", "-f", "{{.State.ExitCode}}", "cycle").stdout == b"143\n"
+    assert lp("restart", "cycle").stdout == b"cycle\n"
+    assert lp("inspect", "-f", "{{.State.Running}}", "cycle").stdout == b"true\n"
+
+
+def test_no_daemon_and_no_autostart_says_where_it_looked(tmp_path):
+    env = dict(os.environ, LOGPIPE_HOST=f"unix://{tmp_path}/none.sock", LOGPIPE_NO_AUTOSTART="1")
+    res = subprocess.run([sys.executable, "-m", "logpipe.cli", "ps"], env=env,
+                         capture_output=True, timeout=60)
+    assert res.returncode == 1
+    assert f"Cannot connect to the logpipe daemon at unix://{tmp_path}/none.sock".encode() in res.stderr
+
+
+def test_images_import_and_rmi(lp, tmp_path):
+    import tarfile
+    path = tmp_path / "root.tar"
+    with tarfile.open(path, "w") as tar:
+        tar.add(__file__, arcname="hello.py")
+    out = lp("import", str(path), "mine:v1")
+    assert out.returncode == 0 and out.stdout.startswith(b"sha256:")
+    listing = lp("images").stdout.decode().splitlines()
+    assert listing[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert any(line.split()[:2] == ["mine", "v1"] for line in listing[1:])
+    res = lp("rmi", "mine:v1")
+    assert res.returncode == 0 and b"Untagged: mine:v1" in res.stdout
