@@ -8,7 +8,6 @@ Both prefixes repeat on every line of a chunk.
 from __future__ import annotations
 
 from typing import Mapping
-from urllib.parse import quote_plus
 
 from .message import Chunk
 from .timespec import format_fixed
@@ -18,6 +17,8 @@ def details_prefix(attrs: Mapping[str, str] | None) -> bytes:
     """Docker's ``--details`` prefix; ``url.QueryEscape`` matches ``quote_plus`` with no safe chars."""
     if not attrs:
         return b" "
+    from urllib.parse import quote_plus  # only --details needs it
+
     pairs = ",".join(f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}"
                      for k, v in sorted(attrs.items()))
     return pairs.encode() + b" "
