@@ -49,9 +49,22 @@ def daemon_command(exit_code: int = 1) -> Callable:
                 sys.stderr.write(f"{err}\n")
             except CommandError as err:
                 sys.stderr.write(f"logpipe: {err}\nSee 'logpipe {args.cmd} --help'.\n")
+            except (ConnectionError, _http_errors()) as err:
+                # The daemon died or restarted mid-request (a follow, a wait, a run).
+                sys.stderr.write("error during connect: the logpipe daemon closed the "
+                                 f"connection: unexpected EOF ({type(err).__name__})\n")
+            except OSError as err:
+                sys.stderr.write(f"logpipe: {err}\n")
             return exit_code
         return run
     return wrap
+
+
+def _http_errors() -> type:
+    """``http.client``'s error base, looked up only once an exception is being handled."""
+    import http.client
+
+    return http.client.HTTPException
 
 
 def _ref(name: str) -> str:
