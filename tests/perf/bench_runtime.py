@@ -1,0 +1,397 @@
+"""Runtime benchmarks: real containers through logpipe's daemon. Not part of the test suite.
+
+    .venv/bin/python tests/perf/bench_runtime.py              # everything (about 2 minutes)
+    .venv/bin/python tests/perf/bench_runtime.py --quick      # smaller volumes, same cases
+    .venv/bin/python tests/perf/bench_runtime.py --runtime process   # force an executor
+
+It starts its own daemon (``logpipe daemon`` on a temporary data root and socket, an empty
+``daemon.json``), imports a busybox image built by ``tests/busybox.py``, and stops the daemon
+and removes everything at the end. The executor is runc when running as root with runc on
+PATH, else ``process`` (no isolation); the first line printed says which.
+
+- create+start latency: ~50 ``POST /containers/create`` + ``POST /containers/{id}/start``
+  through the Engine API (``start`` answers once the shim has recorded the container as
+  running); p50/p99. Also ``logpipe run -d`` from the CLI, interpreter start-up included.
+- shim memory per idle container: the 50 containers above run ``sleep``; VmRSS from
+  ``/proc/<ShimPid>/status`` and Pss from ``/proc/<ShimPid>/smaps_rollup`` (ShimPid from
+  ``<data-root>/containers/<id>/state.json``), median over the 50.
+- daemon memory: the daemon's VmRSS (and Pss) with no container, then with the 50 idle ones.
+- end-to-end throughput container → driver → disk: a container ``cat``s a pre-generated file
+  of SIZE-byte lines (the storage benchmark's ``producer.py`` text), bind-mounted read-only
+  with ``-v``; the clock runs from ``POST start`` to ``POST wait`` returning, and every line
+  is checked to be stored (``LinesLogged`` in state.json). ``--log-driver none`` on the same
+  file is the ceiling (same container, same pipes, nothing stored); an empty container
+  (``true``) gives the fixed start/exit cost included in every figure. With runc, ``wait``
+  returns after the shim has unmounted the container's overlayfs, and that unmount syncs the
+  whole filesystem under it (the data root's): the figures include writing the logs to the
+  disk for real, about 0.5 s per 160 MB here; the process runtime has no such step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [HERE, os.path.join(REPO, "tests"), REPO]
+
+from logpipe.client import Client, DaemonUnavailable  # noqa: E402
+
+LOGPIPE = [sys.executable, "-m", "logpipe.cli"]
+IMAGE = "busybox:latest"
+
+# Docker on the same kind of machine (from the project's issue): containerd-shim per idle
+# container, and Docker 20.10 json-file end to end (container start → last line on disk).
+DOCKER = {"shim RSS MiB": 12.9, "shim PSS MiB": 2.9,
+          "json-file lines/s @16B": 559_000, "json-file lines/s @100B": 438_000,
+          "json-file MB/s @1KiB": 101}
+TARGET = {"shim RSS MiB": 12}
+SIZES = (16, 100, 1024, 20480)
+
+
+# -- set-up ----------------------------------------------------------------------------------------
+
+
+def pick_runtime(asked: str) -> str:
+    if asked:
+        return asked
+    return "runc" if os.geteuid() == 0 and shutil.which("runc") else "process"
+
+
+def build_image(path: str) -> str:
+    """The busybox rootfs tarball; with the process runtime any image will do (the command
+    runs on the host), so a machine without busybox-static gets a near-empty one."""
+    import busybox  # tests/busybox.py
+
+    try:
+        return busybox.build_tarball(path)
+    except RuntimeError:
+        import tarfile
+
+        with tarfile.open(path, "w") as tar:
+            ti = tarfile.TarInfo("tmp")
+            ti.type, ti.mode = tarfile.DIRTYPE, 0o1777
+            tar.addfile(ti)
+        return path
+
+
+class Daemon:
+    """``logpipe daemon`` on a temporary data root and socket, stopped by ``stop``."""
+
+    def __init__(self, base: str, runtime: str) -> None:
+        self.data_root = os.path.join(base, "data")
+        self.socket = os.path.join(base, "logpipe.sock")
+        self.host = "unix://" + self.socket
+        config = os.path.join(base, "daemon.json")
+        with open(config, "w") as f:
+            f.write("{}\n")
+        self.log_path = os.path.join(base, "daemon.log")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            LOGPIPE + ["daemon", "--data-root", self.data_root, "-H", self.host,
+                       "--config-file", config, "--default-runtime", runtime],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, start_new_session=True)
+        self.client = Client(self.host, autostart=False)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the daemon exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                self.client.request("GET", "/_ping").read()
+                break
+            except (OSError, DaemonUnavailable):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the daemon did not answer within 30 s:\n{self.tail()}")
+                time.sleep(0.05)
+
+    def tail(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read()[-3000:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    # -- API helpers --
+
+    def create(self, cmd: list[str], driver: str = "json-file", binds: list[str] | None = None,
+               name: str = "") -> str:
+        body = {"Image": IMAGE, "Cmd": cmd,
+                "HostConfig": {"LogConfig": {"Type": driver, "Config": {}}, "Binds": binds}}
+        return self.client.json("POST", "/containers/create", {"name": name} if name else None,
+                                body)["Id"]
+
+    def start(self, cid: str) -> None:
+        self.client.post(f"/containers/{cid}/start")
+
+    def wait(self, cid: str) -> int:
+        return self.client.json("POST", f"/containers/{cid}/wait")["StatusCode"]
+
+    def remove(self, cid: str) -> None:
+        self.client.request("DELETE", f"/containers/{cid}", {"force": 1}).read()
+
+    def state(self, cid: str) -> dict:
+        with open(os.path.join(self.data_root, "containers", cid, "state.json")) as f:
+            return json.load(f)
+
+
+def proc_memory(pid: int, anon: bool = False) -> tuple[float, ...]:
+    """(VmRSS, Pss[, Pss_Anon]) of a process, in MiB."""
+    rss = pss = pss_anon = 0.0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1]) / 1024
+            elif line.startswith("Pss_Anon:"):
+                pss_anon = int(line.split()[1]) / 1024
+    return (rss, pss, pss_anon) if anon else (rss, pss)
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * p))]
+
+
+# -- the benchmarks ----------------------------------------------------------------------------------
+
+
+def bench_latency_and_memory(d: Daemon, n: int, cli_runs: int) -> dict:
+    print(f"== create+start latency, {n} containers (API: POST create + POST start → running)")
+    d0_rss, d0_pss = proc_memory(d.proc.pid)
+    create_t, start_t, total_t, ids = [], [], [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        cid = d.create(["sleep", "3600"])
+        t1 = time.perf_counter()
+        d.start(cid)
+        t2 = time.perf_counter()
+        create_t.append(t1 - t0)
+        start_t.append(t2 - t1)
+        total_t.append(t2 - t0)
+        ids.append(cid)
+        assert d.state(cid)["Status"] == "running", d.state(cid)
+    ms = lambda v: v * 1e3  # noqa: E731
+    print(f"  create        p50 {ms(pct(create_t, .5)):6.1f} ms  p99 {ms(pct(create_t, .99)):6.1f} ms")
+    print(f"  start         p50 {ms(pct(start_t, .5)):6.1f} ms  p99 {ms(pct(start_t, .99)):6.1f} ms")
+    print(f"  create+start  p50 {ms(pct(total_t, .5)):6.1f} ms  p99 {ms(pct(total_t, .99)):6.1f} ms"
+          f"  max {ms(max(total_t)):6.1f} ms")
+    results = {"create_ms": {"p50": ms(pct(create_t, .5)), "p99": ms(pct(create_t, .99))},
+               "start_ms": {"p50": ms(pct(start_t, .5)), "p99": ms(pct(start_t, .99))},
+               "create+start_ms": {"p50": ms(pct(total_t, .5)), "p99": ms(pct(total_t, .99)),
+                                   "max": ms(max(total_t))}}
+
+    time.sleep(2)  # let every shim settle into its idle loop
+    print(f"== memory with {n} idle containers (sleep 3600)")
+    shims = [proc_memory(d.state(cid)["ShimPid"], anon=True) for cid in ids]
+    rss = [m[0] for m in shims]
+    pss = [m[1] for m in shims]
+    pss_anon = [m[2] for m in shims]
+    d1_rss, d1_pss = proc_memory(d.proc.pid)
+    print(f"  shim per container: RSS median {statistics.median(rss):5.1f} MiB "
+          f"(min {min(rss):.1f}, max {max(rss):.1f}; target ≤ {TARGET['shim RSS MiB']} MiB, "
+          f"Docker's containerd-shim {DOCKER['shim RSS MiB']} MiB)")
+    print(f"                      PSS median {statistics.median(pss):5.1f} MiB "
+          f"(all {n} shims: {sum(pss):.0f} MiB; Docker's containerd-shim {DOCKER['shim PSS MiB']} MiB)")
+    print(f"                      of which anonymous (private: heap, module objects) "
+          f"{statistics.median(pss_anon):5.1f} MiB")
+    print(f"  daemon: RSS {d0_rss:5.1f} MiB with no container → {d1_rss:5.1f} MiB with {n} running"
+          f"  (PSS {d0_pss:.1f} → {d1_pss:.1f} MiB)")
+    results.update({"shim_rss_mib": {"median": statistics.median(rss), "min": min(rss),
+                                     "max": max(rss)},
+                    "shim_pss_mib": {"median": statistics.median(pss), "sum": sum(pss),
+                                     "anon_median": statistics.median(pss_anon)},
+                    "daemon_rss_mib": {"idle": d0_rss, f"with {n}": d1_rss},
+                    "daemon_pss_mib": {"idle": d0_pss, f"with {n}": d1_pss}})
+
+    if cli_runs:
+        env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
+        cli = []
+        for _ in range(cli_runs):
+            t0 = time.perf_counter()
+            out = subprocess.run(LOGPIPE + ["run", "-d", IMAGE, "sleep", "3600"], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            cli.append(time.perf_counter() - t0)
+            ids.append(out.strip())
+        start_up = min(_timed(LOGPIPE + ["version"], env) for _ in range(3))
+        print(f"  CLI `logpipe run -d` ({cli_runs} runs, {n}+ containers running): "
+              f"p50 {ms(statistics.median(cli)):6.1f} ms  max {ms(max(cli)):6.1f} ms "
+              f"(CLI start-up alone: `logpipe version` {ms(start_up):.0f} ms)")
+        results["cli_run_d_ms"] = {"p50": ms(statistics.median(cli)), "max": ms(max(cli)),
+                                   "cli_startup": ms(start_up)}
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=d.remove, args=(cid,)) for cid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"  rm -f of all {len(ids)} containers (in parallel): {time.perf_counter() - t0:.2f} s")
+    return results
+
+
+def _timed(argv: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+def make_input(directory: str, size: int, total: int) -> tuple[str, int]:
+    """A file of ``total`` bytes of ``size``-byte lines, made of ``producer.py``'s text."""
+    from producer import block_for
+
+    block = block_for(size)  # whole lines, so cutting it at a multiple of size is too
+    total -= total % size
+    path = os.path.join(directory, f"lines-{size}.txt")
+    written = 0
+    with open(path, "wb") as f:
+        while written < total:
+            data = block[: total - written] if total - written < len(block) else block
+            f.write(data)
+            written += len(data)
+    return path, written // size
+
+
+def run_to_exit(d: Daemon, cmd: list[str], driver: str, binds: list[str]) -> tuple[float, dict]:
+    cid = d.create(cmd, driver, binds)
+    try:
+        t0 = time.perf_counter()
+        d.start(cid)
+        code = d.wait(cid)
+        wall = time.perf_counter() - t0
+        st = d.state(cid)
+        assert code == 0, (code, st)
+        return wall, st
+    finally:
+        d.remove(cid)
+
+
+def bench_throughput(d: Daemon, total: int, runs: int) -> dict:
+    print(f"== end to end: container cat → pipes → shim → driver → disk "
+          f"({total / 1e6:.0f} MB per case, best of {runs})")
+    inputs = tempfile.mkdtemp(prefix="lp-bench-in-", dir=os.environ.get("BENCH_DIR"))
+    os.chmod(inputs, 0o755)
+    binds = [f"{inputs}:{inputs}:ro"]
+    results = {}
+    try:
+        empty = min(run_to_exit(d, ["true"], "json-file", binds)[0] for _ in range(5))
+        print(f"  empty container (`true`), start → wait returned: {empty * 1e3:.0f} ms "
+              f"(included in every figure below)")
+        results["empty_container_s"] = empty
+        for size in SIZES:
+            path, lines = make_input(inputs, size, total)
+            for driver in ("none", "json-file", "local"):
+                best, st = float("inf"), {}
+                for _ in range(runs):
+                    wall, st = run_to_exit(d, ["cat", path], driver, binds)
+                    best = min(best, wall)
+                    if driver != "none":  # every byte stored (lines over 16 KiB are
+                        # stored as several partial records, as Docker splits them)
+                        assert st["BytesLogged"] == lines * size, (st, lines * size)
+                        assert size > 16384 or st["LinesLogged"] == lines, (st, lines)
+                rate_l, rate_b = lines / best, lines * size / best
+                note = ""
+                docker = {16: "json-file lines/s @16B", 100: "json-file lines/s @100B"}.get(size)
+                if driver == "json-file" and docker:
+                    note = f"  (Docker {DOCKER[docker] / 1e3:.0f} k lines/s)"
+                if driver == "json-file" and size == 1024:
+                    note = f"  (Docker {DOCKER['json-file MB/s @1KiB']} MB/s)"
+                label = "none (ceiling)" if driver == "none" else driver
+                net = lines * size / max(best - empty, 1e-3)
+                print(f"  {size:>6} B  {label:<15} {best:6.2f} s  {rate_l / 1e3:7.0f} k lines/s"
+                      f"  {rate_b / 1e6:7.1f} MB/s  ({net / 1e6:6.1f} MB/s without the start/exit"
+                      f" cost){note}")
+                results[f"{driver} {size}"] = {"wall": best, "lines": lines,
+                                               "lines_per_s": rate_l, "mb_per_s": rate_b / 1e6,
+                                               "mb_per_s_net": net / 1e6}
+            os.unlink(path)
+    finally:
+        shutil.rmtree(inputs)
+    return results
+
+
+def main() -> None:
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure compiled bytecode, as installed
+    subprocess.run([sys.executable, "-m", "compileall", "-q"] +
+                   [os.path.join(REPO, p) for p in ("logpipe", "drivers", "runtime")],
+                   stdout=subprocess.DEVNULL)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller volumes")
+    ap.add_argument("--runtime", default="", choices=["", "runc", "crun", "process"],
+                    help="executor (default: runc as root when installed, else process)")
+    ap.add_argument("--containers", type=int, default=50)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    runtime = pick_runtime(args.runtime)
+    why = ("root and runc on PATH" if runtime == "runc" and not args.runtime
+           else "asked with --runtime" if args.runtime
+           else "not root" if os.geteuid() != 0 else "runc not installed")
+    print(f"load average before: {_load()} (other work on the machine skews every figure)")
+    print(f"runtime: {runtime} ({why})"
+          + ("  -- no isolation: commands run on the host" if runtime == "process" else ""))
+    total = 32 * 10**6 if args.quick else 160 * 10**6
+    base = tempfile.mkdtemp(prefix="lp-bench-rt-", dir=os.environ.get("BENCH_DIR"))
+    os.chmod(base, 0o755)
+    d = None
+    results: dict = {"runtime": runtime, "docker": DOCKER, "target": TARGET}
+    try:
+        image = build_image(os.path.join(base, "busybox.tar"))
+        d = Daemon(base, runtime)
+        subprocess.run(LOGPIPE + ["-H", d.host, "import", image, IMAGE], check=True,
+                       stdout=subprocess.DEVNULL)
+        print(f"daemon pid {d.proc.pid}, data root {d.data_root}")
+        if not args.skip_latency:
+            results["latency+memory"] = bench_latency_and_memory(
+                d, args.containers, 5 if args.quick else 10)
+        if not args.skip_throughput:
+            results["throughput"] = bench_throughput(d, total, 1 if args.quick else 3)
+    finally:
+        if d is not None:
+            try:  # after a failure: no container (shim, sleep) may outlive the benchmark
+                for c in d.client.json("GET", "/containers/json", {"all": 1}):
+                    d.remove(c["Id"])
+            except Exception as err:  # noqa: BLE001
+                print(f"warning: could not remove the containers: {err}")
+            d.stop()
+            leftover = [c for c in os.listdir(os.path.join(d.data_root, "containers"))] \
+                if os.path.isdir(os.path.join(d.data_root, "containers")) else []
+            if leftover:
+                print(f"warning: {len(leftover)} containers left in {d.data_root}; kept for a look")
+            else:
+                shutil.rmtree(base, ignore_errors=True)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"load average after: {_load()}")
+    out = os.path.join(tempfile.gettempdir(), "logpipe-bench-runtime.json")
+    with open(out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"(raw figures in {out})")
+
+
+if __name__ == "__main__":
+    main()
