@@ -17,7 +17,6 @@ from typing import ClassVar, Protocol
 
 from logpipe.errors import InvalidParameter, LogpipeError
 
-from runtime import oci, rootfs
 from runtime.spec import ContainerSpec
 
 
@@ -89,6 +88,8 @@ class OCIExecutor:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int:
+        from runtime import oci, rootfs  # used at start and exit only: not kept in the shim
+
         root = rootfs.prepare(spec)
         bundle = oci.bundle(spec, root)
         pid_file = os.path.join(spec.dir, "container.pid")
@@ -117,6 +118,8 @@ class OCIExecutor:
         _kill(pid, sig)
 
     def cleanup(self, spec: ContainerSpec) -> None:
+        from runtime import rootfs
+
         self._delete(spec)
         rootfs.release(spec)
 
@@ -138,6 +141,8 @@ class ProcessExecutor:
     isolated: ClassVar[bool] = False
 
     def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int:
+        from runtime import oci
+
         argv = spec.argv
         if not argv:
             raise ExecutorError("No command specified")
