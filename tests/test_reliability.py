@@ -1,4 +1,4 @@
-"""Reliability end to end (issue 3, section 7): what must hold when things die or pile up.
+"""Reliability end to end: what must hold when things die or pile up.
 
 Every test drives a real ``logpipe daemon`` (temporary data root and socket) with the real
 CLI, as a user would. Containers are real: the ``runc`` runtime on a busybox image built
@@ -203,7 +203,7 @@ def test_daemon_sigkill_while_a_container_writes_500k_lines_loses_and_repeats_no
     wait_until(lambda: file_size(log) > at_death + (1 << 20), timeout=60,
                what="the log to grow by 1 MiB with no daemon running")
     if restart == "after-it-finished":
-        # No daemon to ask: the shim's own record (issue 3, section 2) says when it is done.
+        # No daemon to ask: the shim's own record (state.json) says when it is done.
         directory = os.path.join(daemon.root, "containers", cid)
         wait_until(lambda: read_state(directory).status == "exited"
                    and not _is_shim(read_state(directory).shim_pid, directory),
