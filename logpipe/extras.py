@@ -36,35 +36,30 @@ def extra_attrs(opts: Mapping[str, str], info: LogInfo,
     def put(key: str, value: str) -> None:
         extra[key_mod(key) if key_mod is not None else key] = value
 
-    # Go's strings.Split: no trimming, so "a, b" asks for the keys "a" and " b".
-    labels = info.labels
-    for key in _names(opts.get("labels", "")):
-        if key in labels:
-            put(key, labels[key])
     # labels-regex applies on its own: 20.10.2 wrongly required labels to be set too
     # (moby#42039); the 20.10.24 source checks the regex option itself.
-    pattern = opts.get("labels-regex", "")
-    if pattern:
-        rx = compile_go_regexp(pattern)
-        for key, value in labels.items():
-            if rx.search(key):
-                put(key, value)
-
+    _select(info.labels, opts.get("labels", ""), opts.get("labels-regex", ""), put)
     env: dict[str, str] = {}
     for entry in info.env:
         key, sep, value = entry.partition("=")
         if sep:  # entries without "=" are not variables (strings.SplitN(e, "=", 2))
             env[key] = value
-    for key in _names(opts.get("env", "")):
-        if key in env:
-            put(key, env[key])
-    pattern = opts.get("env-regex", "")
+    _select(env, opts.get("env", ""), opts.get("env-regex", ""), put)
+    return extra
+
+
+def _select(values: Mapping[str, str], names: str, pattern: str,
+            put: Callable[[str, str], None]) -> None:
+    """Docker's selection from one mapping: the named keys that exist, then every key the
+    (unanchored) regex matches. Go's strings.Split: no trimming, "a, b" names "a" and " b"."""
+    for key in _names(names):
+        if key in values:
+            put(key, values[key])
     if pattern:
         rx = compile_go_regexp(pattern)
-        for key, value in env.items():
+        for key, value in values.items():
             if rx.search(key):
                 put(key, value)
-    return extra
 
 
 def _names(option: str) -> list[str]:

@@ -25,7 +25,7 @@ from .fileset import (FollowerMark, keep_name, read_seq, rotated_files, sweep_ke
 from .inotify import Inotify
 from .message import Chunk
 from .reading import (READ_SIZE, ReadConfig, RecordFormat, Segment, Warn, close_segments,
-                      history, open_segment)
+                      decode_last, history, open_segment)
 
 #: Upper bound on a wait without events; inotify normally wakes the follower at once.
 _IDLE_WAIT = 1.0
@@ -99,11 +99,7 @@ class Follower:
             out.extend(chunks)
             pending = buf[used:]
         if final and pending:
-            chunks, used = self.fmt.decode(pending, True, self.warn)
-            out.extend(chunks)
-            if used < len(pending):
-                self.warn(f"{seg.path}: torn record at end of file: "
-                          f"{len(pending) - used} trailing bytes do not form a whole record")
+            out.extend(decode_last(self.fmt, pending, seg.path, self.warn))
             pending = b""
         return out, pos, pending
 

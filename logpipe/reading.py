@@ -81,11 +81,17 @@ def iter_decoded(fmt: RecordFormat, pieces: Iterable[bytes], path: str,
         yield from chunks
         pending = buf[used:]
     if pending:
-        chunks, used = fmt.decode(pending, True, warn)
-        yield from chunks
-        if used < len(pending):
-            warn(f"{path}: torn record at end of file: "
-                 f"{len(pending) - used} trailing bytes do not form a whole record")
+        yield from decode_last(fmt, pending, path, warn)
+
+
+def decode_last(fmt: RecordFormat, pending: bytes, path: str, warn: Warn) -> list[Chunk]:
+    """The records in the last bytes of a file that will not grow; what is left of them is a
+    torn record (its writer died mid-write), reported, never raised."""
+    chunks, used = fmt.decode(pending, True, warn)
+    if used < len(pending):
+        warn(f"{path}: torn record at end of file: "
+             f"{len(pending) - used} trailing bytes do not form a whole record")
+    return chunks
 
 
 def read_pieces(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
@@ -192,7 +198,7 @@ def history(segs: list[Segment], fmt: RecordFormat, cfg: ReadConfig,
     if cfg.tail > 0:
         segs, starts, skip = _tail_starts(segs, fmt, cfg.tail)
     for seg, start in zip(segs, starts):
-        if cfg.since and skip == 0 and cfg.tail < 0:
+        if cfg.since and cfg.tail < 0:
             last = fmt.last_ts(seg.f, seg.size)
             if last is None or last < cfg.since:
                 continue
