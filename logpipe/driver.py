@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
-from .message import Chunk
+from .message import Chunk, Message
 
 if TYPE_CHECKING:
     from .reading import ReadConfig
@@ -82,3 +82,56 @@ class StorageDriver(Protocol):
 
     @classmethod
     def read(cls, info: LogInfo, config: "ReadConfig") -> Iterator[Chunk]: ...
+
+
+class BatchLimits(NamedTuple):
+    """How the shipper cuts batches for a remote driver (the receiver's own limits).
+
+    A batch holds at most ``max_count`` records and ``max_bytes`` counted as the line length
+    plus ``overhead`` per record (CloudWatch counts 26), and spans at most ``max_span_ns``
+    between its first and last timestamp (0: no limit). When fewer records are waiting, the
+    shipper waits up to ``wait`` seconds for more before sending what it has (Loki's
+    ``loki-batch-wait``); 0 sends at once, which is what socket receivers want.
+    """
+
+    max_count: int = 1000
+    max_bytes: int = 1 << 20
+    overhead: int = 0
+    max_span_ns: int = 0
+    wait: float = 0.0
+
+
+class RemoteDriver(Protocol):
+    """A driver that sends to a receiver: journald, syslog, fluentd, gelf, awslogs, gcplogs, loki.
+
+    It lives in the daemon, is fed by the shipper from the container's spool (never by the
+    shim), and is constructed once per container and shipping session. The contract:
+
+    * ``validate(opts, info)``: static, pure, at create time; ``opts`` are the driver's own
+      options (pipeline keys removed). Raises ``LogOptError`` in Docker's wording.
+    * ``probe(info)``: static, at container start; the one place a driver may refuse to start
+      a container because its receiver is unreachable, where Docker does the same (fluentd
+      without ``fluentd-async``, syslog over TCP, GELF over TCP). Raises ``LogpipeError``.
+    * ``send(batch)``: deliver the records or raise. ``RetryableError`` (receiver down,
+      throttled, 5xx): the shipper retries the same batch with backoff. ``PermanentError``
+      (the receiver refuses this batch for good, e.g. HTTP 400): the batch is counted as
+      rejected, reported, and skipped. Returns how many records the receiver accepted but
+      discarded (CloudWatch's ``rejectedLogEventsInfo``), counted as rejected, or None.
+      ``send`` may be called again after any error: drivers reconnect by themselves.
+    * ``close()``: release connections; never loses data (everything handed to ``send`` has
+      either been confirmed or raised).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "remote"
+    limits: BatchLimits
+
+    @staticmethod
+    def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None: ...
+
+    @staticmethod
+    def probe(info: LogInfo) -> None: ...
+
+    def send(self, batch: Sequence[Message]) -> int | None: ...
+
+    def close(self) -> None: ...

@@ -46,3 +46,17 @@ class LogWriterBusy(LogpipeError):
 
 class CorruptLog(LogpipeError):
     """A stored log file is damaged beyond the point where it can be read."""
+
+
+class SendError(LogpipeError):
+    """A remote driver could not deliver a batch (raised by ``RemoteDriver.send``)."""
+
+
+class RetryableError(SendError):
+    """The receiver may take the batch later: it is down, slow, throttling, or answered 5xx.
+    The shipper sends the same batch again after a backoff; nothing is lost."""
+
+
+class PermanentError(SendError):
+    """The receiver will never take this batch (a 400-class answer other than throttling).
+    The shipper counts its records as rejected, reports it, and goes on with the next one."""

@@ -1,0 +1,64 @@
+"""What every remote driver shares: the spool it is read back from, and contract defaults.
+
+A remote driver (``logpipe.driver.RemoteDriver``) only sends. The container's output reaches
+it through the spool, a rotated set in the ``local`` format under ``local-logs/`` that the
+shim writes (``drivers.spool``) and the daemon's shipper reads from a durable checkpoint.
+That spool is also Docker's "dual logging" cache: ``logs`` reads it, whatever the driver,
+unless ``cache-disabled=true`` (then, as in Docker, reading is refused; the spool still
+exists, because shipping needs it).
+
+This module must not import any driver's client library.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Iterator, Mapping, Sequence
+
+from logpipe import reading
+from logpipe.driver import BatchLimits, LogInfo
+from logpipe.errors import ReadNotSupported
+from logpipe.message import Chunk, Message
+from logpipe.options import driver_opts, parse_bool
+
+from .local import LocalDriver, LocalFormat
+
+
+def spool_path(info: LogInfo) -> str:
+    """Where the spool of a remote driver lives: the ``local`` driver's own path."""
+    return LocalDriver.log_path(info)
+
+
+def cache_disabled(config: Mapping[str, str]) -> bool:
+    """Docker's ``cache-disabled`` (already validated as a bool at create)."""
+    value = config.get("cache-disabled")
+    return bool(value) and parse_bool(value)
+
+
+class RemoteDriverBase:
+    """Defaults for the ``RemoteDriver`` contract; drivers override what they need."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "remote"
+    limits: BatchLimits = BatchLimits()
+
+    def __init__(self, info: LogInfo) -> None:
+        self.info = info
+        #: The driver's own options (Docker's pipeline keys such as ``mode`` removed).
+        self.opts = driver_opts(info.config)
+
+    @staticmethod
+    def probe(info: LogInfo) -> None:
+        """Most receivers are not dialled at start (Docker dials only some)."""
+
+    def send(self, batch: Sequence[Message]) -> int | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing held by default."""
+
+    @classmethod
+    def read(cls, info: LogInfo, config: reading.ReadConfig) -> Iterator[Chunk]:
+        """``logs`` reads the spool (Docker's dual-logging cache)."""
+        if cache_disabled(info.config):
+            raise ReadNotSupported()
+        return reading.read_logs(spool_path(info), LocalFormat(), config)
