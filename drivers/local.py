@@ -284,8 +284,8 @@ class LocalDriver:
         """``<container dir>/local-logs/container.log``, Docker's path."""
         return os.path.join(info.log_dir, "local-logs", "container.log")
 
-    def __init__(self, info: LogInfo) -> None:
-        config = LocalConfig.from_opts(info.config)
+    def __init__(self, info: LogInfo, config: LocalConfig | None = None) -> None:
+        config = config or LocalConfig.from_opts(info.config)
         path = self.log_path(info)
         try:
             os.mkdir(os.path.dirname(path), 0o700)
@@ -308,8 +308,12 @@ class LocalDriver:
         """Encode ``batch`` and append it, one block per ``RotatingFile.write`` call, so that
         rotation only ever happens between blocks."""
         for block in pack_blocks(batch, self._compress, self._block_limit):
-            self._file.write(block)
+            self._append_block(block)
             self._ratio = _HEAD.unpack_from(block)[4] / len(block)
+
+    def _append_block(self, block: bytes) -> None:
+        """One whole block to the file (the spool's writer checks its budget here first)."""
+        self._file.write(block)
 
     def flush(self) -> None:
         """Nothing to do: ``write`` hands whole blocks to the file before it returns."""
@@ -380,8 +384,8 @@ def _describe(header: BlockHeader) -> str:
 class _FileBlocks:
     """Block boundaries of one open file, found from headers and trailers only."""
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self.fd = f.fileno()
+    def __init__(self, f: BinaryIO | int, size: int) -> None:
+        self.fd = f if isinstance(f, int) else f.fileno()
         self.size = size
         self._wpos = 0
         self._wbuf = b""
@@ -492,6 +496,19 @@ class _FileBlocks:
     def payload_ok(self, pos: int, header: BlockHeader) -> bool:
         payload = os.pread(self.fd, header.payload_len, pos + HEADER_SIZE)
         return zlib.crc32(payload) == header.payload_crc
+
+
+def whole_blocks(fd: int, start: int, stop: int) -> Iterator[tuple[int, BlockHeader]]:
+    """``(offset, header)`` of every whole block starting in ``[start, stop)`` of the file
+    ``fd`` (damage skipped as ``decode`` skips it): the spool's shipper and its drop count
+    walk blocks without decoding them."""
+    return _FileBlocks(fd, stop).forward(start, stop)
+
+
+def decode_block(fd: int, offset: int, header: BlockHeader, warn: Warn) -> list[Chunk]:
+    """The records of the whole block at ``offset`` (as found by ``whole_blocks``)."""
+    data = os.pread(fd, header.total, offset)
+    return LocalFormat().decode(data, True, warn, offset)[0]
 
 
 class LocalFormat:

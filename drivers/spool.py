@@ -1,0 +1,292 @@
+"""The spool of a remote driver: written by the shim, shipped by the daemon from a checkpoint.
+
+For a container whose driver sends to a receiver (syslog, fluentd, Loki …) the shim stores
+every byte in a bounded rotated set in the ``local`` format (``local-logs/container.log``,
+sized by Docker's dual-logging options ``cache-max-size``/``cache-max-file``/``cache-compress``)
+and never talks to the network. The daemon's shipper reads that set from a **checkpoint**,
+``ship/<driver>.pos``, which only moves once the receiver has confirmed a batch. A receiver
+outage or a daemon restart therefore only delays delivery.
+
+What happens when unshipped data fills the budget, and a rotation would delete a generation
+the shipper has not finished, is decided here, by Docker's ``mode`` option:
+
+* ``blocking`` (default): the writer waits until the shipper's checkpoint has moved past that
+  generation. The shim stops reading the container's pipes meanwhile, so the container's
+  writes block — only when the spool is full, never because the network is slow.
+* ``non-blocking``: the oldest unshipped generation is deleted and its unshipped records are
+  counted as dropped, exactly: the shim takes an exclusive ``flock`` on the file before
+  counting, and the shipper holds a shared one while it reads a generation. A generation the
+  shipper is reading is unlinked but not counted (the shipper finishes it from its open
+  descriptor); one it has not opened is counted from the checkpoint and never shipped.
+
+This module owns the spool's file conventions, the checkpoint file, the writer's budget rule
+and the reader the shipper uses. It must not send anything or import a driver's library.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from typing import Callable, Iterator, Mapping, NamedTuple
+
+from logpipe.checkpoint import checkpoint_path, read_checkpoint
+from logpipe.driver import LogInfo
+from logpipe.errors import LogOptError
+from logpipe.inotify import Inotify
+from logpipe.fileset import read_seq, rotated_files, rotated_name, writer_alive
+from logpipe.message import Chunk
+from logpipe.options import parse_bool, parse_human_size, parse_int
+from logpipe.reading import Warn
+
+from .local import LocalConfig, LocalDriver, decode_block, whole_blocks
+
+#: Docker's dual-logging cache defaults (docs: 20m, 5 files, compressed).
+DEFAULT_CACHE_OPTS = {"cache-max-size": "20m", "cache-max-file": "5", "cache-compress": "true"}
+#: How long a blocked writer sleeps between looks at the checkpoint when nothing wakes it.
+BLOCKED_POLL = 0.05
+
+
+def spool_config(opts: Mapping[str, str]) -> LocalConfig:
+    """The spool's size budget from the ``cache-*`` options (validated at create, with the
+    ``local`` driver's wording). Compression is lz4 per block, so it works with one file too."""
+    def get(key: str, parse):
+        value = opts.get(key, DEFAULT_CACHE_OPTS[key])
+        try:
+            return parse(value)
+        except LogOptError as err:
+            raise LogOptError(f"invalid value for {key}: {value}: {err}") from None
+
+    max_size = get("cache-max-size", parse_human_size)
+    max_file = get("cache-max-file", parse_int)
+    compress = get("cache-compress", parse_bool)
+    if max_size <= 0:
+        raise LogOptError("cache-max-size must be a positive number")
+    if max_file < 1:
+        raise LogOptError("cache-max-file cannot be less than 1")
+    return LocalConfig(max_size, max_file, compress)
+
+
+# ---------------------------------------------------------------------------------------------
+# The writer (in the shim)
+# ---------------------------------------------------------------------------------------------
+
+class SpoolWriter(LocalDriver):
+    """The shim's storage driver for a container with a remote driver.
+
+    ``idle(timeout)`` is how the shim goes on serving its control socket while a blocking
+    spool waits for the shipper. Drops (non-blocking mode) are counted in ``dropped_lines``
+    and ``dropped_bytes`` and reported through ``report``.
+    """
+
+    def __init__(self, info: LogInfo, driver: str, idle: Callable[[float], None] | None = None,
+                 report: Callable[[str], None] | None = None) -> None:
+        super().__init__(info, spool_config(info.config))
+        self.blocking = info.config.get("mode", "blocking") != "non-blocking"
+        self.idle = idle or time.sleep
+        self.report = report or (lambda text: None)
+        self.path = self.log_path(info)
+        self.checkpoint = checkpoint_path(info.log_dir, driver)
+        self.dropped_lines = self.dropped_bytes = 0
+        self.blocked_seconds = 0.0
+
+    def _append_block(self, block: bytes) -> None:
+        held = self._make_room() if self._file.size >= self._max_size else None
+        try:
+            self._file.write(block)
+        finally:
+            if held is not None:
+                os.close(held)  # only after the rotation removed the file: see _drop
+
+    def _make_room(self) -> int | None:
+        """Before a rotation: make sure the generation it deletes has been shipped, or wait, or
+        drop it. Returns a descriptor to close once the rotation is done (a held lock)."""
+        oldest = self._file.seq - (self._file.max_file - 1)
+        if oldest < 1 or self._shipped_past(oldest):
+            return None
+        if self.blocking:
+            started = time.monotonic()
+            while not self._shipped_past(oldest):
+                self.idle(BLOCKED_POLL)
+            self.blocked_seconds += time.monotonic() - started
+            return None
+        return self._drop(oldest)
+
+    def _shipped_past(self, seq: int) -> bool:
+        """Whether the shipper is done with generation ``seq``: past it, or at its end."""
+        cp = read_checkpoint(self.checkpoint)
+        if cp.seq != seq:
+            return cp.seq > seq
+        if cp.skip:
+            return False
+        if seq == self._file.seq:
+            return cp.offset >= self._file.size
+        try:
+            return cp.offset >= os.stat(rotated_name(self.path, self._file.max_file - 1)).st_size
+        except FileNotFoundError:
+            return True
+
+    def _drop(self, seq: int) -> int | None:
+        """Count what the shipper will never ship of generation ``seq``, which the coming
+        rotation deletes; the lock stays held until then, so the shipper cannot start it."""
+        name = self.path if self._file.max_file == 1 else \
+            rotated_name(self.path, self._file.max_file - 1)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # the shipper is reading it: it finishes from its descriptor
+            return None
+        cp = read_checkpoint(self.checkpoint)
+        if read_seq(fd) != seq or cp.seq > seq:
+            return fd
+        start, skip = (cp.offset, cp.skip) if cp.seq == seq else (0, 0)
+        lines, nbytes = count_records(fd, start, skip)
+        if lines:
+            self.dropped_lines += lines
+            self.dropped_bytes += nbytes
+            self.report(f"spool full (cache-max-size × cache-max-file) with mode=non-blocking: "
+                        f"dropped {lines} unshipped records ({nbytes} bytes) of generation {seq}")
+        return fd
+
+
+def count_records(fd: int, start: int, skip: int) -> tuple[int, int]:
+    """Records and bytes of the spool file ``fd`` from block ``start``, less the first
+    ``skip`` records there (already shipped)."""
+    size = os.fstat(fd).st_size
+    lines = nbytes = 0
+    for offset, header in whole_blocks(fd, start, size):
+        chunks = decode_block(fd, offset, header, lambda _t: None)
+        lines += sum(c.count for c in chunks)
+        nbytes += sum(len(c.data) for c in chunks)
+        if offset == start and skip:
+            shipped = _first_records(chunks, skip)
+            lines -= skip
+            nbytes -= sum(len(m.line) + m.newline for m in shipped)
+    return lines, nbytes
+
+
+def _first_records(chunks: list[Chunk], n: int) -> list:
+    out = []
+    for chunk in chunks:
+        for msg in chunk.messages():
+            if len(out) == n:
+                return out
+            out.append(msg)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The reader (in the daemon's shipper)
+# ---------------------------------------------------------------------------------------------
+
+class Block(NamedTuple):
+    """One block of the spool as the shipper sees it: where it is and its records."""
+
+    seq: int
+    offset: int
+    end: int
+    chunks: list[Chunk]
+
+
+class SpoolTail:
+    """Reads the spool from a checkpoint position, generation by generation, block by block.
+
+    It holds a shared ``flock`` on the generation it reads (see the module docstring) and
+    only looks at the visible files (current and rotated names): a generation the writer
+    dropped and counted is never read, even if a ``logs -f`` follower keeps it alive.
+    """
+
+    def __init__(self, path: str, warn: Warn) -> None:
+        self.path, self.warn = path, warn
+        self.fd = -1
+        self.seq = 0
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        self.inotify = Inotify(os.path.dirname(path))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.inotify.close()
+
+    def wait(self, timeout: float) -> None:
+        """Until the spool changes (an append, a rotation) or ``timeout`` seconds pass."""
+        if self.inotify.wait(timeout):
+            self.inotify.names()
+
+    def _visible(self) -> dict[int, str]:
+        """Generation → file name of every visible file of the set."""
+        found = {}
+        for name in rotated_files(self.path):
+            seq = read_seq(name)
+            if seq is not None:
+                found[seq] = name
+        return found
+
+    def _open(self, seq: int) -> tuple[int, int] | None:
+        """Open generation ``seq``, or the first visible one after it (the ones between were
+        dropped); returns ``(seq, fd)`` or None when no such generation exists yet."""
+        for _ in range(5):  # a rotation renaming files during the scan: look again
+            visible = self._visible()
+            later = sorted(s for s in visible if s >= seq)
+            if not later:
+                return None
+            want = later[0]
+            try:
+                fd = os.open(visible[want], os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_SH)  # the writer holds it only while it counts a drop
+            # Still visible under some name once we hold the lock? Else it was dropped.
+            ino = os.fstat(fd).st_ino
+            if read_seq(fd) == want and ino in _inodes(self._visible().values()):
+                return want, fd
+            os.close(fd)
+        return None
+
+    def blocks(self, seq: int, offset: int) -> Iterator[Block]:
+        """Whole blocks from ``(seq, offset)`` on, as far as the spool goes now. A generation
+        is left for the next one only once the writer has moved on from it."""
+        while True:
+            if self.fd < 0 or self.seq != seq:
+                self.close()
+                opened = self._open(max(seq, 1))
+                if opened is None:
+                    return
+                if opened[0] != seq:
+                    seq, offset = opened[0], 0
+                self.seq, self.fd = opened
+            size = os.fstat(self.fd).st_size
+            for start, header in whole_blocks(self.fd, offset, size):
+                chunks = decode_block(self.fd, start, header, self.warn)
+                yield Block(seq, start, start + header.total, chunks)
+                offset = start + header.total
+            if not self._finished(seq):
+                return
+            if os.fstat(self.fd).st_size > offset:
+                continue  # written to just before the writer moved on
+            seq, offset = seq + 1, 0
+
+    def _finished(self, seq: int) -> bool:
+        """Whether the writer will never append to generation ``seq`` again: the current
+        file is a later one. (The current file of a stopped container is not finished: a
+        restart appends to it, as Docker does.)"""
+        current = read_seq(self.path)
+        return current is not None and current > seq
+
+    def writer_gone(self) -> bool:
+        return not writer_alive(self.path)
+
+
+def _inodes(names) -> set[int]:
+    found = set()
+    for name in names:
+        try:
+            found.add(os.stat(name).st_ino)
+        except FileNotFoundError:
+            pass
+    return found

@@ -1,0 +1,200 @@
+"""The spool and its shipper: every record delivered once, in order, across rotations,
+receiver failures, shipper restarts and a full spool (blocking waits, non-blocking drops
+exactly what it counts).
+
+The driver here is ``RecordingDriver``, an in-process implementation of the remote-driver
+contract whose failures the tests script; the real drivers and receivers are tested end to
+end in ``test_shipping_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from drivers.spool import SpoolTail, SpoolWriter, spool_config
+from logpipe.checkpoint import Checkpoint, checkpoint_path, read_checkpoint, write_checkpoint
+from logpipe.driver import BatchLimits, LogInfo
+from logpipe.errors import LogOptError, PermanentError, RetryableError
+from logpipe.message import STDOUT, Chunk
+from logpipe.shipper import Shipper
+
+
+class RecordingDriver:
+    """Keeps what it is sent; ``fail`` scripts the answer to each send (an exception to
+    raise, or None to accept)."""
+
+    kind = "remote"
+
+    def __init__(self, limits: BatchLimits = BatchLimits(max_count=100), fail=None,
+                 gate: threading.Event | None = None, delay: float = 0.0) -> None:
+        self.limits = limits
+        self.retry_wait = 0.001
+        self.retry_max_wait = 0.01
+        self.fail = list(fail or [])
+        self.gate = gate
+        self.delay = delay  # a slow receiver: each send takes this long
+        self.got: list[bytes] = []
+        self.calls = 0
+
+    def send(self, batch):
+        self.calls += 1
+        if self.gate is not None:
+            self.gate.wait()
+        if self.delay:
+            threading.Event().wait(self.delay)
+        if self.fail:
+            err = self.fail.pop(0)
+            if err is not None:
+                raise err
+        self.got.extend(m.line for m in batch)
+        return None
+
+    def close(self):
+        pass
+
+
+def info_for(tmp_path, **opts) -> LogInfo:
+    return LogInfo(container_id="c" * 64, log_dir=str(tmp_path), config=opts)
+
+
+def lines(start: int, n: int, width: int = 40) -> list[bytes]:
+    return [b"%08d " % i + b"x" * (width - 9) for i in range(start, start + n)]
+
+
+def write_lines(writer: SpoolWriter, start: int, n: int, per_batch: int = 50) -> None:
+    for i in range(start, start + n, per_batch):
+        batch = lines(i, min(per_batch, start + n - i))
+        writer.write([Chunk(STDOUT, 1_000_000 + i, b"\n".join(batch) + b"\n")])
+
+
+def ship(tmp_path, driver, **kw) -> Shipper:
+    info = info_for(tmp_path)
+    tail = SpoolTail(SpoolWriter.log_path(info), warn=lambda t: None)
+    shipper = Shipper("test", lambda: driver, tail, checkpoint_path(str(tmp_path), "rec"), **kw)
+    shipper.start()
+    return shipper
+
+
+@pytest.fixture
+def ship_dir(tmp_path):
+    os.mkdir(tmp_path / "ship")
+    return tmp_path
+
+
+def test_every_record_arrives_once_in_order_across_many_rotations(ship_dir):
+    writer = SpoolWriter(info_for(ship_dir, **{"cache-max-size": "20k", "cache-max-file": "100"}),
+                         "rec")
+    write_lines(writer, 0, 20_000)
+    writer.close()
+    driver = RecordingDriver()
+    shipper = ship(ship_dir, driver)
+    shipper.join(30)
+    assert not shipper.is_alive()
+    assert driver.got == lines(0, 20_000)
+    cp = read_checkpoint(checkpoint_path(str(ship_dir), "rec"))
+    assert cp.shipped_lines == 20_000 and cp.inflight == 0
+    assert driver.calls == 200  # batches cut at max_count=100
+
+
+def test_retryable_errors_are_retried_until_delivered_without_loss_or_reordering(ship_dir):
+    writer = SpoolWriter(info_for(ship_dir), "rec")
+    write_lines(writer, 0, 1_000)
+    writer.close()
+    driver = RecordingDriver(fail=[RetryableError("down")] * 5 + [None, RetryableError("503")])
+    shipper = ship(ship_dir, driver)
+    shipper.join(30)
+    assert driver.got == lines(0, 1_000)
+    assert shipper.stats.retries == 6
+    assert shipper.stats.shipped_lines == 1_000
+
+
+def test_a_permanently_refused_batch_is_counted_and_shipping_goes_on(ship_dir):
+    writer = SpoolWriter(info_for(ship_dir), "rec")
+    write_lines(writer, 0, 300)
+    writer.close()
+    driver = RecordingDriver(fail=[None, PermanentError("400 bad request")])
+    shipper = ship(ship_dir, driver)
+    shipper.join(30)
+    assert driver.got == lines(0, 100) + lines(200, 100)
+    assert shipper.stats.rejected_lines == 100
+    assert any("400 bad request" in e for e in shipper.stats.events)
+
+
+def test_a_restarted_shipper_resumes_at_its_checkpoint(ship_dir):
+    writer = SpoolWriter(info_for(ship_dir, **{"cache-max-size": "10k"}), "rec")
+    write_lines(writer, 0, 2_000)
+    writer.close()
+    gate = threading.Event()
+    first = RecordingDriver(gate=gate)
+    shipper = ship(ship_dir, first)
+    gate.set()
+    while first.calls < 5:
+        shipper.join(0.01)
+    shipper.stop()
+    shipper.join(10)
+    done = len(first.got)
+    second = RecordingDriver()
+    ship(ship_dir, second).join(30)
+    assert first.got + second.got == lines(0, 2_000)
+    assert done >= 400
+
+
+def test_a_batch_in_flight_at_a_crash_is_sent_again_and_counted_as_duplicates(ship_dir):
+    writer = SpoolWriter(info_for(ship_dir), "rec")
+    write_lines(writer, 0, 500)
+    writer.close()
+    path = checkpoint_path(str(ship_dir), "rec")
+    # What a daemon killed during its first send leaves behind.
+    write_checkpoint(path, Checkpoint(inflight=100))
+    driver = RecordingDriver()
+    shipper = ship(ship_dir, driver)
+    shipper.join(30)
+    assert driver.got == lines(0, 500)
+    assert shipper.stats.duplicates == 100
+    assert read_checkpoint(path).duplicates == 100
+
+
+def test_blocking_spool_waits_for_the_shipper_and_loses_nothing(ship_dir):
+    info = info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2"})
+    blocked = threading.Event()
+
+    def idle(timeout):
+        blocked.set()
+        threading.Event().wait(timeout)
+
+    writer = SpoolWriter(info, "rec", idle=idle)
+    t = threading.Thread(target=write_lines, args=(writer, 0, 5_000))
+    t.start()
+    assert blocked.wait(10), "the writer never had to wait although nothing was shipped"
+    driver = RecordingDriver()
+    shipper = ship(ship_dir, driver, exit_when_done=True)
+    t.join(60)
+    writer.close()
+    shipper.join(60)
+    assert driver.got == lines(0, 5_000)
+    assert writer.dropped_lines == 0 and writer.blocked_seconds > 0
+
+
+def test_non_blocking_spool_drops_the_oldest_and_counts_exactly(ship_dir):
+    info = info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2",
+                                 "mode": "non-blocking"})
+    writer = SpoolWriter(info, "rec")
+    driver = RecordingDriver(limits=BatchLimits(max_count=37), delay=0.002)
+    shipper = ship(ship_dir, driver)
+    write_lines(writer, 0, 20_000, per_batch=20)
+    writer.close()
+    shipper.join(60)
+    assert writer.dropped_lines > 0
+    assert len(driver.got) + writer.dropped_lines == 20_000
+    assert len(set(driver.got)) == len(driver.got) and driver.got == sorted(driver.got)
+
+
+def test_cache_options_are_validated_with_a_clear_message():
+    with pytest.raises(LogOptError, match="invalid value for cache-max-size: abc"):
+        spool_config({"cache-max-size": "abc"})
+    with pytest.raises(LogOptError, match="cache-max-file cannot be less than 1"):
+        spool_config({"cache-max-file": "0"})
+    assert spool_config({}).max_size == 20_000_000
