@@ -89,6 +89,8 @@ class SpoolWriter(LocalDriver):
         self.checkpoint = checkpoint_path(info.log_dir, driver)
         self.dropped_lines = self.dropped_bytes = 0
         self.blocked_seconds = 0.0
+        #: Set when the container is being removed: waiting for the shipper is pointless.
+        self.abandon = False
 
     def _append_block(self, block: bytes) -> None:
         held = self._make_room() if self._file.size >= self._max_size else None
@@ -106,10 +108,11 @@ class SpoolWriter(LocalDriver):
             return None
         if self.blocking:
             started = time.monotonic()
-            while not self._shipped_past(oldest):
+            while not self._shipped_past(oldest) and not self.abandon:
                 self.idle(BLOCKED_POLL)
             self.blocked_seconds += time.monotonic() - started
-            return None
+            if not self.abandon:
+                return None
         return self._drop(oldest)
 
     def _shipped_past(self, seq: int) -> bool:

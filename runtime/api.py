@@ -265,7 +265,18 @@ async def list_containers(request: web.Request) -> web.Response:
 
 
 async def inspect_container(request: web.Request) -> web.Response:
-    return web.json_response(container_of(request).inspect())
+    c = container_of(request)
+    data = await asyncio.to_thread(c.inspect_shipping, store_of(request).shipping)
+    return web.json_response(data)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Shipping counters of every container in Prometheus' text format (not a Docker API)."""
+    store = store_of(request)
+    items = [(c.spec, c.state) for c in store.list(all=True)]
+    text = await asyncio.to_thread(store.shipping.metrics, items)
+    return web.Response(text=text,
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def start_container(request: web.Request) -> web.Response:
@@ -512,7 +523,7 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
 
 ROUTES: list[tuple[str, str, Callable]] = [
     ("GET", "/_ping", ping), ("HEAD", "/_ping", ping),
-    ("GET", "/version", version), ("GET", "/info", info),
+    ("GET", "/version", version), ("GET", "/info", info), ("GET", "/metrics", metrics),
     ("POST", "/containers/create", create_container),
     ("GET", "/containers/json", list_containers),
     ("GET", "/containers/{id}/json", inspect_container),

@@ -37,6 +37,7 @@ from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import ImageStore
 from .shimclient import ShimClient, ShimError, recover_state, spawn_shim
+from .shipping import Shipping, is_remote
 from .spec import Bind, ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
 
@@ -235,6 +236,23 @@ class Container:
             data["IsolationWarning"] = PROCESS_WARNING
         return data
 
+    def inspect_shipping(self, shipping: Shipping) -> dict[str, Any]:
+        """``inspect`` plus ``LogShipping`` (logpipe's own key) for remote drivers, with the
+        shim's live counters (blocking I/O: run in a thread)."""
+        data = self.inspect()
+        if not is_remote(self.spec):
+            return data
+        state = self.state
+        if self.running:
+            try:
+                state = ShimClient(self.spec.dir, timeout=2.0).status()
+            except (ShimError, OSError):
+                pass
+        stats = shipping.stats(self.spec, state)
+        if stats is not None:
+            data["LogShipping"] = stats
+        return data
+
     def summary(self) -> dict[str, Any]:
         """One item of ``GET /containers/json``."""
         try:
@@ -283,6 +301,7 @@ class ContainerStore:
         self.names: dict[str, str] = {}  # name without "/" → id
         self.shutting_down = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.shipping = Shipping()
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -469,6 +488,8 @@ class ContainerStore:
             await self._spawn(c)
 
     async def _spawn(self, c: Container) -> None:
+        if is_remote(c.spec):
+            await self._probe(c)
         try:
             await asyncio.to_thread(spawn_shim, c.spec.dir)
         except ShimError as err:
@@ -479,8 +500,20 @@ class ContainerStore:
         if c.start_failed:
             raise StartFailed(c.state.error or "the container failed to start")
         c.run_began = time.monotonic()
+        self.shipping.ensure(c.spec)  # after the shim holds the spool: see Shipper's exit rule
         _resolve(c.start_waiters, c.state)
         self._watch(c)
+
+    async def _probe(self, c: Container) -> None:
+        """Docker refuses to start a container whose receiver it cannot reach when its driver
+        dials at start (fluentd without fluentd-async, syslog and GELF over TCP): so do we."""
+        driver = get_driver(c.spec.log_type)
+        try:
+            await asyncio.to_thread(driver.probe, c.spec.log_info())
+        except LogpipeError as err:
+            message = f"failed to initialize logging driver: {err}"
+            c.state = c.state._replace(exit_code=128, error=message)
+            raise StartFailed(message) from None
 
     def _watch(self, c: Container) -> None:
         """One thread per run, blocked in the shim's ``wait``; reports on the loop."""
@@ -671,6 +704,8 @@ class ContainerStore:
                 self._cancel_restart(c)
                 if c.state.status == RUNNING:
                     exited = self._next_exit(c)
+                    if is_remote(c.spec):
+                        await self._discard_spool_wait(c)
                     await self._signal(c, signal.SIGKILL)
                     await exited
         except BaseException:
@@ -680,10 +715,18 @@ class ContainerStore:
         if self.names.get(c.name) == c.id:
             del self.names[c.name]
         c.removed = True
+        await asyncio.to_thread(self.shipping.stop, c.id)
         await asyncio.to_thread(_remove_dir, c.spec.dir)
         _resolve(c.start_waiters, None)
         _resolve(c.exit_waiters, c.state)
         _resolve(c.remove_waiters, c.state)
+
+    async def _discard_spool_wait(self, c: Container) -> None:
+        """A removed container's shim must not wait for its shipper any more."""
+        try:
+            await asyncio.to_thread(ShimClient(c.spec.dir).discard)
+        except ShimError as err:
+            log.info("discard to %s: %s", c.id[:12], err)
 
     # -- daemon start and stop --------------------------------------------------------------
 
@@ -707,6 +750,7 @@ class ContainerStore:
                           life.get("ManuallyStopped", False))
             self.containers[c.id] = c
             self.names[c.name] = c.id
+            self.shipping.ensure(spec)  # undelivered spool from before the restart
             if c.state.status == RUNNING:
                 c.run_began = time.monotonic()
                 self._watch(c)
@@ -727,6 +771,7 @@ class ContainerStore:
         self.shutting_down = True
         for c in self.containers.values():
             self._cancel_restart(c)
+        self.shipping.shutdown()
 
     def counts(self) -> dict[str, int]:
         statuses = [c.status for c in self.containers.values()]

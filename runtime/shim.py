@@ -28,7 +28,6 @@ import sys
 import time
 
 from logpipe.capture import CaptureStats, enlarge_pipe, make_sink, pump
-from logpipe.errors import LogpipeError
 from logpipe.message import STDERR, STDOUT
 from logpipe.registry import get_driver, load_driver
 
@@ -112,7 +111,7 @@ class Shim:
     def run(self) -> None:
         self._install_signals()
         try:
-            self.driver = _open_driver(self.spec, self.driver_ref)
+            self.driver = _open_driver(self.spec, self.driver_ref, self._idle)
         except Exception as err:
             self._record_failure(f"failed to initialize logging driver: {err}")
             return
@@ -136,7 +135,9 @@ class Shim:
                                          started_at=now_rfc3339())
         write_state(self.spec.dir, self.state)
         _trim_heap()
-        self.buffer = make_sink(self.driver, self.spec.log_opts)
+        # A spool has its own answer to ``mode`` (what to do when it is full), in the writer.
+        self.buffer = self.driver if hasattr(self.driver, "blocking") else \
+            make_sink(self.driver, self.spec.log_opts)
         self.sink = _Sink(self.buffer)
         self.pumping = True
         try:
@@ -222,6 +223,7 @@ class Shim:
     def _current(self) -> State:
         """The state with the live counters."""
         stats, buffer, sink = self.stats, self.buffer, self.sink
+        # Dropped by a non-blocking buffer, or by a full non-blocking spool (both count them).
         lines_dropped = getattr(buffer, "dropped_lines", 0) + (sink.lines_failed if sink else 0)
         bytes_dropped = getattr(buffer, "dropped_bytes", 0) + (sink.bytes_failed if sink else 0)
         return self.state._replace(
@@ -276,6 +278,23 @@ class Shim:
         self._stop_tries += 1
         self._stop_seen = self.stats.bytes
         os.write(self.wake_w, b"\0")  # be called again on the next turn of the loop
+
+    def _idle(self, timeout: float) -> None:
+        """While a full blocking spool waits for the shipper: keep reaping and answering the
+        control socket, so that ``stop``, ``kill`` and ``rm -f`` still work."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.wake_r, selectors.EVENT_READ, self._on_wake_only)
+        sel.register(self.conns.fileno(), selectors.EVENT_READ, self._on_control)
+        for key, _ in sel.select(timeout):
+            key.data()
+        sel.close()
+
+    def _on_wake_only(self) -> None:
+        try:
+            os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            pass
+        self._reap()
 
     # -- the control socket --------------------------------------------------------------
 
@@ -372,6 +391,12 @@ class Shim:
             except Exception as err:
                 return {"error": str(err) or type(err).__name__}
             return {"ok": True}
+        if op == "discard":
+            # The container is being removed: a full blocking spool stops waiting for the
+            # shipper (what it held is counted as dropped) so that the shim can finish.
+            if self.driver is not None and hasattr(self.driver, "abandon"):
+                self.driver.abandon = True
+            return {"ok": True}
         return {"error": f"bad request: unknown op {op!r}"}
 
     def _send(self, conn: socket.socket, reply: dict) -> bool:
@@ -390,13 +415,19 @@ class Shim:
         conn.close()
 
 
-def _open_driver(spec: ContainerSpec, ref: str | None = None):
+def _open_driver(spec: ContainerSpec, ref: str | None = None, idle=None):
     """The container's storage driver; ``ref`` (``module:Class``, from the daemon) spares the
-    shim the entry-point scan, which would cost it 3 MiB of imports (``importlib.metadata``)."""
+    shim the entry-point scan, which would cost it 3 MiB of imports (``importlib.metadata``).
+    A remote driver is not loaded here at all: the shim writes its spool, the daemon ships."""
+    if ref and ref.startswith("remote:"):
+        from drivers.spool import SpoolWriter
+
+        return SpoolWriter(spec.log_info(), spec.log_type, idle=idle, report=_log)
     cls = load_driver(spec.log_type, ref) if ref else get_driver(spec.log_type)
-    if getattr(cls, "kind", "") not in ("storage", "none"):
-        # Remote drivers will run in the daemon, fed from a local spool (ARCHITECTURE.md).
-        raise LogpipeError(f"log driver {spec.log_type} not supported yet")
+    if getattr(cls, "kind", "") == "remote":
+        from drivers.spool import SpoolWriter
+
+        return SpoolWriter(spec.log_info(), spec.log_type, idle=idle, report=_log)
     return cls(spec.log_info())
 
 

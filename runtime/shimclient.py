@@ -22,7 +22,7 @@ import drivers
 import logpipe
 import runtime
 from logpipe.errors import LogpipeError
-from logpipe.registry import driver_ref
+from logpipe.registry import driver_ref, get_driver
 
 from .spec import SHIM_SOCKET, ContainerSpec
 from .state import EXITED, State, now_rfc3339, read_state
@@ -74,13 +74,17 @@ def spawn_shim(container_dir: str, python: str = sys.executable, timeout: float 
 def shim_command(directory: str, python: str = sys.executable) -> tuple[list[str], dict]:
     """The shim's command line and environment.
 
-    The shim gets the path of its storage driver's class, so it need not scan entry points.
+    The shim gets the path of its storage driver's class, so it need not scan entry points
+    (``remote:…`` for a remote driver: the shim then writes the spool).
     Run by the daemon's own interpreter, it also starts without ``site`` (``-S``): ``.pth``
     files of whatever is installed would otherwise import modules into every shim. Its
     ``sys.path`` is then the daemon's, given explicitly (it includes every ``.pth`` path)."""
     argv = [python, "-m", "runtime.shim", "--detach"]
     try:
-        ref = driver_ref(ContainerSpec.load(directory).log_type)
+        name = ContainerSpec.load(directory).log_type
+        ref = driver_ref(name)
+        if getattr(get_driver(name), "kind", "") == "remote":
+            ref = "remote:" + ref  # the shim writes the spool and loads nothing of the driver
     except (OSError, ValueError, KeyError, LogpipeError):
         ref = None  # the shim reports the problem in state.json, as for a failed start
     if ref:
@@ -107,6 +111,10 @@ class ShimClient:
 
     def signal(self, sig: int) -> None:
         self._request({"op": "signal", "signal": int(sig)})
+
+    def discard(self) -> None:
+        """The container is being removed: a full blocking spool stops waiting."""
+        self._request({"op": "discard"})
 
     def wait(self, timeout: float | None = None) -> State:
         """Block until the container has exited and its log is closed; the final state.

@@ -181,16 +181,17 @@ def test_unknown_log_driver_is_a_start_failure_with_dockers_wording(containers):
                            'plugin nosuch: plugin "nosuch" not found')
 
 
-def test_remote_driver_is_refused_by_the_shim(monkeypatch, tmp_path):
-    class FakeGelf:
-        """Stands in for a remote driver (GELF): the shim must not run it."""
-        name, kind = "gelf", "remote"
-
-    monkeypatch.setattr(shim_module, "get_driver", lambda name: FakeGelf)
+def test_shim_writes_a_spool_for_a_remote_driver_without_loading_the_driver(tmp_path):
     spec = ContainerSpec("a" * 64, "/x", str(tmp_path), "", "", "", "", (), ("true",), (), "",
-                         "", "", {}, "gelf", {})
-    with pytest.raises(LogpipeError, match="^log driver gelf not supported yet$"):
-        shim_module._open_driver(spec)
+                         "", "", {}, "gelf", {"gelf-address": "udp://127.0.0.1:1"})
+    before = set(sys.modules)
+    writer = shim_module._open_driver(spec, "remote:drivers.gelf:GelfDriver")
+    try:
+        assert type(writer).__name__ == "SpoolWriter"
+        assert "drivers.gelf" not in set(sys.modules) - before
+        assert writer.path == os.path.join(str(tmp_path), "local-logs", "container.log")
+    finally:
+        writer.close()
 
 
 def test_grandchild_keeping_stdout_open_does_not_hang_the_shim(containers):

@@ -1,0 +1,172 @@
+"""The daemon's shippers: one per container with a remote driver, and their counters.
+
+A shipper (``logpipe.shipper``) runs while its container runs and afterwards until the spool
+is delivered; it is started again by the daemon on start (re-adoption), on every container
+start, and stopped when the container is removed. Counters for ``inspect`` (``LogShipping``)
+and ``GET /metrics`` combine what the shim counted (captured, dropped when the spool was
+full) with what the shipper counted (shipped, rejected, retried, possible duplicates).
+
+Remote drivers and their client libraries are imported here, in the daemon, never in a shim.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Iterable
+
+from drivers.spool import SpoolTail
+from drivers.remote import spool_path
+from logpipe.checkpoint import SHIP_DIR, checkpoint_path, read_checkpoint
+from logpipe.registry import get_driver
+from logpipe.shipper import Shipper
+
+from .spec import ContainerSpec
+from .state import State
+
+log = logging.getLogger("logpipe.shipping")
+
+
+def is_remote(spec: ContainerSpec) -> bool:
+    try:
+        return getattr(get_driver(spec.log_type), "kind", "") == "remote"
+    except Exception:
+        return False
+
+
+class Shipping:
+    """Every shipper of the daemon, by container id."""
+
+    def __init__(self) -> None:
+        self.shippers: dict[str, Shipper] = {}
+        self.lock = threading.Lock()
+
+    def ensure(self, spec: ContainerSpec) -> None:
+        """A shipper for this container, unless one is running already."""
+        if not is_remote(spec):
+            return
+        with self.lock:
+            current = self.shippers.get(spec.id)
+            if current is not None and current.is_alive():
+                return
+            os.makedirs(os.path.join(spec.dir, SHIP_DIR), mode=0o700, exist_ok=True)
+            info = spec.log_info()
+            driver_cls = get_driver(spec.log_type)
+            tail = SpoolTail(spool_path(info), warn=lambda text: log.warning(
+                "container %s spool: %s", spec.id[:12], text))
+            shipper = Shipper(spec.id[:12], lambda: driver_cls(info), tail,
+                              checkpoint_path(spec.dir, spec.log_type))
+            if current is not None:
+                shipper.stats.events = current.stats.events
+            self.shippers[spec.id] = shipper
+            shipper.start()
+
+    def stop(self, container_id: str, timeout: float = 5.0) -> None:
+        with self.lock:
+            shipper = self.shippers.pop(container_id, None)
+        if shipper is not None:
+            shipper.stop()
+            shipper.join(timeout)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            shippers = list(self.shippers.values())
+        for shipper in shippers:
+            shipper.stop()
+        for shipper in shippers:
+            shipper.join(2.0)
+
+    def stats(self, spec: ContainerSpec, state: State) -> dict[str, Any] | None:
+        """``LogShipping`` of ``inspect``: None for drivers that do not ship."""
+        if not is_remote(spec):
+            return None
+        shipper = self.shippers.get(spec.id)
+        cp = read_checkpoint(checkpoint_path(spec.dir, spec.log_type))
+        if shipper is not None:
+            s = shipper.stats
+            shipped, shipped_bytes, rejected = s.shipped_lines, s.shipped_bytes, s.rejected_lines
+            retries, duplicates, events, error = s.retries, s.duplicates, s.events, s.last_error
+            oldest = s.oldest_unshipped_ns
+        else:
+            shipped, shipped_bytes, rejected = cp.shipped_lines, cp.shipped_bytes, cp.rejected_lines
+            retries, duplicates, events, error, oldest = cp.retries, cp.duplicates, [], "", 0
+        captured = state.lines_logged + state.lines_dropped
+        dropped = state.lines_dropped
+        backlog_lines, backlog_bytes = _backlog(spec, cp)
+        return {
+            "Driver": spec.log_type,
+            "Running": shipper is not None and shipper.is_alive(),
+            "CapturedLines": captured, "CapturedBytes": state.bytes_logged + state.bytes_dropped,
+            "ShippedLines": shipped, "ShippedBytes": shipped_bytes,
+            "DroppedLines": dropped, "DroppedBytes": state.bytes_dropped,
+            "RejectedLines": rejected, "Retries": retries, "PossibleDuplicates": duplicates,
+            "BacklogLines": backlog_lines, "BacklogBytes": backlog_bytes,
+            "LagSeconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
+            "LastError": error,
+            "Events": list(events),
+        }
+
+    def metrics(self, items: Iterable[tuple[ContainerSpec, State]]) -> str:
+        """The Prometheus text exposition of every container's shipping counters."""
+        series: dict[str, list[str]] = {name: [] for name, _, _ in _METRICS}
+        for spec, state in items:
+            st = self.stats(spec, state)
+            if st is None:
+                continue
+            labels = f'container_id="{spec.id}",container_name="{_escape(spec.name.lstrip("/"))}",' \
+                     f'driver="{spec.log_type}"'
+            for name, key, _ in _METRICS:
+                series[name].append(f"{name}{{{labels}}} {st[key]}")
+        out = []
+        for name, _, (kind, text) in _METRICS:
+            out.append(f"# HELP {name} {text}")
+            out.append(f"# TYPE {name} {kind}")
+            out.extend(series[name])
+        return "\n".join(out) + "\n"
+
+
+_METRICS = [
+    ("logpipe_captured_lines_total", "CapturedLines", ("counter", "Lines read from the container (this run).")),
+    ("logpipe_captured_bytes_total", "CapturedBytes", ("counter", "Bytes read from the container (this run).")),
+    ("logpipe_shipped_lines_total", "ShippedLines", ("counter", "Lines the receiver confirmed.")),
+    ("logpipe_shipped_bytes_total", "ShippedBytes", ("counter", "Bytes the receiver confirmed.")),
+    ("logpipe_dropped_lines_total", "DroppedLines", ("counter", "Lines dropped because the spool was full (mode=non-blocking).")),
+    ("logpipe_rejected_lines_total", "RejectedLines", ("counter", "Lines the receiver refused for good.")),
+    ("logpipe_retries_total", "Retries", ("counter", "Sends retried after a retryable error.")),
+    ("logpipe_possible_duplicates_total", "PossibleDuplicates", ("counter", "Lines sent again after a daemon restart (at-least-once).")),
+    ("logpipe_backlog_lines", "BacklogLines", ("gauge", "Lines captured and not yet shipped.")),
+    ("logpipe_backlog_bytes", "BacklogBytes", ("gauge", "Spool bytes not yet shipped.")),
+    ("logpipe_lag_seconds", "LagSeconds", ("gauge", "Age of the oldest line not yet shipped.")),
+]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _backlog(spec: ContainerSpec, cp) -> tuple[int, int]:
+    """Records and spool bytes from the checkpoint on, from block headers only (no decoding):
+    the shim's counters restart with every run, the spool does not."""
+    from drivers.local import whole_blocks
+    from logpipe.fileset import read_seq, rotated_files
+
+    records = nbytes = 0
+    for name in rotated_files(spool_path(spec.log_info())):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            seq = read_seq(fd)
+            if seq is not None and seq < cp.seq:
+                continue
+            start = cp.offset if seq == cp.seq else 0
+            size = os.fstat(fd).st_size
+            nbytes += max(0, size - start)
+            for offset, header in whole_blocks(fd, start, size):
+                records += header.records - (cp.skip if offset == start and seq == cp.seq else 0)
+        finally:
+            os.close(fd)
+    return records, nbytes
