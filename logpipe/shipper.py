@@ -234,7 +234,8 @@ class Shipper(threading.Thread):
         self.stats.batches += 1
         self.stats.last_error = ""
         self.stats.shipped_lines += len(batch.messages) - rejected
-        self.stats.shipped_bytes += batch.nbytes
+        # Bytes as captured (newlines included), to compare with the shim's count.
+        self.stats.shipped_bytes += batch.nbytes + sum(m.newline for m in batch.messages)
         self.stats.rejected_lines += rejected
         self._advance(batch)
 
