@@ -151,9 +151,34 @@ class SpoolWriter(LocalDriver):
         if lines:
             self.dropped_lines += lines
             self.dropped_bytes += nbytes
-            self.report(f"spool full (cache-max-size × cache-max-file) with mode=non-blocking: "
-                        f"dropped {lines} unshipped records ({nbytes} bytes) of generation {seq}")
+            text = (f"spool full (cache-max-size × cache-max-file) with mode=non-blocking: "
+                    f"dropped {lines} unshipped records ({nbytes} bytes) of generation {seq}")
+            self.report(text)
+            record_event(os.path.dirname(self.checkpoint), text)
         return fd
+
+
+EVENTS_FILE = "events.log"
+
+
+def record_event(ship_dir: str, text: str) -> None:
+    """Append one line to ``ship/events.log``, which ``inspect`` shows under
+    ``LogShipping.Events`` (best effort: an event must never stop the writer)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        with open(os.path.join(ship_dir, EVENTS_FILE), "a") as f:
+            f.write(f"{stamp} {text}\n")
+    except OSError:
+        pass
+
+
+def recent_events(ship_dir: str, n: int = 20) -> list[str]:
+    try:
+        with open(os.path.join(ship_dir, EVENTS_FILE), "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 16384))
+            return f.read().decode(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
 
 
 def count_records(fd: int, start: int, skip: int) -> tuple[int, int]:
@@ -198,23 +223,27 @@ class Block(NamedTuple):
 class SpoolTail:
     """Reads the spool from a checkpoint position, generation by generation, block by block.
 
-    It holds a shared ``flock`` on the generation it reads (see the module docstring) and
-    only looks at the visible files (current and rotated names): a generation the writer
-    dropped and counted is never read, even if a ``logs -f`` follower keeps it alive.
+    It holds a shared ``flock`` on every generation it has read from until the shipper's
+    checkpoint is past it (``release``), so that a full non-blocking spool never counts as
+    dropped what a batch in flight holds (see the module docstring). It only looks at the
+    visible files (current and rotated names): a generation the writer dropped and counted is
+    never read, even if a ``logs -f`` follower keeps it alive under a hidden name.
     """
 
     def __init__(self, path: str, warn: Warn) -> None:
         self.path, self.warn = path, warn
-        self.fd = -1
-        self.seq = 0
+        self.held: dict[int, int] = {}  # generation → open, shared-locked descriptor
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         self.inotify = Inotify(os.path.dirname(path))
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self.release(1 << 62)
         self.inotify.close()
+
+    def release(self, below: int) -> None:
+        """The checkpoint is at generation ``below``: earlier ones are done with."""
+        for seq in [s for s in self.held if s < below]:
+            os.close(self.held.pop(seq))
 
     def wait(self, timeout: float) -> None:
         """Until the spool changes (an append, a rotation) or ``timeout`` seconds pass."""
@@ -255,22 +284,23 @@ class SpoolTail:
         """Whole blocks from ``(seq, offset)`` on, as far as the spool goes now. A generation
         is left for the next one only once the writer has moved on from it."""
         while True:
-            if self.fd < 0 or self.seq != seq:
-                self.close()
+            if seq in self.held:
+                fd = self.held[seq]
+            else:
                 opened = self._open(max(seq, 1))
                 if opened is None:
                     return
                 if opened[0] != seq:
-                    seq, offset = opened[0], 0
-                self.seq, self.fd = opened
-            size = os.fstat(self.fd).st_size
-            for start, header in whole_blocks(self.fd, offset, size):
-                chunks = decode_block(self.fd, start, header, self.warn)
+                    seq, offset = opened[0], 0  # the ones between were dropped (and counted)
+                fd = self.held[seq] = opened[1]
+            size = os.fstat(fd).st_size
+            for start, header in whole_blocks(fd, offset, size):
+                chunks = decode_block(fd, start, header, self.warn)
                 yield Block(seq, start, start + header.total, chunks)
                 offset = start + header.total
             if not self._finished(seq):
                 return
-            if os.fstat(self.fd).st_size > offset:
+            if os.fstat(fd).st_size > offset:
                 continue  # written to just before the writer moved on
             seq, offset = seq + 1, 0
 

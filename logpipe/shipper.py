@@ -52,6 +52,9 @@ class Tail(Protocol):
     def wait(self, timeout: float) -> None:
         """Until the spool may have changed, or ``timeout`` seconds."""
 
+    def release(self, below: int) -> None:
+        """The checkpoint has moved to generation ``below``: earlier ones may go."""
+
     def close(self) -> None: ...
 
 
@@ -257,6 +260,7 @@ class Shipper(threading.Thread):
     def _advance(self, batch: Batch) -> None:
         self.cp = self.cp._replace(seq=batch.seq, offset=batch.offset, skip=batch.skip)
         self._save(inflight=0)
+        self.tail.release(batch.seq)
 
     def _save(self, inflight: int) -> None:
         s = self.stats

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Iterable
 
-from drivers.spool import SpoolTail
+from drivers.spool import SpoolTail, recent_events
 from drivers.remote import spool_path
 from logpipe.checkpoint import SHIP_DIR, checkpoint_path, read_checkpoint
 from logpipe.registry import get_driver
@@ -105,7 +105,7 @@ class Shipping:
             "BacklogLines": backlog_lines, "BacklogBytes": backlog_bytes,
             "LagSeconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
             "LastError": error,
-            "Events": list(events),
+            "Events": sorted(recent_events(os.path.join(spec.dir, SHIP_DIR)) + list(events))[-20:],
         }
 
     def metrics(self, items: Iterable[tuple[ContainerSpec, State]]) -> str:
