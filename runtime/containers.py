@@ -217,6 +217,8 @@ class Container:
     def inspect(self) -> dict[str, Any]:
         """``GET /containers/{id}/json``: Docker's inspect shape."""
         data = self.spec.to_json()
+        log_config = data["HostConfig"]["LogConfig"]
+        log_config["Config"] = redacted_log_opts(log_config["Type"], log_config["Config"])
         argv = self.spec.argv
         data.update({
             "Path": argv[0] if argv else "", "Args": argv[1:], "State": self.state_json(),
@@ -779,6 +781,16 @@ class ContainerStore:
                 "ContainersRunning": sum(s in (RUNNING, "restarting") for s in statuses),
                 "ContainersPaused": 0,
                 "ContainersStopped": sum(s not in (RUNNING, "restarting") for s in statuses)}
+
+
+def redacted_log_opts(driver: str, opts: dict[str, str]) -> dict[str, str]:
+    """Log options as ``inspect`` shows them: without credentials (a password in
+    ``loki-url``), which Docker would show and logpipe does not."""
+    try:
+        redact = getattr(get_driver(driver), "redacted_opts", None)
+    except LogpipeError:
+        return opts
+    return redact(opts) if redact is not None else opts
 
 
 # -- validation helpers -----------------------------------------------------------------------
