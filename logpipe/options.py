@@ -63,25 +63,33 @@ def parse_int(value: str) -> int:
     return int(value)
 
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([^\d.]*)")
 _DURATION_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
                 "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
 def parse_duration(value: str) -> int:
-    """Go's ``time.ParseDuration`` (``1h30m``, ``1.5s``, ``300ms``), in nanoseconds."""
-    text = value.strip()
-    sign = -1 if text.startswith("-") else 1
-    text = text.lstrip("+-")
+    """Go's ``time.ParseDuration`` (``1h30m``, ``1.5s``, ``300ms``), in nanoseconds, with
+    Go's error texts (``missing unit``, ``unknown unit``, ``invalid duration``)."""
+    text = value
+    sign = -1 if text[:1] == "-" else 1
+    if text[:1] in "+-" and text:
+        text = text[1:]
     if text == "0":
         return 0
     pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_NS[m.group(2)]
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None:
+            raise ValueError(f'time: invalid duration "{value}"')
+        unit = m.group(2)
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{value}"')
+        if unit not in _DURATION_NS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{value}"')
+        total += float(m.group(1)) * _DURATION_NS[unit]
         pos = m.end()
-    if pos != len(text) or not text:
+    if not text:
         raise ValueError(f'time: invalid duration "{value}"')
     return sign * int(total)
 

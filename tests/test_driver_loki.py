@@ -471,7 +471,7 @@ def test_the_registry_finds_the_driver():
     ({"loki-url": "http://h", "loki-tenant-id": "t" * 151},
      "loki: invalid option loki-tenant-id: tenant ID is too long: max 150 characters"),
     ({"loki-url": "http://h", "loki-timeout": "10"},
-     'loki: invalid option loki-timeout format: 10: time: invalid duration "10"'),
+     'loki: invalid option loki-timeout format: 10: time: missing unit in duration "10"'),
     ({"loki-url": "http://h", "loki-batch-wait": "1x"},
      "loki: invalid option loki-batch-wait format: 1x"),
     ({"loki-url": "http://h", "loki-min-backoff": "-1s"},

@@ -38,8 +38,14 @@ def test_go_durations():
     assert parse_duration("1h30m") == 5400 * 10**9
     assert parse_duration("1.5s") == 1_500_000_000
     assert parse_duration("300ms") == 300_000_000
-    with pytest.raises(ValueError):
-        parse_duration("10")
+    # Go's time.ParseDuration texts, which Docker shows verbatim.
+    for value, text in [("10", 'time: missing unit in duration "10"'),
+                        ("1x", 'time: unknown unit "x" in duration "1x"'),
+                        ("abc", 'time: invalid duration "abc"'),
+                        (" 1s", 'time: invalid duration " 1s"')]:
+        with pytest.raises(ValueError) as err:
+            parse_duration(value)
+        assert str(err.value) == text
 
 
 @pytest.mark.parametrize("opts,message", [
