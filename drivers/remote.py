@@ -47,6 +47,14 @@ class RemoteDriverBase:
         self.opts = driver_opts(info.config)
 
     @staticmethod
+    def validate_spool(opts: Mapping[str, str]) -> None:
+        """The ``cache-*`` options (Docker's dual-logging cache) size the spool: checked at
+        create like every other option (Docker 20.10 ignores their values, moby#45668)."""
+        from .spool import spool_config
+
+        spool_config(opts)
+
+    @staticmethod
     def probe(info: LogInfo) -> None:
         """Most receivers are not dialled at start (Docker dials only some)."""
 

@@ -62,5 +62,8 @@ def validate_log_config(name: str, opts: Mapping[str, str], info: Any = None) ->
 
     validate_pipeline_opts(opts)
     driver = get_driver(name)
+    spool = getattr(driver, "validate_spool", None)
+    if spool is not None:  # remote drivers: the cache-* options size their spool
+        spool(opts)
     driver.validate(driver_opts(opts), info)
     return driver

@@ -114,29 +114,30 @@ RECEIVERS = {
 }
 
 
-@pytest.fixture
-def daemon(busybox_tar, monkeypatch):  # noqa: F811  (this module's daemon: with cloud env)
+@pytest.fixture(scope="module")
+def daemon(busybox_tar):  # noqa: F811  (this module's daemon: one for all, with cloud env)
     """A daemon whose environment holds what cloud drivers look for: fake AWS credentials
     (moto accepts any), no Google credentials file."""
     from receivers.cloudwatch import FAKE_KEY_ID, FAKE_SECRET
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    d = RestartableDaemon("runc" if busybox_tar else "process")
-    try:
-        d.start()
-        if busybox_tar:
-            d.ok("import", busybox_tar, IMAGE)
-        else:
-            from test_reliability import _empty_image_tar
-            from logpipe.client import Client
-            Client(d.host, autostart=False).request(
-                "POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
-                body=_empty_image_tar()).read()
-        yield d
-    finally:
-        d.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+        mp.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        d = RestartableDaemon("runc" if busybox_tar else "process")
+        try:
+            d.start()
+            if busybox_tar:
+                d.ok("import", busybox_tar, IMAGE)
+            else:
+                from logpipe.client import Client
+                from test_reliability import _empty_image_tar
+                Client(d.host, autostart=False).request(
+                    "POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
+                    body=_empty_image_tar()).read()
+            yield d
+        finally:
+            d.close()
 
 
 @pytest.mark.parametrize("kind", sorted(RECEIVERS))
@@ -159,3 +160,48 @@ def test_run_with_remote_driver_delivers_every_line_and_logs_reads_them_back(dae
         assert logs.stdout.decode().splitlines() == OUT
         assert logs.stderr.decode().splitlines() == ERR
         assert daemon.inspect(f"e2e-{kind}", "{{.LogShipping.ShippedLines}}") == "303"
+
+
+BAD_OPTIONS = [
+    # (driver, options, what the error must say) — Docker's wording where Docker has one.
+    ("syslog", ["foo=bar"], "unknown log opt 'foo' for syslog log driver"),
+    ("syslog", ["syslog-address=http://127.0.0.1:514"],
+     "syslog-address should be in form proto://address, got http://127.0.0.1:514"),
+    ("syslog", ["syslog-facility=nosuch"], "invalid syslog facility"),
+    ("syslog", ["syslog-format=rfc9999"], "Invalid syslog format"),
+    ("syslog", ["syslog-address=tcp+tls://127.0.0.1:6514", "syslog-tls-ca-cert=/nonexistent/ca.pem"],
+     'could not read CA certificate "/nonexistent/ca.pem"'),
+    ("fluentd", ["foo=bar"], "unknown log opt 'foo' for fluentd log driver"),
+    ("fluentd", ["fluentd-address=127.0.0.1:abc"], "invalid fluentd-address 127.0.0.1:abc"),
+    ("fluentd", ["fluentd-retry-wait=abc"], 'time: invalid duration "abc"'),
+    ("gelf", [], "gelf-address is a required parameter"),
+    ("gelf", ["gelf-address=127.0.0.1:12201"], "gelf-address should be in form proto://address"),
+    ("gelf", ["gelf-address=udp://127.0.0.1:12201", "gelf-compression-type=lz4"],
+     'unknown value "lz4" for log opt "gelf-compression-type" for gelf log driver'),
+    ("gelf", ["gelf-address=udp://127.0.0.1:12201", "foo=bar"],
+     'unknown log opt "foo" for gelf log driver'),
+    ("journald", ["foo=bar"], "unknown log opt 'foo' for journald log driver"),
+    ("awslogs", ["awslogs-region=us-east-1"], "must specify a value for log opt 'awslogs-group'"),
+    ("awslogs", ["awslogs-region=us-east-1", "awslogs-group=g", "awslogs-create-group=x"],
+     "must specify valid value for log opt 'awslogs-create-group'"),
+    ("gcplogs", ["tag=x"], '"tag" is not a valid option for the gcplogs driver'),
+    ("loki", ["loki-url=http://127.0.0.1:3100", "loki-timeout=10"],
+     'time: missing unit in duration "10"'),
+    ("loki", ["loki-url=http://127.0.0.1:3100", "loki-relabel-config=x"], "loki-relabel-config"),
+    ("fluentd", ["mode=sometimes"], "logger: logging mode not supported: sometimes"),
+    ("gelf", ["gelf-address=udp://127.0.0.1:12201", "cache-max-size=abc"],
+     "invalid value for cache-max-size: abc"),
+]
+
+
+@pytest.mark.parametrize("driver,opts,message", BAD_OPTIONS,
+                         ids=[f"{d}-{o[-1].split('=')[0] if o else 'none'}"
+                              for d, o, _ in BAD_OPTIONS])
+def test_bad_options_are_refused_at_create_with_a_clear_message(daemon, driver, opts, message):
+    args = ["create", "--log-driver", driver]
+    for opt in opts:
+        args += ["--log-opt", opt]
+    res = daemon.lp(*args, IMAGE, "true")
+    assert res.returncode != 0
+    assert message in res.stderr.decode(), res.stderr.decode()
+    assert b"true" not in daemon.ok("ps", "-a", "--format", "{{.Command}}")  # nothing created
