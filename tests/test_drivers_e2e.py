@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from typing import Callable, Iterator, NamedTuple
 
@@ -205,3 +206,116 @@ def test_bad_options_are_refused_at_create_with_a_clear_message(daemon, driver, 
     assert res.returncode != 0
     assert message in res.stderr.decode(), res.stderr.decode()
     assert b"true" not in daemon.ok("ps", "-a", "--format", "{{.Command}}")  # nothing created
+
+
+# -- cloud receivers failing for a while: nothing lost; refused for good: counted -------------
+
+def run_detached(daemon, name: str, driver: str, opts: list[str], command: str) -> str:
+    args = ["run", "-d", "--name", name, "--log-driver", driver]
+    for opt in opts:
+        args += ["--log-opt", opt]
+    return daemon.ok(*args, IMAGE, "sh", "-c", command).decode().strip()
+
+
+def shipping(daemon, name: str) -> dict:
+    import json
+
+    return json.loads(daemon.inspect(name, "{{json .LogShipping}}"))
+
+
+def wait_seconds_since(start: float, seconds: float) -> None:
+    """The scenario's duration (an outage of N seconds), not a synchronisation."""
+    from test_shim import wait_until
+
+    wait_until(lambda: time.monotonic() - start >= seconds, timeout=seconds + 10,
+               what=f"{seconds} s of outage")
+
+
+@pytest.mark.slow
+def test_cloudwatch_throttling_for_20s_loses_and_reorders_nothing(daemon):
+    from receivers.cloudwatch import CloudWatchReceiver
+
+    group = f"throttle-{uuid.uuid4().hex[:8]}"
+    with CloudWatchReceiver() as rx:
+        rx.fail("ThrottlingException", 400, "Rate exceeded", seconds=20)
+        start = time.monotonic()
+        cid = run_detached(daemon, "cw-throttled", "awslogs",
+                           ["awslogs-region=us-east-1", f"awslogs-endpoint={rx.endpoint}",
+                            f"awslogs-group={group}", "awslogs-create-group=true",
+                            "awslogs-force-flush-interval-seconds=1"], "seq 1 5000")
+        assert daemon.ok("wait", "cw-throttled") == b"0\n"
+        from test_shim import wait_until
+        wait_until(lambda: shipping(daemon, "cw-throttled")["Retries"] > 0, timeout=15,
+                   what="a throttled PutLogEvents")
+        assert "ThrottlingException" in shipping(daemon, "cw-throttled")["LastError"]
+        assert rx.events(group, cid) == []  # all of it is waiting in the spool
+        wait_seconds_since(start, 20)
+        got = rx.wait_for(group, cid, 5000, timeout=60)
+        assert [e["message"] for e in got] == [str(i) for i in range(1, 5001)]
+        stamps = [e["timestamp"] for e in got]
+        assert stamps == sorted(stamps)
+        st = shipping(daemon, "cw-throttled")
+        assert st["RejectedLines"] == 0 and st["DroppedLines"] == 0
+
+
+@pytest.mark.slow
+def test_loki_answering_429_then_500_for_20s_loses_nothing(daemon):
+    from receivers.loki import FakeLoki
+
+    with FakeLoki() as rx:
+        rx.fail(429)
+        start = time.monotonic()
+        run_detached(daemon, "loki-outage", "loki",
+                     [f"loki-url={rx.url}", "loki-batch-wait=100ms", "loki-max-backoff=2s"],
+                     "seq 1 5000")
+        assert daemon.ok("wait", "loki-outage") == b"0\n"
+        wait_seconds_since(start, 10)
+        rx.fail(500)
+        wait_seconds_since(start, 20)
+        assert rx.lines() == []
+        rx.heal()
+        got = rx.wait_for(5000, timeout=30)
+        assert [e.line for e in got] == [str(i) for i in range(1, 5001)]
+        st = shipping(daemon, "loki-outage")
+        assert st["Retries"] >= 5 and st["RejectedLines"] == 0
+
+
+@pytest.mark.slow
+def test_loki_400_drops_that_batch_counts_and_reports_it_and_ships_the_rest(daemon):
+    from receivers.loki import FakeLoki
+    from test_shim import wait_until
+
+    with FakeLoki() as rx:
+        rx.fail(400, times=1, text="entry too far behind")
+        run_detached(daemon, "loki-400", "loki",
+                     [f"loki-url={rx.url}", "loki-batch-size=2000", "loki-batch-wait=100ms"],
+                     "seq 1 3000")
+        assert daemon.ok("wait", "loki-400") == b"0\n"
+        wait_until(lambda: shipping(daemon, "loki-400")["BacklogLines"] == 0, timeout=30,
+                   what="the spool to be shipped")
+        st = shipping(daemon, "loki-400")
+        rejected = st["RejectedLines"]
+        assert 0 < rejected < 3000 and st["ShippedLines"] == 3000 - rejected
+        assert [e.line for e in rx.wait_for(3000 - rejected)] == \
+            [str(i) for i in range(rejected + 1, 3001)]
+        assert any("400" in e and "entry too far behind" in e for e in st["Events"])
+
+
+def test_credentials_never_appear_in_inspect_errors_or_the_daemon_log(daemon):
+    from receivers.loki import FakeLoki
+    from test_shim import wait_until
+
+    with FakeLoki() as rx:
+        rx.fail(500)
+        url = rx.url_with_auth("tenant1", "s3cr3t-pa55")
+        run_detached(daemon, "loki-secret", "loki", [f"loki-url={url}"], "echo hello")
+        wait_until(lambda: shipping(daemon, "loki-secret")["Retries"] > 0, timeout=30,
+                   what="a failed push")
+        inspect = daemon.ok("inspect", "loki-secret").decode()
+        assert "s3cr3t-pa55" not in inspect
+        assert "500" in shipping(daemon, "loki-secret")["LastError"]
+        with open(daemon.current.log, errors="replace") as f:
+            assert "s3cr3t-pa55" not in f.read()
+        rx.heal()
+        assert [e.line for e in rx.wait_for(1)] == ["hello"]
+        assert rx.wait_for_pushes(1)[-1].authorization.startswith("Basic ")
