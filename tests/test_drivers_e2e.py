@@ -33,7 +33,7 @@ class Receiver(NamedTuple):
 
     driver: str
     opts: list[str]
-    received: Callable[[int], list[tuple[str | None, str]]]
+    received: Callable[[int, str], list[tuple[str | None, str]]]  # (n, container id)
 
 
 @contextlib.contextmanager
@@ -42,7 +42,8 @@ def fluentd() -> Iterator[Receiver]:
 
     with FakeFluentd() as rx:
         yield Receiver("fluentd", [f"fluentd-address={rx.address}"],
-                       lambda n: [(e.record["source"], e.record["log"]) for e in rx.wait_for(n)])
+                       lambda n, _: [(e.record["source"], e.record["log"])
+                                     for e in rx.wait_for(n)])
 
 
 @contextlib.contextmanager
@@ -51,7 +52,7 @@ def gelf(proto: str) -> Iterator[Receiver]:
 
     with FakeGraylog(proto) as rx:
         yield Receiver("gelf", [f"gelf-address={rx.address}"],
-                       lambda n: [({6: "stdout", 3: "stderr"}[m["level"]], m["short_message"])
+                       lambda n, _: [({6: "stdout", 3: "stderr"}[m["level"]], m["short_message"])
                                   for m in rx.wait_for(n)])
 
 
@@ -61,7 +62,7 @@ def loki() -> Iterator[Receiver]:
 
     with FakeLoki() as rx:
         yield Receiver("loki", [f"loki-url={rx.url}", "loki-batch-wait=100ms"],
-                       lambda n: [(e.labels["source"], e.line) for e in rx.wait_for(n)])
+                       lambda n, _: [(e.labels["source"], e.line) for e in rx.wait_for(n)])
 
 
 @contextlib.contextmanager
@@ -70,7 +71,7 @@ def gcplogs() -> Iterator[Receiver]:
 
     with FakeCloudLogging() as rx:
         yield Receiver("gcplogs", ["gcp-project=logpipe-test", f"gcp-endpoint={rx.url}"],
-                       lambda n: [({"INFO": "stdout", "ERROR": "stderr"}[e["severity"]],
+                       lambda n, _: [({"INFO": "stdout", "ERROR": "stderr"}[e["severity"]],
                                    e["jsonPayload"]["message"]) for e in rx.wait_for(n)])
 
 
@@ -80,7 +81,7 @@ def awslogs() -> Iterator[Receiver]:
 
     group = f"e2e-{uuid.uuid4().hex[:8]}"
     with CloudWatchReceiver() as rx:
-        def received(n: int) -> list[tuple[str | None, str]]:
+        def received(n: int, _cid: str) -> list[tuple[str | None, str]]:
             stream = rx.client().describe_log_streams(logGroupName=group)["logStreams"]
             return [(None, e["message"])
                     for e in rx.wait_for(group, stream[0]["logStreamName"], n, timeout=30)]
@@ -101,13 +102,28 @@ def syslog(transport: str) -> Iterator[Receiver]:
         if transport == "tls":
             opts.append(f"syslog-tls-ca-cert={rx.certs.ca_cert}")
 
-        def received(n: int) -> list[tuple[str | None, str]]:
+        def received(n: int, _cid: str) -> list[tuple[str | None, str]]:
             records = rx.wait_for(n, timeout=20, app_name="e2e")
             return [({6: "stdout", 3: "stderr"}[r.pri % 8], r.msg.decode()) for r in records]
         yield Receiver("syslog", opts, received)
 
 
+@contextlib.contextmanager
+def journald() -> Iterator[Receiver]:
+    """The real systemd-journald (started by the receiver helper if its socket is missing)."""
+    from receivers.journald import JournaldReceiver, unavailable_reason
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    with JournaldReceiver() as rx:
+        def received(n: int, cid: str) -> list[tuple[str | None, str]]:
+            return [({b"6": "stdout", b"3": "stderr"}[e["PRIORITY"]], e["MESSAGE"].decode())
+                    for e in rx.wait_for(cid, n, timeout=20)]
+        yield Receiver("journald", [], received)
+
+
 RECEIVERS = {
+    "journald": journald,
     "syslog-udp": lambda: syslog("udp"), "syslog-tcp": lambda: syslog("tcp"),
     "syslog-tls": lambda: syslog("tls"),
     "fluentd": fluentd, "gelf-udp": lambda: gelf("udp"), "gelf-tcp": lambda: gelf("tcp"),
@@ -150,7 +166,7 @@ def test_run_with_remote_driver_delivers_every_line_and_logs_reads_them_back(dae
         res = daemon.lp(*args, IMAGE, "sh", "-c", COMMAND)
         assert res.returncode == 0, res.stderr.decode(errors="replace")
         assert res.stdout.decode().splitlines() == OUT  # attached, as Docker
-        got = rx.received(len(OUT) + len(ERR))
+        got = rx.received(len(OUT) + len(ERR), daemon.inspect(f"e2e-{kind}", "{{.Id}}"))
         if got and got[0][0] is None:
             assert sorted(line for _, line in got) == sorted(OUT + ERR)
         else:
