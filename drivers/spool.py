@@ -87,6 +87,7 @@ class SpoolWriter(LocalDriver):
         self.report = report or (lambda text: None)
         self.path = self.log_path(info)
         self.checkpoint = checkpoint_path(info.log_dir, driver)
+        os.makedirs(os.path.dirname(self.checkpoint), mode=0o700, exist_ok=True)
         self.dropped_lines = self.dropped_bytes = 0
         self.blocked_seconds = 0.0
         #: Set when the container is being removed: waiting for the shipper is pointless.

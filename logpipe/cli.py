@@ -25,19 +25,10 @@ EXIT_REFUSED = 125
 CAPTURE_META = "capture.json"
 
 
-def _key_values(items: Iterable[str], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise LogpipeError(f"invalid argument \"{item}\" for \"{flag}\" flag")
-        out[key] = value
-    return out
-
-
 def cmd_capture(args: argparse.Namespace) -> int:
     """``logpipe capture``: run a command and store what it prints, like a container."""
     from .capture import capture_info, run_capture
+    from .commands import key_values
     from .registry import driver_ref, validate_log_config
 
     argv = args.command
@@ -45,8 +36,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise LogpipeError("capture requires a command to run: logpipe capture [OPTIONS] -- CMD [ARG...]")
-    opts = _key_values(args.log_opt, "--log-opt")
-    labels = _key_values(args.label, "--label")
+    opts = key_values(args.log_opt, "--log-opt")
+    labels = key_values(args.label, "--label")
     env_list = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in args.env]
     os.makedirs(args.log_dir, mode=0o710, exist_ok=True)
     meta = _load_meta(args.log_dir, required=False)
@@ -57,7 +48,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
                               "driver_ref": driver_ref(args.log_driver), "opts": opts,
                               "labels": labels, "env": env_list, "cmd": list(argv)})
     env = dict(os.environ)
-    env.update(_key_values(env_list, "--env"))
+    env.update(key_values(env_list, "--env"))
     code, stats = run_capture(argv, driver, opts, env)
     if stats.dropped_lines:
         sys.stderr.write(f"logpipe: mode=non-blocking dropped {stats.dropped_lines} lines "

@@ -73,10 +73,14 @@ def _ref(name: str) -> str:
     return quote(name, safe="")
 
 
-def _key_values(items: Iterable[str]) -> dict[str, str]:
-    out = {}
+def key_values(items: Iterable[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` flags (``--label``, ``--log-opt``) as a dict; an empty key is refused
+    with Docker's wording (``invalid argument "=x" for "--label" flag``)."""
+    out: dict[str, str] = {}
     for item in items:
         key, _, value = item.partition("=")
+        if not key:
+            raise LogpipeError(f'invalid argument "{item}" for "{flag}" flag')
         out[key] = value
     return out
 
@@ -208,7 +212,7 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
         command = command[1:]
     body: dict[str, Any] = {
         "Image": args.image, "Cmd": command or None, "Env": env,
-        "Labels": _key_values(args.label), "WorkingDir": args.workdir or "",
+        "Labels": key_values(args.label, "--label"), "WorkingDir": args.workdir or "",
         "User": args.user or "", "HostConfig": host}
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint] if args.entrypoint else []
@@ -643,7 +647,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     try:
         return daemon_main(config_file=args.config_file, data_root=args.data_root,
                            host=args.host or args.global_host or "", log_driver=args.log_driver,
-                           log_opts=_key_values(args.log_opt) or None,
+                           log_opts=key_values(args.log_opt, "--log-opt") or None,
                            default_runtime=args.default_runtime)
     except LogpipeError as err:
         sys.stderr.write(f"logpipe daemon: {err}\n")

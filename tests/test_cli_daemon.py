@@ -127,3 +127,11 @@ def test_images_import_and_rmi(lp, tmp_path):
     assert any(line.split()[:2] == ["mine", "v1"] for line in listing[1:])
     res = lp("rmi", "mine:v1")
     assert res.returncode == 0 and b"Untagged: mine:v1" in res.stdout
+
+
+@pytest.mark.parametrize("flag", ["--label", "--log-opt"])
+def test_key_value_flag_with_an_empty_key_is_refused_before_anything_is_created(lp, flag):
+    res = lp("create", flag, "=x", IMAGE, "true")
+    assert res.returncode != 0
+    assert f'invalid argument "=x" for "{flag}" flag'.encode() in res.stderr
+    assert lp("ps", "-aq").stdout == b""
