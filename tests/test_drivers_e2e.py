@@ -335,3 +335,53 @@ def test_credentials_never_appear_in_inspect_errors_or_the_daemon_log(daemon):
         rx.heal()
         assert [e.line for e in rx.wait_for(1)] == ["hello"]
         assert rx.wait_for_pushes(1)[-1].authorization.startswith("Basic ")
+
+
+def test_unreachable_fluentd_without_async_refuses_the_start_as_docker_does(daemon):
+    res = daemon.lp("run", "--name", "fl-refused", "--log-driver", "fluentd",
+                    "--log-opt", "fluentd-address=tcp://127.0.0.1:1", IMAGE, "true")
+    assert res.returncode == 125
+    assert (b"failed to initialize logging driver: dial tcp 127.0.0.1:1: connect: "
+            b"connection refused") in res.stderr
+    assert daemon.inspect("fl-refused", "{{.State.Status}} {{.State.ExitCode}}") == "created 128"
+
+
+def test_cache_disabled_keeps_shipping_but_refuses_logs_as_docker_does(daemon):
+    from receivers.fluentd import FakeFluentd
+
+    with FakeFluentd() as rx:
+        res = daemon.lp("run", "--name", "fl-nocache", "--log-driver", "fluentd",
+                        "--log-opt", f"fluentd-address={rx.address}",
+                        "--log-opt", "cache-disabled=true", IMAGE, "echo", "shipped")
+        assert res.returncode == 0
+        assert [e.record["log"] for e in rx.wait_for(1)] == ["shipped"]
+    logs = daemon.lp("logs", "fl-nocache")
+    assert logs.returncode != 0
+    assert b"configured logging driver does not support reading" in logs.stderr
+
+
+def test_metrics_endpoint_serves_every_shipping_counter_in_prometheus_text(daemon):
+    import http.client
+    import socket
+
+    from receivers.fluentd import FakeFluentd
+
+    with FakeFluentd() as rx:
+        daemon.ok("run", "--name", "fl-metrics", "--log-driver", "fluentd",
+                  "--log-opt", f"fluentd-address={rx.address}", IMAGE, "seq", "1", "250")
+        rx.wait_for(250)
+    cid = daemon.inspect("fl-metrics", "{{.Id}}")
+    conn = http.client.HTTPConnection("localhost", timeout=30)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect(daemon.host.removeprefix("unix://"))
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    text = resp.read().decode()
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/plain")
+    labels = f'{{container_id="{cid}",container_name="fl-metrics",driver="fluentd"}}'
+    assert f"logpipe_shipped_lines_total{labels} 250" in text.splitlines()
+    assert f"logpipe_captured_lines_total{labels} 250" in text.splitlines()
+    assert f"logpipe_backlog_lines{labels} 0" in text.splitlines()
+    for name in ("logpipe_dropped_lines_total", "logpipe_rejected_lines_total",
+                 "logpipe_retries_total", "logpipe_lag_seconds"):
+        assert f"# TYPE {name} " in text
