@@ -10,15 +10,13 @@ Cloud Logging and Loki, which cannot be installed from PyPI, Debian or npm, the 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
-from busybox import find_busybox  # noqa: F401  (keeps the runc/busybox import path in one place)
-from test_reliability import IMAGE, RestartableDaemon, busybox_tar  # noqa: F401  (fixture)
+from test_reliability import IMAGE, busybox_tar, running_daemon  # noqa: F401  (fixture)
 
 OUT = [f"out {i} héllo ✓" for i in range(1, 301)]
 ERR = [f"err {i}" for i in range(1, 4)]
@@ -141,20 +139,8 @@ def daemon(busybox_tar):  # noqa: F811  (this module's daemon: one for all, with
         mp.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
         mp.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
         mp.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-        d = RestartableDaemon("runc" if busybox_tar else "process")
-        try:
-            d.start()
-            if busybox_tar:
-                d.ok("import", busybox_tar, IMAGE)
-            else:
-                from logpipe.client import Client
-                from test_reliability import _empty_image_tar
-                Client(d.host, autostart=False).request(
-                    "POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
-                    body=_empty_image_tar()).read()
+        with running_daemon("runc" if busybox_tar else "process", busybox_tar) as d:
             yield d
-        finally:
-            d.close()
 
 
 @pytest.mark.parametrize("kind", sorted(RECEIVERS))

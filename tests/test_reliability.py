@@ -11,6 +11,7 @@ state, overlay mounts — is removed at teardown, also when the test fails.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import pytest
 
@@ -119,10 +120,10 @@ def busybox_tar(tmp_path_factory) -> str | None:
     return build_tarball(str(tmp_path_factory.mktemp("image") / "busybox.tar"))
 
 
-@pytest.fixture(params=[ENGINE])
-def daemon(request, busybox_tar):
+@contextlib.contextmanager
+def running_daemon(runtime: str, busybox_tar: str | None) -> Iterator[RestartableDaemon]:
     """A running daemon with ``IMAGE`` imported; everything it started is gone afterwards."""
-    d = RestartableDaemon(request.param)
+    d = RestartableDaemon(runtime)
     try:
         d.start()
         if busybox_tar:
@@ -134,6 +135,12 @@ def daemon(request, busybox_tar):
         yield d
     finally:
         d.close()
+
+
+@pytest.fixture(params=[ENGINE])
+def daemon(request, busybox_tar):
+    with running_daemon(request.param, busybox_tar) as d:
+        yield d
 
 
 def file_size(path: str) -> int:

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from logpipe.errors import LogpipeError
 from logpipe.reading import ReadConfig
 from logpipe.registry import get_driver
 from runtime import shim as shim_module
