@@ -100,6 +100,8 @@ class Shipper(threading.Thread):
         self.cp = read_checkpoint(checkpoint)
         self.stats = Stats(self.cp)
         self.stopping = threading.Event()
+        #: True once it ended because everything was delivered and the writer is gone.
+        self.finished = False
         self.driver: Any = None
         self.limits = BatchLimits()
         self._cache: tuple[tuple[int, int], list[Message], int] | None = None
@@ -140,6 +142,7 @@ class Shipper(threading.Thread):
             if not batch.messages:
                 self.stats.oldest_unshipped_ns = 0
                 if gone and self.exit_when_done:
+                    self.finished = True
                     return
                 self.tail.wait(IDLE_WAIT)
                 continue

@@ -717,8 +717,13 @@ class ContainerStore:
         if self.names.get(c.name) == c.id:
             del self.names[c.name]
         c.removed = True
-        await asyncio.to_thread(self.shipping.stop, c.id)
-        await asyncio.to_thread(_remove_dir, c.spec.dir)
+        if is_remote(c.spec):
+            # The logs it wrote are still delivered (Docker gives up 10 s after exit): the
+            # directory goes once its spool is shipped, even across a daemon restart.
+            await asyncio.to_thread(_mark_removed, c.spec.dir)
+            self.shipping.drain_then_remove(c.spec, _remove_dir)
+        else:
+            await asyncio.to_thread(_remove_dir, c.spec.dir)
         _resolve(c.start_waiters, None)
         _resolve(c.exit_waiters, c.state)
         _resolve(c.remove_waiters, c.state)
@@ -740,6 +745,9 @@ class ContainerStore:
         for entry in sorted(os.listdir(self.dir)):
             cdir = os.path.join(self.dir, entry)
             if not ID_RE.fullmatch(entry):
+                continue
+            if os.path.exists(os.path.join(cdir, REMOVED_MARK)):
+                self._finish_removal(cdir)
                 continue
             try:
                 spec = ContainerSpec.load(cdir)
@@ -767,6 +775,15 @@ class ContainerStore:
                         await self._spawn(c)
                 except LogpipeError as err:
                     log.warning("restarting container %s failed: %s", c.id[:12], err)
+
+    def _finish_removal(self, cdir: str) -> None:
+        """A container removed before the daemon stopped: ship what is left, then delete."""
+        try:
+            spec = ContainerSpec.load(cdir)
+        except (OSError, ValueError, KeyError):
+            _remove_dir(cdir)
+            return
+        self.shipping.drain_then_remove(spec, _remove_dir)
 
     def shutdown(self) -> None:
         """The daemon is exiting: containers keep running (their shims do not need us)."""
@@ -860,6 +877,15 @@ def _read_json(path: str) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+#: In the directory of a removed container whose spool is still being shipped.
+REMOVED_MARK = "removed"
+
+
+def _mark_removed(path: str) -> None:
+    with open(os.path.join(path, REMOVED_MARK), "w"):
+        pass
 
 
 def _remove_dir(path: str) -> None:

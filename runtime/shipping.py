@@ -2,7 +2,7 @@
 
 A shipper (``logpipe.shipper``) runs while its container runs and afterwards until the spool
 is delivered; it is started again by the daemon on start (re-adoption), on every container
-start, and stopped when the container is removed. Counters for ``inspect`` (``LogShipping``)
+start; a removed container's directory goes once its spool is delivered. Counters for ``inspect`` (``LogShipping``)
 and ``GET /metrics`` combine what the shim counted (captured, dropped when the spool was
 full) with what the shipper counted (shipped, rejected, retried, possible duplicates).
 
@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from drivers.spool import SpoolTail, recent_events
 from drivers.remote import spool_path
@@ -63,12 +63,24 @@ class Shipping:
             self.shippers[spec.id] = shipper
             shipper.start()
 
-    def stop(self, container_id: str, timeout: float = 5.0) -> None:
+    def drain_then_remove(self, spec: ContainerSpec, remove: Callable[[str], None]) -> None:
+        """A removed container: ship its spool to the end, then ``remove(directory)``. If the
+        daemon stops first, the directory stays (marked) and the next daemon finishes."""
+        self.ensure(spec)
         with self.lock:
-            shipper = self.shippers.pop(container_id, None)
-        if shipper is not None:
-            shipper.stop()
-            shipper.join(timeout)
+            shipper = self.shippers.get(spec.id)
+
+        def finish() -> None:
+            if shipper is not None:
+                shipper.join()
+                if not shipper.finished:
+                    return  # stopped by a daemon shutdown: the next daemon goes on
+            with self.lock:
+                if self.shippers.get(spec.id) is shipper:
+                    del self.shippers[spec.id]
+            remove(spec.dir)
+
+        threading.Thread(target=finish, name=f"remove-{spec.id[:12]}", daemon=True).start()
 
     def shutdown(self) -> None:
         with self.lock:

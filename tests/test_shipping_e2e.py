@@ -135,3 +135,21 @@ def test_container_exit_with_100k_unshipped_lines_all_arrive_after_exit(daemon):
         assert time.monotonic() - exited > 5
         assert logs_of(got) == [str(i) for i in range(1, 100_001)]
         assert collections.Counter(e.record["source"] for e in got) == {"stdout": 100_000}
+
+
+@pytest.mark.slow
+def test_rm_of_a_container_with_unshipped_lines_still_delivers_them_then_frees_the_disk(daemon):
+    import os
+
+    with FakeFluentd(rate=10_000) as rx:
+        cid = daemon.ok("run", "--rm", "--log-driver", "fluentd",
+                        "--log-opt", f"fluentd-address={rx.address}", IMAGE,
+                        "seq", "1", "30000").decode()
+        assert cid.count("\n") == 30_000  # attached: it ran to the end
+        assert daemon.ok("ps", "-aq") == b""  # removed at once, as --rm does
+        assert len(rx.events) < 30_000
+        got = rx.wait_for(30_000, timeout=60)
+        assert logs_of(got) == [str(i) for i in range(1, 30_001)]
+        cdir = os.path.join(daemon.root, "containers")
+        wait_until(lambda: os.listdir(cdir) == [], timeout=30,
+                   what="the removed container's directory to go once shipped")
