@@ -402,6 +402,10 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
         resp.enable_chunked_encoding()
     await resp.prepare(request)
     await flush_headers(resp)
+    # A hijacked connection is written through a socket of our own: Docker's CLI half-closes
+    # its side at once when it attaches no stdin, and aiohttp's transport closes the whole
+    # connection on that EOF — the container's output would never reach the client.
+    sock = _own_socket(request) if hijack else None
     try:
         if streams and (stream or history):
             if started is not None and stream:
@@ -410,17 +414,59 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
                     return resp
             follow = stream and c.state.status == RUNNING
             cfg = ReadConfig(since=0 if history else since, follow=follow)
-            if stream or history:
-                await stream_from_thread(resp, read_frames(c, cfg, streams))
+            frames = read_frames(c, cfg, streams)
+            if sock is not None:
+                await asyncio.to_thread(_send_frames, sock, frames)
+            else:
+                await stream_from_thread(resp, frames)
     except LogpipeError as err:
-        await resp.write(frame(3, f"{err}\n".encode()))
+        if sock is not None:
+            await asyncio.to_thread(_send_frames, sock, [frame(3, f"{err}\n".encode())])
+        else:
+            await resp.write(frame(3, f"{err}\n".encode()))
     finally:
         if started is not None and not started.done():
             started.cancel()
+        if sock is not None:
+            _close_own_socket(sock)
     if hijack:
         resp.force_close()
     await resp.write_eof()
     return resp
+
+
+def _own_socket(request: web.Request):
+    """A duplicate of the hijacked connection's socket, in blocking mode, that aiohttp does
+    not know about: it stays open for writing whatever aiohttp does with its own."""
+    import socket
+
+    original = request.transport.get_extra_info("socket")
+    sock = socket.socket(fileno=os.dup(original.fileno()))
+    sock.setblocking(True)
+    return sock
+
+
+def _send_frames(sock, frames) -> None:
+    """Write the frames until they end or the client goes away."""
+    try:
+        for data in frames:
+            sock.sendall(data)
+    except OSError:
+        pass  # the client closed the connection: stop reading its log
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
+def _close_own_socket(sock) -> None:
+    import socket
+
+    try:
+        sock.shutdown(socket.SHUT_WR)  # end of stream for the client (Docker closes the conn)
+    except OSError:
+        pass
+    sock.close()
 
 
 # -- images ---------------------------------------------------------------------------------
