@@ -350,6 +350,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
                      timestamps=qbool(request, "timestamps"), details=qbool(request, "details"))
     frames = read_frames(c, cfg, streams)
     resp = web.StreamResponse()
+    resp[NO_CONTENT_TYPE] = True  # API 1.41 sends none with logs (later versions do)
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     await flush_headers(resp)
@@ -560,11 +561,21 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
         resp = web.json_response({"message": "page not found"}, status=404)
     except web.HTTPMethodNotAllowed:
         resp = web.json_response({"message": "page not found"}, status=405)
-    if not resp.prepared:
-        resp.headers["Api-Version"] = API_VERSION
-        resp.headers["Server"] = f"Logpipe/{__version__} (linux)"
-        resp.headers["Ostype"] = "linux"
     return resp
+
+
+#: Marks a streamed response that must go without the Content-Type aiohttp would add.
+NO_CONTENT_TYPE = "logpipe.no-content-type"
+
+
+async def docker_headers(request: web.Request, resp: web.StreamResponse) -> None:
+    """Docker's headers on every response, streamed ones included (they are prepared
+    before the middleware sees them)."""
+    resp.headers["Api-Version"] = API_VERSION
+    resp.headers["Server"] = f"Logpipe/{__version__} (linux)"
+    resp.headers["Ostype"] = "linux"
+    if resp.get(NO_CONTENT_TYPE):
+        resp.headers.pop("Content-Type", None)
 
 
 ROUTES: list[tuple[str, str, Callable]] = [
@@ -593,6 +604,7 @@ def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1 << 20)
     app[STORE_KEY] = store
     app[IMAGES_KEY] = images
+    app.on_response_prepare.append(docker_headers)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{version:[0-9.]+}" + path, handler)

@@ -334,6 +334,9 @@ def test_logs_are_one_multiplexed_frame_per_record_with_the_stream_id(api):
     wait(api, cid)
     resp = api.request("GET", f"/containers/{cid}/logs", {"stdout": 1, "stderr": 1})
     assert resp.getheader("Transfer-Encoding") == "chunked"
+    # API 1.41's headers: no Content-Type on logs, Docker's own on every response.
+    assert resp.getheader("Content-Type") is None
+    assert resp.getheader("Api-Version") == "1.41" and resp.getheader("Ostype") == "linux"
     raw = resp.read()
     frames = []
     while raw:
