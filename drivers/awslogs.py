@@ -546,7 +546,7 @@ class AWSLogsDriver(RemoteDriverBase):
     name = "awslogs"
     limits = BatchLimits(max_count=MAX_PUT_EVENTS, max_bytes=MAX_PUT_BYTES,
                          overhead=PER_EVENT_BYTES, max_span_ns=_LIMITS_SPAN_NS,
-                         wait=float(DEFAULT_FLUSH_INTERVAL))
+                         wait=float(DEFAULT_FLUSH_INTERVAL), whole_lines=True)
 
     @staticmethod
     def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None:

@@ -91,7 +91,10 @@ class BatchLimits(NamedTuple):
     plus ``overhead`` per record (CloudWatch counts 26), and spans at most ``max_span_ns``
     between its first and last timestamp (0: no limit). When fewer records are waiting, the
     shipper waits up to ``wait`` seconds for more before sending what it has (Loki's
-    ``loki-batch-wait``); 0 sends at once, which is what socket receivers want.
+    ``loki-batch-wait``); 0 sends at once, which is what socket receivers want. With
+    ``whole_lines`` a batch never ends inside a line split into 16 KiB pieces (it may then
+    exceed the limits by the rest of that line): for drivers that send a line as one event
+    (CloudWatch), which must then split a batch over the limits themselves.
     """
 
     max_count: int = 1000
@@ -99,6 +102,7 @@ class BatchLimits(NamedTuple):
     overhead: int = 0
     max_span_ns: int = 0
     wait: float = 0.0
+    whole_lines: bool = False
 
 
 class RemoteDriver(Protocol):

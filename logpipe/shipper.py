@@ -198,7 +198,8 @@ class Shipper(threading.Thread):
                 cost = len(msg.line) + limits.overhead
                 if out and (len(out) >= limits.max_count
                             or nbytes + len(out) * limits.overhead + cost > limits.max_bytes
-                            or (limits.max_span_ns and msg.ts - first_ts > limits.max_span_ns)):
+                            or (limits.max_span_ns and msg.ts - first_ts > limits.max_span_ns)) \
+                        and not (limits.whole_lines and _inside_line(out[-1])):
                     return Batch(out, nbytes, seq, offset, i)
                 if first_ts is None:
                     first_ts = msg.ts
@@ -272,3 +273,8 @@ class Shipper(threading.Thread):
             rejected_lines=s.rejected_lines, retries=s.retries, duplicates=s.duplicates,
             inflight=inflight)
         write_checkpoint(self.checkpoint, self.cp)
+
+
+def _inside_line(msg: Message) -> bool:
+    """Whether ``msg`` is a piece of a long line that more pieces continue."""
+    return msg.partial is not None and not msg.partial.last and not msg.newline

@@ -198,3 +198,25 @@ def test_cache_options_are_validated_with_a_clear_message():
     with pytest.raises(LogOptError, match="cache-max-file cannot be less than 1"):
         spool_config({"cache-max-file": "0"})
     assert spool_config({}).max_size == 20_000_000
+
+
+def test_whole_lines_keeps_the_pieces_of_a_long_line_in_one_batch(ship_dir):
+    from logpipe.message import PartialMeta
+
+    writer = SpoolWriter(info_for(ship_dir), "rec")
+    pid = "p" * 64
+    pieces = [Chunk(STDOUT, 5, b"a" * 100, PartialMeta(pid, k, False)) for k in (1, 2, 3)]
+    pieces.append(Chunk(STDOUT, 5, b"end\n", PartialMeta(pid, 4, True)))
+    writer.write([Chunk(STDOUT, 1, b"one\ntwo\n")] + pieces + [Chunk(STDOUT, 6, b"after\n")])
+    writer.close()
+    batches = []
+
+    class Batching(RecordingDriver):
+        def send(self, batch):
+            batches.append([m.line for m in batch])
+            return super().send(batch)
+
+    driver = Batching(limits=BatchLimits(max_count=3, whole_lines=True))
+    ship(ship_dir, driver).join(30)
+    # max_count=3 would cut after the first piece; the batch runs on to the line's end.
+    assert batches == [[b"one", b"two"] + [b"a" * 100] * 3 + [b"end"], [b"after"]]
