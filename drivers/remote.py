@@ -20,7 +20,7 @@ from logpipe.errors import ReadNotSupported
 from logpipe.message import Chunk, Message
 from logpipe.options import driver_opts, parse_bool
 
-from .local import LocalDriver, LocalFormat
+from .local import LocalDriver
 
 
 def spool_path(info: LogInfo) -> str:
@@ -69,4 +69,6 @@ class RemoteDriverBase:
         """``logs`` reads the spool (Docker's dual-logging cache)."""
         if cache_disabled(info.config):
             raise ReadNotSupported()
-        return reading.read_logs(spool_path(info), LocalFormat(), config)
+        from .spool import read_spool
+
+        return read_spool(info, config)

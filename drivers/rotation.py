@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 import zlib
 from typing import Callable
 
@@ -70,7 +69,7 @@ class RotatingFile:
         self.compress, self.fmt = compress, fmt
         self.boundary = boundary or (lambda data, i: len(data))
         self._lock_fd = self._take_lock()
-        self._compressor: threading.Thread | None = None
+        self._compressor = None  # a threading.Thread while a rotated file is compressed
         try:
             # Docker appends to the existing file when a container starts again.
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
@@ -152,6 +151,8 @@ class RotatingFile:
         os.rename(self.path, first)
         if self.compress:
             last_ts = self._last_ts(first)
+            import threading  # only with compress: an idle shim need not import it
+
             self._compressor = threading.Thread(
                 target=gzip_with_last_time, args=(first, first + ".gz", last_ts),
                 name="logpipe-compress", daemon=True)

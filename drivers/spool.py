@@ -159,6 +159,15 @@ class SpoolWriter(LocalDriver):
         return fd
 
 
+def read_spool(info: LogInfo, config) -> Iterator[Chunk]:
+    """The spool as ``logs`` reads a ``local`` log (also with ``cache-disabled``: for attach)."""
+    from logpipe.reading import read_logs
+
+    from .local import LocalFormat
+
+    return read_logs(LocalDriver.log_path(info), LocalFormat(), config)
+
+
 EVENTS_FILE = "events.log"
 
 

@@ -12,13 +12,11 @@ import fcntl
 import os
 import selectors
 import signal
-import subprocess
 from typing import Callable, Mapping, Sequence
 
 from .driver import LogInfo
 from .framing import Clock, Framer
 from .message import STDERR, STDOUT, Chunk
-from .nonblocking import NonBlockingSink
 from .options import DEFAULT_MAX_BUFFER_SIZE, parse_ram_size
 
 #: 256 KiB per read: big enough to batch thousands of lines, small enough to be recycled by
@@ -51,6 +49,8 @@ def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> None:
 def make_sink(driver, opts: Mapping[str, str]):
     """The driver itself in blocking mode; a bounded non-blocking buffer in front of it otherwise."""
     if opts.get("mode") == "non-blocking":
+        from .nonblocking import NonBlockingSink  # a thread: only when asked for
+
         size = opts.get("max-buffer-size")
         return NonBlockingSink(driver, parse_ram_size(size) if size else DEFAULT_MAX_BUFFER_SIZE)
     return driver
@@ -100,6 +100,8 @@ def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
 
     The exit code follows Docker and shells: the command's status, or 128 + signal number.
     """
+    import subprocess
+
     stats = CaptureStats()
     sink = make_sink(driver, opts)
     proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -123,7 +125,7 @@ def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
     return (128 - code if code < 0 else code), stats
 
 
-def _forward_signals(proc: subprocess.Popen) -> dict[int, object]:
+def _forward_signals(proc) -> dict[int, object]:
     """SIGINT/SIGTERM to the capture are passed on to the command, whose exit ends capture."""
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -180,11 +180,22 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
             room.release()
 
 
-def read_frames(c, cfg: ReadConfig, streams: frozenset[str]) -> Iterator[bytes]:
+def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
+                attach: bool = False) -> Iterator[bytes]:
     """The container's log through its storage driver, as frames. ``driver.read`` is called
-    here, before any response is prepared, so that ``none`` still answers 501."""
+    here, before any response is prepared, so that ``none`` still answers 501.
+
+    ``attach`` (the output of a running container as it happens): for a remote driver this
+    is read from its spool, where it lands at once — journald's own read would only see it
+    once shipped, and ``cache-disabled`` (which refuses ``logs``) does not apply to attach."""
     driver = load_driver(c.spec.log_type)
-    chunks = driver.read(c.spec.log_info(), cfg)
+    info = c.spec.log_info()
+    if attach and getattr(driver, "kind", "") == "remote":
+        from drivers.spool import read_spool
+
+        chunks = read_spool(info, cfg)
+    else:
+        chunks = driver.read(info, cfg)
 
     def frames() -> Iterator[bytes]:
         try:
@@ -415,7 +426,7 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
                     return resp
             follow = stream and c.state.status == RUNNING
             cfg = ReadConfig(since=0 if history else since, follow=follow)
-            frames = read_frames(c, cfg, streams)
+            frames = read_frames(c, cfg, streams, attach=True)
             if sock is not None:
                 await asyncio.to_thread(_send_frames, sock, frames)
             else:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 from typing import ClassVar, Protocol
 
 from logpipe.errors import InvalidParameter, LogpipeError
 
+from runtime.command import run_command
 from runtime.spec import ContainerSpec
 
 
@@ -52,7 +51,7 @@ class OCIExecutor:
 
     def __init__(self, data_root: str | None = None, binary: str | None = None) -> None:
         self.data_root = data_root
-        self.binary = binary or shutil.which(self.name) or self.name
+        self.binary = binary or which(self.name) or self.name
 
     def _root(self, spec: ContainerSpec) -> str:
         # <data-root>/containers/<id> → <data-root>/<runtime>: the runtime's state directory.
@@ -84,8 +83,11 @@ class OCIExecutor:
         return fallback
 
     def _delete(self, spec: ContainerSpec) -> None:
-        subprocess.run(self._cmd(spec, "delete", "--force", spec.id), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            run_command(self._cmd(spec, "delete", "--force", spec.id), stderr=null)
+        finally:
+            os.close(null)
 
     def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int:
         from runtime import oci, rootfs  # used at start and exit only: not kept in the shim
@@ -98,10 +100,9 @@ class OCIExecutor:
                 os.unlink(stale)
         self._delete(spec)  # a restart: the previous run's state must go first
         try:
-            r = subprocess.run(
+            r = run_command(
                 self._cmd(spec, "run", "--detach", "--bundle", bundle, "--pid-file", pid_file,
-                          spec.id),
-                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True)
+                          spec.id), stdout=stdout, stderr=stderr)
         except OSError as e:
             raise ExecutorError(f"cannot run {self.binary}: {e}") from None
         if r.returncode != 0:
@@ -218,10 +219,20 @@ def get_executor(name: str, data_root: str | None = None) -> Executor:
 
 def available_runtimes() -> list[str]:
     """Runtimes usable on this machine: OCI runtimes found on PATH (as root), and process."""
-    found = [n for n in ("runc", "crun") if os.geteuid() == 0 and shutil.which(n)]
+    found = [n for n in ("runc", "crun") if os.geteuid() == 0 and which(n)]
     return found + ["process"]
 
 
 def default_runtime() -> str:
     """``runc`` when root and runc (else crun) is on PATH, otherwise ``process``."""
     return available_runtimes()[0]
+
+
+def which(name: str) -> str | None:
+    """``shutil.which`` for a plain command name, without importing ``shutil`` into every
+    shim (about 2 MiB with what it pulls in)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None

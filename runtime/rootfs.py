@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import subprocess
 
 from logpipe.errors import LogpipeError
 
+from runtime.command import run_command
 from runtime.spec import ContainerSpec
 
 _MAX_SYMLINKS = 40  # Linux's own limit (MAXSYMLINKS) on one path resolution
@@ -81,16 +80,16 @@ def _mount_overlay(lower: str, upper: str, work: str, target: str) -> str | None
     # container's exit syncs the whole filesystem under it — the data root, logs included —
     # and the exit is recorded that much later (0.5 s after a 160 MB burst). The writable
     # layer is scratch space a crash may leave inconsistent, as with Docker's; logs are not
-    # in it. A volatile mount leaves work/incompat/volatile behind, which a new mount refuses
+    # in it. A volatile mount leaves work/work/incompat/volatile behind, which a new mount refuses
     # until it is removed.
-    shutil.rmtree(os.path.join(work, "incompat", "volatile"), ignore_errors=True)
+    _remove_empty_dirs(os.path.join(work, "work", "incompat", "volatile"),
+                       os.path.join(work, "work", "incompat"))
     base = f"lowerdir={lower},upperdir={upper},workdir={work}"
     why = ""
     for opts in (base + ",volatile", base):
         try:
-            r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, target],
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as e:
+            r = run_command(["mount", "-t", "overlay", "overlay", "-o", opts, target])
+        except OSError as e:
             return str(e)
         if r.returncode == 0:
             return None
@@ -98,16 +97,31 @@ def _mount_overlay(lower: str, upper: str, work: str, target: str) -> str | None
     return why
 
 
+def _remove_empty_dirs(*paths: str) -> None:
+    """rmdir each of ``paths`` that exists (without ``shutil``: the shim runs this, and
+    ``shutil`` would cost every shim ~2 MiB of imports)."""
+    for path in paths:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _copy(lower: str, spec: ContainerSpec) -> str:
     """``cp -a`` the image into ``<dir>/rootfs`` once; later starts reuse it."""
+    import shutil
+
     target = os.path.join(spec.dir, "rootfs")
     marker = os.path.join(spec.dir, COPY_MARKER)
     if os.path.exists(marker):
         return target
     tmp = os.path.join(spec.dir, "rootfs.copying")
     shutil.rmtree(tmp, ignore_errors=True)
-    r = subprocess.run(["cp", "-a", "--reflink=auto", lower, tmp], stdin=subprocess.DEVNULL,
-                       capture_output=True)
+    r = run_command(["cp", "-a", "--reflink=auto", lower, tmp])
     if r.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RootfsError(f"copying image rootfs {lower}: "
@@ -139,6 +153,8 @@ def prepare(spec: ContainerSpec) -> str:
         if why is None:
             return target
         # A half-made overlay layout (empty upper) must not linger next to the copy.
+        import shutil
+
         for p in (upper, work):
             shutil.rmtree(p, ignore_errors=True)
     return _copy(os.path.abspath(spec.rootfs), spec)
@@ -149,11 +165,10 @@ def release(spec: ContainerSpec) -> None:
     target = _paths(spec)[0]
     if not os.path.ismount(target):
         return
-    r = subprocess.run(["umount", target], stdin=subprocess.DEVNULL, capture_output=True)
+    r = run_command(["umount", target])
     if r.returncode != 0:
         # Busy (a process still inside?): detach it lazily rather than leak the mount.
-        r = subprocess.run(["umount", "-l", target], stdin=subprocess.DEVNULL,
-                           capture_output=True)
+        r = run_command(["umount", "-l", target])
         if r.returncode != 0:
             raise RootfsError(f"unmounting {target}: "
                               + r.stderr.decode(errors="replace").strip())
