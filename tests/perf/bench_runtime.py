@@ -22,9 +22,8 @@ PATH, else ``process`` (no isolation); the first line printed says which.
   is checked to be stored (``LinesLogged`` in state.json). ``--log-driver none`` on the same
   file is the ceiling (same container, same pipes, nothing stored); an empty container
   (``true``) gives the fixed start/exit cost included in every figure. With runc, ``wait``
-  returns after the shim has unmounted the container's overlayfs, and that unmount syncs the
-  whole filesystem under it (the data root's): the figures include writing the logs to the
-  disk for real, about 0.5 s per 160 MB here; the process runtime has no such step.
+  returns after the shim has unmounted the container's overlayfs (mounted ``volatile``, so
+  the unmount does not sync the data root's filesystem).
 """
 
 from __future__ import annotations
