@@ -360,6 +360,16 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 @daemon_command()
+def cmd_pause(args: argparse.Namespace) -> int:
+    return _each(args, lambda c, n: (c.post(f"/containers/{_ref(n)}/pause"), n)[1])
+
+
+@daemon_command()
+def cmd_unpause(args: argparse.Namespace) -> int:
+    return _each(args, lambda c, n: (c.post(f"/containers/{_ref(n)}/unpause"), n)[1])
+
+
+@daemon_command()
 def cmd_rm(args: argparse.Namespace) -> int:
     query = {"force": 1 if args.force else 0, "v": 1 if args.volumes else 0}
     return _each(args, lambda c, n: (c.request("DELETE", f"/containers/{_ref(n)}", query).read(), n)[1])
@@ -705,6 +715,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-s", "--signal", default="")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_kill)
+
+    for verb, func, text in (("pause", cmd_pause, "Pause all processes within one or more "
+                              "containers"),
+                             ("unpause", cmd_unpause, "Unpause all processes within one or "
+                              "more containers")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("rm", help="Remove one or more containers")
     p.add_argument("-f", "--force", action="store_true")

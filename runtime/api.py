@@ -305,6 +305,16 @@ async def restart_container(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def pause_container(request: web.Request) -> web.Response:
+    await store_of(request).pause(container_of(request), True)
+    return web.Response(status=204)
+
+
+async def unpause_container(request: web.Request) -> web.Response:
+    await store_of(request).pause(container_of(request), False)
+    return web.Response(status=204)
+
+
 async def kill_container(request: web.Request) -> web.Response:
     c = container_of(request)
     await store_of(request).kill(c, parse_signal(request.query.get("signal")))
@@ -599,6 +609,8 @@ ROUTES: list[tuple[str, str, Callable]] = [
     ("POST", "/containers/{id}/stop", stop_container),
     ("POST", "/containers/{id}/restart", restart_container),
     ("POST", "/containers/{id}/kill", kill_container),
+    ("POST", "/containers/{id}/pause", pause_container),
+    ("POST", "/containers/{id}/unpause", unpause_container),
     ("POST", "/containers/{id}/wait", wait_container),
     ("DELETE", "/containers/{id}", remove_container),
     ("GET", "/containers/{id}/logs", container_logs),

@@ -139,6 +139,7 @@ class Container:
         self.manually_stopped = manually_stopped
         self.removing = False
         self.removed = False
+        self.paused = False
         self.restart_task: asyncio.Task | None = None
         self.backoff = 0.0
         self.run_began = 0.0  # monotonic time of the current run's start
@@ -182,6 +183,8 @@ class Container:
             return "restarting"
         if self.start_failed:
             return CREATED  # Docker: a container that failed to start stays "created"
+        if self.paused and self.state.status == RUNNING:
+            return "paused"
         return self.state.status
 
     def status_text(self) -> str:
@@ -194,6 +197,8 @@ class Container:
             return f"Restarting ({st.exit_code}) {human_duration(_since(st.finished_at))} ago"
         if status == RUNNING:
             return f"Up {human_duration(_since(st.started_at))}"
+        if status == "paused":
+            return f"Up {human_duration(_since(st.started_at))} (Paused)"
         if status == EXITED:
             return f"Exited ({st.exit_code}) {human_duration(_since(st.finished_at))} ago"
         return "Created"
@@ -207,7 +212,8 @@ class Container:
     def state_json(self) -> dict[str, Any]:
         st = self.state
         data = st.to_json()
-        data.update({"Status": self.status, "Running": self.running, "Paused": False,
+        data.update({"Status": self.status, "Running": self.running,
+                     "Paused": self.status == "paused",
                      "Restarting": self.restarting, "Dead": st.status == "dead",
                      "Pid": st.pid if st.status == RUNNING else 0})
         if self.start_failed:
@@ -276,7 +282,8 @@ class Container:
         try:
             write_json_atomic(os.path.join(self.spec.dir, LIFECYCLE_FILE),
                               {"RestartCount": self.restart_count,
-                               "ManuallyStopped": self.manually_stopped})
+                               "ManuallyStopped": self.manually_stopped,
+                               "Paused": self.paused})
         except FileNotFoundError:
             pass  # removed meanwhile
 
@@ -327,7 +334,7 @@ class ContainerStore:
         """``docker ps``: running ones (or all), newest first, filtered."""
         items = sorted(self.containers.values(), key=lambda c: c.spec.created, reverse=True)
         if not all and not (filters and "status" in filters):
-            items = [c for c in items if c.status in (RUNNING, "restarting")]
+            items = [c for c in items if c.status in (RUNNING, "paused", "restarting")]
         for key, values in (filters or {}).items():
             if isinstance(values, dict):  # the old {"name": {"x": true}} form
                 values = [v for v, on in values.items() if on]
@@ -552,6 +559,9 @@ class ContainerStore:
             return
         c.run_token = None
         c.state = state
+        if c.paused:
+            c.paused = False
+            c.save_lifecycle()
         _resolve(c.exit_waiters, state)
         if c.removing or c.removed or self.shutting_down:
             return
@@ -643,11 +653,42 @@ class ContainerStore:
     async def _stop_run(self, c: Container, timeout: float) -> None:
         exited = self._next_exit(c)
         await self._signal(c, signal.SIGTERM)
+        await self._thaw(c)
         try:
             await asyncio.wait_for(asyncio.shield(exited), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
             await self._signal(c, signal.SIGKILL)
             await exited
+
+    async def pause(self, c: Container, paused: bool) -> None:
+        """``pause``/``unpause`` with Docker's refusals (409)."""
+        async with c.lock:
+            if c.state.status != RUNNING or c.restarting:
+                raise ContainerConflict(f"Container {c.id} is not running")
+            if paused and c.paused:
+                raise ContainerConflict(f"Container {c.id} is already paused")
+            if not paused and not c.paused:
+                raise ContainerConflict(f"Container {c.id} is not paused")
+            executor = get_executor(c.spec.runtime)
+            try:
+                await asyncio.to_thread(executor.pause, c.spec, c.state.pid, paused)
+            except LogpipeError as err:
+                raise LogpipeError(f"Cannot {'pause' if paused else 'unpause'} container "
+                                   f"{c.id}: {err}") from None
+            c.paused = paused
+            c.save_lifecycle()
+
+    async def _thaw(self, c: Container) -> None:
+        """A signal to a paused container is delivered when it thaws: Docker unpauses it
+        after a stop or kill signal so that it can act on it."""
+        if c.paused:
+            try:
+                await asyncio.to_thread(get_executor(c.spec.runtime).pause, c.spec,
+                                        c.state.pid, False)
+            except LogpipeError as err:
+                log.warning("unpausing %s: %s", c.id[:12], err)
+            c.paused = False
+            c.save_lifecycle()
 
     async def kill(self, c: Container, sig: int) -> None:
         if not c.running or c.restarting:
@@ -656,6 +697,7 @@ class ContainerStore:
         c.manually_stopped = True
         c.save_lifecycle()
         await self._signal(c, sig)
+        await self._thaw(c)
 
     async def restart(self, c: Container, timeout: float | None = None) -> None:
         timeout = 10.0 if timeout is None else timeout
@@ -709,6 +751,7 @@ class ContainerStore:
                     if is_remote(c.spec):
                         await self._discard_spool_wait(c)
                     await self._signal(c, signal.SIGKILL)
+                    await self._thaw(c)
                     await exited
         except BaseException:
             c.removing = False
@@ -758,6 +801,7 @@ class ContainerStore:
             life = _read_json(os.path.join(cdir, LIFECYCLE_FILE))
             c = Container(spec, state, life.get("RestartCount", 0),
                           life.get("ManuallyStopped", False))
+            c.paused = bool(life.get("Paused")) and c.state.status == RUNNING
             self.containers[c.id] = c
             self.names[c.name] = c.id
             self.shipping.ensure(spec)  # undelivered spool from before the restart
@@ -796,8 +840,9 @@ class ContainerStore:
         statuses = [c.status for c in self.containers.values()]
         return {"Containers": len(statuses),
                 "ContainersRunning": sum(s in (RUNNING, "restarting") for s in statuses),
-                "ContainersPaused": 0,
-                "ContainersStopped": sum(s not in (RUNNING, "restarting") for s in statuses)}
+                "ContainersPaused": sum(s == "paused" for s in statuses),
+                "ContainersStopped": sum(s not in (RUNNING, "restarting", "paused")
+                                         for s in statuses)}
 
 
 def redacted_log_opts(driver: str, opts: dict[str, str]) -> dict[str, str]:

@@ -33,6 +33,7 @@ class Executor(Protocol):
 
     def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int: ...
     def kill(self, spec: ContainerSpec, pid: int, sig: int) -> None: ...
+    def pause(self, spec: ContainerSpec, pid: int, paused: bool) -> None: ...
     def cleanup(self, spec: ContainerSpec) -> None: ...
 
 
@@ -118,6 +119,13 @@ class OCIExecutor:
         # so it cannot have been reused: a plain kill is exact and needs no runtime process.
         _kill(pid, sig)
 
+    def pause(self, spec: ContainerSpec, pid: int, paused: bool) -> None:
+        """``runc pause``/``resume``: the cgroup freezer, every process of the container."""
+        r = run_command(self._cmd(spec, "pause" if paused else "resume", spec.id))
+        if r.returncode != 0:
+            raise ExecutorError(self._last_error(spec) or r.stderr.decode(errors="replace")
+                                .strip() or f"{self.name} exited with status {r.returncode}")
+
     def cleanup(self, spec: ContainerSpec) -> None:
         from runtime import rootfs
 
@@ -197,6 +205,10 @@ class ProcessExecutor:
             _kill(pid, sig)
         except PermissionError:
             _kill(pid, sig)
+
+    def pause(self, spec: ContainerSpec, pid: int, paused: bool) -> None:
+        """No freezer without a cgroup of its own: SIGSTOP/SIGCONT to its process group."""
+        self.kill(spec, pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def cleanup(self, spec: ContainerSpec) -> None:
         pass

@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from test_api import IMAGE, api, daemon  # noqa: F401 - fixtures
+from test_shim import wait_until
 
 
 @pytest.fixture
@@ -135,3 +137,31 @@ def test_key_value_flag_with_an_empty_key_is_refused_before_anything_is_created(
     assert res.returncode != 0
     assert f'invalid argument "=x" for "{flag}" flag'.encode() in res.stderr
     assert lp("ps", "-aq").stdout == b""
+
+
+def _log_lines(lp, name: str) -> int:
+    return len(lp("logs", name).stdout.splitlines())
+
+
+def test_pause_freezes_the_container_and_unpause_resumes_it_with_dockers_refusals(lp):
+    ticker = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"
+    assert lp("run", "-d", "--name", "ticker", IMAGE, "sh", "-c", ticker).returncode == 0
+    wait_until(lambda: _log_lines(lp, "ticker") >= 3, what="the ticker to tick")
+    assert lp("pause", "ticker").stdout == b"ticker\n"
+    assert lp("inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}",
+              "ticker").stdout == b"paused true true\n"
+    assert b"(Paused)" in lp("ps", "--format", "{{.Status}}").stdout
+    frozen = _log_lines(lp, "ticker")
+    # That nothing happens can only be observed over time: 20 ticks' worth.
+    time.sleep(0.4)
+    assert _log_lines(lp, "ticker") == frozen
+    again = lp("pause", "ticker")
+    assert again.returncode != 0 and b"is already paused" in again.stderr
+    assert lp("unpause", "ticker").returncode == 0
+    wait_until(lambda: _log_lines(lp, "ticker") > frozen + 2, what="the ticker to go on")
+    not_paused = lp("unpause", "ticker")
+    assert not_paused.returncode != 0 and b"is not paused" in not_paused.stderr
+    assert lp("pause", "ticker").returncode == 0
+    assert lp("stop", "-t", "5", "ticker").returncode == 0  # a paused container still stops
+    assert lp("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ticker").stdout \
+        == b"exited false\n"
