@@ -87,8 +87,11 @@ class Shipping:
             shippers = list(self.shippers.values())
         for shipper in shippers:
             shipper.stop()
+        # 2 s for all of them: one stuck in a send (a receiver that does not answer) must
+        # not hold the daemon's exit; its batch is sent again by the next daemon.
+        deadline = time.monotonic() + 2.0
         for shipper in shippers:
-            shipper.join(2.0)
+            shipper.join(max(0.0, deadline - time.monotonic()))
 
     def stats(self, spec: ContainerSpec, state: State) -> dict[str, Any] | None:
         """``LogShipping`` of ``inspect``: None for drivers that do not ship."""
