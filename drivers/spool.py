@@ -33,7 +33,6 @@ from typing import Callable, Iterator, Mapping, NamedTuple
 from logpipe.checkpoint import checkpoint_path, read_checkpoint
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
-from logpipe.inotify import Inotify
 from logpipe.fileset import read_seq, rotated_files, rotated_name, writer_alive
 from logpipe.message import Chunk
 from logpipe.options import parse_bool, parse_human_size, parse_int
@@ -244,6 +243,8 @@ class SpoolTail:
         self.path, self.warn = path, warn
         self.held: dict[int, int] = {}  # generation → open, shared-locked descriptor
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        from logpipe.inotify import Inotify  # ctypes: the daemon's side only, not the shim's
+
         self.inotify = Inotify(os.path.dirname(path))
 
     def close(self) -> None:
