@@ -43,7 +43,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
     meta = _load_meta(args.log_dir, required=False)
     container_id = args.id or meta.get("id") or os.urandom(32).hex()
     info = capture_info(args.log_dir, container_id, args.name or "", opts, labels, env_list, argv)
-    driver = validate_log_config(args.log_driver, opts, info)(info)
+    driver_cls = validate_log_config(args.log_driver, opts, info)
+    if getattr(driver_cls, "kind", "") == "remote":
+        raise LogpipeError(f"capture stores output on local disk (json-file, local); the "
+                           f"{args.log_driver} driver ships from a container's spool through "
+                           f"the daemon: use logpipe run --log-driver {args.log_driver}")
+    driver = driver_cls(info)
     _save_meta(args.log_dir, {"id": container_id, "name": args.name or "", "driver": args.log_driver,
                               "driver_ref": driver_ref(args.log_driver), "opts": opts,
                               "labels": labels, "env": env_list, "cmd": list(argv)})

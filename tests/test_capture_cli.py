@@ -108,6 +108,8 @@ def test_bad_options_are_refused_before_running_anything(tmp_path):
     assert b'plugin "bogus" not found' in r.stderr
     r = capture(tmp_path, f"touch {marker}", "mode=fast")
     assert b"logger: logging mode not supported: fast" in r.stderr
+    r = capture(tmp_path, f"touch {marker}", "gelf-address=udp://127.0.0.1:9", driver="gelf")
+    assert r.returncode == 125 and b"use logpipe run --log-driver gelf" in r.stderr
     assert not marker.exists()
 
 
