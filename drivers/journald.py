@@ -397,13 +397,18 @@ def _history(reader: "_Reader", cfg: ReadConfig) -> Generator[Chunk, None, bool]
 
 
 def _follow(reader: "_Reader", info: LogInfo, cfg: ReadConfig) -> Iterator[Chunk]:
-    """New entries until the container's log writer is gone and the journal has been quiet
-    for ``FOLLOW_QUIET_S`` since then (the shipper may still be delivering the spool)."""
+    """New entries until the container's log writer is gone and everything it wrote is in
+    the journal: the shipper's checkpoint has reached the end of the spool and a poll found
+    nothing more. If the shipper makes no progress (journald down), the follow ends once the
+    journal has been quiet for ``FOLLOW_QUIET_S`` with the checkpoint standing still."""
     from logpipe.fileset import writer_alive
+
+    from .spool import shipping_position, spool_drained
 
     spool = spool_path(info)
     cursor = _cursor(reader)
     quiet_since: float | None = None  # set once the writer is seen gone
+    position = None
     while True:
         got = False
         while reader._next():
@@ -418,12 +423,16 @@ def _follow(reader: "_Reader", info: LogInfo, cfg: ReadConfig) -> Iterator[Chunk
         now = time.monotonic()
         if got:
             cursor = _cursor(reader)
-        elif quiet_since is not None and now - quiet_since >= FOLLOW_QUIET_S:
-            return
         if writer_alive(spool):
             quiet_since = None
-        elif quiet_since is None or got:
-            quiet_since = now
+        else:
+            if not got and spool_drained(info, JournaldDriver.name):
+                return
+            moved = shipping_position(info, JournaldDriver.name)
+            if got or quiet_since is None or moved != position:
+                quiet_since, position = now, moved
+            elif now - quiet_since >= FOLLOW_QUIET_S:
+                return
         reader.wait(_FOLLOW_POLL_US)
         _reposition(reader, cursor)
 

@@ -167,6 +167,27 @@ def read_spool(info: LogInfo, config) -> Iterator[Chunk]:
     return read_logs(LocalDriver.log_path(info), LocalFormat(), config)
 
 
+def shipping_position(info: LogInfo, driver: str) -> tuple[int, int, int]:
+    """Where the shipper's checkpoint stands (to tell progress from a standstill)."""
+    cp = read_checkpoint(checkpoint_path(info.log_dir, driver))
+    return cp.seq, cp.offset, cp.skip
+
+
+def spool_drained(info: LogInfo, driver: str) -> bool:
+    """Whether the shipper has delivered everything the spool holds now."""
+    path = LocalDriver.log_path(info)
+    current = read_seq(path)
+    if current is None:
+        return not os.path.exists(path)
+    cp = read_checkpoint(checkpoint_path(info.log_dir, driver))
+    if cp.seq != current:
+        return cp.seq > current
+    try:
+        return cp.skip == 0 and cp.offset >= os.stat(path).st_size
+    except FileNotFoundError:
+        return True
+
+
 EVENTS_FILE = "events.log"
 
 

@@ -8,7 +8,6 @@ the journal keeps them) are never seen.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import socket
@@ -271,22 +270,33 @@ def test_read_details_are_the_fields_docker_shows(journald, make_info):
 
 @pytest.fixture
 def writer_lock(make_info):
-    """Stand in for the shim: hold the spool's writer lock while the "container" runs."""
+    """Stand in for the shim: a real spool writer holds the spool (one record in it, not
+    shipped) while the "container" runs; ``release`` is the container's exit."""
+    from drivers.spool import SpoolWriter
+
     info = make_info()
-    path = spool_path(info) + ".lock"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    writer = SpoolWriter(info, JournaldDriver.name)
+    writer.write([Chunk("stdout", base_ts(), b"spooled\n")])
     held = [True]
 
     def release() -> None:
         if held[0]:
-            os.close(fd)
+            writer.close()
             held[0] = False
     try:
         yield info, release
     finally:
         release()
+
+
+def mark_spool_shipped(info: LogInfo) -> None:
+    """What the shipper's checkpoint says once everything in the spool is delivered."""
+    from logpipe.checkpoint import Checkpoint, checkpoint_path, write_checkpoint
+    from logpipe.fileset import read_seq
+
+    path = spool_path(info)
+    write_checkpoint(checkpoint_path(info.log_dir, JournaldDriver.name),
+                     Checkpoint(seq=read_seq(path), offset=os.stat(path).st_size))
 
 
 def start_follow(info: LogInfo, **cfg) -> "queue.Queue[Chunk | None]":
@@ -326,6 +336,20 @@ def test_follow_sees_new_entries_and_ends_when_writer_is_gone_and_journal_is_qui
     assert got.get(timeout=5).data == b"shipped late\n"
     assert got.get(timeout=5) is None
     assert time.monotonic() - sent_late >= quiet  # the late entry restarted the quiet time
+
+
+def test_follow_ends_at_once_when_the_writer_is_gone_and_its_spool_is_shipped(
+        journald, writer_lock, monkeypatch):
+    monkeypatch.setattr(jd, "FOLLOW_QUIET_S", 30)  # the fallback must not be what ends it
+    info, release = writer_lock
+    ts = base_ts()
+    JournaldDriver(info).send([Message(b"only", "stdout", ts)])
+    journald.wait_for(info.container_id, 1)
+    got = start_follow(info)
+    assert got.get(timeout=5).data == b"only\n"
+    release()
+    mark_spool_shipped(info)
+    assert got.get(timeout=5) is None  # well before the 30 s quiet fallback
 
 
 def test_follow_after_tail_continues_after_the_last_entry_shown(journald, writer_lock,
