@@ -492,14 +492,9 @@ class FluentdDriver(RemoteDriverBase):
         if info is not None:
             _tag_and_extras(opts, info)
             return
-        if opts.get("labels-regex") or opts.get("env-regex"):
-            from logpipe.extras import extra_attrs
+        from logpipe.extras import check_without_container
 
-            extra_attrs(opts, LogInfo("", ""))
-        if opts.get("tag"):
-            from logpipe.template import compile_template
-
-            compile_template(opts["tag"])
+        check_without_container(opts)
 
     @staticmethod
     def probe(info: LogInfo) -> None:

@@ -546,14 +546,9 @@ class GelfDriver(RemoteDriverBase):
         if info is not None:
             _extra_fields(opts, info)
             return
-        if "labels-regex" in opts or "env-regex" in opts:
-            from logpipe.extras import extra_attrs
+        from logpipe.extras import check_without_container
 
-            extra_attrs(opts, LogInfo("", ""))
-        if "tag" in opts:
-            from logpipe.template import compile_template
-
-            compile_template(opts["tag"])
+        check_without_container(opts)
 
     @staticmethod
     def probe(info: LogInfo) -> None:

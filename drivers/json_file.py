@@ -914,12 +914,9 @@ class JSONFileDriver:
         if info is not None:
             _attrs(opts, info)
             return
-        if "labels-regex" in opts or "env-regex" in opts:
-            from logpipe.extras import extra_attrs
+        from logpipe.extras import check_without_container
 
-            extra_attrs(opts, LogInfo("", ""))
-        if "tag" in opts:
-            _compile_tag(opts["tag"])
+        check_without_container(opts)
 
     def __init__(self, info: LogInfo) -> None:
         opts = info.config

@@ -434,10 +434,9 @@ class LokiDriver(RemoteDriverBase):
             stream_labels(opts, info)
             return
         _external_labels(opts, None)
-        if "labels-regex" in opts or "env-regex" in opts:
-            from logpipe.extras import extra_attrs
+        from logpipe.extras import check_without_container
 
-            extra_attrs(opts, LogInfo("", ""))
+        check_without_container(opts, tag=False)
 
     @staticmethod
     def redacted_opts(opts: Mapping[str, str]) -> dict[str, str]:

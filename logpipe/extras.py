@@ -20,7 +20,8 @@ from typing import Callable, Mapping
 from .driver import LogInfo
 from .errors import LogOptError
 
-__all__ = ["compile_go_regexp", "extra_attrs", "mangle_gelf", "mangle_journald"]
+__all__ = ["check_without_container", "compile_go_regexp", "extra_attrs", "mangle_gelf",
+           "mangle_journald"]
 
 
 def extra_attrs(opts: Mapping[str, str], info: LogInfo,
@@ -46,6 +47,18 @@ def extra_attrs(opts: Mapping[str, str], info: LogInfo,
             env[key] = value
     _select(env, opts.get("env", ""), opts.get("env-regex", ""), put)
     return extra
+
+
+def check_without_container(opts: Mapping[str, str], tag: bool = True) -> None:
+    """What a driver can check of ``labels-regex``/``env-regex`` and ``tag`` when there is no
+    container yet (daemon.json defaults at daemon start): the regexes compile, the template
+    parses. With a container, drivers render them for real instead."""
+    if opts.get("labels-regex") or opts.get("env-regex"):
+        extra_attrs(opts, LogInfo("", ""))
+    if tag and opts.get("tag"):
+        from .template import compile_template  # large: only when a tag is set
+
+        compile_template(opts["tag"])
 
 
 def _select(values: Mapping[str, str], names: str, pattern: str,
