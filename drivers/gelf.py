@@ -26,9 +26,9 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 from logpipe.driver import BatchLimits, LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
+from logpipe.gojson import go_json_string
 from logpipe.message import STDERR, Message
 
-from .json_file import go_json_string
 from .remote import RemoteDriverBase
 
 __all__ = ["GelfDriver", "escape_lines", "format_timestamp", "parse_address", "chunk_payload"]

@@ -67,8 +67,10 @@ def _strings(obj) -> Iterator[str]:
     elif isinstance(obj, str):
         yield obj
 
+
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
+from logpipe.gojson import go_json_string
 from logpipe.message import STDERR, STDOUT, Chunk, PartialMeta
 from logpipe.options import check_known_keys, parse_bool, parse_human_size, parse_int
 from logpipe.reading import ReadConfig, Warn, read_logs
@@ -138,32 +140,6 @@ def escape_log(data: bytes) -> bytes:
         if sep in text:
             data = data.replace(sep.encode(), esc)
     return data
-
-
-_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-               "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def go_json_string(text: str) -> bytes:
-    """``text`` as Go's encoding/json writes a string (HTML-safe, TAB as ``\\t``).
-
-    Lone surrogates (undecodable bytes kept by ``surrogateescape``) become ``\\ufffd`` each,
-    as Go does for invalid UTF-8.
-    """
-    out = []
-    for ch in text:
-        esc = _GO_ESCAPES.get(ch)
-        if esc is None:
-            o = ord(ch)
-            if o < 0x20:
-                esc = "\\u%04x" % o
-            elif 0xD800 <= o <= 0xDFFF:
-                esc = "\\ufffd"
-            else:
-                esc = ch
-        out.append(esc)
-    return ('"' + "".join(out) + '"').encode()
 
 
 def encode_attrs(attrs: Mapping[str, str]) -> bytes:

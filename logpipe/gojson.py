@@ -1,0 +1,30 @@
+"""Strings as Go's ``encoding/json`` writes them: what Docker's JSON (json-file ``attrs``,
+GELF messages) looks like byte for byte. Shared by the drivers that reproduce it.
+"""
+
+from __future__ import annotations
+
+_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+               "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def go_json_string(text: str) -> bytes:
+    """``text`` as Go's encoding/json writes a string (HTML-safe, TAB as ``\\t``).
+
+    Lone surrogates (undecodable bytes kept by ``surrogateescape``) become ``\\ufffd`` each,
+    as Go does for invalid UTF-8.
+    """
+    out = []
+    for ch in text:
+        esc = _GO_ESCAPES.get(ch)
+        if esc is None:
+            o = ord(ch)
+            if o < 0x20:
+                esc = "\\u%04x" % o
+            elif 0xD800 <= o <= 0xDFFF:
+                esc = "\\ufffd"
+            else:
+                esc = ch
+        out.append(esc)
+    return ('"' + "".join(out) + '"').encode()
