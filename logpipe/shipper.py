@@ -90,13 +90,12 @@ class Stats:
 
 class Shipper(threading.Thread):
     """Ships one container's spool until stopped, or until its writer is gone and all of it
-    has been delivered (``exit_when_done``)."""
+    has been delivered."""
 
     def __init__(self, name: str, make_driver: Callable[[], Any], tail: Tail,
-                 checkpoint: str, exit_when_done: bool = True) -> None:
+                 checkpoint: str) -> None:
         super().__init__(name=f"ship-{name}", daemon=True)
         self.make_driver, self.tail, self.checkpoint = make_driver, tail, checkpoint
-        self.exit_when_done = exit_when_done
         self.cp = read_checkpoint(checkpoint)
         self.stats = Stats(self.cp)
         self.stopping = threading.Event()
@@ -141,7 +140,7 @@ class Shipper(threading.Thread):
                 break
             if not batch.messages:
                 self.stats.oldest_unshipped_ns = 0
-                if gone and self.exit_when_done:
+                if gone:
                     self.finished = True
                     return
                 self.tail.wait(IDLE_WAIT)

@@ -70,10 +70,10 @@ def write_lines(writer: SpoolWriter, start: int, n: int, per_batch: int = 50) ->
         writer.write([Chunk(STDOUT, 1_000_000 + i, b"\n".join(batch) + b"\n")])
 
 
-def ship(tmp_path, driver, **kw) -> Shipper:
+def ship(tmp_path, driver) -> Shipper:
     info = info_for(tmp_path)
     tail = SpoolTail(SpoolWriter.log_path(info), warn=lambda t: None)
-    shipper = Shipper("test", lambda: driver, tail, checkpoint_path(str(tmp_path), "rec"), **kw)
+    shipper = Shipper("test", lambda: driver, tail, checkpoint_path(str(tmp_path), "rec"))
     shipper.start()
     return shipper
 
@@ -170,7 +170,7 @@ def test_blocking_spool_waits_for_the_shipper_and_loses_nothing(ship_dir):
     t.start()
     assert blocked.wait(10), "the writer never had to wait although nothing was shipped"
     driver = RecordingDriver()
-    shipper = ship(ship_dir, driver, exit_when_done=True)
+    shipper = ship(ship_dir, driver)
     t.join(60)
     writer.close()
     shipper.join(60)
