@@ -26,7 +26,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 from logpipe.driver import BatchLimits, LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
-from logpipe.gojson import go_json_string
+from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, Message
 
 from .remote import RemoteDriverBase
@@ -153,21 +153,7 @@ def _extra_fields(opts: Mapping[str, str], info: LogInfo) -> dict[str, str]:
 # -- encoding --------------------------------------------------------------------------------
 
 
-def _go_escapes() -> dict[int, bytes]:
-    """Go's ``encoding/json`` (1.19, as Docker 20.10.24 is built) for ASCII: ``\\t \\r \\n``
-    short, other controls ``\\u00XX`` (``\\b`` and ``\\f`` too), ``<>&`` HTML-escaped, DEL raw.
-    ``\\n`` is left out: it separates the records of a batch while they are escaped."""
-    table = {c: b"\\u%04x" % c for c in range(0x20) if c != 0x0A}
-    table[0x09] = b"\\t"
-    table[0x0D] = b"\\r"
-    table[ord('"')] = b'\\"'
-    table[ord("\\")] = b"\\\\"
-    for c in b"<>&":
-        table[c] = b"\\u%04x" % c
-    return table
-
-
-_ESCAPES = _go_escapes()
+_ESCAPES = ascii_escapes()  # GELF is plain Go encoding/json (TAB short)
 _NEEDLES = {c: bytes([c]) for c in _ESCAPES}
 _NOT_SPECIAL = bytes(c for c in range(256) if c not in _ESCAPES)
 #: what ``surrogateescape`` makes of each byte that is not valid UTF-8

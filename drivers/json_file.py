@@ -70,7 +70,7 @@ def _strings(obj) -> Iterator[str]:
 
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
-from logpipe.gojson import go_json_string
+from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, STDOUT, Chunk, PartialMeta
 from logpipe.options import check_known_keys, parse_bool, parse_human_size, parse_int
 from logpipe.reading import ReadConfig, Warn, read_logs
@@ -85,19 +85,9 @@ _HEAD = b'{"log":"'
 _NL = b"\\n"
 
 
-def _log_escapes() -> dict[int, bytes]:
-    """Docker's own encoder for ``log`` (jsonlog.ffjsonWriteJSONBytesAsString): TAB is
-    ``\\u0009`` there, unlike Go's encoding/json. ``\\n`` is left out: it separates records."""
-    table = {c: b"\\u%04x" % c for c in range(0x20) if c != 0x0A}
-    table[0x0D] = b"\\r"
-    table[ord('"')] = b'\\"'
-    table[ord("\\")] = b"\\\\"
-    for c in b"<>&":
-        table[c] = b"\\u%04x" % c
-    return table
-
-
-_LOG_ESCAPES = _log_escapes()
+# Docker's own encoder for ``log`` (jsonlog.ffjsonWriteJSONBytesAsString) writes TAB as
+# ``\u0009``, unlike Go's encoding/json; the rest is Go's table.
+_LOG_ESCAPES = ascii_escapes(tab=b"\\u0009")
 _LOG_CODES = sorted(_LOG_ESCAPES)
 _LOG_NEEDLES = {c: bytes([c]) for c in _LOG_ESCAPES}
 # Deleting every byte that needs no escape leaves exactly the ones that do (ASCII only).

@@ -4,6 +4,23 @@ GELF messages) looks like byte for byte. Shared by the drivers that reproduce it
 
 from __future__ import annotations
 
+
+def ascii_escapes(tab: bytes = b"\\t") -> dict[int, bytes]:
+    """How Go's ``encoding/json`` (1.19, as Docker 20.10.24 is built) escapes ASCII bytes:
+    ``\\r`` short, other controls ``\\u00XX`` (``\\b`` and ``\\f`` too), ``<>&``
+    HTML-escaped, DEL raw. ``tab`` is Go's ``\\t`` unless a caller reproduces an encoder
+    that differs there (Docker's json-file writes ``\\u0009``). ``\\n`` is left out: it
+    separates the records of a batch while they are escaped."""
+    table = {c: b"\\u%04x" % c for c in range(0x20) if c != 0x0A}
+    table[0x09] = tab
+    table[0x0D] = b"\\r"
+    table[ord('"')] = b'\\"'
+    table[ord("\\")] = b"\\\\"
+    for c in b"<>&":
+        table[c] = b"\\u%04x" % c
+    return table
+
+
 _GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
                "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                "\u2028": "\\u2028", "\u2029": "\\u2029"}
