@@ -2,9 +2,9 @@
 
 Owns Docker's ``gelf`` options and their validation (Docker's error texts), the GELF JSON of
 a record exactly as Docker's Go encoder writes it, UDP compression and chunking, TCP NUL
-framing, and the two sockets. It does not read the spool, never sleeps (waiting between
-retries is the shipper's job, see ``GelfDriver``) and imports nothing beyond the standard
-library.
+framing, and the two sockets. It does not read the spool, never waits between retries (the
+shipper's job, see ``GelfDriver``; over UDP it only paces datagrams, ``drivers.pacing``) and
+imports nothing beyond the standard library.
 
 The JSON is Docker's (``go-gelf``'s ``MarshalJSONBuf`` fed by ``daemon/logger/gelf``):
 ``version, host, short_message, timestamp, level``, then every ``_`` field sorted bytewise.
@@ -22,13 +22,14 @@ import socket
 import struct
 import time
 import zlib
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
 
 from logpipe.driver import BatchLimits, LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, Message
 
+from .pacing import UDPPacer, parse_rate
 from .remote import RemoteDriverBase
 
 __all__ = ["GelfDriver", "escape_lines", "format_timestamp", "parse_address", "chunk_payload"]
@@ -36,6 +37,8 @@ __all__ = ["GelfDriver", "escape_lines", "format_timestamp", "parse_address", "c
 # -- options ---------------------------------------------------------------------------------
 
 _ALWAYS = frozenset({"gelf-address", "tag", "labels", "labels-regex", "env", "env-regex"})
+#: logpipe only: datagrams per second over UDP (``drivers.pacing``), 0 for Docker's unpaced.
+RATE_OPT = "gelf-udp-rate"
 _UDP_ONLY = ("gelf-compression-type", "gelf-compression-level")
 _TCP_ONLY = ("gelf-tcp-max-reconnect", "gelf-tcp-reconnect-delay")
 _COMPRESSION_TYPES = ("gzip", "zlib", "none")
@@ -120,6 +123,10 @@ def _check_options(opts: Mapping[str, str]) -> Address:
                 _check_int(value, -1, 9, bad)
             elif value not in _COMPRESSION_TYPES:
                 raise LogOptError(bad)
+        elif key == RATE_OPT:
+            if address.scheme != "udp":
+                raise LogOptError(f"{_go_quote(key)} is only valid for UDP")
+            parse_rate(opts, key)
         elif key in _TCP_ONLY:
             if address.scheme != "tcp":
                 raise LogOptError(f"{_go_quote(key)} is only valid for TCP")
@@ -445,16 +452,18 @@ class _TCPSender:
 
 
 class _UDPSender:
-    """A connected UDP socket, made anew every ``refresh`` seconds and after any error.
+    """A connected UDP socket, made anew every ``refresh`` seconds and after any error,
+    and the pacer its datagrams go through.
 
     A new socket means a fresh resolution of the host name (Docker resolves once:
     moby#17904) and a new source port, hence a new conntrack entry: a receiver that was
     started after the driver, behind NAT, is then reached (moby#35135).
     """
 
-    def __init__(self, address: Address, refresh: float) -> None:
+    def __init__(self, address: Address, refresh: float, rate: int) -> None:
         self.address = address
         self.refresh = refresh
+        self.pacer = UDPPacer(rate)
         self.sock: socket.socket | None = None
         self.name = ""
         self.made = 0.0
@@ -474,13 +483,14 @@ class _UDPSender:
         self.sock, self.name, self.made = sock, name, now
         return sock
 
-    def send(self, datagrams: Sequence[bytes]) -> None:
-        """Send every datagram or raise ``NetError`` (the kernel reports an unreachable
-        port on a send after the datagram that provoked it)."""
-        send = self.socket().send
+    def send(self, datagrams: Sequence[bytes], key: Hashable = None, done: int = 0,
+             extra: Any = None) -> None:
+        """Send ``datagrams[done:]``, paced, or raise ``NetError`` (the kernel reports an
+        unreachable port on a send after the datagram that provoked it). After a stalled
+        receiver, ``pacer.resume(key)`` holds the rest, with ``extra``."""
+        sock = self.socket()
         try:
-            for datagram in datagrams:
-                send(datagram)
+            self.pacer.send(sock, datagrams, key, done, extra)
         except OSError as err:
             self.close()
             raise _write_error(self.name, err) from err
@@ -489,6 +499,7 @@ class _UDPSender:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        self.pacer.close()
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -497,7 +508,7 @@ class _UDPSender:
 class GelfDriver(RemoteDriverBase):
     """Docker's ``gelf`` driver: each record is one GELF 1.1 message to Graylog.
 
-    ``send`` makes one attempt per call and never sleeps. On TCP it writes the whole batch in
+    ``send`` makes one attempt per call and never waits to retry. On TCP it writes the whole batch in
     one ``sendall`` on a kept connection (reconnecting at once, once, if the kept one was
     found closed); when the receiver cannot be reached it raises ``RetryableError``.
     Docker's own retry loop (``gelf-tcp-max-reconnect`` attempts, ``gelf-tcp-reconnect-delay``
@@ -510,9 +521,11 @@ class GelfDriver(RemoteDriverBase):
       Unset (Docker's default would be 3), the batch stays in the spool and is retried with
       backoff until the receiver is back: an outage only delays delivery.
 
-    On UDP, an error from the socket (the kernel reporting the port unreachable after an
-    earlier datagram, no route) raises ``RetryableError`` too; what the network loses
-    silently is lost, as with any UDP. A message too large for 128 chunks is split into
+    On UDP, datagrams are paced (``gelf-udp-rate``, and the receiver's own buffer when it is
+    on this host: ``drivers.pacing``); an error from the socket (the kernel reporting the
+    port unreachable after an earlier datagram, no route) or a local receiver that reads
+    nothing for seconds raises ``RetryableError`` too; what the network loses silently is
+    lost, as with any UDP. A message too large for 128 chunks is split into
     several messages (Docker drops it with "msg too large"); if even an empty line would not
     fit (huge labels or env), the record is counted as rejected.
     """
@@ -570,7 +583,8 @@ class GelfDriver(RemoteDriverBase):
         self._fixed_fits: bool | None = None
         self._tcp = _TCPSender(self.address, self.connect_timeout, self.write_timeout) if tcp \
             else None
-        self._udp = None if tcp else _UDPSender(self.address, self.udp_refresh)
+        self._udp = None if tcp else _UDPSender(self.address, self.udp_refresh,
+                                                parse_rate(opts, RATE_OPT))
 
     def send(self, batch: Sequence[Message]) -> int | None:
         """Send the batch's non-empty records (Docker sends no empty line); raise
@@ -583,9 +597,15 @@ class GelfDriver(RemoteDriverBase):
             if self._tcp is not None:
                 self._tcp.send(self._encoder.stream(batch))
                 return None
-            datagrams: list[bytes] = []
-            rejected = self._datagrams(batch, datagrams)
-            self._udp.send(datagrams)
+            key = (len(batch), batch[0], batch[-1])
+            pending = self._udp.pacer.resume(key)
+            if pending is not None:  # the rest of a batch a stalled receiver interrupted
+                rejected = pending.extra
+                self._udp.send(pending.datagrams, key, pending.done, rejected)
+            else:
+                datagrams: list[bytes] = []
+                rejected = self._datagrams(batch, datagrams)
+                self._udp.send(datagrams, key, 0, rejected)
         except OSError as err:  # NetError, in Go's words, for all that the senders expect
             raise RetryableError(f"gelf: cannot send GELF message: {err}") from err
         return rejected or None

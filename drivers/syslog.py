@@ -35,15 +35,18 @@ from logpipe.errors import LogOptError, LogpipeError, PermanentError, RetryableE
 from logpipe.message import STDERR, STDOUT, Message
 from logpipe.options import check_known_keys, driver_opts
 
+from .pacing import UDPPacer, parse_rate
 from .remote import RemoteDriverBase
 
 if TYPE_CHECKING:
     import ssl
 
+#: logpipe only: datagrams per second over UDP (``drivers.pacing``), 0 for Docker's unpaced.
+RATE_OPT = "syslog-udp-rate"
 OPTIONS = frozenset({
     "env", "env-regex", "labels", "labels-regex", "syslog-address", "syslog-facility",
     "syslog-tls-ca-cert", "syslog-tls-cert", "syslog-tls-key", "syslog-tls-skip-verify",
-    "tag", "syslog-format",
+    "tag", "syslog-format", RATE_OPT,
 })
 
 #: Go's log/syslog facility names (srslog's table); values are facility codes (0–23).
@@ -540,6 +543,9 @@ class SyslogDriver(RemoteDriverBase):
         address = parse_address(opts.get("syslog-address", ""))
         parse_facility(opts.get("syslog-facility", ""))
         parse_format(opts.get("syslog-format", ""))
+        if RATE_OPT in opts and address.proto != "udp":
+            raise LogOptError(f'"{RATE_OPT}" is only valid for UDP')
+        parse_rate(opts, RATE_OPT)
         if address.proto == "tcp+tls":  # Docker reads the TLS files for tcp+tls only
             tls_context(opts, system_roots=False)
         template = compile_template(opts.get("tag") or "{{.ID}}")
@@ -567,6 +573,8 @@ class SyslogDriver(RemoteDriverBase):
                               info.host_name(), tag, os.getpid())
         self._link = _Link(opts, self.connect_timeout, self.tls_settle)
         self._octets = self._link.address.proto == "tcp+tls" and fmt.startswith("rfc5424")
+        self._pacer = UDPPacer(parse_rate(opts, RATE_OPT)) \
+            if self._link.address.proto == "udp" else None
         self.limits = BatchLimits(max_count=1000, max_bytes=1 << 20,
                                   overhead=len(self._header(STDERR, 0)) + 8)
 
@@ -585,6 +593,8 @@ class SyslogDriver(RemoteDriverBase):
             sock = link.ready(self.io_timeout)  # the local socket's kind is known only now
             if link.stream:
                 sock.sendall(encode_stream(batch, self._header, self._octets))
+            elif self._pacer is not None:
+                self._send_paced(sock, batch)
             else:
                 for datagram in encode_datagrams(batch, self._header):
                     sock.send(datagram)
@@ -598,8 +608,20 @@ class SyslogDriver(RemoteDriverBase):
             raise RetryableError(f"syslog: write {link.name}: {_write_error(err)}") from None
         return None
 
+    def _send_paced(self, sock: socket.socket, batch: Sequence[Message]) -> None:
+        """UDP: at the receiver's pace; a batch sent again after a stall resumes where the
+        stall stopped it."""
+        key = (len(batch), batch[0], batch[-1])
+        pending = self._pacer.resume(key)
+        if pending is not None:
+            self._pacer.send(sock, pending.datagrams, key, pending.done)
+        else:
+            self._pacer.send(sock, encode_datagrams(batch, self._header), key)
+
     def close(self) -> None:
         self._link.close()
+        if self._pacer is not None:
+            self._pacer.close()
 
 
 class _Link:
