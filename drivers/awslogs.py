@@ -24,7 +24,7 @@ from operator import attrgetter, le
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
-from logpipe.driver import BatchLimits, LogInfo
+from logpipe.driver import BatchLimits, Library, LogInfo
 from logpipe.errors import LogOptError, LogpipeError, PermanentError, RetryableError
 from logpipe.message import Message
 from logpipe.options import check_known_keys, driver_opts, parse_bool, parse_int
@@ -364,6 +364,8 @@ def rejected_records(info: Mapping[str, int], records: list[int]) -> int:
 
 # -- botocore ------------------------------------------------------------------------------
 
+#: botocore comes with boto3, which a plain install of logpipe includes.
+BOTOCORE = Library("botocore.session", "boto3")
 _loader: Any = None
 _loader_lock = threading.Lock()
 
@@ -372,9 +374,7 @@ def _session(credentials_url: str | None) -> Any:
     """A botocore session per driver (credentials are resolved per container), sharing one
     model loader: a fresh loader costs 120 ms per container, a shared one 10 ms."""
     global _loader
-    import botocore.session
-
-    session = botocore.session.Session()
+    session = BOTOCORE.load("awslogs").Session()
     with _loader_lock:
         if _loader is None:
             _loader = session.get_component("data_loader")
@@ -428,7 +428,8 @@ def _new_client(cfg: Settings, *, probe: bool = False) -> tuple[Any, Any]:
 
 def open_client(cfg: Settings, *, probe: bool = False) -> tuple[Any, Any]:
     """``_new_client``, its failures (a credential endpoint that is down or answers
-    nonsense) raised as the shipper's errors."""
+    nonsense) raised as the shipper's errors; ``MissingLibrary`` without botocore."""
+    BOTOCORE.load("awslogs")
     result, err = _attempt(_new_client, cfg, probe=probe)
     if err is not None:
         raise classify(err, "awslogs", None, _where(cfg))
@@ -547,6 +548,7 @@ class AWSLogsDriver(RemoteDriverBase):
     limits = BatchLimits(max_count=MAX_PUT_EVENTS, max_bytes=MAX_PUT_BYTES,
                          overhead=PER_EVENT_BYTES, max_span_ns=_LIMITS_SPAN_NS,
                          wait=float(DEFAULT_FLUSH_INTERVAL), whole_lines=True)
+    libraries = (BOTOCORE,)
 
     @staticmethod
     def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None:
@@ -593,7 +595,7 @@ class AWSLogsDriver(RemoteDriverBase):
 
     def __init__(self, info: LogInfo) -> None:
         super().__init__(info)
-        import botocore.session  # noqa: F401  (fail at start, not at first send, if missing)
+        BOTOCORE.load(self.name)  # fail here, not at the first send, if it is missing
 
         self.cfg = settings(self.opts, info)
         self.limits = self.limits._replace(wait=float(self.cfg.flush_interval))

@@ -19,7 +19,6 @@ and never touches the spool.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import threading
@@ -29,7 +28,7 @@ import warnings
 from typing import Any, Mapping, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
-from logpipe.driver import BatchLimits, LogInfo
+from logpipe.driver import BatchLimits, Library, LogInfo
 from logpipe.errors import LogOptError, LogpipeError, PermanentError, RetryableError, SendError
 from logpipe.extras import compile_go_regexp, extra_attrs
 from logpipe.message import STDERR, STDOUT, Message
@@ -58,9 +57,8 @@ NO_PROJECT = ("No project was specified and couldn't read project from the metad
 NO_CREDENTIALS = ("google: could not find default credentials. See https://developers.google"
                   ".com/accounts/docs/application-default-credentials for more information.")
 PING_FAILED = "unable to connect or authenticate with Google Cloud Logging: "
-_LIBRARY = "google.cloud.logging"
-NO_LIBRARY = ("the gcplogs driver needs the google-cloud-logging package in the daemon's "
-              "Python environment: pip install 'logpipe[gcplogs]'")
+#: Part of a plain install of logpipe; checked by the registry at create and start.
+LIBRARY = Library("google.cloud.logging", "google-cloud-logging")
 
 #: Deliberately unlike Docker, which sends no severity at all.
 SEVERITY = {STDOUT: "INFO", STDERR: "ERROR"}
@@ -241,22 +239,11 @@ def parse_endpoint(opts: Mapping[str, str]) -> str | None:
     return value.rstrip("/")
 
 
-def library_installed() -> bool:
-    """Whether google-cloud-logging can be imported (looked up without importing it)."""
-    try:
-        return importlib.util.find_spec(_LIBRARY) is not None
-    except ImportError:  # "google.cloud" itself is missing
-        return False
-
-
 def make_client(project: str, endpoint: str | None) -> Any:
     """A google-cloud-logging client on the REST transport (JSON over HTTPS), also where
     Docker uses gRPC: one transport, in production and against the test receiver."""
-    if not library_installed():
-        raise LogpipeError(NO_LIBRARY)
+    Client = LIBRARY.load("gcplogs").Client  # google-auth comes with it
     credentials = find_credentials(endpoint)
-    from google.cloud.logging import Client
-
     return Client(project=project, credentials=credentials, _use_grpc=False,
                   client_options={"api_endpoint": endpoint} if endpoint else None)
 
@@ -372,20 +359,19 @@ class GCPLogsDriver(RemoteDriverBase):
     """Ships a container's records to Google Cloud Logging, one ``entries:write`` per batch."""
 
     name = "gcplogs"
+    libraries = (LIBRARY,)
 
     @staticmethod
     def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None:
         """Docker's key check, plus what Docker only finds at start: a bad ``labels-regex``
-        or ``env-regex``, a missing client library, and, for a container (``info`` given),
-        no project, reported at create with Docker's text. The daemon's default options
+        or ``env-regex``, and, for a container (``info`` given), no project, reported at
+        create with Docker's text (a missing client library: the registry, ``libraries``). The daemon's default options
         (validated at daemon start, without ``info``) may leave the project to each
         container, as Docker's only check there is the keys."""
         for key in opts:
             if key not in OPTIONS:
                 raise LogOptError(f"{go_quote(key)} is not a valid option for the gcplogs driver")
         parse_endpoint(opts)
-        if not library_installed():
-            raise LogOptError(NO_LIBRARY)
         if info is None:
             for key in ("labels-regex", "env-regex"):
                 if opts.get(key):

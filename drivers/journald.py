@@ -28,7 +28,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, Sequence
 
-from logpipe.driver import BatchLimits, LogInfo
+from logpipe.driver import BatchLimits, Library, LogInfo
 from logpipe.errors import LogpipeError, RetryableError
 from logpipe.message import STDERR, STDOUT, Chunk, Message, PartialMeta
 from logpipe.options import check_known_keys
@@ -44,6 +44,9 @@ JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 #: Our field with the record's log time in ns since the epoch (Docker sends none).
 LOG_TIME_FIELD = "CONTAINER_LOG_TIME_NS"
+
+#: systemd-python builds a C extension, so it is an extra: ``pip install 'logpipe[journald]'``.
+JOURNAL = Library("systemd.journal", "systemd-python", "journald")
 
 OPTIONS = frozenset({"labels", "labels-regex", "env", "env-regex", "tag"})
 _EXTRA_KEYS = ("labels", "labels-regex", "env", "env-regex")
@@ -134,6 +137,9 @@ class JournaldDriver(RemoteDriverBase):
     """Sends each record as one journal entry; reads a container's entries back."""
 
     name = "journald"
+    #: Only reading needs it (sending speaks the native protocol), but a journald container
+    #: whose ``logs`` cannot work is refused at create rather than found out later.
+    libraries = (JOURNAL,)
     #: A local datagram socket: no reason to wait for fuller batches.
     limits = BatchLimits(max_count=1000, max_bytes=1 << 20, wait=0.0)
 
@@ -226,19 +232,17 @@ class JournaldDriver(RemoteDriverBase):
 
     @classmethod
     def read(cls, info: LogInfo, config: ReadConfig) -> Iterator[Chunk]:
-        """The container's entries from the journal (Docker's ``ReadLogs``), not the spool."""
+        """The container's entries from the journal (Docker's ``ReadLogs``), not the spool.
+        systemd-python is imported now, so that its absence is the request's 400, not an
+        error in the middle of a stream."""
+        _systemd_journal()
         return _read_journal(info, config)
 
 
 def _systemd_journal() -> Any:
-    """systemd-python's ``systemd.journal``, imported on first use (it is an optional
-    dependency: ``pip install logpipe[journald]``)."""
-    try:
-        import systemd.journal
-    except ImportError as err:
-        raise LogpipeError("journald log driver needs systemd-python "
-                           f"(pip install 'logpipe[journald]'): {err}") from None
-    return systemd.journal
+    """systemd-python's ``systemd.journal``, imported on first use (``MissingLibrary``
+    without it)."""
+    return JOURNAL.load("journald")
 
 
 def _partial_fields(p: PartialMeta) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import ClassVar, Iterator, Mapping, Sequence
 
 from logpipe import reading
-from logpipe.driver import BatchLimits, LogInfo
+from logpipe.driver import BatchLimits, Library, LogInfo
 from logpipe.errors import ReadNotSupported
 from logpipe.message import Chunk, Message
 from logpipe.options import driver_opts, parse_bool
@@ -40,6 +40,8 @@ class RemoteDriverBase:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "remote"
     limits: BatchLimits = BatchLimits()
+    #: Client libraries imported lazily, checked by the registry at create and start.
+    libraries: ClassVar[tuple[Library, ...]] = ()
 
     def __init__(self, info: LogInfo) -> None:
         self.info = info

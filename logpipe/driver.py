@@ -9,8 +9,10 @@ constructors may assume validated options.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, Iterator, Mapping, NamedTuple, Protocol, Sequence
+from typing import (TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, NamedTuple, Protocol,
+                    Sequence)
 
+from .errors import MissingLibrary
 from .message import Chunk, Message
 
 if TYPE_CHECKING:
@@ -84,6 +86,49 @@ class StorageDriver(Protocol):
     def read(cls, info: LogInfo, config: "ReadConfig") -> Iterator[Chunk]: ...
 
 
+class Library(NamedTuple):
+    """A client library a driver imports lazily (a driver lists them in ``libraries``).
+
+    ``module`` is what the driver imports, ``package`` the distribution that provides it,
+    ``extra`` the logpipe extra that installs it when a plain ``pip install logpipe`` does
+    not (``journald``: systemd-python needs a C compiler). The registry checks every listed
+    library at create and start, and ``load`` turns an ``ImportError`` at use into the same
+    clear ``MissingLibrary``.
+    """
+
+    module: str
+    package: str
+    extra: str = ""
+
+    def missing(self, driver: str, why: object = None) -> MissingLibrary:
+        install = f"pip install 'logpipe[{self.extra}]'" if self.extra else \
+            f"pip install {self.package}"
+        reason = f" ({why})" if why else ""
+        return MissingLibrary(f"{driver} log driver needs {self.package}, which is not "
+                              f"installed: {install}{reason}")
+
+    def check(self, driver: str) -> None:
+        """Raise ``MissingLibrary`` unless ``module`` can be found (found, not imported:
+        client libraries take up to a second to import)."""
+        from importlib.util import find_spec
+
+        try:
+            found = find_spec(self.module) is not None
+        except (ImportError, ValueError) as err:  # a parent package missing, or blocked
+            raise self.missing(driver, err) from None
+        if not found:
+            raise self.missing(driver, f"No module named {self.module!r}")
+
+    def load(self, driver: str) -> Any:
+        """``module``, imported; ``MissingLibrary`` instead of an ``ImportError``."""
+        from importlib import import_module
+
+        try:
+            return import_module(self.module)
+        except ImportError as err:
+            raise self.missing(driver, err) from None
+
+
 class BatchLimits(NamedTuple):
     """How the shipper cuts batches for a remote driver (the receiver's own limits).
 
@@ -124,11 +169,14 @@ class RemoteDriver(Protocol):
       ``send`` may be called again after any error: drivers reconnect by themselves.
     * ``close()``: release connections; never loses data (everything handed to ``send`` has
       either been confirmed or raised).
+    * ``libraries``: the client libraries it imports lazily, checked by the registry at
+      create and start (``Library``).
     """
 
     name: ClassVar[str]
     kind: ClassVar[str]  # "remote"
     limits: BatchLimits
+    libraries: ClassVar[tuple[Library, ...]]
 
     @staticmethod
     def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None: ...

@@ -29,6 +29,15 @@ class TemplateError(LogOptError):
     """A ``tag`` template does not parse or names a field that does not exist."""
 
 
+class MissingLibrary(InvalidParameter):
+    """The chosen driver's client library is not installed in logpipe's Python environment.
+
+    A 400, not a 500: nothing is wrong with the server's code, the request asks for a driver
+    this installation cannot run; installing the package named in the message (or choosing
+    another driver) makes the same request succeed.
+    """
+
+
 class ReadNotSupported(LogpipeError):
     """The container's driver keeps no local copy to read (HTTP 501)."""
 

@@ -1,7 +1,9 @@
 """The driver registry: every driver, built-in or third-party, comes from one entry-point group.
 
 Entry points are resolved lazily so that looking up ``json-file`` in the shim never imports a
-remote driver's client library.
+remote driver's client library. A driver that cannot be imported, or whose client library
+(its ``libraries``) is not installed, is a ``MissingLibrary`` (400) naming what to install:
+never an ``ImportError`` escaping as a 500.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Mapping
 
-from .errors import UnknownDriver
+from .errors import MissingLibrary, UnknownDriver
 
 GROUP = "logpipe.drivers"
 
@@ -32,7 +34,19 @@ def get_driver(name: str) -> Any:
     ep = _entry_points().get(name)
     if ep is None:
         raise UnknownDriver(f'error looking up logging plugin {name}: plugin "{name}" not found')
-    return ep.load()
+    try:
+        return ep.load()
+    except ImportError as err:  # not cached: installing the package fixes it without restart
+        raise MissingLibrary(f"{name} log driver cannot be loaded from {ep.value}: {err}") \
+            from None
+
+
+def check_libraries(name: str) -> None:
+    """Raise ``MissingLibrary`` if a client library of driver ``name`` is not installed
+    (looked up, not imported). At create and at start: a container never reaches a driver
+    that would fail at its first import."""
+    for library in getattr(get_driver(name), "libraries", ()):
+        library.check(name)
 
 
 def driver_ref(name: str) -> str:
@@ -66,4 +80,5 @@ def validate_log_config(name: str, opts: Mapping[str, str], info: Any = None) ->
     if spool is not None:  # remote drivers: the cache-* options size their spool
         spool(opts)
     driver.validate(driver_opts(opts), info)
+    check_libraries(name)
     return driver

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from logpipe.commands import human_duration
 from logpipe.errors import InvalidParameter, LogpipeError
-from logpipe.registry import get_driver, validate_log_config
+from logpipe.registry import check_libraries, get_driver, validate_log_config
 from logpipe.timespec import parse_rfc3339
 
 from .config import DaemonConfig, merge_log_config
@@ -515,8 +515,10 @@ class ContainerStore:
 
     async def _probe(self, c: Container) -> None:
         """Docker refuses to start a container whose receiver it cannot reach when its driver
-        dials at start (fluentd without fluentd-async, syslog and GELF over TCP): so do we."""
+        dials at start (fluentd without fluentd-async, syslog and GELF over TCP): so do we.
+        A client library missing since create is the request's 400, not a failed start."""
         driver = get_driver(c.spec.log_type)
+        check_libraries(c.spec.log_type)
         try:
             await asyncio.to_thread(driver.probe, c.spec.log_info())
         except LogpipeError as err:

@@ -417,10 +417,18 @@ def test_a_bad_endpoint_is_refused(gcp_env, endpoint):
 
 
 def test_a_missing_client_library_is_refused_at_create_and_at_start(gcp, monkeypatch):
-    monkeypatch.setattr(gcplogs, "_LIBRARY", "google.cloud.no_such_library")
-    with pytest.raises(LogOptError, match=r"pip install 'logpipe\[gcplogs\]'"):
-        GCPLogsDriver.validate({"gcp-project": "p"})
-    with pytest.raises(LogpipeError, match="needs the google-cloud-logging package"):
+    from logpipe.errors import MissingLibrary
+    from logpipe.registry import validate_log_config
+
+    gone = gcplogs.LIBRARY._replace(module="google.cloud.no_such_library")
+    monkeypatch.setattr(gcplogs, "LIBRARY", gone)
+    monkeypatch.setattr(GCPLogsDriver, "libraries", (gone,))
+    text = ("gcplogs log driver needs google-cloud-logging, which is not installed: "
+            "pip install google-cloud-logging")
+    with pytest.raises(MissingLibrary, match=text) as err:
+        validate_log_config("gcplogs", {"gcp-project": "p"})
+    assert err.value.status == 400
+    with pytest.raises(MissingLibrary, match=text):
         GCPLogsDriver.probe(container(gcp.url))
 
 
