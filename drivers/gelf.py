@@ -29,7 +29,7 @@ from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, Message
 
-from .pacing import UDPPacer, parse_rate
+from .pacing import PATIENCE, UDPPacer, parse_rate
 from .remote import RemoteDriverBase
 
 __all__ = ["GelfDriver", "escape_lines", "format_timestamp", "parse_address", "chunk_payload"]
@@ -460,10 +460,10 @@ class _UDPSender:
     started after the driver, behind NAT, is then reached (moby#35135).
     """
 
-    def __init__(self, address: Address, refresh: float, rate: int) -> None:
+    def __init__(self, address: Address, refresh: float, rate: int, patience: float) -> None:
         self.address = address
         self.refresh = refresh
-        self.pacer = UDPPacer(rate)
+        self.pacer = UDPPacer(rate, patience)
         self.sock: socket.socket | None = None
         self.name = ""
         self.made = 0.0
@@ -536,6 +536,8 @@ class GelfDriver(RemoteDriverBase):
     write_timeout = 30.0
     #: seconds between re-resolutions of a UDP receiver's name
     udp_refresh = 60.0
+    #: seconds a receiver on this host may read nothing before a UDP send is retryable
+    udp_patience = PATIENCE
 
     @staticmethod
     def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None:
@@ -584,7 +586,7 @@ class GelfDriver(RemoteDriverBase):
         self._tcp = _TCPSender(self.address, self.connect_timeout, self.write_timeout) if tcp \
             else None
         self._udp = None if tcp else _UDPSender(self.address, self.udp_refresh,
-                                                parse_rate(opts, RATE_OPT))
+                                                parse_rate(opts, RATE_OPT), self.udp_patience)
 
     def send(self, batch: Sequence[Message]) -> int | None:
         """Send the batch's non-empty records (Docker sends no empty line); raise

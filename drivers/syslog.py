@@ -35,7 +35,7 @@ from logpipe.errors import LogOptError, LogpipeError, PermanentError, RetryableE
 from logpipe.message import STDERR, STDOUT, Message
 from logpipe.options import check_known_keys, driver_opts
 
-from .pacing import UDPPacer, parse_rate
+from .pacing import PATIENCE, UDPPacer, parse_rate
 from .remote import RemoteDriverBase
 
 if TYPE_CHECKING:
@@ -531,6 +531,8 @@ class SyslogDriver(RemoteDriverBase):
     io_timeout: float = 30.0
     #: Seconds a new TLS connection is watched for being dropped by the receiver (``_settle``).
     tls_settle: float = 0.1
+    #: Seconds a receiver on this host may read nothing before a UDP send is retryable.
+    udp_patience: float = PATIENCE
 
     @staticmethod
     def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None:
@@ -573,7 +575,7 @@ class SyslogDriver(RemoteDriverBase):
                               info.host_name(), tag, os.getpid())
         self._link = _Link(opts, self.connect_timeout, self.tls_settle)
         self._octets = self._link.address.proto == "tcp+tls" and fmt.startswith("rfc5424")
-        self._pacer = UDPPacer(parse_rate(opts, RATE_OPT)) \
+        self._pacer = UDPPacer(parse_rate(opts, RATE_OPT), self.udp_patience) \
             if self._link.address.proto == "udp" else None
         self.limits = BatchLimits(max_count=1000, max_bytes=1 << 20,
                                   overhead=len(self._header(STDERR, 0)) + 8)

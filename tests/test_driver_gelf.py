@@ -21,6 +21,7 @@ from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.message import Message, PartialMeta
 from tests.receivers.gelf import FakeGraylog
+from tests.receivers.udp import PlainUDPReceiver
 
 CID = "0123456789ab" + "c" * 52
 IMAGE_ID = "sha256:" + "b" * 64
@@ -266,6 +267,53 @@ def test_udp_receiver_down_raises_retryable_then_delivers_after_restart(udp, dri
     assert udp.wait_for(2)[-1]["short_message"] == "after"
 
 
+# -- UDP pacing (logpipe's own: gelf-udp-rate) ----------------------------------------------
+
+def lines(n: int, size: int = 100) -> list[Message]:
+    pad = b"x" * (size - 9)
+    return [msg(b"%08d " % i + pad) for i in range(n)]
+
+
+def test_udp_burst_into_a_plain_receiver_with_default_buffers_loses_at_most_1_percent(drivers):
+    """Uncompressed, the driver sends faster than a Python receiver reads (unpaced, ~30 % of
+    100 k lines are lost in a default 208 KiB buffer): the pacer waits for room in it."""
+    with PlainUDPReceiver(keep=False) as rx:
+        d = drivers(info_for(rx.address, gelf_compression_type="none"))
+        records = lines(100_000)
+        for start in range(0, len(records), 2000):  # the driver's max_count
+            d.send(records[start:start + 2000])
+        assert rx.wait_for(100_000) >= 99_000
+
+
+def test_udp_receiver_that_stops_reading_is_retryable_and_the_retry_resends_no_chunk(
+        drivers, monkeypatch):
+    """The retry of the same batch sends the rest of the datagrams made the first time: a
+    message cut by the stall is completed under its own chunk id, none is sent twice."""
+    monkeypatch.setattr(GelfDriver, "udp_patience", 0.3)
+    with PlainUDPReceiver() as rx:
+        d = drivers(info_for(rx.address, gelf_compression_type="none"))
+        batch = lines(500, size=2000)  # two chunks each
+        rx.pause()
+        with pytest.raises(RetryableError, match="the receiver read nothing for 0.3s"):
+            d.send(batch)
+        rx.resume()
+        d.send(batch)
+        assert rx.wait_for(1000) == 1000
+    chunks = collections.defaultdict(set)
+    for datagram in rx.distinct:
+        assert datagram[:2] == b"\x1e\x0f"
+        chunks[datagram[2:10]].add((datagram[10], datagram[11]))
+    assert len(chunks) == 500
+    assert all(seen == {(0, 2), (1, 2)} for seen in chunks.values())
+
+
+def test_udp_rate_zero_sends_unpaced(drivers):
+    with PlainUDPReceiver() as rx:
+        d = drivers(info_for(rx.address, gelf_udp_rate="0"))
+        d.send([msg(b"unpaced")])
+        assert rx.wait_for(1) == 1
+
+
 # -- TCP -------------------------------------------------------------------------------------
 
 def test_tcp_is_uncompressed_json_each_ended_by_nul_in_one_connection():
@@ -399,6 +447,11 @@ def test_probe_tcp_fails_with_dockers_text_and_udp_never_does(tcp):
      "can't evaluate field Foo in type *logger.Info"),
     ({"gelf-address": "udp://graylog:12201", "labels-regex": "["},
      "error parsing regexp: missing closing ]: `[`"),
+    ({"gelf-address": "tcp://graylog:12201", "gelf-udp-rate": "1000"},
+     '"gelf-udp-rate" is only valid for UDP'),
+    ({"gelf-address": "udp://graylog:12201", "gelf-udp-rate": "1e5"},
+     "invalid value '1e5' for log opt 'gelf-udp-rate': expected datagrams per second, an "
+     "integer from 0 (no pacing) to 1000000000"),
 ])
 def test_invalid_options_are_refused_with_dockers_text(opts, error):
     with pytest.raises(LogOptError) as err:
@@ -418,7 +471,7 @@ def test_port_docker_would_accept_but_cannot_dial_is_refused_at_create():
 @pytest.mark.parametrize("opts", [
     {"gelf-address": "udp://graylog:12201"},
     {"gelf-address": "udp://user@[::1]:12201/path", "gelf-compression-type": "none",
-     "gelf-compression-level": "-1"},
+     "gelf-compression-level": "-1", "gelf-udp-rate": "50000"},
     {"gelf-address": "tcp://10.0.0.1:12201", "gelf-tcp-max-reconnect": "0",
      "gelf-tcp-reconnect-delay": "+5", "tag": "{{.ID}}", "labels": "a", "env": "B",
      "labels-regex": "^x", "env-regex": "y$"},

@@ -17,6 +17,7 @@ from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.message import Message, PartialMeta
 from tests.receivers.syslog import Certs, FakeSyslogServer, Rsyslog, free_port, rsyslog_missing
+from tests.receivers.udp import PlainUDPReceiver
 
 CID = "3bdd661747b1" + "0" * 52
 TAG = CID[:12]
@@ -426,6 +427,65 @@ def test_udp_receiver_down_is_reported_on_a_later_send_as_retryable(drivers):
     assert errors and set(errors) == {f"syslog: write 127.0.0.1:{port}: connection refused"}
 
 
+# -- UDP pacing (logpipe's own: syslog-udp-rate) --------------------------------------------
+
+def burst(n: int, start: int = 0, size: int = 100) -> list[list[Message]]:
+    """``n`` distinct lines of ``size`` bytes in the shipper's batches of 1,000."""
+    pad = b"x" * (size - 9)
+    return [[out(b"%08d " % i + pad) for i in range(s, min(start + n, s + 1000))]
+            for s in range(start, start + n, 1000)]
+
+
+def test_udp_burst_into_a_plain_receiver_with_default_buffers_loses_at_most_1_percent(drivers):
+    """100 k lines sent back to back overflow a default 208 KiB buffer many times over
+    (unpaced, a Python receiver loses ~30 %): the pacer waits for room in it."""
+    with PlainUDPReceiver(keep=False) as rx:
+        driver = drivers({"syslog-address": rx.address, "syslog-format": "rfc5424"})
+        for batch in burst(100_000):
+            driver.send(batch)
+        assert rx.wait_for(100_000) >= 99_000
+
+
+def test_udp_rate_caps_datagrams_per_second(drivers):
+    with PlainUDPReceiver(keep=False) as rx:
+        driver = drivers({"syslog-address": rx.address, "syslog-udp-rate": "10000"})
+        started = time.monotonic()
+        for batch in burst(3000):
+            driver.send(batch)
+        elapsed = time.monotonic() - started
+        assert rx.wait_for(3000) == 3000
+    assert elapsed >= (3000 - 50) / 10000  # 50: the bucket's 5 ms of burst
+
+
+def test_udp_receiver_that_stops_reading_is_retryable_and_the_retry_sends_only_the_rest(
+        drivers, monkeypatch):
+    monkeypatch.setattr(SyslogDriver, "udp_patience", 0.3)
+    with PlainUDPReceiver() as rx:
+        driver = drivers({"syslog-address": rx.address, "syslog-format": "rfc5424"})
+        rx.pause()
+        [batch] = burst(1000)
+        started = time.monotonic()
+        with pytest.raises(RetryableError, match="the receiver read nothing for 0.3s"):
+            driver.send(batch)
+        assert time.monotonic() - started < 5
+        rx.resume()
+        driver.send(batch)  # the shipper's retry of the same batch
+        assert rx.wait_for(1000) == 1000
+        assert len(rx.distinct) == 1000  # nothing lost, nothing sent twice
+
+
+@pytest.mark.parametrize("opts, text", [
+    ({"syslog-address": "tcp://127.0.0.1:1", "syslog-udp-rate": "5"},
+     '"syslog-udp-rate" is only valid for UDP'),
+    ({"syslog-address": "udp://127.0.0.1:1", "syslog-udp-rate": "fast"},
+     "invalid value 'fast' for log opt 'syslog-udp-rate': expected datagrams per second"),
+    ({"syslog-address": "udp://127.0.0.1:1", "syslog-udp-rate": "-1"},
+     "invalid value '-1' for log opt 'syslog-udp-rate'"),
+])
+def test_udp_rate_option_is_checked_at_create(opts, text):
+    assert refused(opts).startswith(text)
+
+
 def test_stalled_receiver_makes_send_retryable_after_the_io_timeout(receivers, drivers):
     server = receivers("tcp")
     driver = drivers({"syslog-address": server.address})
@@ -546,6 +606,16 @@ def test_rsyslog_parses_each_format_sent_over_udp(utc, rsyslog, drivers):
     assert [r.timestamp for r in records[2:]] == ["2023-11-14T22:13:20Z",
                                                   "2023-11-14T22:13:20.123456Z"]
     assert [r.msg for r in records] == [b" unix", b" rfc3164", b"rfc5424", b"rfc5424micro"]
+
+
+def test_rsyslog_over_udp_stores_at_least_99_percent_of_a_20k_line_burst(rsyslog, drivers):
+    """rsyslog's imudp with the default buffer lost half of such a burst sent unpaced."""
+    cid = new_cid()
+    driver = drivers({"syslog-address": rsyslog.udp_address, "syslog-format": "rfc5424"}, cid)
+    for batch in burst(20_000):
+        driver.send(batch)
+    records = rsyslog.wait_for(20_000, timeout=20, app_name=cid[:12])
+    assert len(records) >= 19_800, rsyslog.errors()
 
 
 def test_rsyslog_over_tcp_stores_a_batch_in_order_with_every_byte(rsyslog, drivers):
