@@ -18,7 +18,10 @@ Deliberate differences from Docker 20.10 (see docs/drivers/syslog.md):
   is dockerd's;
 * the TLS files are read and checked at create, not at start;
 * a datagram that would exceed the UDP limit is split into several messages, where Docker's
-  write fails with EMSGSIZE and the line is lost.
+  write fails with EMSGSIZE and the line is lost;
+* UDP datagrams are paced (``syslog-udp-rate``, and a local receiver's buffer:
+  ``drivers.pacing``), where Docker sends a burst unpaced and the receiver drops what its
+  buffer cannot hold.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     .venv/bin/python tests/perf/bench_shipping.py            # every driver (a few minutes)
     .venv/bin/python tests/perf/bench_shipping.py --quick    # smaller volumes
     .venv/bin/python tests/perf/bench_shipping.py loki gelf-udp   # some drivers only
+    .venv/bin/python tests/perf/bench_shipping.py --udp-loss      # UDP delivery only
 
 For each driver, with the receiver the tests use (real rsyslogd, systemd-journald and moto
 where they exist; the fakes of ``tests/receivers`` in count-only mode otherwise — a fake
@@ -19,6 +20,13 @@ the sender can do, not of the pair):
   the time from the write to the spool (≈ the container's write, the shim adds < 1 ms) to
   the end of the ``send`` that delivered it; p50/p99. Drivers with a batch wait (loki 1 s,
   awslogs 5 s by default) are measured with it set to 0 / 1 s, as printed.
+
+UDP delivery (``--udp-loss``, also part of a full run): 100 k lines of 100 bytes shipped over
+UDP into a receiver that reads with the kernel's default buffer (``PlainUDPReceiver``: one
+Python socket read in a loop, 208 KiB ``SO_RCVBUF``) and into rsyslogd; lines/s as the
+receiver got them (received lines over the time from the shipper's start to its exit) and
+the share lost. Each once paced (the default) and once with ``*-udp-rate=0`` (unpaced, as
+Docker sends).
 """
 
 from __future__ import annotations
@@ -181,11 +189,90 @@ KINDS = ["fluentd", "gelf-udp", "gelf-tcp", "syslog-udp", "syslog-tcp", "journal
 VOLUME = {"journald": 50_000, "awslogs": 50_000, "gcplogs": 100_000, "syslog-udp": 100_000}
 
 
+@contextlib.contextmanager
+def udp_receiver(kind: str):
+    """(driver, log opts, received-count function) for a UDP receiver of ``kind``."""
+    if kind == "rsyslog":
+        from receivers.syslog import Rsyslog
+        with Rsyslog(tls=False) as rx:
+            def stored() -> int:
+                try:
+                    with open(rx.fields_path, "rb") as f:
+                        return f.read().count(b"\n")
+                except FileNotFoundError:  # nothing stored yet
+                    return 0
+            yield "syslog", {"syslog-address": rx.udp_address, "syslog-format": "rfc5424"}, stored
+        return
+    from receivers.udp import PlainUDPReceiver
+    with PlainUDPReceiver(keep=False) as rx:
+        if kind == "syslog":
+            yield "syslog", {"syslog-address": rx.address, "syslog-format": "rfc5424"}, \
+                lambda: rx.count
+        else:
+            yield "gelf", {"gelf-address": rx.address, "gelf-compression-type": kind[5:]}, \
+                lambda: rx.count
+
+
+def udp_delivery(kind: str, n: int, rate: int | None) -> dict:
+    """Lines/s received and loss % of ``n`` lines shipped into a UDP receiver."""
+    directory = tempfile.mkdtemp(prefix="lpship-")
+    try:
+        with udp_receiver(kind) as (driver, opts, received):
+            if rate is not None:
+                opts[f"{driver}-udp-rate"] = str(rate)
+            info = setup(directory, driver, opts)
+            writer = SpoolWriter(info, driver)
+            body = b"x" * (LINE - 9)
+            for start in range(0, n, 2000):
+                data = b"".join(b"%08d " % i + body + b"\n"
+                                for i in range(start, min(n, start + 2000)))
+                writer.write([Chunk(STDOUT, time.time_ns(), data)])
+            writer.close()
+            before = received()
+            shipper = shipper_for(info, driver)
+            t0 = time.perf_counter()
+            shipper.start()
+            shipper.join()
+            wall = time.perf_counter() - t0
+            # the receiver's own lag: poll until its count stands still (UDP says no more)
+            last, still = -1, time.monotonic()
+            while time.monotonic() - still < 0.5:
+                count = received() - before
+                if count != last:
+                    last, still = count, time.monotonic()
+                time.sleep(0.02)
+            return {"lines/s": last / wall, "loss %": 100 * (n - last) / n}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+UDP_CASES = [("syslog", "syslog UDP → plain receiver"), ("gelf-none", "gelf UDP (none) → plain"),
+             ("gelf-gzip", "gelf UDP (gzip) → plain"), ("rsyslog", "syslog UDP → rsyslogd")]
+
+
+def udp_loss(quick: bool) -> None:
+    n = 10_000 if quick else 100_000
+    print(f"\n{'UDP, ' + format(n, ',') + ' lines':<30} {'paced lines/s':>14} {'loss':>7} "
+          f"{'unpaced lines/s':>16} {'loss':>7}")
+    for kind, label in UDP_CASES:
+        try:
+            paced, unpaced = udp_delivery(kind, n, None), udp_delivery(kind, n, 0)
+        except Exception as err:  # no rsyslogd
+            print(f"{label:<30} skipped: {err}")
+            continue
+        print(f"{label:<30} {paced['lines/s']:>14,.0f} {paced['loss %']:>6.2f}% "
+              f"{unpaced['lines/s']:>16,.0f} {unpaced['loss %']:>6.2f}%", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("kinds", nargs="*", default=KINDS)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--udp-loss", action="store_true", help="only the UDP delivery figures")
     args = ap.parse_args()
+    if args.udp_loss:
+        udp_loss(args.quick)
+        return
     print(f"{'driver':<12} {'lines/s':>10} {'MB/s':>7} {'CPU s/GB':>9} {'p50 ms':>7} {'p99 ms':>7}")
     for kind in args.kinds:
         n = VOLUME.get(kind, 300_000) // (10 if args.quick else 1)
@@ -197,6 +284,8 @@ def main() -> None:
             continue
         print(f"{kind:<12} {t['lines/s']:>10,.0f} {t['MB/s']:>7.1f} {t['CPU s/GB']:>9.1f} "
               f"{lat['p50 ms']:>7.1f} {lat['p99 ms']:>7.1f}", flush=True)
+    if args.kinds == KINDS:
+        udp_loss(args.quick)
 
 
 if __name__ == "__main__":
