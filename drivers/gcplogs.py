@@ -365,9 +365,9 @@ class GCPLogsDriver(RemoteDriverBase):
     def validate(opts: Mapping[str, str], info: LogInfo | None = None) -> None:
         """Docker's key check, plus what Docker only finds at start: a bad ``labels-regex``
         or ``env-regex``, and, for a container (``info`` given), no project, reported at
-        create with Docker's text (a missing client library: the registry, ``libraries``). The daemon's default options
-        (validated at daemon start, without ``info``) may leave the project to each
-        container, as Docker's only check there is the keys."""
+        create with Docker's text (a missing client library: the registry, ``libraries``).
+        The daemon's default options (validated at daemon start, without ``info``) may leave
+        the project to each container, as Docker's only check there is the keys."""
         for key in opts:
             if key not in OPTIONS:
                 raise LogOptError(f"{go_quote(key)} is not a valid option for the gcplogs driver")

@@ -508,9 +508,9 @@ class _UDPSender:
 class GelfDriver(RemoteDriverBase):
     """Docker's ``gelf`` driver: each record is one GELF 1.1 message to Graylog.
 
-    ``send`` makes one attempt per call and never waits to retry. On TCP it writes the whole batch in
-    one ``sendall`` on a kept connection (reconnecting at once, once, if the kept one was
-    found closed); when the receiver cannot be reached it raises ``RetryableError``.
+    ``send`` makes one attempt per call and never waits to retry. On TCP it writes the whole
+    batch in one ``sendall`` on a kept connection (reconnecting at once, once, if the kept one
+    was found closed); when the receiver cannot be reached it raises ``RetryableError``.
     Docker's own retry loop (``gelf-tcp-max-reconnect`` attempts, ``gelf-tcp-reconnect-delay``
     seconds apart, then the message is dropped) is exposed to the shipper instead:
 

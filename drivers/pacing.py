@@ -28,10 +28,13 @@ them: what was sent is not sent twice.
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import time
-from typing import Any, Hashable, NamedTuple, Sequence
+from typing import Any, Hashable, Mapping, NamedTuple, Sequence
+
+from logpipe.errors import LogOptError
 
 __all__ = ["DEFAULT_RATE", "ReceiverQueue", "ReceiverStalled", "UDPPacer", "parse_rate"]
 
@@ -52,7 +55,6 @@ _NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _REQ = struct.Struct("=BBBxI")  # family, protocol, ext, pad, states
 _INET_DIAG_MSG = 72  # family..inode: the attributes follow
 _ATTR = struct.Struct("=HH")
-_MEMINFO = struct.Struct("=9I")  # SK_MEMINFO_RMEM_ALLOC, RCVBUF, ..., DROPS (index 8)
 _NO_COOKIE = struct.pack("=II", 0xFFFFFFFF, 0xFFFFFFFF)
 
 
@@ -99,16 +101,21 @@ class ReceiverQueue:
         data = self._nl.recv(8192)
         length, kind = _NLMSG.unpack_from(data)[:2]
         if kind == _NLMSG_ERROR:
-            errno = -struct.unpack_from("=i", data, _NLMSG.size)[0]
-            if errno == 2:  # ENOENT: no socket bound there
+            code = -struct.unpack_from("=i", data, _NLMSG.size)[0]
+            if code == errno.ENOENT:  # no socket bound there
                 return None
-            raise OSError(errno, "sock_diag lookup failed")
+            raise OSError(code, "sock_diag lookup failed")
         offset = _NLMSG.size + _INET_DIAG_MSG
-        while offset + _ATTR.size <= length:
+        while offset + _ATTR.size <= min(length, len(data)):
             size, kind = _ATTR.unpack_from(data, offset)
-            if kind == _INET_DIAG_SKMEMINFO:
-                mem = _MEMINFO.unpack_from(data, offset + _ATTR.size)
-                return QueueState(mem[0], mem[1], mem[8])
+            if kind == _INET_DIAG_SKMEMINFO and size >= _ATTR.size + 8:
+                # u32 SK_MEMINFO_RMEM_ALLOC, RCVBUF, ..., DROPS (the 9th; older kernels
+                # report fewer)
+                mem = struct.unpack_from(f"={min(9, (size - _ATTR.size) // 4)}I", data,
+                                         offset + _ATTR.size)
+                return QueueState(mem[0], mem[1], mem[8] if len(mem) > 8 else 0)
+            if size < _ATTR.size:
+                break
             offset += (size + 3) & ~3
         return None
 
@@ -133,10 +140,8 @@ class ReceiverStalled(OSError):
         self.done = done
 
 
-def parse_rate(opts: Any, key: str) -> int:
+def parse_rate(opts: Mapping[str, str], key: str) -> int:
     """The ``*-udp-rate`` log opt: datagrams per second, 0 for no pacing."""
-    from logpipe.errors import LogOptError
-
     value = opts.get(key)
     if value is None:
         return DEFAULT_RATE
@@ -178,8 +183,6 @@ class UDPPacer:
         self._queue: ReceiverQueue | None = None
         self._drops = -1
         self._pending: _Pending | None = None
-        #: datagrams the receiver's kernel dropped while we were sending (as far as seen)
-        self.drops_seen = 0
 
     def resume(self, key: Hashable) -> _Pending | None:
         """What is left of batch ``key`` after a stall, if that batch is sent again."""
@@ -235,7 +238,11 @@ class UDPPacer:
                 continue
             # the receiver's buffer: how many bytes may go now
             if queue is not None:
-                state = queue.state()
+                try:
+                    state = queue.state()
+                except OSError:  # the kernel stopped answering: the token bucket alone
+                    queue.close()
+                    self._queue = queue = state = None
                 if state is not None:
                     self._note_drops(state.drops)
                     room = int(state.size * self.fill) - state.queued
@@ -267,7 +274,6 @@ class UDPPacer:
 
     def _note_drops(self, drops: int) -> None:
         if self._drops >= 0 and drops > self._drops:
-            self.drops_seen += drops - self._drops
             self.fill = max(0.1, self.fill / 2)  # a smaller buffer than it says, or others
         self._drops = drops
 
