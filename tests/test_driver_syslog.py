@@ -12,10 +12,13 @@ import time
 
 import pytest
 
+from drivers.spool import SpoolTail, SpoolWriter
 from drivers.syslog import LOCAL_SOCKETS, MAX_DATAGRAM, SyslogDriver, parse_address
+from logpipe.checkpoint import checkpoint_path
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
-from logpipe.message import Message, PartialMeta
+from logpipe.message import STDOUT, Chunk, Message, PartialMeta
+from logpipe.shipper import Shipper
 from tests.receivers.syslog import Certs, FakeSyslogServer, Rsyslog, free_port, rsyslog_missing
 from tests.receivers.udp import PlainUDPReceiver
 
@@ -443,6 +446,29 @@ def test_udp_burst_into_a_plain_receiver_with_default_buffers_loses_at_most_1_pe
         driver = drivers({"syslog-address": rx.address, "syslog-format": "rfc5424"})
         for batch in burst(100_000):
             driver.send(batch)
+        assert rx.wait_for(100_000) >= 99_000
+
+
+def test_udp_burst_shipped_from_the_spool_by_the_shipper_reaches_a_plain_receiver(tmp_path):
+    """The daemon's path: 100 k lines in a container's spool, one Shipper, the default pace."""
+    (tmp_path / "ship").mkdir()
+    with PlainUDPReceiver(keep=False) as rx:
+        opts = {"syslog-address": rx.address, "syslog-format": "rfc5424",
+                "cache-max-size": "100m"}
+        info = LogInfo(CID, str(tmp_path), opts, container_name="/web1", hostname="vm")
+        writer = SpoolWriter(info, "syslog")
+        pad = b"x" * 91
+        for start in range(0, 100_000, 2000):
+            writer.write([Chunk(STDOUT, TS, b"".join(b"%08d " % i + pad + b"\n"
+                                                     for i in range(start, start + 2000)))])
+        writer.close()
+        shipper = Shipper("udp", lambda: SyslogDriver(info),
+                          SpoolTail(SpoolWriter.log_path(info), warn=lambda text: None),
+                          checkpoint_path(str(tmp_path), "syslog"))
+        shipper.start()
+        shipper.join(120)
+        assert not shipper.is_alive()
+        assert shipper.stats.shipped_lines == 100_000, shipper.stats.last_error
         assert rx.wait_for(100_000) >= 99_000
 
 
