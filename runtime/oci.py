@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from typing import Any
 
 from logpipe.errors import LogpipeError
 
-from runtime.rootfs import resolve_in_root
+from runtime.rootfs import bind_mountpoint, resolve_in_root
 from runtime.spec import ContainerSpec, write_json_atomic
 
 OCI_VERSION = "1.0.2-dev"
@@ -33,6 +34,9 @@ MASKED_PATHS = [  # runc spec's defaults, plus Docker's additions
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
+#: ``/etc/passwd`` and ``/etc/group`` are read whole: a bound for a hostile image's.
+MAX_DB_SIZE = 16 << 20
+
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
@@ -40,15 +44,42 @@ class OCIConfigError(LogpipeError):
     """The container's config cannot be expressed for the OCI runtime (bad user, no command)."""
 
 
-def _read_db(root: str, name: str) -> list[list[str]]:
-    """Lines of the container's ``/etc/passwd`` or ``/etc/group``, split at ':'."""
-    path = resolve_in_root(root, f"/etc/{name}", follow_last=True)
+def read_image_file(root: str, path: str, limit: int = MAX_DB_SIZE) -> bytes | None:
+    """The bytes of the *regular* file ``path`` inside ``root`` (at most ``limit``), or None.
+
+    The image and the container's own writable layer are not ours: ``/etc/passwd`` may be a
+    FIFO (``open`` would wait forever for a writer), a device (an endless read), or a symlink
+    swapped in after it was resolved. So: resolved inside the root, opened without following
+    a last symlink and without blocking, and read only if ``fstat`` says it is a regular file.
+    """
+    host = resolve_in_root(root, path, follow_last=True)
     try:
-        with open(path, errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip()
-                    and not line.startswith("#")]
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size < limit and (chunk := os.read(fd, min(1 << 16, limit - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_db(root: str, name: str) -> list[list[str]]:
+    """Lines of the container's ``/etc/passwd`` or ``/etc/group``, split at ':'; none when
+    the file is missing or not a regular file (then named users are not found, as in
+    Docker with an image without the entry)."""
+    data = read_image_file(root, f"/etc/{name}")
+    if data is None:
         return []
+    return [line.split(":") for line in data.decode(errors="replace").splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 def resolve_user(root: str, user: str) -> dict[str, Any]:
@@ -158,8 +189,7 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     ]
     mounts += _etc_files(spec, hostname)
     for b in spec.binds:
-        # Docker creates a missing host directory for -v at start time.
-        os.makedirs(b.source, exist_ok=True)
+        bind_mountpoint(root, b.source, b.target)
         mounts.append({"destination": b.target, "type": "bind", "source": b.source,
                        "options": ["rbind", "rprivate", "ro" if b.readonly else "rw"]})
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
