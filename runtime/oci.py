@@ -2,7 +2,8 @@
 
 The config is what ``runc spec`` produces, adapted the way Docker adapts it: Docker's default
 capabilities, environment (``PATH``, ``HOSTNAME``), ``/etc/hostname`` and ``/etc/hosts``
-(and the host's ``/etc/resolv.conf`` with ``--network host``), bind mounts, cgroup limits.
+(and the host's ``/etc/resolv.conf`` with ``--network host``), bind mounts, cgroup limits,
+and the seccomp filter of ``runtime.seccomp``.
 It writes files in the container directory only; it starts nothing.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from logpipe.errors import LogpipeError
 
+from runtime import seccomp
 from runtime.rootfs import bind_mountpoint, resolve_in_root
 from runtime.spec import ContainerSpec, write_json_atomic
 
@@ -201,6 +203,16 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     if spec.pids_limit:
         resources["pids"] = {"limit": spec.pids_limit}
     caps = list(DEFAULT_CAPS)
+    linux: dict[str, Any] = {
+        "cgroupsPath": f"/logpipe/{spec.id}",
+        "resources": resources,
+        "namespaces": namespaces,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    }
+    filter_ = seccomp.oci_seccomp(spec.security_opt, caps)
+    if filter_ is not None:
+        linux["seccomp"] = filter_
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -212,18 +224,13 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
             "env": environment(spec, hostname),
             "cwd": spec.working_dir or "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": False,  # Docker's default (--security-opt no-new-privileges)
+            # Docker's default is False; --security-opt no-new-privileges sets it.
+            "noNewPrivileges": seccomp.no_new_privileges(spec.security_opt),
         },
         "root": {"path": os.path.abspath(root), "readonly": False},
         "hostname": hostname,
         "mounts": mounts,
-        "linux": {
-            "cgroupsPath": f"/logpipe/{spec.id}",
-            "resources": resources,
-            "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        },
+        "linux": linux,
     }
 
 

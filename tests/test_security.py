@@ -7,14 +7,15 @@ them; the ``capture`` tests need root (they plant files as ``nobody``).
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import tarfile
 import time
 
 import pytest
 
-from test_reliability import IMAGE, RUNC, busybox_tar, running_daemon  # noqa: F401 (fixture)
+from test_reliability import (IMAGE, RUNC, busybox_tar, raw_create,  # noqa: F401 (fixture)
+                              running_daemon)
 
 needs_runc = pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")
 
@@ -109,3 +110,106 @@ def test_user_lookup_never_opens_what_is_not_a_regular_file(tmp_path):
     with pytest.raises(OCIConfigError, match="unable to find user someone"):
         resolve_user(str(tmp_path), "someone")
 
+
+
+# -- seccomp -------------------------------------------------------------------------------
+
+
+def seccomp_mode(daemon, *opts: str) -> str:
+    code, out, err = run(daemon, *opts, IMAGE, "grep", "^Seccomp:", "/proc/self/status")
+    assert code == 0, err
+    return out.split()[1]
+
+
+@needs_runc
+def test_containers_run_under_the_default_seccomp_profile(daemon):
+    assert seccomp_mode(daemon) == "2"  # SECCOMP_MODE_FILTER
+    # A new user namespace would give the container every capability inside it.
+    code, out, err = run(daemon, IMAGE, "sh", "-c", "unshare -U -r true && echo escaped")
+    assert code != 0 and "escaped" not in out
+    assert "Operation not permitted" in err
+    code, out, err = run(daemon, IMAGE, "sh", "-c", "unshare -m true || echo refused")
+    assert out == "refused\n"
+    # An ordinary workload does not notice.
+    code, out, err = run(daemon, IMAGE, "sh", "-c",
+                         "echo hi; ls / >/dev/null && sleep 0.01 && (echo sub) && echo $((6*7))")
+    assert (code, out) == (0, "hi\nsub\n42\n"), err
+
+
+@needs_runc
+def test_security_opt_seccomp_unconfined_runs_without_a_filter(daemon):
+    assert seccomp_mode(daemon, "--security-opt", "seccomp=unconfined") == "0"
+    code, out, err = run(daemon, "--security-opt", "seccomp=unconfined", IMAGE,
+                         "sh", "-c", "unshare -U -r true && echo unshared")
+    assert out == "unshared\n", err
+
+
+@needs_runc
+def test_security_opt_seccomp_profile_file_replaces_the_default_and_inspect_shows_it(daemon,
+                                                                                    tmp_path):
+    # Docker's own profile format (archMap, includes): what `docker run` users already have.
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                            "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                           {"architecture": "SCMP_ARCH_AARCH64",
+                            "subArchitectures": ["SCMP_ARCH_ARM"]}],
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                             "errnoRet": 13},
+                            {"names": ["chdir"], "action": "SCMP_ACT_ERRNO",
+                             "includes": {"caps": ["CAP_SYS_ADMIN"]}}]}
+    path = tmp_path / "no-mkdir.json"
+    path.write_text(json.dumps(profile, indent=2))
+    opt = f"seccomp={path}"
+    code, out, err = run(daemon, "--security-opt", opt, IMAGE, "sh", "-c",
+                         "cd /tmp && echo in-tmp; mkdir /tmp/d || echo refused; "
+                         "unshare -U -r true && echo unshared")
+    assert out == "in-tmp\nrefused\nunshared\n", err  # chdir kept: no CAP_SYS_ADMIN here
+    assert "Permission denied" in err  # errnoRet 13
+    cid = daemon.ok("create", "--security-opt", opt, IMAGE, "true").decode().strip()
+    [sent] = json.loads(daemon.inspect(cid, "{{json .HostConfig.SecurityOpt}}"))
+    assert sent.startswith("seccomp=") and json.loads(sent[8:]) == profile
+    daemon.ok("rm", cid)
+    # The process runtime has no filter to apply: it says so instead of pretending.
+    r = daemon.lp("create", "--runtime", "process", "--security-opt", opt, IMAGE, "true")
+    assert r.returncode == 0, r.stderr
+    assert b"no seccomp filter" in r.stderr
+    assert b"WARNING: runtime process: the seccomp profile of --security-opt is not applied" \
+        in r.stderr
+    daemon.ok("rm", r.stdout.decode().strip())
+
+
+@needs_runc
+def test_bad_security_opts_are_refused_at_create_with_dockers_text(daemon, tmp_path):
+    for opt, text in [("bogus", 'invalid --security-opt 1: "bogus"'),
+                      ("foo=bar", 'invalid --security-opt 2: "foo=bar"'),
+                      ("seccomp={not json", "decoding seccomp profile failed: ")]:
+        status, body = raw_create(daemon.host, "bad", {"Image": IMAGE, "Cmd": ["true"],
+                                                       "HostConfig": {"SecurityOpt": [opt]}})
+        assert status == 400 and body["message"].startswith(text), (opt, body)
+    r = daemon.lp("run", "--security-opt", f"seccomp={tmp_path}/missing.json", IMAGE, "true")
+    assert r.returncode == 125
+    assert f"opening seccomp profile ({tmp_path}/missing.json) failed" in r.stderr.decode()
+
+
+def test_default_profile_blocks_what_dockers_default_profile_blocks():
+    """The shipped data file, as runc receives it for a container with Docker's default
+    capabilities."""
+    from runtime.oci import DEFAULT_CAPS
+    from runtime.seccomp import DEFAULT_PROFILE, oci_seccomp
+
+    assert os.path.isfile(DEFAULT_PROFILE)
+    filt = oci_seccomp((), DEFAULT_CAPS)
+    assert filt["defaultAction"] == "SCMP_ACT_ALLOW"
+    denied = {name for rule in filt["syscalls"] if rule["action"] == "SCMP_ACT_ERRNO"
+              and not rule.get("args") for name in rule["names"]}
+    for name in ["unshare", "setns", "keyctl", "add_key", "request_key", "bpf", "mount",
+                 "umount2", "kexec_load", "kexec_file_load", "init_module", "finit_module",
+                 "delete_module", "open_by_handle_at", "perf_event_open", "pivot_root",
+                 "reboot", "swapon", "swapoff", "acct", "settimeofday", "clock_settime",
+                 "userfaultfd", "clone3"]:
+        assert name in denied, name
+    assert ("ptrace" in denied) == (tuple(map(int, os.uname().release.split(".")[:2])) < (4, 8))
+    masks = [rule["args"][0] for rule in filt["syscalls"] if rule["names"] == ["clone"]]
+    assert all(a["op"] == "SCMP_CMP_MASKED_EQ" and a["value"] == a["valueTwo"] for a in masks)
+    assert sum(a["value"] for a in masks) == 0x7E020000  # every CLONE_NEW* flag, as Docker
+    assert oci_seccomp(("seccomp=unconfined",), DEFAULT_CAPS) is None
