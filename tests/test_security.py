@@ -11,6 +11,7 @@ import json
 import os
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -213,3 +214,29 @@ def test_default_profile_blocks_what_dockers_default_profile_blocks():
     assert all(a["op"] == "SCMP_CMP_MASKED_EQ" and a["value"] == a["valueTwo"] for a in masks)
     assert sum(a["value"] for a in masks) == 0x7E020000  # every CLONE_NEW* flag, as Docker
     assert oci_seccomp(("seccomp=unconfined",), DEFAULT_CAPS) is None
+
+
+# -- regexes from the user -----------------------------------------------------------------
+
+
+@needs_runc
+def test_a_pathological_labels_regex_neither_slows_create_nor_freezes_the_api(daemon):
+    from logpipe.client import Client
+
+    evil = "a" * 30 + "!"
+    args = ("run", "--name", "regex", "--label", f"{evil}=x", "--label", "aaa=ok",
+            "--log-opt", "labels-regex=^(a+)+$", IMAGE, "echo", "hi")
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        result = pool.submit(daemon.lp, *args, timeout=60)
+        client = Client(daemon.host, autostart=False)
+        slowest = 0.0
+        while not result.done():  # the daemon answers while it creates and starts
+            t = time.monotonic()
+            client.request("GET", "/_ping").read()
+            slowest = max(slowest, time.monotonic() - t)
+        r = result.result()
+    assert r.returncode == 0 and r.stdout == b"hi\n", r.stderr
+    assert slowest < 1.0 and time.monotonic() - started < 10
+    assert daemon.ok("logs", "--details", "regex") == b"aaa=ok hi\n"
+    daemon.ok("rm", "regex")
