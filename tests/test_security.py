@@ -15,10 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from conftest import logpipe
 from test_reliability import (IMAGE, RUNC, busybox_tar, raw_create,  # noqa: F401 (fixture)
                               running_daemon)
 
 needs_runc = pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (plants files as nobody)")
+NOBODY = 65534
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +243,90 @@ def test_a_pathological_labels_regex_neither_slows_create_nor_freezes_the_api(da
     assert slowest < 1.0 and time.monotonic() - started < 10
     assert daemon.ok("logs", "--details", "regex") == b"aaa=ok hi\n"
     daemon.ok("rm", "regex")
+
+
+# -- capture --log-dir ---------------------------------------------------------------------
+
+CID = "c" * 64
+
+
+def plant(directory, victim) -> list:
+    """Symlinks another user leaves where a capture writes by name: the metadata's temporary
+    file and the rotation's next file, both pointing at ``victim``."""
+    links = [directory / "capture.json.tmp", directory / f".{CID}-json.log.new"]
+    for link in links:
+        os.symlink(victim, link)
+        os.lchown(link, NOBODY, NOBODY)
+    return links
+
+
+def capture(log_dir, *opts: str):
+    args = ["capture", "--id", CID, "--log-dir", str(log_dir)]
+    for o in opts:
+        args += ["--log-opt", o]
+    return logpipe(*args, "--", "sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done")
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / "victim"
+    path.write_text("root's file\n")
+    path.chmod(0o600)
+    yield path
+    assert path.read_text() == "root's file\n", "a capture wrote through a planted symlink"
+
+
+@needs_root
+def test_capture_refuses_a_log_dir_owned_by_another_user(tmp_path, victim):
+    log_dir = tmp_path / "nobodys"
+    log_dir.mkdir(mode=0o755)
+    os.chown(log_dir, NOBODY, NOBODY)
+    plant(log_dir, victim)
+    r = capture(log_dir, "max-size=20")
+    assert r.returncode == 125
+    assert r.stderr.decode() == (f"logpipe: refusing log directory {log_dir}: it is owned by "
+                                 f"uid {NOBODY} (nobody), not by root or by uid 0 (root)\n")
+    assert sorted(p.name for p in log_dir.iterdir()) == [f".{CID}-json.log.new",
+                                                          "capture.json.tmp"]
+
+
+@needs_root
+@pytest.mark.parametrize("mode, why", [(0o777, "writable by others"),
+                                       (0o1777, "writable by others"),
+                                       (0o770, "writable by its group")],
+                         ids=["0777", "1777-sticky", "0770"])
+def test_capture_refuses_a_log_dir_others_may_write_in(tmp_path, victim, mode, why):
+    log_dir = tmp_path / "shared"
+    log_dir.mkdir()
+    log_dir.chmod(mode)
+    plant(log_dir, victim)
+    r = capture(log_dir)
+    assert r.returncode == 125 and f"refusing log directory {log_dir}: it is {why}" in \
+        r.stderr.decode(), r.stderr
+    # Under a parent others may write in without the sticky bit, a safe-looking dir is not.
+    parent = tmp_path / "open"
+    (parent / "logs").mkdir(parents=True)
+    parent.chmod(0o777)
+    r = capture(parent / "logs")
+    assert r.returncode == 125 and f"its parent {parent} is writable by others without the " \
+        "sticky bit" in r.stderr.decode(), r.stderr
+
+
+@needs_root
+def test_capture_never_writes_through_symlinks_left_in_its_log_dir(tmp_path, victim):
+    """A dir that passes the check may still hold names planted before it was handed over:
+    the capture creates its files with O_EXCL/O_NOFOLLOW, so it replaces them instead."""
+    log_dir = tmp_path / "handed-over"
+    log_dir.mkdir(mode=0o755)
+    plant(log_dir, victim)
+    r = capture(log_dir, "max-size=20", "max-file=3")  # rotates at every line
+    assert r.returncode == 0, r.stderr
+    assert logpipe("logs", "--log-dir", str(log_dir)).stdout == b"line-3\nline-4\nline-5\n"
+    assert not os.path.lexists(log_dir / "capture.json.tmp") or \
+        os.path.islink(log_dir / "capture.json.tmp")  # never used: fresh names only
+    assert not os.path.islink(log_dir / f"{CID}-json.log")
+    # A symlink where the log itself is: refused, not followed.
+    (log_dir / f"{CID}-json.log").unlink()
+    os.symlink(victim, log_dir / f"{CID}-json.log")
+    r = capture(log_dir)
+    assert r.returncode == 125 and b"cannot open the log in" in r.stderr, r.stderr
