@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -330,3 +332,27 @@ def test_capture_never_writes_through_symlinks_left_in_its_log_dir(tmp_path, vic
     os.symlink(victim, log_dir / f"{CID}-json.log")
     r = capture(log_dir)
     assert r.returncode == 125 and b"cannot open the log in" in r.stderr, r.stderr
+
+
+DOCKER = shutil.which("docker")
+
+
+@needs_runc
+@pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
+def test_the_docker_cli_security_opt_reaches_runc(daemon, tmp_path):
+    """``docker --security-opt`` sends HostConfig.SecurityOpt (a profile file as its JSON)."""
+    def docker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([DOCKER, "-H", daemon.host, *args], capture_output=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+
+    status = ["grep", "^Seccomp:", "/proc/self/status"]
+    assert docker("run", "--rm", IMAGE, *status).stdout.split()[1:] == [b"2"]
+    r = docker("run", "--rm", "--security-opt", "seccomp=unconfined", IMAGE, *status)
+    assert r.stdout.split()[1:] == [b"0"], r.stderr
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    r = docker("run", "--rm", "--security-opt", f"seccomp={profile}", IMAGE,
+               "sh", "-c", "mkdir /tmp/x || echo refused")
+    assert r.stdout == b"refused\n", r.stderr
+    assert b" Security Options:\n  seccomp\n   Profile: builtin\n" in docker("info").stdout
