@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from typing import Any, Iterable, Sequence
 
 from logpipe.errors import InvalidParameter
@@ -132,7 +131,7 @@ def load_profile(text: str) -> dict[str, Any]:
 
 
 def _kernel() -> tuple[int, ...]:
-    release = platform.release().split("-", 1)[0]
+    release = os.uname().release.split("-", 1)[0]
     return tuple(int(p) for p in release.split(".")[:2] if p.isdigit())
 
 
@@ -160,7 +159,7 @@ def _applies(rule: dict[str, Any], caps: Sequence[str], arch: str) -> bool:
 
 def to_oci(profile: dict[str, Any], caps: Sequence[str]) -> dict[str, Any]:
     """A profile (OCI or Docker format) as the plain OCI ``linux.seccomp`` runc reads."""
-    machine = platform.machine()
+    machine = os.uname().machine
     native = _ARCHES.get(machine, ())
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)  # Docker's names
     out: dict[str, Any] = {k: v for k, v in profile.items()
