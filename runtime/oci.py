@@ -121,6 +121,31 @@ def resolve_user(root: str, user: str) -> dict[str, Any]:
     return out
 
 
+def _user_db_guards(spec: ContainerSpec, root: str) -> list[dict[str, Any]]:
+    """Bind an empty file over the image's ``/etc/passwd`` or ``/etc/group`` when it is a FIFO,
+    a device or a socket.
+
+    runc reads both files itself, inside the container and before the process starts (for
+    ``HOME`` and the supplementary groups, even for a numeric user), with a blocking
+    ``open``: a FIFO there wedged every start of the image, ``--user`` or not. An empty file
+    reads as "no entries", which is what such an image means anyway.
+    """
+    mounts = []
+    for name in ("passwd", "group"):
+        try:
+            mode = os.stat(resolve_in_root(root, f"/etc/{name}", follow_last=True)).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            continue
+        empty = os.path.join(spec.dir, f"empty-{name}")
+        with open(empty, "w"):
+            pass
+        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": empty,
+                       "options": ["rbind", "rprivate", "ro"]})
+    return mounts
+
+
 def hostname_of(spec: ContainerSpec) -> str:
     """Docker: ``--hostname``, else the host's name with host networking, else the short id."""
     if spec.hostname:
@@ -190,6 +215,7 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
     mounts += _etc_files(spec, hostname)
+    mounts += _user_db_guards(spec, root)
     for b in spec.binds:
         bind_mountpoint(root, b.source, b.target)
         mounts.append({"destination": b.target, "type": "bind", "source": b.source,
