@@ -365,3 +365,30 @@ def test_the_docker_cli_security_opt_reaches_runc(daemon, tmp_path):
                "sh", "-c", "mkdir /tmp/x || echo refused")
     assert r.stdout == b"refused\n", r.stderr
     assert b" Security Options:\n  seccomp\n   Profile: builtin\n" in docker("info").stdout
+
+
+# -- load ----------------------------------------------------------------------------------
+
+
+@needs_runc
+def test_load_of_an_archive_whose_layer_is_not_the_configs_answers_400(daemon, busybox_tar,
+                                                                      tmp_path):
+    from test_images import add, diff_id, tar_bytes, write_save_archive
+
+    from logpipe.client import APIError, Client
+
+    with open(busybox_tar, "rb") as f:
+        base = f.read()
+    good = tar_bytes(lambda tar: add(tar, "etc/motd", b"genuine\n"))
+    poisoned = tar_bytes(lambda tar: add(tar, "etc/motd", b"poisoned\n"))
+    ids = [diff_id(base), diff_id(good)]
+    client = Client(daemon.host, autostart=False)
+    bad = write_save_archive(tmp_path / "bad.tar", [base, poisoned], ids, tag="motd:1")
+    with open(bad, "rb") as f, pytest.raises(APIError) as err:
+        client.request("POST", "/images/load", body=f.read()).read()
+    assert err.value.status == 400
+    assert str(err.value) == (f'invalid diffID for layer 1: expected "{diff_id(good)}", '
+                              f'got "{diff_id(poisoned)}"')
+    daemon.ok("load", "-i", write_save_archive(tmp_path / "good.tar", [base, good], tag="motd:1"))
+    code, out, err = run(daemon, "motd:1", "cat", "/etc/motd")
+    assert out == "genuine\n", err
