@@ -36,8 +36,8 @@ from logpipe.timespec import parse_rfc3339
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import ImageStore
-from .shimclient import ShimClient, ShimError, recover_state, spawn_shim
 from .seccomp import has_profile, parse_security_opt
+from .shimclient import ShimClient, ShimError, recover_state, spawn_shim
 from .shipping import Shipping, is_remote
 from .spec import Bind, ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state

@@ -36,10 +36,9 @@ MASKED_PATHS = [  # runc spec's defaults, plus Docker's additions
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
-#: ``/etc/passwd`` and ``/etc/group`` are read whole: a bound for a hostile image's.
-MAX_DB_SIZE = 16 << 20
-
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+#: At most this much of ``/etc/passwd`` or ``/etc/group`` is read: an image's could be huge.
+MAX_DB_SIZE = 16 << 20
 
 
 class OCIConfigError(LogpipeError):

@@ -145,7 +145,8 @@ def test_labels_regex_runs_in_linear_time_whatever_the_expression():
 
 
 def test_labels_regex_refuses_what_go_refuses_and_accepts_unicode_classes(info):
-    with pytest.raises(LogOptError, match=r"^error parsing regexp: invalid escape sequence: `\\1`$"):
+    with pytest.raises(LogOptError,
+                       match=r"^error parsing regexp: invalid escape sequence: `\\1`$"):
         extra_attrs({"labels-regex": r"(a)\1"}, info)
     greek = LogInfo(container_id="c" * 64, log_dir="/tmp", labels={"\u03b1": "alpha", "a": "latin"})
     assert extra_attrs({"labels-regex": r"^\p{Greek}$"}, greek) == {"\u03b1": "alpha"}
