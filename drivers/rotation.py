@@ -44,7 +44,7 @@ def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1)
     comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     crc, size = 0, 0
     tmp = dst + ".tmp"
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+    with open(src, "rb") as fin, open(create_new(tmp), "wb") as fout:
         os.fchmod(fout.fileno(), FILE_MODE)
         fout.write(header)
         while block := fin.read(1 << 20):
@@ -60,6 +60,21 @@ def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1)
     os.unlink(src)
 
 
+def create_new(path: str, flags: int = os.O_WRONLY) -> int:
+    """Create ``path`` as a new file (mode ``FILE_MODE``) and return its descriptor.
+
+    ``O_EXCL`` (which implies not following a symlink) means a name someone planted in the
+    log directory is never written through; a leftover of ours (a crash between create and
+    rename) is unlinked — the name, never what a symlink points to — and the create retried.
+    """
+    flags |= os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, FILE_MODE)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, FILE_MODE)
+
+
 class RotatingFile:
     """An append-only log file rotated by size. One writer per path, enforced by a lock."""
 
@@ -72,7 +87,8 @@ class RotatingFile:
         self._compressor = None  # a threading.Thread while a rotated file is compressed
         try:
             # Docker appends to the existing file when a container starts again.
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            # O_NOFOLLOW: a symlink planted where the log should be is refused (ELOOP).
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             self._fd = self._create_current(1)
         self.seq = read_seq(self._fd)
@@ -82,7 +98,8 @@ class RotatingFile:
         self.size = os.fstat(self._fd).st_size
 
     def _take_lock(self) -> int:
-        fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -169,8 +186,7 @@ class RotatingFile:
         so that the current name never shows a file without its generation number."""
         directory, base = os.path.split(self.path)
         tmp = os.path.join(directory, f".{base}.new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                     FILE_MODE)
+        fd = create_new(tmp, os.O_WRONLY | os.O_APPEND)
         os.fchmod(fd, FILE_MODE)
         write_seq(fd, seq)
         os.rename(tmp, self.path)

@@ -4,6 +4,9 @@ This is the shim's data path, usable on its own (``logpipe capture``) and by ben
 synchronous (one ``selectors`` loop) and reads up to 1 MiB per ``read()`` from pipes enlarged
 to 1 MiB, so that one Python iteration handles thousands of lines. It never touches the
 network and imports nothing heavy.
+
+``check_log_dir`` is the rule for a directory that ``capture`` (often run as root) writes
+into by name: see its docstring.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import fcntl
 import os
 import selectors
 import signal
+import stat
 from typing import Callable, Mapping, Sequence
 
 from .driver import LogInfo
+from .errors import LogpipeError
 from .framing import Clock, Framer
 from .message import STDERR, STDOUT, Chunk
 from .options import DEFAULT_MAX_BUFFER_SIZE, parse_ram_size
@@ -139,3 +144,57 @@ def capture_info(log_dir: str, container_id: str, name: str, opts: Mapping[str, 
     return LogInfo(container_id=container_id, log_dir=log_dir, config=dict(opts),
                    container_name="/" + name if name else "", entrypoint=argv[0] if argv else "",
                    args=tuple(argv[1:]), env=tuple(env), labels=dict(labels))
+
+
+class UnsafeLogDir(LogpipeError):
+    """``capture --log-dir`` names a directory someone else could plant files or symlinks in."""
+
+
+def _owner(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def check_log_dir(path: str) -> None:
+    """Refuse a log directory another user controls, the way OpenSSH's ``StrictModes`` and
+    logrotate do: capture creates and appends files there *by name*, so whoever can write in
+    the directory could plant a symlink (``capture.json.tmp`` → ``/etc/shadow``) and have a
+    root capture write through it.
+
+    The rule: the directory must be owned by root or by the user running capture and be
+    writable by nobody else (no group or other write bit, sticky or not); every directory
+    above it must be owned by root or that user and, if others may write in it, carry the
+    sticky bit (as ``/tmp`` does: others then cannot rename or replace what is not theirs);
+    and a symlink on the way must be owned by root or that user.
+    """
+    uid = os.geteuid()
+    trusted = (0, uid)
+    here = "/"
+    for part in os.path.abspath(path).split("/")[1:]:
+        here = os.path.join(here, part)
+        st = os.lstat(here)
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in trusted:
+            raise UnsafeLogDir(f"refusing log directory {path}: the symlink {here} is owned by "
+                               f"{_owner(st.st_uid)}, not by root or by {_owner(uid)}")
+    real = os.path.realpath(path)
+    here = real
+    while True:
+        st = os.stat(here)
+        what = "it" if here == real else f"its parent {here}"
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeLogDir(f"refusing log directory {path}: not a directory")
+        if st.st_uid not in trusted:
+            raise UnsafeLogDir(f"refusing log directory {path}: {what} is owned by "
+                               f"{_owner(st.st_uid)}, not by root or by {_owner(uid)}")
+        if st.st_mode & 0o022 and (here == real or not st.st_mode & stat.S_ISVTX):
+            raise UnsafeLogDir(f"refusing log directory {path}: {what} is writable by "
+                               f"{'others' if st.st_mode & 0o002 else 'its group'}"
+                               f"{'' if here == real else ' without the sticky bit'} "
+                               f"(chmod go-w {here})")
+        if here == "/":
+            return
+        here = os.path.dirname(here)

@@ -27,7 +27,7 @@ CAPTURE_META = "capture.json"
 
 def cmd_capture(args: argparse.Namespace) -> int:
     """``logpipe capture``: run a command and store what it prints, like a container."""
-    from .capture import capture_info, run_capture
+    from .capture import capture_info, check_log_dir, run_capture
     from .commands import key_values
     from .registry import driver_ref, validate_log_config
 
@@ -40,6 +40,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     labels = key_values(args.label, "--label")
     env_list = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in args.env]
     os.makedirs(args.log_dir, mode=0o710, exist_ok=True)
+    check_log_dir(args.log_dir)
     meta = _load_meta(args.log_dir, required=False)
     container_id = args.id or meta.get("id") or os.urandom(32).hex()
     info = capture_info(args.log_dir, container_id, args.name or "", opts, labels, env_list, argv)
@@ -48,7 +49,10 @@ def cmd_capture(args: argparse.Namespace) -> int:
         raise LogpipeError(f"capture stores output on local disk (json-file, local); the "
                            f"{args.log_driver} driver ships from a container's spool through "
                            f"the daemon: use logpipe run --log-driver {args.log_driver}")
-    driver = driver_cls(info)
+    try:
+        driver = driver_cls(info)
+    except OSError as err:  # e.g. ELOOP: a symlink where the log file should be
+        raise LogpipeError(f"cannot open the log in {args.log_dir}: {err}") from None
     _save_meta(args.log_dir, {"id": container_id, "name": args.name or "", "driver": args.log_driver,
                               "driver_ref": driver_ref(args.log_driver), "opts": opts,
                               "labels": labels, "env": env_list, "cmd": list(argv)})
@@ -72,10 +76,21 @@ def _load_meta(log_dir: str, required: bool = True) -> dict:
 
 
 def _save_meta(log_dir: str, meta: dict) -> None:
+    """Write-then-rename under a fresh name: ``O_EXCL`` never follows or reuses anything
+    already there (a planted symlink included)."""
     path = os.path.join(log_dir, CAPTURE_META)
-    with open(os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(path + ".tmp", path)
+    tmp = f"{path}.tmp.{os.getpid()}.{os.urandom(4).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    try:
+        with open(fd, "w") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_config(args: argparse.Namespace) -> ReadConfig:

@@ -249,6 +249,8 @@ async def info(request: web.Request) -> web.Response:
             "DefaultRuntime": store.config.default_runtime or default_runtime(),
             "Runtimes": {name: {"path": name} for name in available_runtimes()},
             "LiveRestoreEnabled": True, "Warnings": []}
+    if body["DefaultRuntime"] != "process":  # runc/crun apply runtime/seccomp/default.json
+        body["SecurityOptions"] = ["name=seccomp,profile=builtin"]
     return web.json_response(body)
 
 

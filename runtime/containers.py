@@ -36,6 +36,7 @@ from logpipe.timespec import parse_rfc3339
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import ImageStore
+from .seccomp import has_profile, parse_security_opt
 from .shimclient import ShimClient, ShimError, recover_state, spawn_shim
 from .shipping import Shipping, is_remote
 from .spec import Bind, ContainerSpec, write_json_atomic
@@ -54,7 +55,10 @@ BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET_AFTER = 0.1, 60.0, 10.0
 #: Docker refuses memory limits under 6 MB (daemon/daemon_unix.go).
 MIN_MEMORY = 6 * 1024 * 1024
 PROCESS_WARNING = ("runtime process: the container runs directly on the host, with no "
-                   "isolation (no namespaces, no root filesystem, no resource limits)")
+                   "isolation (no namespaces, no root filesystem, no resource limits, no "
+                   "seccomp filter)")
+SECCOMP_WARNING = ("runtime process: the seccomp profile of --security-opt is not applied "
+                   "(only the runc and crun runtimes apply one)")
 
 
 class NoSuchContainer(LogpipeError):
@@ -424,6 +428,9 @@ class ContainerStore:
         if runtime not in available_runtimes():
             raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
         warnings = [PROCESS_WARNING] if runtime == "process" else []
+        security_opt = parse_security_opt(host.get("SecurityOpt"))
+        if runtime == "process" and has_profile(security_opt):
+            warnings.append(SECCOMP_WARNING)
 
         policy, max_retry = _restart_policy(host.get("RestartPolicy") or {})
         auto_remove = bool(host.get("AutoRemove"))
@@ -460,7 +467,7 @@ class ContainerStore:
             log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
             nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
             runtime=runtime, restart_policy=policy, restart_max=max_retry,
-            auto_remove=auto_remove)
+            auto_remove=auto_remove, security_opt=security_opt)
         if log_type != "none":  # Docker skips all validation for "none" (§2.1)
             validate_log_config(log_type, log_opts, spec.log_info())
 

@@ -239,6 +239,46 @@ def _tree_size(root: str) -> int:
     return total
 
 
+def _diff_id(f: IO[bytes]) -> str:
+    """``sha256:<hex>`` of a layer's *uncompressed* tar (what ``rootfs.diff_ids`` lists),
+    gzip-compressed layers (OCI archives) inflated on the fly."""
+    import zlib
+
+    h = hashlib.sha256()
+    head = f.read(1 << 20)
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if head[:2] == b"\x1f\x8b" else None
+    block = head
+    try:
+        while block:
+            h.update(inflate.decompress(block) if inflate is not None else block)
+            block = f.read(1 << 20)
+        if inflate is not None:
+            h.update(inflate.flush())
+    except zlib.error as e:
+        raise InvalidImage(f"damaged compressed layer: {e}") from None
+    return "sha256:" + h.hexdigest()
+
+
+def _verify_layers(image_config: dict[str, Any], layers: list[str],
+                   read_member: Callable[[str], IO[bytes]]) -> None:
+    """Every layer must be the one the config names: its diff id is what the image id (the
+    config's digest) vouches for. Without this check, two archives with the same config and
+    different layers would load as one image, whichever came first winning (moby's
+    ``tarexport`` checks the same, with these texts)."""
+    rootfs = image_config.get("rootfs") if isinstance(image_config, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        diff_ids = []
+    if len(diff_ids) != len(layers):
+        raise InvalidImage(f"invalid manifest, layers length mismatch: expected "
+                           f"{len(diff_ids)}, got {len(layers)}")
+    for i, (layer, expected) in enumerate(zip(layers, diff_ids)):
+        got = _diff_id(read_member(layer))
+        if got != expected:
+            raise InvalidImage(f'invalid diffID for layer {i}: expected "{expected}", '
+                               f'got "{got}"')
+
+
 # -- the store -------------------------------------------------------------------------
 
 
@@ -425,6 +465,7 @@ class ImageStore:
                 except ValueError as e:
                     raise InvalidImage(f"invalid image config {entry['Config']}: {e}") from None
                 layers = entry.get("Layers") or []
+                _verify_layers(image_config, layers, read_member)
 
                 def build(rootfs: str) -> dict[str, Any]:
                     ex = _Extractor(rootfs)

@@ -2,7 +2,8 @@
 
 The config is what ``runc spec`` produces, adapted the way Docker adapts it: Docker's default
 capabilities, environment (``PATH``, ``HOSTNAME``), ``/etc/hostname`` and ``/etc/hosts``
-(and the host's ``/etc/resolv.conf`` with ``--network host``), bind mounts, cgroup limits.
+(and the host's ``/etc/resolv.conf`` with ``--network host``), bind mounts, cgroup limits,
+and the seccomp filter of ``runtime.seccomp``.
 It writes files in the container directory only; it starts nothing.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from typing import Any
 
 from logpipe.errors import LogpipeError
 
-from runtime.rootfs import resolve_in_root
+from runtime import seccomp
+from runtime.rootfs import bind_mountpoint, resolve_in_root
 from runtime.spec import ContainerSpec, write_json_atomic
 
 OCI_VERSION = "1.0.2-dev"
@@ -34,21 +37,50 @@ MASKED_PATHS = [  # runc spec's defaults, plus Docker's additions
     "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+#: At most this much of ``/etc/passwd`` or ``/etc/group`` is read: an image's could be huge.
+MAX_DB_SIZE = 16 << 20
 
 
 class OCIConfigError(LogpipeError):
     """The container's config cannot be expressed for the OCI runtime (bad user, no command)."""
 
 
-def _read_db(root: str, name: str) -> list[list[str]]:
-    """Lines of the container's ``/etc/passwd`` or ``/etc/group``, split at ':'."""
-    path = resolve_in_root(root, f"/etc/{name}", follow_last=True)
+def read_image_file(root: str, path: str, limit: int = MAX_DB_SIZE) -> bytes | None:
+    """The bytes of the *regular* file ``path`` inside ``root`` (at most ``limit``), or None.
+
+    The image and the container's own writable layer are not ours: ``/etc/passwd`` may be a
+    FIFO (``open`` would wait forever for a writer), a device (an endless read), or a symlink
+    swapped in after it was resolved. So: resolved inside the root, opened without following
+    a last symlink and without blocking, and read only if ``fstat`` says it is a regular file.
+    """
+    host = resolve_in_root(root, path, follow_last=True)
     try:
-        with open(path, errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip()
-                    and not line.startswith("#")]
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size < limit and (chunk := os.read(fd, min(1 << 16, limit - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_db(root: str, name: str) -> list[list[str]]:
+    """Lines of the container's ``/etc/passwd`` or ``/etc/group``, split at ':'; none when
+    the file is missing or not a regular file (then named users are not found, as in
+    Docker with an image without the entry)."""
+    data = read_image_file(root, f"/etc/{name}")
+    if data is None:
         return []
+    return [line.split(":") for line in data.decode(errors="replace").splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 def resolve_user(root: str, user: str) -> dict[str, Any]:
@@ -86,6 +118,31 @@ def resolve_user(root: str, user: str) -> dict[str, Any]:
         if extra:
             out["additionalGids"] = extra
     return out
+
+
+def _user_db_guards(spec: ContainerSpec, root: str) -> list[dict[str, Any]]:
+    """Bind an empty file over the image's ``/etc/passwd`` or ``/etc/group`` when it is a FIFO,
+    a device or a socket.
+
+    runc reads both files itself, inside the container and before the process starts (for
+    ``HOME`` and the supplementary groups, even for a numeric user), with a blocking
+    ``open``: a FIFO there wedged every start of the image, ``--user`` or not. An empty file
+    reads as "no entries", which is what such an image means anyway.
+    """
+    mounts = []
+    for name in ("passwd", "group"):
+        try:
+            mode = os.stat(resolve_in_root(root, f"/etc/{name}", follow_last=True)).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            continue
+        empty = os.path.join(spec.dir, f"empty-{name}")
+        with open(empty, "w"):
+            pass
+        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": empty,
+                       "options": ["rbind", "rprivate", "ro"]})
+    return mounts
 
 
 def hostname_of(spec: ContainerSpec) -> str:
@@ -157,9 +214,9 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
     mounts += _etc_files(spec, hostname)
+    mounts += _user_db_guards(spec, root)
     for b in spec.binds:
-        # Docker creates a missing host directory for -v at start time.
-        os.makedirs(b.source, exist_ok=True)
+        bind_mountpoint(root, b.source, b.target)
         mounts.append({"destination": b.target, "type": "bind", "source": b.source,
                        "options": ["rbind", "rprivate", "ro" if b.readonly else "rw"]})
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
@@ -171,6 +228,16 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     if spec.pids_limit:
         resources["pids"] = {"limit": spec.pids_limit}
     caps = list(DEFAULT_CAPS)
+    linux: dict[str, Any] = {
+        "cgroupsPath": f"/logpipe/{spec.id}",
+        "resources": resources,
+        "namespaces": namespaces,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    }
+    filter_ = seccomp.oci_seccomp(spec.security_opt, caps)
+    if filter_ is not None:
+        linux["seccomp"] = filter_
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -182,18 +249,13 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
             "env": environment(spec, hostname),
             "cwd": spec.working_dir or "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": False,  # Docker's default (--security-opt no-new-privileges)
+            # Docker's default is False; --security-opt no-new-privileges sets it.
+            "noNewPrivileges": seccomp.no_new_privileges(spec.security_opt),
         },
         "root": {"path": os.path.abspath(root), "readonly": False},
         "hostname": hostname,
         "mounts": mounts,
-        "linux": {
-            "cgroupsPath": f"/logpipe/{spec.id}",
-            "resources": resources,
-            "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        },
+        "linux": linux,
     }
 
 

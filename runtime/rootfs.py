@@ -62,6 +62,24 @@ def resolve_in_root(root: str, path: str, follow_last: bool = False) -> str:
     return os.path.join(root, *done) if done else root
 
 
+def bind_mountpoint(root: str, source: str, target: str) -> None:
+    """Prepare ``-v source:target``: a missing host path becomes a directory (Docker creates
+    it at start), and the mount point inside ``root`` is made of the source's kind — a
+    directory, or an empty regular file for a single-file bind — resolved inside the root,
+    so that a symlink in the image cannot place it on the host."""
+    if not os.path.lexists(source):
+        os.makedirs(source, exist_ok=True)
+    is_dir = os.path.isdir(source)
+    point = resolve_in_root(root, target, follow_last=True)
+    if os.path.lexists(point):
+        return  # what is there is the runtime's to check (a dir over a file fails as in Docker)
+    parent = os.path.dirname(point) if not is_dir else point
+    os.makedirs(parent, 0o755, exist_ok=True)
+    if not is_dir:
+        os.close(os.open(point, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644))
+
+
 # -- overlayfs, or a copy ---------------------------------------------------------------
 
 

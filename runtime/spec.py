@@ -55,6 +55,7 @@ class ContainerSpec(NamedTuple):
     restart_policy: str = "no"
     restart_max: int = 0
     auto_remove: bool = False
+    security_opt: tuple[str, ...] = ()  # --security-opt, as given (seccomp=<JSON> inline)
 
     @property
     def argv(self) -> list[str]:
@@ -88,6 +89,7 @@ class ContainerSpec(NamedTuple):
                 "Memory": self.memory, "NanoCpus": self.nano_cpus,
                 "PidsLimit": self.pids_limit or None, "NetworkMode": self.network_mode,
                 "Runtime": self.runtime, "AutoRemove": self.auto_remove,
+                "SecurityOpt": list(self.security_opt) or None,
                 "RestartPolicy": {"Name": self.restart_policy,
                                   "MaximumRetryCount": self.restart_max}},
         }
@@ -113,7 +115,8 @@ class ContainerSpec(NamedTuple):
             network_mode=host.get("NetworkMode") or "none", runtime=host.get("Runtime") or "runc",
             restart_policy=restart.get("Name") or "no",
             restart_max=restart.get("MaximumRetryCount") or 0,
-            auto_remove=bool(host.get("AutoRemove")))
+            auto_remove=bool(host.get("AutoRemove")),
+            security_opt=tuple(host.get("SecurityOpt") or ()))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

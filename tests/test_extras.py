@@ -6,11 +6,14 @@ loginfo.go; regexp errors and matches as Go 1.19's regexp gives them.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
-from logpipe.extras import compile_go_regexp, extra_attrs, mangle_gelf, mangle_journald
+from logpipe.extras import (compile_go_regexp, compile_selector, extra_attrs, mangle_gelf,
+                            mangle_journald)
 
 
 @pytest.fixture
@@ -122,10 +125,31 @@ def test_a_syntax_error_after_a_unicode_class_is_reported_as_go_reports_it():
     ("a.b", [], ["a\nb"]),
     (r"\B", ["", "ab"], ["a"]),                    # RE2's \B matches an empty text
 ])
-def test_re2_semantics_are_kept(expr, matches, misses):
-    rx = compile_go_regexp(expr)
+@pytest.mark.parametrize("compile_", [compile_go_regexp, compile_selector])
+def test_re2_semantics_are_kept(expr, matches, misses, compile_):
+    rx = compile_(expr)
     assert [bool(rx.search(s)) for s in matches] == [True] * len(matches)
     assert [bool(rx.search(s)) for s in misses] == [False] * len(misses)
+
+
+def test_labels_regex_runs_in_linear_time_whatever_the_expression():
+    """``^(a+)+$`` against 30 ``a`` and a ``!``: 2^30 steps for a backtracking engine (10 s of
+    a frozen daemon); RE2 needs one pass."""
+    labels = {"a" * 30 + "!": "evil", "a" * 5000 + "!": "long", "aaa": "ok"}
+    info = LogInfo(container_id="c" * 64, log_dir="/tmp", labels=labels,
+                   env=("X" * 30 + "!=1",))
+    started = time.monotonic()
+    assert extra_attrs({"labels-regex": "^(a+)+$", "env-regex": "^(X+)+$"}, info) == \
+        {"aaa": "ok"}
+    assert time.monotonic() - started < 0.5
+
+
+def test_labels_regex_refuses_what_go_refuses_and_accepts_unicode_classes(info):
+    with pytest.raises(LogOptError,
+                       match=r"^error parsing regexp: invalid escape sequence: `\\1`$"):
+        extra_attrs({"labels-regex": r"(a)\1"}, info)
+    greek = LogInfo(container_id="c" * 64, log_dir="/tmp", labels={"\u03b1": "alpha", "a": "latin"})
+    assert extra_attrs({"labels-regex": r"^\p{Greek}$"}, greek) == {"\u03b1": "alpha"}
 
 
 @pytest.mark.parametrize("key, mangled", [

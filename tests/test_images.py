@@ -1,6 +1,8 @@
 """The image store: import, load with whiteouts, resolve, remove, and extraction that never
 writes outside an image's rootfs."""
 
+import gzip
+import hashlib
 import io
 import json
 import os
@@ -141,19 +143,58 @@ def save_archive(tmp_path) -> str:
         add(tar, "opaque/new", b"new\n")
         add(tar, "etc/added", b"added\n")
 
+    return write_save_archive(tmp_path / "saved.tar", [tar_bytes(layer1), tar_bytes(layer2)])
+
+
+def diff_id(layer: bytes) -> str:
+    return "sha256:" + hashlib.sha256(layer).hexdigest()
+
+
+def write_save_archive(path, layers: list[bytes], diff_ids: list[str] | None = None,
+                       tag: str = "saved:1") -> str:
+    """A ``docker save`` archive of ``layers`` whose config lists ``diff_ids`` (by default
+    the layers' own, as Docker writes them)."""
     config = json.dumps({"created": "2024-01-02T03:04:05Z", "config": {
-        "Cmd": ["sh"], "Entrypoint": None, "Env": ["A=1"], "WorkingDir": "/etc"}}).encode()
-    path = tmp_path / "saved.tar"
+        "Cmd": ["sh"], "Entrypoint": None, "Env": ["A=1"], "WorkingDir": "/etc"},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids if diff_ids is not None
+                   else [diff_id(layer) for layer in layers]}}).encode()
     with tarfile.open(path, "w") as tar:
-        add(tar, "l1")
-        add(tar, "l1/layer.tar", tar_bytes(layer1))
-        add(tar, "l2")
-        add(tar, "l2/layer.tar", tar_bytes(layer2))
+        for i, layer in enumerate(layers):
+            add(tar, f"l{i}")
+            add(tar, f"l{i}/layer.tar", layer)
         add(tar, "cfg.json", config)
-        manifest = [{"Config": "cfg.json", "RepoTags": ["saved:1"],
-                     "Layers": ["l1/layer.tar", "l2/layer.tar"]}]
+        manifest = [{"Config": "cfg.json", "RepoTags": [tag],
+                     "Layers": [f"l{i}/layer.tar" for i in range(len(layers))]}]
         add(tar, "manifest.json", json.dumps(manifest).encode())
     return str(path)
+
+
+def test_load_refuses_layers_that_are_not_the_configs_diff_ids(store, tmp_path):
+    """Same config, different layers: the archive whose layers do not hash to the config's
+    ``rootfs.diff_ids`` is refused (Docker's text), whichever archive comes first."""
+    good = tar_bytes(lambda tar: add(tar, "etc/hello", b"hello\n"))
+    poisoned = tar_bytes(lambda tar: add(tar, "etc/hello", b"poisoned\n"))
+    bad = write_save_archive(tmp_path / "bad.tar", [poisoned], [diff_id(good)])
+    with pytest.raises(InvalidImage) as err:
+        store.load(bad)
+    assert str(err.value) == (f'invalid diffID for layer 0: expected "{diff_id(good)}", '
+                              f'got "{diff_id(poisoned)}"')
+    assert err.value.status == 400
+    assert store.list() == []  # nothing of the poisoned archive was kept
+    assert store.load(write_save_archive(tmp_path / "good.tar", [good])) == ["saved:1"]
+    with open(os.path.join(store.resolve("saved:1").rootfs, "etc", "hello"), "rb") as f:
+        assert f.read() == b"hello\n"
+    # Loaded after the real image, the poisoned archive is still refused, not "loaded".
+    with pytest.raises(InvalidImage, match="invalid diffID for layer 0"):
+        store.load(bad)
+    with pytest.raises(InvalidImage, match="layers length mismatch: expected 0, got 1"):
+        store.load(write_save_archive(tmp_path / "none.tar", [good], []))
+
+
+def test_load_checks_a_gzip_layer_against_its_uncompressed_digest(store, tmp_path):
+    layer = tar_bytes(lambda tar: add(tar, "etc/hello", b"hello\n"))
+    archive = write_save_archive(tmp_path / "gz.tar", [gzip.compress(layer)], [diff_id(layer)])
+    assert store.load(archive) == ["saved:1"]
 
 
 def test_load_applies_layers_in_order_with_whiteouts_and_keeps_config(store, tmp_path):
