@@ -281,6 +281,14 @@ _PROBE = 1 << 16
 #: A run of lines smaller than this that fails as a whole is decoded line by line.
 _MIN_SPAN = 1 << 14
 _MAX_WINDOW = 1 << 17
+#: Longer than any line Docker or logpipe writes (16 KiB of log, 6 bytes per escaped byte,
+#: attrs): a longer run without a newline is damage, skipped but for this much of its end,
+#: where a record glued behind the damage may begin.
+_MAX_LINE = 8 << 20
+#: Bytes that never occur in a json-file line: raw control characters are invalid inside
+#: JSON strings, and outside them only TAB, LF, CR and space may appear.
+_NEVER_IN_LINE = bytes(c for c in range(32) if c not in b"\t\n\r")
+_KEEP_NEVER = bytes(c for c in range(256) if c not in _NEVER_IN_LINE)
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -444,8 +452,9 @@ class _Collector:
         start, end, lines = self.bad
         self.bad = None
         what = "1 line" if lines == 1 else f"{lines} lines"
+        # Never the content itself: the report may end up in a log of its own.
         self.warn(f"json-file: skipped {what} of damaged data ({end - start} bytes) at byte "
-                  f"{start} of the block being read: {self.buf[start:min(end, start + 40)]!r}")
+                  f"{start} of the block being read")
 
     def finish(self) -> list[Chunk]:
         self.flush()
@@ -490,6 +499,16 @@ class JSONFileFormat:
                     self._emit(out, rec)
                     used = len(buf)
         return out.finish(), used
+
+    def skip_damage(self, buf: bytes) -> int:
+        """Everything up to the last byte that no JSON line may hold (a run of NULs: the
+        record glued behind it is still read), and beyond ``_MAX_LINE`` bytes without a
+        newline all but the last ``_MAX_LINE``."""
+        cut = 0
+        found = buf.translate(None, _KEEP_NEVER)  # only the forbidden bytes, in one C pass
+        if found:
+            cut = max(buf.rfind(c) for c in _NEVER_IN_LINE if c in found) + 1
+        return max(cut, len(buf) - _MAX_LINE)
 
     def _decode_run(self, buf: bytes, pos: int, end: int, out: _Collector) -> int:
         """Decode the line at ``pos`` and the lines after it that end the same way; returns
