@@ -1,0 +1,114 @@
+"""Readers that stall or meet damage cost bounded disk and memory, and are told what they
+missed: a ``logs -f`` whose reader stops reading cannot make rotation keep files without end,
+and a run of NULs in a log is skipped, not buffered, and reported — through the real CLI."""
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+
+from conftest import LOGPIPE, logpipe, spawn, wait_for_path
+from test_follow import wait_until_following
+
+from logpipe.fileset import KEEP_FLOOR
+
+MB = 1_000_000
+
+
+def dir_size(path) -> int:
+    total = 0
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def test_stalled_follower_pins_bounded_files_and_reports_exactly_what_it_missed(tmp_path, procs):
+    log_dir = tmp_path / "log"
+    gate = tmp_path / "go"
+    n = 1_000_000  # ~70 MB of json-file lines: 35 times the 2 MB budget, twice the keep floor
+    cap = spawn(procs, "capture", "--log-dir", str(log_dir), "--log-opt", "max-size=1m",
+                "--log-opt", "max-file=2", "--", "sh", "-c",
+                f"while [ ! -e {gate} ]; do sleep 0.005; done; seq 1 {n}",
+                stdout=subprocess.DEVNULL)
+    wait_for_path(str(log_dir / "capture.json"), cap)
+    current = log_dir / (json.loads((log_dir / "capture.json").read_text())["id"] + "-json.log")
+    wait_for_path(str(current), cap)
+    # stdout is a pipe nobody reads until the writer is done: the follower stalls when the
+    # pipe is full, holding its place in the log
+    follower = spawn(procs, "logs", "--log-dir", str(log_dir), "-f")
+    wait_until_following(current, follower)
+    gate.touch()
+    bound = 2 * MB + KEEP_FLOOR + 2 * MB  # the log's files, the kept ones, one file of slack
+    biggest = 0
+    deadline = time.monotonic() + 120
+    while cap.poll() is None:
+        biggest = max(biggest, dir_size(log_dir))
+        assert time.monotonic() < deadline, "the writer never finished"
+        time.sleep(0.02)
+    assert cap.returncode == 0, cap.stderr.read().decode()
+    assert max(biggest, dir_size(log_dir)) <= bound
+
+    out, err = follower.communicate(timeout=120)  # the reader comes back and reads it all
+    assert follower.returncode == 0, err.decode()
+    got = [int(x) for x in out.split(b"\n")[:-1]]
+    assert got == sorted(set(got)) and got[-1] == n  # in order, each once, to the end
+    reported = [int(m) for m in re.findall(rb"this reader fell behind: (\d+) records", err)]
+    assert reported, err.decode()
+    assert sum(reported) == n - len(got)  # every missing line is accounted for, exactly
+    holes = sum(b - a - 1 for a, b in zip([0] + got, got))
+    assert holes == n - len(got)
+    assert not list(log_dir.glob(".*.keep.*"))  # both gone: nothing stays pinned
+
+
+def _peak_rss_of(argv: list[str]) -> tuple[subprocess.CompletedProcess, int]:
+    """Run a command; its peak RSS in bytes (the largest of any child waited for so far is
+    reported, so measure in a fresh interpreter)."""
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+             "sys.stdout.buffer.write(repr((r.returncode, r.stdout, r.stderr, "
+             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)).encode())\n")
+    res = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, timeout=120)
+    code, out, err, maxrss_kib = eval(res.stdout)  # noqa: S307 - our own repr
+    return subprocess.CompletedProcess(argv, code, out, err), maxrss_kib * 1024
+
+
+def _damaged_log(tmp_path, driver: str, nuls: int):
+    """A captured log (``before``), a run of NULs (a crash left a hole), more lines (``after``)."""
+    log_dir = tmp_path / driver
+    no_rotation = ["--log-opt", "max-size=1g"]  # local rotates at 20 MB by default
+    r = logpipe("capture", "--log-driver", driver, "--log-dir", str(log_dir), *no_rotation, "--",
+                "sh", "-c", "echo before")
+    assert r.returncode == 0, r.stderr
+    path = (log_dir / "local-logs" / "container.log" if driver == "local"
+            else log_dir / (json.loads((log_dir / "capture.json").read_text())["id"] + "-json.log"))
+    with open(path, "ab") as f:
+        for _ in range(nuls // MB):
+            f.write(b"\0" * MB)
+    r = logpipe("capture", "--log-driver", driver, "--log-dir", str(log_dir), *no_rotation, "--",
+                "sh", "-c", "echo after; echo end")
+    assert r.returncode == 0, r.stderr
+    return log_dir
+
+
+def test_a_run_of_nuls_is_skipped_in_bounded_memory_and_reported(tmp_path):
+    nuls = 40 * MB
+    for driver in ("json-file", "local"):
+        log_dir = _damaged_log(tmp_path, driver, nuls)
+        small_dir = _damaged_log(tmp_path / "small", driver, MB)
+        res, peak = _peak_rss_of(LOGPIPE + ["logs", "--log-dir", str(log_dir)])
+        base, base_peak = _peak_rss_of(LOGPIPE + ["logs", "--log-dir", str(small_dir)])
+        assert res.returncode == 0 and base.returncode == 0, res.stderr
+        assert res.stdout == b"before\nafter\nend\n", driver  # the lines after the damage too
+        assert b"damaged" in res.stderr and b"before" not in res.stderr, (driver, res.stderr)
+        skipped = sum(int(x) for x in re.findall(rb"skipped (\d+) (?:unreadable )?bytes", res.stderr))
+        skipped += sum(int(x) for x in re.findall(rb"damaged data \((\d+) bytes\)", res.stderr))
+        assert nuls - 64 <= skipped <= nuls + 64, (driver, res.stderr)
+        # 40 MB of damage costs no more memory than 1 MB does (the pieces are 1 MiB)
+        assert peak - base_peak < 12 * MB, (driver, peak, base_peak)
