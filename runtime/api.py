@@ -190,6 +190,13 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     once shipped, and ``cache-disabled`` (which refuses ``logs``) does not apply to attach."""
     driver = load_driver(c.spec.log_type)
     info = c.spec.log_info()
+    # What the reader reports (damage it skipped, records a slow follower missed) goes to
+    # the client, never to the daemon's log: as Docker's in-band errors, on stream 3. The
+    # docker CLI prints such a frame and ends, so a plain ``logs`` gets them after the last
+    # record; a follower gets them where they happened (docker-py and logpipe's CLI show
+    # them and go on).
+    reports: list[str] = []
+    cfg = cfg._replace(warn=reports.append)
     if attach and getattr(driver, "kind", "") == "remote":
         from drivers.spool import read_spool
 
@@ -197,10 +204,19 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     else:
         chunks = driver.read(info, cfg)
 
+    def reported() -> bytes:
+        out = b"".join(frame(3, f"Error grabbing logs: {text}\n".encode()) for text in reports)
+        reports.clear()
+        return out
+
     def frames() -> Iterator[bytes]:
         try:
             for chunk in chunks:
+                if reports and cfg.follow:
+                    yield reported()
                 yield encode_chunk(chunk, cfg, streams)
+            if reports:
+                yield reported()
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
