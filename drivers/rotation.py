@@ -29,9 +29,9 @@ import zlib
 from typing import Callable
 
 from logpipe.errors import LogWriterBusy
-from logpipe.fileset import (copy_stamps, discard_generation, keep_budget, lock_path,
-                             read_before, read_seq, rotated_name, sweep_keeps, write_before,
-                             write_seq)
+from logpipe.fileset import (copy_stamps, discard_generation, has_followers, keep_budget,
+                             lock_path, read_before, read_seq, rotated_name, sweep_keeps,
+                             write_before, write_seq)
 from logpipe.reading import RecordFormat, count_records
 from logpipe.timespec import format_rfc3339nano
 
@@ -81,7 +81,8 @@ class RotatingFile:
         if self.seq is None:
             self.seq = 1
             write_seq(self._fd, self.seq)
-        self.before = read_before(self._fd) or (0, 0)
+        # Counts start here for files written before they were stamped.
+        self.before = read_before(self._fd) or (self.seq, 0, 0)
         self.size = os.fstat(self._fd).st_size
 
     def _take_lock(self) -> int:
@@ -138,15 +139,17 @@ class RotatingFile:
         self._fd = self._create_current(self.seq, before)
         self.size = 0
 
-    def _before_next(self) -> tuple[int, int]:
-        """(records, bytes) before the next generation: this one's stamp plus its content,
-        counted as a reader counts it (one pass over a file that is still in the page
-        cache), so that a follower that misses files can say exactly how much it missed."""
-        records = 0
-        if self.fmt is not None:
-            with open(self.path, "rb") as f:
-                records = count_records(self.fmt, f, self.size)
-        return self.before[0] + records, self.before[1] + self.size
+    def _before_next(self) -> tuple[int, int, int]:
+        """The next generation's count stamp: this one's plus its content, counted as a
+        reader counts it (one pass over a file still in the page cache), so that a follower
+        that misses files can say exactly how much it missed. Only a follower can miss
+        anything, so without one nothing is counted and the next file starts a new count."""
+        if self.fmt is None or not has_followers(self.path):
+            return self.seq + 1, 0, 0
+        with open(self.path, "rb") as f:
+            records = count_records(self.fmt, f, self.size)
+        anchor, before, size = self.before
+        return anchor, before + records, size + self.size
 
     def _shift(self) -> None:
         """``x.{n-2}`` → ``x.{n-1}`` … ``x`` → ``x.1``; the oldest generation is deleted."""
@@ -178,7 +181,7 @@ class RotatingFile:
         with open(path, "rb") as f:
             return self.fmt.last_ts(f, os.fstat(f.fileno()).st_size)
 
-    def _create_current(self, seq: int, before: tuple[int, int] = (0, 0)) -> int:
+    def _create_current(self, seq: int, before: tuple[int, int, int] | None = None) -> int:
         """Create the next file under a temporary name, stamp it, then rename it into place,
         so that the current name never shows a file without its generation number."""
         directory, base = os.path.split(self.path)
@@ -187,8 +190,8 @@ class RotatingFile:
                      FILE_MODE)
         os.fchmod(fd, FILE_MODE)
         write_seq(fd, seq)
-        write_before(fd, before)
-        self.before = before
+        self.before = before or (seq, 0, 0)
+        write_before(fd, self.before)
         os.rename(tmp, self.path)
         return fd
 

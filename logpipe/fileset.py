@@ -4,7 +4,8 @@
 * Every file carries its generation number in the xattr ``user.logpipe.seq``, so a reader
   always knows which file follows the one it holds, however often files are renamed, and in
   ``user.logpipe.before`` how many records and bytes all earlier generations held, so a
-  reader that finds generations missing knows exactly how much it missed.
+  reader that finds generations missing knows exactly how much it missed (counted only while
+  someone follows: see ``read_before``).
 * The writer holds an exclusive ``flock`` on ``x.lock`` while the log is open; a reader that
   can take a shared lock knows the writer is gone for good and stops following.
 """
@@ -60,18 +61,20 @@ def write_seq(fd: int, seq: int) -> None:
         pass  # no xattr support here: followers fall back to comparing inodes
 
 
-def read_before(fd_or_path: int | str) -> tuple[int, int] | None:
-    """(records, bytes) held by all generations before this file, or None (not stamped)."""
+def read_before(fd_or_path: int | str) -> tuple[int, int, int] | None:
+    """``(anchor, records, bytes)``: the records and bytes in generations ``anchor`` up to
+    this one (excluded), or None (not stamped). Counts are only comparable between files of
+    the same anchor; the writer starts a new anchor whenever nobody follows (see rotation)."""
     try:
-        records, size = os.getxattr(fd_or_path, BEFORE_XATTR).split()
-        return int(records), int(size)
+        anchor, records, size = os.getxattr(fd_or_path, BEFORE_XATTR).split()
+        return int(anchor), int(records), int(size)
     except (OSError, ValueError):
         return None
 
 
-def write_before(fd: int, before: tuple[int, int]) -> None:
+def write_before(fd: int, before: tuple[int, int, int]) -> None:
     try:
-        os.setxattr(fd, BEFORE_XATTR, b"%d %d" % before)
+        os.setxattr(fd, BEFORE_XATTR, b"%d %d %d" % before)
     except OSError:
         pass  # no xattr support: a reader that misses files cannot say how much
 
@@ -131,6 +134,10 @@ def _hidden(path: str, kind: str) -> tuple[str, str]:
     return directory or ".", f".{base}.{kind}."
 
 
+def has_followers(path: str) -> bool:
+    return min_follower_position(path) is not None
+
+
 def min_follower_position(path: str) -> int | None:
     """The lowest generation a live follower still needs; dead followers' markers are removed."""
     directory, prefix = _hidden(path, "follow")
@@ -182,9 +189,10 @@ def kept_generations(path: str) -> list[tuple[int, str]]:
     kept = []
     for name in names:
         try:
-            kept.append((int(name[len(prefix):].removesuffix(".gz")), os.path.join(directory, name)))
+            seq = int(name[len(prefix):].removesuffix(".gz"))
         except ValueError:
             continue
+        kept.append((seq, os.path.join(directory, name)))
     kept.sort()
     return kept
 

@@ -88,12 +88,15 @@ class Follower:
         name = os.path.basename(self.path)
         want = seg.seq + 1
         files = f"{want}" if nxt.seq == want + 1 else f"{want}..{nxt.seq - 1}"
-        size = os.fstat(seg.f.fileno()).st_size
-        if seg.before is None or nxt.before is None:  # no xattr support here
+        if nxt.before is not None and nxt.before[0] == want:  # counted from ``want`` on
+            records, missed = nxt.before[1], nxt.before[2]
+        elif seg.before is not None and nxt.before is not None and seg.before[0] == nxt.before[0]:
+            size = os.fstat(seg.f.fileno()).st_size
+            records = nxt.before[1] - seg.before[1] - count_records(self.fmt, seg.f, size)
+            missed = nxt.before[2] - seg.before[2] - size
+        else:  # no xattr support here
             return (f"{name}: this reader fell behind: log file generation {files} was "
                     "rotated away before it read it; its records are missing")
-        records = nxt.before[0] - seg.before[0] - count_records(self.fmt, seg.f, size)
-        missed = nxt.before[1] - seg.before[1] - size
         return (f"{name}: this reader fell behind: {records} records ({missed} bytes, log "
                 f"file generation {files}) were rotated away before it read them")
 

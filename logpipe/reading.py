@@ -202,7 +202,7 @@ class Segment:
     f: BinaryIO
     size: int
     seq: int | None
-    before: tuple[int, int] | None  # (records, bytes) written before it (fileset.py)
+    before: tuple[int, int, int] | None  # its count stamp (fileset.read_before)
 
 
 def open_segment(path: str) -> "Segment | None":

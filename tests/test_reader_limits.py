@@ -5,7 +5,6 @@ and a run of NULs in a log is skipped, not buffered, and reported — through th
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -107,8 +106,41 @@ def test_a_run_of_nuls_is_skipped_in_bounded_memory_and_reported(tmp_path):
         assert res.returncode == 0 and base.returncode == 0, res.stderr
         assert res.stdout == b"before\nafter\nend\n", driver  # the lines after the damage too
         assert b"damaged" in res.stderr and b"before" not in res.stderr, (driver, res.stderr)
-        skipped = sum(int(x) for x in re.findall(rb"skipped (\d+) (?:unreadable )?bytes", res.stderr))
-        skipped += sum(int(x) for x in re.findall(rb"damaged data \((\d+) bytes\)", res.stderr))
+        sizes = re.findall(rb"skipped (\d+) (?:unreadable )?bytes", res.stderr)
+        sizes += re.findall(rb"damaged data \((\d+) bytes\)", res.stderr)
+        skipped = sum(map(int, sizes))
         assert nuls - 64 <= skipped <= nuls + 64, (driver, res.stderr)
         # 40 MB of damage costs no more memory than 1 MB does (the pieces are 1 MiB)
         assert peak - base_peak < 12 * MB, (driver, peak, base_peak)
+
+
+def test_paused_follower_generator_is_moved_forward_and_told_the_exact_gap(tmp_path):
+    from drivers.json_file import JSONFileDriver
+    from logpipe.driver import LogInfo
+    from logpipe.message import Chunk
+    from logpipe.reading import ReadConfig
+
+    info = LogInfo(container_id="c" * 64, log_dir=str(tmp_path),
+                   config={"max-size": "1m", "max-file": "2"})
+    writer = JSONFileDriver(info)
+    line = b"x" * 90
+
+    def write(first: int, count: int) -> None:
+        writer.write([Chunk("stdout", 1, b"".join(b"%09d %s\n" % (i, line)
+                                                  for i in range(first, first + count)))])
+
+    write(0, 50_000)  # ~7 MB before anyone follows: nothing is counted for it
+    reports: list[str] = []
+    reader = JSONFileDriver.read(info, ReadConfig(tail=1, follow=True, warn=reports.append))
+    got = [next(reader).data]  # registered, then paused: it reads nothing more for a while
+    n = 400_000  # ~55 MB while it is paused
+    for first in range(50_000, 50_000 + n, 50_000):
+        write(first, 50_000)
+    assert dir_size(tmp_path) <= 2 * MB + KEEP_FLOOR + 2 * MB
+    writer.close()
+    got += [c.data for c in reader]  # resumed: reads to the end (the writer is gone)
+    numbers = [int(x[:9]) for x in b"".join(got).splitlines()]
+    assert numbers[0] == 49_999 and numbers[-1] == 50_000 + n - 1
+    assert numbers == sorted(set(numbers))
+    missed = [int(m) for m in re.findall(r"fell behind: (\d+) records", " ".join(reports))]
+    assert len(missed) == 1 and missed[0] == 50_000 + n - 49_999 - len(numbers), reports
