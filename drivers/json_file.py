@@ -800,8 +800,10 @@ def _next_line_start(f: BinaryIO, pos: int, size: int) -> int:
 
 
 def _lines_from(f: BinaryIO, start: int, size: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, line without newline) of the complete lines of ``f[start:size]``."""
+    """(offset, line without newline) of the complete lines of ``f[start:size]``; a line
+    longer than ``_MAX_LINE`` is damage, passed over without being held in memory."""
     buf, base, pos = b"", start, start
+    overlong = False
     while pos < size:
         data = _read_at(f, pos, min(_PROBE, size - pos))
         if not data:
@@ -810,25 +812,36 @@ def _lines_from(f: BinaryIO, start: int, size: int) -> Iterator[tuple[int, bytes
         buf += data
         i = 0
         while (j := buf.find(b"\n", i)) >= 0:
-            yield base + i, buf[i:j]
+            if not overlong:
+                yield base + i, buf[i:j]
+            overlong = False
             i = j + 1
         buf, base = buf[i:], base + i
+        if overlong or len(buf) > _MAX_LINE:
+            buf, base, overlong = b"", base + len(buf), True
 
 
 def _lines_backwards(f: BinaryIO, end: int) -> Iterator[bytes]:
-    """The complete lines of ``f[:end]`` (``end`` just after a newline), last first."""
+    """The complete lines of ``f[:end]`` (``end`` just after a newline), last first; a line
+    longer than ``_MAX_LINE`` is damage, passed over without being held in memory."""
     hi, pending = end, b""
+    overlong = False
     while hi > 0:
         lo = max(0, hi - _PROBE)
         block = _read_at(f, lo, hi - lo) + pending
         stop = len(block) - 1  # the newline ending the current line
         while (i := block.rfind(b"\n", 0, stop)) >= 0:
-            yield block[i + 1:stop]
+            if not overlong:
+                yield block[i + 1:stop]
+            overlong = False
             stop = i
         if lo == 0:
-            yield block[:stop]
+            if not overlong:
+                yield block[:stop]
             return
         pending = block[:stop + 1]  # a line that began in an earlier block
+        if overlong or len(pending) > _MAX_LINE:
+            pending, overlong = b"\n", True  # only where the line ends: its start is ahead
         hi = lo
 
 

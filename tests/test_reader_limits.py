@@ -101,9 +101,10 @@ def test_a_run_of_nuls_is_skipped_in_bounded_memory_and_reported(tmp_path):
     for driver in ("json-file", "local"):
         log_dir = _damaged_log(tmp_path, driver, nuls)
         small_dir = _damaged_log(tmp_path / "small", driver, MB)
-        res, peak = _peak_rss_of(LOGPIPE + ["logs", "--log-dir", str(log_dir)])
         base, base_peak = _peak_rss_of(LOGPIPE + ["logs", "--log-dir", str(small_dir)])
-        assert res.returncode == 0 and base.returncode == 0, res.stderr
+        assert base.returncode == 0, base.stderr
+        res, peak = _peak_rss_of(LOGPIPE + ["logs", "--log-dir", str(log_dir)])
+        assert res.returncode == 0, res.stderr
         assert res.stdout == b"before\nafter\nend\n", driver  # the lines after the damage too
         assert b"damaged" in res.stderr and b"before" not in res.stderr, (driver, res.stderr)
         sizes = re.findall(rb"skipped (\d+) (?:unreadable )?bytes", res.stderr)
@@ -112,6 +113,12 @@ def test_a_run_of_nuls_is_skipped_in_bounded_memory_and_reported(tmp_path):
         assert nuls - 64 <= skipped <= nuls + 64, (driver, res.stderr)
         # 40 MB of damage costs no more memory than 1 MB does (the pieces are 1 MiB)
         assert peak - base_peak < 12 * MB, (driver, peak, base_peak)
+        # seeking (--since bisects and reads the last line's time, --tail counts back) too
+        for flags, want in ((["--since", "2000-01-01T00:00:00Z"], b"before\nafter\nend\n"),
+                            (["--tail", "2"], b"after\nend\n")):
+            res, peak = _peak_rss_of(LOGPIPE + ["logs", *flags, "--log-dir", str(log_dir)])
+            assert (res.returncode, res.stdout) == (0, want), (driver, flags, res.stderr)
+            assert peak - base_peak < 12 * MB, (driver, flags, peak, base_peak)
 
 
 def test_paused_follower_generator_is_moved_forward_and_told_the_exact_gap(tmp_path):
