@@ -47,6 +47,9 @@ STORE_KEY = web.AppKey("store", ContainerStore)
 IMAGES_KEY = web.AppKey("images", ImageStore)
 #: Frames queued between a reader thread and its response before the reader waits.
 QUEUE_LIMIT = 256
+#: Bytes queued likewise: a client that stops reading holds its reader (a follower then keeps
+#: its place in the log's files, which are bounded) instead of growing the daemon.
+QUEUE_BYTES = 4 << 20
 _STREAMS = {STDOUT: 1, STDERR: 2}
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -129,6 +132,8 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     room = threading.Semaphore(QUEUE_LIMIT)
+    queued = 0  # bytes handed to the loop and not written yet
+    space = threading.Condition()
     stop = threading.Event()
     done = object()
 
@@ -139,6 +144,7 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
             stop.set()  # the loop is gone
 
     def pump() -> None:
+        nonlocal queued
         try:
             for data in produce:
                 if stop.is_set():
@@ -148,6 +154,12 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
                 while not room.acquire(timeout=0.5):
                     if stop.is_set():
                         return
+                with space:
+                    while queued > QUEUE_BYTES:
+                        if stop.is_set():
+                            return
+                        space.wait(0.5)
+                    queued += len(data)
                 put(data)
         except Exception as err:  # noqa: BLE001 - reported in-band, like Docker
             put(frame(3, f"Error grabbing logs: {err}\n".encode()))
@@ -169,15 +181,21 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
             if finished:
                 items.pop()
             if items:
-                await resp.write(b"".join(items))
+                data = b"".join(items)
+                await resp.write(data)
                 for _ in items:
                     room.release()
+                with space:
+                    queued -= len(data)
+                    space.notify()
             if finished:
                 return
     finally:
         stop.set()
         for _ in range(QUEUE_LIMIT):
             room.release()
+        with space:
+            space.notify_all()
 
 
 def read_frames(c, cfg: ReadConfig, streams: frozenset[str],

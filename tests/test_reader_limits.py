@@ -10,6 +10,7 @@ import sys
 import time
 
 from conftest import LOGPIPE, logpipe, spawn, wait_for_path
+from test_api import api, daemon  # noqa: F401 - fixtures
 from test_follow import wait_until_following
 
 from logpipe.fileset import KEEP_FLOOR
@@ -151,3 +152,34 @@ def test_paused_follower_generator_is_moved_forward_and_told_the_exact_gap(tmp_p
     assert numbers == sorted(set(numbers))
     missed = [int(m) for m in re.findall(r"fell behind: (\d+) records", " ".join(reports))]
     assert len(missed) == 1 and missed[0] == 50_000 + n - 49_999 - len(numbers), reports
+
+
+def test_api_follower_that_stops_reading_is_told_on_stream_3_how_many_lines_it_missed(
+        api, tmp_path):  # noqa: F811
+    from logpipe.client import read_frames
+    from test_api import create, wait
+
+    gate = tmp_path / "go"
+    n = 1_000_000  # ~80 MB of json-file lines: 40 times the 2 MB budget
+    cid = create(api, ["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.01; done; seq 1 {n}"],
+                 HostConfig={"LogConfig": {"Type": "json-file",
+                                           "Config": {"max-size": "1m", "max-file": "2"}}})
+    api.post(f"/containers/{cid}/start")
+    log_path = api.json("GET", f"/containers/{cid}/json")["LogPath"]
+    resp = api.request("GET", f"/containers/{cid}/logs",
+                       {"follow": 1, "stdout": 1, "stderr": 1}, timeout=120)
+    marker = f".{os.path.basename(log_path)}.follow."
+    deadline = time.monotonic() + 20
+    while not any(name.startswith(marker) for name in os.listdir(os.path.dirname(log_path))):
+        assert time.monotonic() < deadline, "the daemon's follower never registered"
+        time.sleep(0.01)
+    gate.touch()  # the client reads nothing until the container is done
+    assert wait(api, cid) == 0
+    assert dir_size(os.path.dirname(log_path)) <= 2 * MB + KEEP_FLOOR + 2 * MB
+    frames = list(read_frames(resp))
+    got = [int(x) for x in b"".join(p for s, p in frames if s == 1).split(b"\n")[:-1]]
+    reports = b"".join(p for s, p in frames if s == 3)
+    assert got == sorted(set(got)) and got[-1] == n
+    missed = [int(m) for m in re.findall(rb"^Error grabbing logs: .*fell behind: (\d+) records",
+                                         reports, re.M)]
+    assert missed and sum(missed) == n - len(got), (len(got), reports)
