@@ -10,9 +10,10 @@ delivered in our measurement). This follower instead:
   cannot take it away mid-read;
 * registers the generation it still needs, so that rotation keeps (renames to a hidden name)
   instead of deleting any file it has not read yet, without ever making the writer wait. The
-  writer keeps at most ``max-file`` such files: a follower that falls further behind (its
-  client stopped reading) continues with the oldest file left and reports exactly how many
-  records and bytes it missed, from the counts every file is stamped with;
+  writer keeps such files up to the log's budget again (at least 32 MiB, ``fileset.py``): a
+  follower that falls further behind (its client stopped reading) continues with the oldest
+  file left and reports exactly how many records and bytes it missed, from the counts the
+  files are stamped with;
 * waits on inotify, not a poll loop, and ends only when the writer has released its lock and
   everything has been read.
 """
