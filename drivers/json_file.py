@@ -281,6 +281,14 @@ _PROBE = 1 << 16
 #: A run of lines smaller than this that fails as a whole is decoded line by line.
 _MIN_SPAN = 1 << 14
 _MAX_WINDOW = 1 << 17
+#: Longer than any line Docker or logpipe writes (16 KiB of log, 6 bytes per escaped byte,
+#: attrs): a longer run without a newline is damage, skipped but for this much of its end,
+#: where a record glued behind the damage may begin.
+_MAX_LINE = 8 << 20
+#: Bytes that never occur in a json-file line: raw control characters are invalid inside
+#: JSON strings, and outside them only TAB, LF, CR and space may appear.
+_NEVER_IN_LINE = bytes(c for c in range(32) if c not in b"\t\n\r")
+_KEEP_NEVER = bytes(c for c in range(256) if c not in _NEVER_IN_LINE)
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -444,8 +452,9 @@ class _Collector:
         start, end, lines = self.bad
         self.bad = None
         what = "1 line" if lines == 1 else f"{lines} lines"
+        # Never the content itself: the report may end up in a log of its own.
         self.warn(f"json-file: skipped {what} of damaged data ({end - start} bytes) at byte "
-                  f"{start} of the block being read: {self.buf[start:min(end, start + 40)]!r}")
+                  f"{start} of the block being read")
 
     def finish(self) -> list[Chunk]:
         self.flush()
@@ -490,6 +499,16 @@ class JSONFileFormat:
                     self._emit(out, rec)
                     used = len(buf)
         return out.finish(), used
+
+    def skip_damage(self, buf: bytes) -> int:
+        """Everything up to the last byte that no JSON line may hold (a run of NULs: the
+        record glued behind it is still read), and beyond ``_MAX_LINE`` bytes without a
+        newline all but the last ``_MAX_LINE``."""
+        cut = 0
+        found = buf.translate(None, _KEEP_NEVER)  # only the forbidden bytes, in one C pass
+        if found:
+            cut = max(buf.rfind(c) for c in _NEVER_IN_LINE if c in found) + 1
+        return max(cut, len(buf) - _MAX_LINE)
 
     def _decode_run(self, buf: bytes, pos: int, end: int, out: _Collector) -> int:
         """Decode the line at ``pos`` and the lines after it that end the same way; returns
@@ -781,8 +800,10 @@ def _next_line_start(f: BinaryIO, pos: int, size: int) -> int:
 
 
 def _lines_from(f: BinaryIO, start: int, size: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, line without newline) of the complete lines of ``f[start:size]``."""
+    """(offset, line without newline) of the complete lines of ``f[start:size]``; a line
+    longer than ``_MAX_LINE`` is damage, passed over without being held in memory."""
     buf, base, pos = b"", start, start
+    overlong = False
     while pos < size:
         data = _read_at(f, pos, min(_PROBE, size - pos))
         if not data:
@@ -791,25 +812,36 @@ def _lines_from(f: BinaryIO, start: int, size: int) -> Iterator[tuple[int, bytes
         buf += data
         i = 0
         while (j := buf.find(b"\n", i)) >= 0:
-            yield base + i, buf[i:j]
+            if not overlong:
+                yield base + i, buf[i:j]
+            overlong = False
             i = j + 1
         buf, base = buf[i:], base + i
+        if overlong or len(buf) > _MAX_LINE:
+            buf, base, overlong = b"", base + len(buf), True
 
 
 def _lines_backwards(f: BinaryIO, end: int) -> Iterator[bytes]:
-    """The complete lines of ``f[:end]`` (``end`` just after a newline), last first."""
+    """The complete lines of ``f[:end]`` (``end`` just after a newline), last first; a line
+    longer than ``_MAX_LINE`` is damage, passed over without being held in memory."""
     hi, pending = end, b""
+    overlong = False
     while hi > 0:
         lo = max(0, hi - _PROBE)
         block = _read_at(f, lo, hi - lo) + pending
         stop = len(block) - 1  # the newline ending the current line
         while (i := block.rfind(b"\n", 0, stop)) >= 0:
-            yield block[i + 1:stop]
+            if not overlong:
+                yield block[i + 1:stop]
+            overlong = False
             stop = i
         if lo == 0:
-            yield block[:stop]
+            if not overlong:
+                yield block[:stop]
             return
         pending = block[:stop + 1]  # a line that began in an earlier block
+        if overlong or len(pending) > _MAX_LINE:
+            pending, overlong = b"\n", True  # only where the line ends: its start is ahead
         hi = lo
 
 

@@ -57,6 +57,9 @@ MAX_BLOCK_RAW = 1 << 20
 #: Smallest cut the writer makes to fit the room left before rotation: a file exceeds
 #: ``max-size`` by at most one such block (about 1 KiB once compressed).
 MIN_BLOCK_RAW = 4 << 10
+#: More than any block holds (a block is cut at ``MAX_BLOCK_RAW``, or holds one line of at
+#: most 16 KiB beyond it): a header announcing more is damage.
+_MAX_BLOCK_TOTAL = 4 * MAX_BLOCK_RAW
 #: Approximate msgpack framing of one entry (array header, source, ts, bin header).
 _ENTRY_OVERHEAD = 16
 
@@ -536,8 +539,11 @@ class LocalFormat:
             header = parse_header(buf, pos) if n - pos >= HEADER_SIZE else None
             if header is None:
                 nxt, found = _next_header(buf, pos + 1)
-                if not found and final:
-                    break  # nothing readable follows: the rest is the torn tail
+                if not found:
+                    # Nothing readable follows yet. At the end of the file the rest is the
+                    # torn tail; otherwise the reader skips a long run (``skip_damage``) and
+                    # reports it once, where it starts and how long it is.
+                    break
                 warn(f"skipped {nxt - pos} unreadable bytes at offset {base + pos}")
                 pos = nxt
                 continue
@@ -591,6 +597,14 @@ class LocalFormat:
                  f"{_describe(header)} lost")
             pos = nxt
         return out, pos
+
+    def skip_damage(self, buf: bytes) -> int:
+        """Up to the next place a block may start, unless ``buf`` starts with the header of
+        a block that is still arriving (no block is longer than ``_MAX_BLOCK_TOTAL``)."""
+        header = parse_header(buf, 0) if len(buf) >= HEADER_SIZE else None
+        if header is not None and header.total <= _MAX_BLOCK_TOTAL:
+            return 0
+        return _next_header(buf, 1)[0]
 
     def tail_offset(self, f: BinaryIO, size: int, n: int) -> tuple[int, int]:
         """Walk trailers back from the end, summing the record counts of headers, until ``n``

@@ -14,7 +14,10 @@ What Docker gets wrong and logpipe does not:
 * The writer holds an exclusive ``flock`` on ``x.lock`` for as long as the log is open, so
   readers can tell "no new data yet" from "the writer is gone for good".
 * A generation that a live follower still needs is renamed to a hidden ``.x.keep.<seq>``
-  instead of being deleted (see fileset.py), so following never loses a file to rotation.
+  instead of being deleted (see fileset.py), up to the log's budget again (at least
+  32 MiB): a follower that stops reading cannot fill the disk, and one that falls further
+  behind is told exactly how many records it missed (every file is stamped with the
+  records and bytes written before it), never silently.
 * With ``max-file=1`` the old file is removed instead of leaving a stale, never-read ``x.1``.
 """
 
@@ -26,9 +29,10 @@ import zlib
 from typing import Callable
 
 from logpipe.errors import LogWriterBusy
-from logpipe.fileset import (discard_generation, lock_path, read_seq, rotated_name, sweep_keeps,
-                             write_seq)
-from logpipe.reading import RecordFormat
+from logpipe.fileset import (copy_stamps, discard_generation, has_followers, keep_budget,
+                             lock_path, read_before, read_seq, rotated_name, sweep_keeps,
+                             write_before, write_seq)
+from logpipe.reading import RecordFormat, count_records
 from logpipe.timespec import format_rfc3339nano
 
 FILE_MODE = 0o640
@@ -53,9 +57,7 @@ def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1)
             fout.write(comp.compress(block))
         fout.write(comp.flush())
         fout.write(crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))
-        seq = read_seq(fin.fileno())
-        if seq is not None:
-            write_seq(fout.fileno(), seq)
+        copy_stamps(fin.fileno(), fout.fileno())
     os.rename(tmp, dst)
     os.unlink(src)
 
@@ -95,6 +97,8 @@ class RotatingFile:
         if self.seq is None:
             self.seq = 1
             write_seq(self._fd, self.seq)
+        # Counts start here for files written before they were stamped.
+        self.before = read_before(self._fd) or (self.seq, 0, 0)
         self.size = os.fstat(self._fd).st_size
 
     def _take_lock(self) -> int:
@@ -141,15 +145,28 @@ class RotatingFile:
 
     def _rotate(self) -> None:
         self.wait_compression()
+        before = self._before_next()
         os.close(self._fd)
         if self.max_file == 1:
             discard_generation(self.path, self.path)
         else:
             self._shift()
-        sweep_keeps(self.path)
+        sweep_keeps(self.path, keep_budget(self.max_size, self.max_file))
         self.seq += 1
-        self._fd = self._create_current(self.seq)
+        self._fd = self._create_current(self.seq, before)
         self.size = 0
+
+    def _before_next(self) -> tuple[int, int, int]:
+        """The next generation's count stamp: this one's plus its content, counted as a
+        reader counts it (one pass over a file still in the page cache), so that a follower
+        that misses files can say exactly how much it missed. Only a follower can miss
+        anything, so without one nothing is counted and the next file starts a new count."""
+        if self.fmt is None or not has_followers(self.path):
+            return self.seq + 1, 0, 0
+        with open(self.path, "rb") as f:
+            records = count_records(self.fmt, f, self.size)
+        anchor, before, size = self.before
+        return anchor, before + records, size + self.size
 
     def _shift(self) -> None:
         """``x.{n-2}`` → ``x.{n-1}`` … ``x`` → ``x.1``; the oldest generation is deleted."""
@@ -181,7 +198,7 @@ class RotatingFile:
         with open(path, "rb") as f:
             return self.fmt.last_ts(f, os.fstat(f.fileno()).st_size)
 
-    def _create_current(self, seq: int) -> int:
+    def _create_current(self, seq: int, before: tuple[int, int, int] | None = None) -> int:
         """Create the next file under a temporary name, stamp it, then rename it into place,
         so that the current name never shows a file without its generation number."""
         directory, base = os.path.split(self.path)
@@ -189,6 +206,8 @@ class RotatingFile:
         fd = create_new(tmp, os.O_WRONLY | os.O_APPEND)
         os.fchmod(fd, FILE_MODE)
         write_seq(fd, seq)
+        self.before = before or (seq, 0, 0)
+        write_before(fd, self.before)
         os.rename(tmp, self.path)
         return fd
 
@@ -205,5 +224,5 @@ class RotatingFile:
         self.wait_compression()
         os.close(self._fd)
         self._fd = -1
-        sweep_keeps(self.path)
+        sweep_keeps(self.path, keep_budget(self.max_size, self.max_file))
         os.close(self._lock_fd)

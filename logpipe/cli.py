@@ -179,6 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_on_broken_pipe() -> None:
+    """Whoever read our output went away (``logpipe logs ... | head``): end as the docker CLI
+    does, killed by SIGPIPE without a word. Python ignores SIGPIPE and raises instead; stdout
+    is pointed at /dev/null first so that the interpreter's last flush cannot complain."""
+    import signal
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, sys.stderr.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(128 + signal.SIGPIPE)  # not reached: the signal ends the process
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -194,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"logpipe: {err}\n")
         return EXIT_REFUSED
     except BrokenPipeError:
-        return 0
+        exit_on_broken_pipe()
     except KeyboardInterrupt:
         return 130
 

@@ -45,6 +45,8 @@ def daemon_command(exit_code: int = 1) -> Callable:
                 return func(args)
             except APIError as err:
                 sys.stderr.write(f"Error response from daemon: {err}\n")
+            except BrokenPipeError:
+                raise  # whoever reads our output went away (``logs | head``): quiet exit
             except DaemonUnavailable as err:
                 sys.stderr.write(f"{err}\n")
             except CommandError as err:

@@ -2,7 +2,10 @@
 
 * Names: ``x`` is current, ``x.1`` … ``x.N`` (or ``x.N.gz``) are older, ``x.N`` oldest.
 * Every file carries its generation number in the xattr ``user.logpipe.seq``, so a reader
-  always knows which file follows the one it holds, however often files are renamed.
+  always knows which file follows the one it holds, however often files are renamed, and in
+  ``user.logpipe.before`` how many records and bytes all earlier generations held, so a
+  reader that finds generations missing knows exactly how much it missed (counted only while
+  someone follows: see ``read_before``).
 * The writer holds an exclusive ``flock`` on ``x.lock`` while the log is open; a reader that
   can take a shared lock knows the writer is gone for good and stops following.
 """
@@ -14,6 +17,7 @@ import os
 import re
 
 SEQ_XATTR = "user.logpipe.seq"
+BEFORE_XATTR = "user.logpipe.before"
 
 _ROTATED_RE = re.compile(r"\.(\d+)(\.gz)?")
 
@@ -57,6 +61,34 @@ def write_seq(fd: int, seq: int) -> None:
         pass  # no xattr support here: followers fall back to comparing inodes
 
 
+def read_before(fd_or_path: int | str) -> tuple[int, int, int] | None:
+    """``(anchor, records, bytes)``: the records and bytes in generations ``anchor`` up to
+    this one (excluded), or None (not stamped). Counts are only comparable between files of
+    the same anchor; the writer starts a new anchor whenever nobody follows (see rotation)."""
+    try:
+        anchor, records, size = os.getxattr(fd_or_path, BEFORE_XATTR).split()
+        return int(anchor), int(records), int(size)
+    except (OSError, ValueError):
+        return None
+
+
+def write_before(fd: int, before: tuple[int, int, int]) -> None:
+    try:
+        os.setxattr(fd, BEFORE_XATTR, b"%d %d %d" % before)
+    except OSError:
+        pass  # no xattr support: a reader that misses files cannot say how much
+
+
+def copy_stamps(src_fd: int, dst_fd: int) -> None:
+    """Carry a file's stamps over to its compressed copy."""
+    seq = read_seq(src_fd)
+    if seq is not None:
+        write_seq(dst_fd, seq)
+    before = read_before(src_fd)
+    if before is not None:
+        write_before(dst_fd, before)
+
+
 def lock_path(path: str) -> str:
     """The lock file a writer holds while the log at ``path`` is open."""
     return path + ".lock"
@@ -84,6 +116,12 @@ def writer_alive(path: str) -> bool:
 # that some live follower still needs, the writer renames it to ``.x.keep.<seq>`` instead;
 # keeps nobody needs are swept at every rotation. The writer never waits for a reader, and a
 # follower that dies releases its lock, so its marker stops counting.
+#
+# Keeps are bounded (``keep_budget``): the newest stay while they hold no more than the log's
+# own budget again (``max-size`` × ``max-file``, at least 32 MiB), so a follower that stops
+# reading can never fill the disk. A follower that falls further behind finds its next
+# generation gone, continues with the oldest one left and reports how many records and
+# bytes it missed (from the ``before`` stamps), never a silent gap.
 
 
 def keep_name(path: str, seq: int, gz: bool = False) -> str:
@@ -94,6 +132,10 @@ def keep_name(path: str, seq: int, gz: bool = False) -> str:
 def _hidden(path: str, kind: str) -> tuple[str, str]:
     directory, base = os.path.split(path)
     return directory or ".", f".{base}.{kind}."
+
+
+def has_followers(path: str) -> bool:
+    return min_follower_position(path) is not None
 
 
 def min_follower_position(path: str) -> int | None:
@@ -137,23 +179,57 @@ def discard_generation(name: str, path: str) -> None:
     _unlink_quietly(name)
 
 
-def sweep_keeps(path: str) -> None:
-    """Delete kept generations that no live follower needs any more."""
+def kept_generations(path: str) -> list[tuple[int, str]]:
+    """(generation, name) of the kept files of ``path``, oldest first."""
     directory, prefix = _hidden(path, "keep")
     try:
         names = [n for n in os.listdir(directory) if n.startswith(prefix)]
     except FileNotFoundError:
-        return
-    if not names:
-        return
-    needed = min_follower_position(path)
+        return []
+    kept = []
     for name in names:
         try:
             seq = int(name[len(prefix):].removesuffix(".gz"))
         except ValueError:
             continue
+        kept.append((seq, os.path.join(directory, name)))
+    kept.sort()
+    return kept
+
+
+#: Kept files may always hold this much, however small the log's own budget: a burst of
+#: output must not cut off a follower that is only a moment behind.
+KEEP_FLOOR = 32 << 20
+
+
+def keep_budget(max_size: int, max_file: int) -> int:
+    """Bytes of kept files a rotated log allows: its own budget again, at least 32 MiB."""
+    return max(max_size * max_file, KEEP_FLOOR)
+
+
+def sweep_keeps(path: str, budget: int | None = None) -> None:
+    """Delete kept generations that no live follower needs any more; beyond ``budget``
+    bytes of kept files, also the oldest ones a follower still needs (it will say so)."""
+    kept = kept_generations(path)
+    if not kept:
+        return
+    needed = min_follower_position(path)
+    left = []
+    for seq, name in kept:
         if needed is None or seq < needed:
-            _unlink_quietly(os.path.join(directory, name))
+            _unlink_quietly(name)
+        else:
+            left.append(name)
+    if budget is None:
+        return
+    total = 0
+    for name in reversed(left):  # the newest are kept, the oldest go first
+        try:
+            total += os.stat(name).st_size
+        except FileNotFoundError:
+            continue
+        if total > budget:
+            _unlink_quietly(name)
 
 
 def _unlink_quietly(name: str) -> None:

@@ -9,8 +9,11 @@ delivered in our measurement). This follower instead:
   put it (``x``, ``x.N``, ``x.N.gz``), holding the descriptor so later renames and deletes
   cannot take it away mid-read;
 * registers the generation it still needs, so that rotation keeps (renames to a hidden name)
-  instead of deleting any file it has not read yet — however far behind it falls, and without
-  ever making the writer wait;
+  instead of deleting any file it has not read yet, without ever making the writer wait. The
+  writer keeps such files up to the log's budget again (at least 32 MiB, ``fileset.py``): a
+  follower that falls further behind (its client stopped reading) continues with the oldest
+  file left and reports exactly how many records and bytes it missed, from the counts the
+  files are stamped with;
 * waits on inotify, not a poll loop, and ends only when the writer has released its lock and
   everything has been read.
 """
@@ -20,12 +23,12 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from .fileset import (FollowerMark, keep_name, read_seq, rotated_files, sweep_keeps,
-                      writer_alive)
+from .fileset import (FollowerMark, keep_name, kept_generations, read_seq, rotated_files,
+                      sweep_keeps, writer_alive)
 from .inotify import Inotify
 from .message import Chunk
-from .reading import (READ_SIZE, ReadConfig, RecordFormat, Segment, Warn, close_segments,
-                      decode_last, history, open_segment)
+from .reading import (READ_SIZE, Decoder, ReadConfig, RecordFormat, Segment, Warn,
+                      close_segments, count_records, history, open_segment)
 
 #: Upper bound on a wait without events; inotify normally wakes the follower at once.
 _IDLE_WAIT = 1.0
@@ -61,13 +64,42 @@ class Follower:
             found = self._find(want)
             if found is not None:
                 return found
-        later = [s for s in map(read_seq, rotated_files(self.path)) if s is not None and s > want]
-        if not later:
+        later = self._oldest_after(want)
+        nxt = None if later is None else self._find(later)
+        if nxt is not None:
+            # ``want`` may just have been renamed while we looked: one more look first.
+            found = self._find(want)
+            if found is not None:
+                nxt.f.close()
+                return found
+        return nxt
+
+    def _oldest_after(self, want: int) -> int | None:
+        """The oldest generation after ``want`` still on disk (rotated, current or kept)."""
+        seqs = [s for s in map(read_seq, rotated_files(self.path)) if s is not None and s > want]
+        seqs += [s for s, _ in kept_generations(self.path) if s > want]
+        return min(seqs, default=None)
+
+    def _gap(self, seg: Segment, nxt: Segment) -> str | None:
+        """What is missing between ``seg`` (read to its end) and ``nxt``, if they do not
+        follow each other: generations removed before this follower read them (it fell
+        more than the kept files behind). Exact, from the files' stamps."""
+        if seg.seq is None or nxt.seq is None or nxt.seq == seg.seq + 1:
             return None
-        # Only possible where files carry no stamps to keep them by (no xattr support).
-        self.warn(f"{self.path}: log files {want}..{min(later) - 1} were removed by rotation "
-                  "before they could be read; their records are lost to this reader")
-        return self._find(min(later))
+        name = os.path.basename(self.path)
+        want = seg.seq + 1
+        files = f"{want}" if nxt.seq == want + 1 else f"{want}..{nxt.seq - 1}"
+        if nxt.before is not None and nxt.before[0] == want:  # counted from ``want`` on
+            records, missed = nxt.before[1], nxt.before[2]
+        elif seg.before is not None and nxt.before is not None and seg.before[0] == nxt.before[0]:
+            size = os.fstat(seg.f.fileno()).st_size
+            records = nxt.before[1] - seg.before[1] - count_records(self.fmt, seg.f, size)
+            missed = nxt.before[2] - seg.before[2] - size
+        else:  # no xattr support here
+            return (f"{name}: this reader fell behind: log file generation {files} was "
+                    "rotated away before it read it; its records are missing")
+        return (f"{name}: this reader fell behind: {records} records ({missed} bytes, log "
+                f"file generation {files}) were rotated away before it read them")
 
     def _find(self, want: int) -> Segment | None:
         """Open generation ``want`` wherever it is: kept for us, rotated, or current."""
@@ -81,42 +113,43 @@ class Follower:
                     seg.f.close()
         return None
 
-    def _read_new(self, seg: Segment, pos: int, pending: bytes,
-                  final: bool) -> tuple[list[Chunk], int, bytes]:
+    def _read_new(self, seg: Segment, pos: int, decoder: Decoder,
+                  final: bool) -> tuple[list[Chunk], int]:
         """Decode what was appended to ``seg`` since ``pos``."""
         out: list[Chunk] = []
         fd = seg.f.fileno()
         if os.fstat(fd).st_size < pos:
             self.warn(f"{seg.path}: file was truncated; reading it again from the start")
-            pos, pending = 0, b""
+            pos = 0
+            decoder.reset()
         while len(out) < 256:
             data = os.pread(fd, READ_SIZE, pos)
             if not data:
                 break
             pos += len(data)
-            buf = pending + data if pending else data
-            chunks, used = self.fmt.decode(buf, False, self.warn)
-            out.extend(chunks)
-            pending = buf[used:]
-        if final and pending:
-            out.extend(decode_last(self.fmt, pending, seg.path, self.warn))
-            pending = b""
-        return out, pos, pending
+            out.extend(decoder.feed(data))
+        if final:
+            out.extend(decoder.finish())
+        return out, pos
 
     def follow(self, seg: Segment, pos: int, cfg: ReadConfig) -> Iterator[Chunk]:
         """Records appended from ``seg[pos:]`` on, through every later file."""
-        pending = b""
+        decoder = Decoder(self.fmt, seg.path, self.warn, pos)
         writer_gone = False
         done = False
         while not done:
-            chunks, pos, pending = self._read_new(seg, pos, pending, final=False)
+            gap = None
+            chunks, pos = self._read_new(seg, pos, decoder, final=False)
             if not chunks:
                 nxt = self._successor(seg)
                 if nxt is not None:
-                    # The writer never appends to a rotated file: finish it, then move on.
-                    chunks, pos, pending = self._read_new(seg, pos, pending, final=True)
+                    # The writer never appends to a rotated file: finish it, then move on
+                    # (a gap is reported after this file's last records).
+                    chunks, pos = self._read_new(seg, pos, decoder, final=True)
+                    gap = self._gap(seg, nxt)
                     seg.f.close()
                     seg, pos, writer_gone = nxt, 0, False
+                    decoder = Decoder(self.fmt, seg.path, self.warn)
                     self.mark.set(seg.seq or 0)
                 elif not writer_gone:
                     if writer_alive(self.path):
@@ -126,13 +159,15 @@ class Follower:
                         writer_gone = True  # one more pass: data or a rotation may be last
                     continue
                 else:
-                    chunks, pos, pending = self._read_new(seg, pos, pending, final=True)
+                    chunks, pos = self._read_new(seg, pos, decoder, final=True)
                     done = True
             for chunk in chunks:
                 if cfg.until and chunk.ts > cfg.until:
                     return
                 if not cfg.since or chunk.ts >= cfg.since:
                     yield chunk
+            if gap:
+                self.warn(gap)
         seg.f.close()
 
 

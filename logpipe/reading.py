@@ -13,15 +13,23 @@ import zlib
 import sys
 from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple, Protocol
 
-from .fileset import read_seq, rotated_files
+from .fileset import read_before, read_seq, rotated_files
 from .message import Chunk
 
 #: Size of the pieces in which files are read and handed to a format's decoder.
 READ_SIZE = 1 << 20
 
 
+Warn = Callable[[str], None]
+
+
 class ReadConfig(NamedTuple):
-    """What ``logs`` asked for. ``tail`` -1 means all; ``since``/``until`` are ns, 0 = unbounded."""
+    """What ``logs`` asked for. ``tail`` -1 means all; ``since``/``until`` are ns, 0 = unbounded.
+
+    ``warn`` is where the reader reports what the client must know although it is not a
+    record: damaged data it skipped, records a slow follower missed. None: on stderr (the
+    CLI); the daemon passes a function that puts the reports into the client's stream.
+    """
 
     tail: int = -1
     since: int = 0
@@ -29,9 +37,7 @@ class ReadConfig(NamedTuple):
     follow: bool = False
     timestamps: bool = False
     details: bool = False
-
-
-Warn = Callable[[str], None]
+    warn: "Warn | None" = None
 
 
 def warn_stderr(text: str) -> None:
@@ -66,22 +72,85 @@ class RecordFormat(Protocol):
     def last_ts(self, f: BinaryIO, size: int) -> int | None:
         """Timestamp of the last record in ``f[:size]``, or None when empty."""
 
+    def skip_damage(self, buf: bytes) -> int:
+        """How many leading bytes of ``buf`` cannot be part of any record.
+
+        Called with the undecoded rest of a file once it is ``READ_SIZE`` or longer, that is
+        longer than a whole record normally is: a run of damage (NULs left by a crash, garbage)
+        that ``decode`` cannot consume until it sees where the next record starts. The reader
+        drops (and reports) these bytes, so damage of any size is read in bounded memory.
+        """
+
+
+def count_records(fmt: RecordFormat, f: BinaryIO, size: int) -> int:
+    """Records in ``f[:size]`` as the format counts them (what ``--tail`` would count)."""
+    return fmt.tail_offset(f, size, 1 << 62)[1]
+
+
+class Decoder:
+    """The bytes of one file, fed in order, as records: the incomplete record at the end of
+    one piece is kept for the next, and a run of damage is skipped as it is read, never
+    buffered, and reported once (where it starts and how long it is) when records resume."""
+
+    __slots__ = ("fmt", "path", "warn", "pending", "offset", "skipped", "skipped_at")
+
+    def __init__(self, fmt: RecordFormat, path: str, warn: Warn, offset: int = 0) -> None:
+        self.fmt, self.path, self.warn = fmt, path, warn
+        self.pending = b""
+        self.offset = offset  # file offset of ``pending``
+        self.skipped, self.skipped_at = 0, 0
+
+    def reset(self, offset: int = 0) -> None:
+        """Start again at ``offset`` (the file was truncated)."""
+        self.pending, self.offset, self.skipped = b"", offset, 0
+
+    def feed(self, piece: bytes) -> list[Chunk]:
+        buf = self.pending + piece if self.pending else piece
+        chunks, used = self.fmt.decode(buf, False, self.warn)
+        if used and self.skipped:
+            self._report()
+        self.offset += used
+        rest = buf[used:] if used else buf
+        if len(rest) >= READ_SIZE:
+            n = self.fmt.skip_damage(rest)
+            if n:
+                if not self.skipped:
+                    self.skipped_at = self.offset
+                self.skipped += n
+                self.offset += n
+                rest = rest[n:]
+        self.pending = rest
+        return chunks
+
+    def finish(self) -> list[Chunk]:
+        """The file will not grow: decode what is left; a torn record is reported."""
+        chunks: list[Chunk] = []
+        if self.pending:
+            chunks = decode_last(self.fmt, self.pending, self.path, self.warn)
+        if self.skipped:
+            self._report()
+        self.offset += len(self.pending)
+        self.pending = b""
+        return chunks
+
+    def _report(self) -> None:
+        self.warn(f"{os.path.basename(self.path)}: skipped {self.skipped} bytes of damaged data "
+                  f"at offset {self.skipped_at}")
+        self.skipped = 0
+
 
 def iter_decoded(fmt: RecordFormat, pieces: Iterable[bytes], path: str,
-                 warn: Warn = warn_stderr) -> Iterator[Chunk]:
-    """Feed raw pieces of one file through ``fmt.decode``.
+                 warn: Warn = warn_stderr, start: int = 0) -> Iterator[Chunk]:
+    """Feed raw pieces of one file (from offset ``start``) through ``fmt.decode``.
 
     A file that ends inside a record (its writer died mid-write) yields everything before the
-    tear and reports the tear through ``warn``; it never raises.
+    tear and reports the tear through ``warn``; damage is skipped in bounded memory and
+    reported; it never raises.
     """
-    pending = b""
+    decoder = Decoder(fmt, path, warn, start)
     for piece in pieces:
-        buf = pending + piece if pending else piece
-        chunks, used = fmt.decode(buf, False, warn)
-        yield from chunks
-        pending = buf[used:]
-    if pending:
-        yield from decode_last(fmt, pending, path, warn)
+        yield from decoder.feed(piece)
+    yield from decoder.finish()
 
 
 def decode_last(fmt: RecordFormat, pending: bytes, path: str, warn: Warn) -> list[Chunk]:
@@ -128,11 +197,12 @@ class Segment:
     formats can seek in it like in any other file (Docker does the same with ``.gz.tmp``).
     """
 
-    __slots__ = ("path", "f", "size", "seq")
+    __slots__ = ("path", "f", "size", "seq", "before")
     path: str
     f: BinaryIO
     size: int
     seq: int | None
+    before: tuple[int, int, int] | None  # its count stamp (fileset.read_before)
 
 
 def open_segment(path: str) -> "Segment | None":
@@ -148,9 +218,11 @@ def open_segment(path: str) -> "Segment | None":
                 seg.f.write(piece)
             seg.f.flush()
             seg.seq = read_seq(path)
+            seg.before = read_before(path)
         else:
             seg.f = open(path, "rb")
             seg.seq = read_seq(seg.f.fileno())
+            seg.before = read_before(seg.f.fileno())
     except FileNotFoundError:
         return None
     seg.size = os.fstat(seg.f.fileno()).st_size
@@ -203,7 +275,7 @@ def history(segs: list[Segment], fmt: RecordFormat, cfg: ReadConfig,
             if last is None or last < cfg.since:
                 continue
             start = max(start, fmt.since_offset(seg.f, seg.size, cfg.since))
-        chunks = iter_decoded(fmt, read_pieces(seg.f, start, seg.size), seg.path, warn)
+        chunks = iter_decoded(fmt, read_pieces(seg.f, start, seg.size), seg.path, warn, start)
         if skip:
             chunks = _trim_head(chunks, skip)
             skip = 0
@@ -231,6 +303,7 @@ def read_logs(path: str, fmt: RecordFormat, cfg: ReadConfig,
               warn: Warn = warn_stderr) -> Iterator[Chunk]:
     """Everything ``logs`` asked for from the log at ``path``: history, then (with ``follow``)
     new records until the writer closes the log for good."""
+    warn = cfg.warn or warn
     if cfg.follow:
         from .follow import follow_logs
         yield from follow_logs(path, fmt, cfg, warn)

@@ -47,6 +47,9 @@ STORE_KEY = web.AppKey("store", ContainerStore)
 IMAGES_KEY = web.AppKey("images", ImageStore)
 #: Frames queued between a reader thread and its response before the reader waits.
 QUEUE_LIMIT = 256
+#: Bytes queued likewise: a client that stops reading holds its reader (a follower then keeps
+#: its place in the log's files, which are bounded) instead of growing the daemon.
+QUEUE_BYTES = 4 << 20
 _STREAMS = {STDOUT: 1, STDERR: 2}
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -129,6 +132,8 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     room = threading.Semaphore(QUEUE_LIMIT)
+    queued = 0  # bytes handed to the loop and not written yet
+    space = threading.Condition()
     stop = threading.Event()
     done = object()
 
@@ -139,6 +144,7 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
             stop.set()  # the loop is gone
 
     def pump() -> None:
+        nonlocal queued
         try:
             for data in produce:
                 if stop.is_set():
@@ -148,6 +154,12 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
                 while not room.acquire(timeout=0.5):
                     if stop.is_set():
                         return
+                with space:
+                    while queued > QUEUE_BYTES:
+                        if stop.is_set():
+                            return
+                        space.wait(0.5)
+                    queued += len(data)
                 put(data)
         except Exception as err:  # noqa: BLE001 - reported in-band, like Docker
             put(frame(3, f"Error grabbing logs: {err}\n".encode()))
@@ -169,15 +181,21 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
             if finished:
                 items.pop()
             if items:
-                await resp.write(b"".join(items))
+                data = b"".join(items)
+                await resp.write(data)
                 for _ in items:
                     room.release()
+                with space:
+                    queued -= len(data)
+                    space.notify()
             if finished:
                 return
     finally:
         stop.set()
         for _ in range(QUEUE_LIMIT):
             room.release()
+        with space:
+            space.notify_all()
 
 
 def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
@@ -190,6 +208,13 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     once shipped, and ``cache-disabled`` (which refuses ``logs``) does not apply to attach."""
     driver = load_driver(c.spec.log_type)
     info = c.spec.log_info()
+    # What the reader reports (damage it skipped, records a slow follower missed) goes to
+    # the client, never to the daemon's log: as Docker's in-band errors, on stream 3. The
+    # docker CLI prints such a frame and ends, so a plain ``logs`` gets them after the last
+    # record; a follower gets them where they happened (docker-py and logpipe's CLI show
+    # them and go on).
+    reports: list[str] = []
+    cfg = cfg._replace(warn=reports.append)
     if attach and getattr(driver, "kind", "") == "remote":
         from drivers.spool import read_spool
 
@@ -197,10 +222,19 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     else:
         chunks = driver.read(info, cfg)
 
+    def reported() -> bytes:
+        out = b"".join(frame(3, f"Error grabbing logs: {text}\n".encode()) for text in reports)
+        reports.clear()
+        return out
+
     def frames() -> Iterator[bytes]:
         try:
             for chunk in chunks:
+                if reports and cfg.follow:
+                    yield reported()
                 yield encode_chunk(chunk, cfg, streams)
+            if reports:
+                yield reported()
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:

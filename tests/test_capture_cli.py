@@ -152,3 +152,23 @@ def test_a_100_mb_line_without_newline_is_stored_in_pieces_and_read_back_whole(t
         assert r.returncode == 0, r.stderr
         out = logs(d).stdout
         assert len(out) == 100_000_000 and out.count(b"a") == 100_000_000, driver
+
+
+def test_logs_log_dir_into_a_pipe_closed_early_exits_quietly(tmp_path):
+    import signal
+    import subprocess
+
+    from conftest import LOGPIPE
+
+    assert capture(tmp_path, "seq 1 200000").returncode == 0
+    for flags in ([], ["-f"]):
+        p = subprocess.Popen(LOGPIPE + ["logs", "--log-dir", str(tmp_path / "log"), *flags],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert p.stdout.readline() == b"1\n"
+            p.stdout.close()  # `| head -1`
+            assert (p.wait(timeout=30), p.stderr.read()) == (-signal.SIGPIPE, b""), flags
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -165,3 +165,34 @@ def test_pause_freezes_the_container_and_unpause_resumes_it_with_dockers_refusal
     assert lp("stop", "-t", "5", "ticker").returncode == 0  # a paused container still stops
     assert lp("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ticker").stdout \
         == b"exited false\n"
+
+
+def _read_one_line_then_close(argv: list[str], env: dict) -> tuple[int, bytes]:
+    """``logpipe ... | head -1`` with a real pipe: read one line, close the read end early."""
+    import signal  # noqa: F401 - the expected status names it
+
+    p = subprocess.Popen([sys.executable, "-m", "logpipe.cli", *argv], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline()
+        p.stdout.close()
+        err = p.stderr.read()
+        return p.wait(timeout=30), err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_logs_into_a_pipe_closed_early_exits_quietly_like_docker(lp, daemon):  # noqa: F811
+    import signal
+
+    lp("run", "-d", "--name", "talky", IMAGE, "sh", "-c",
+       "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; sleep 30")
+    wait_until(lambda: lp("logs", "--tail", "1", "talky").stdout == b"line 19999\n", 30)
+    env = dict(os.environ, LOGPIPE_HOST=daemon.host, LOGPIPE_NO_AUTOSTART="1")
+    for flags in ([], ["-f"]):
+        status, err = _read_one_line_then_close(["logs", *flags, "talky"], env)
+        # docker (Go) is killed by SIGPIPE: no message, no traceback
+        assert (status, err) == (-signal.SIGPIPE, b""), flags
+    lp("rm", "-f", "talky")

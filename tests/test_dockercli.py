@@ -47,3 +47,19 @@ def test_docker_run_rm_with_a_log_driver_and_logs_follow(docker):
     follow = docker("logs", "-f", "cli2")
     assert follow.stdout == b"a\nb\n"
     assert docker("rm", "-f", "cli2").stdout == b"cli2\n"
+
+
+def test_damage_in_a_log_reaches_the_client_after_the_records_never_the_daemon_log(docker, daemon):  # noqa: F811
+    assert docker("run", "--name", "dmg", IMAGE, "sh", "-c", "echo before; echo after").returncode == 0
+    path = docker("inspect", "-f", "{{.LogPath}}", "dmg").stdout.decode().strip()
+    with open(path, "rb") as f:
+        first, second = f.read().splitlines(keepends=True)
+    with open(path, "wb") as f:  # a crash left a hole of NULs and a torn line of content
+        f.write(first + b"\0" * 3_000_000 + b'{"log":"secret-token\n' + second)
+    res = docker("logs", "dmg")
+    assert res.stdout == b"before\nafter\n"  # every record, the one after the damage too
+    # Docker's in-band error (stream 3): the docker CLI prints it last and exits 1
+    assert res.stderr.startswith(b"error from daemon in stream: Error grabbing logs: "), res.stderr
+    assert b"damaged data" in res.stderr and res.returncode == 1
+    with open(daemon.log, "rb") as f:
+        assert b"secret-token" not in f.read() and b"secret-token" not in res.stderr

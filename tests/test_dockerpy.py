@@ -75,3 +75,17 @@ def test_dockerpy_reports_dockers_errors(dclient):
     with pytest.raises(docker.errors.APIError) as err:
         dclient.containers.create(IMAGE, ["true"], name="twice")
     assert err.value.status_code == 409 and "already in use" in str(err.value)
+
+
+def test_dockerpy_shows_skipped_damage_after_the_records(dclient):
+    c = dclient.containers.run(IMAGE, ["sh", "-c", "echo before; echo after"], detach=True)
+    assert c.wait()["StatusCode"] == 0
+    c.reload()
+    path = c.attrs["LogPath"]
+    with open(path, "rb") as f:
+        first, second = f.read().splitlines(keepends=True)
+    with open(path, "wb") as f:  # a crash left a hole of NULs
+        f.write(first + b"\0" * 2_000_000 + b"\n" + second)
+    out = c.logs()
+    assert out.startswith(b"before\nafter\nError grabbing logs: ") and b"damaged" in out, out
+    c.remove()
