@@ -42,8 +42,21 @@ def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1)
     header = b"\x1f\x8b\x08\x04" + b"\x00\x00\x00\x00" + b"\x00\xff"
     header += len(extra).to_bytes(2, "little") + extra
     comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-    crc, size = 0, 0
     tmp = dst + ".tmp"
+    try:
+        _gzip_to(src, tmp, header, comp)
+    except OSError:  # a full disk: the rotated file stays as it is, uncompressed
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return
+    os.rename(tmp, dst)
+    os.unlink(src)
+
+
+def _gzip_to(src: str, tmp: str, header: bytes, comp) -> None:
+    crc, size = 0, 0
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         os.fchmod(fout.fileno(), FILE_MODE)
         fout.write(header)
@@ -56,8 +69,6 @@ def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1)
         seq = read_seq(fin.fileno())
         if seq is not None:
             write_seq(fout.fileno(), seq)
-    os.rename(tmp, dst)
-    os.unlink(src)
 
 
 class RotatingFile:
@@ -70,6 +81,10 @@ class RotatingFile:
         self.boundary = boundary or (lambda data, i: len(data))
         self._lock_fd = self._take_lock()
         self._compressor = None  # a threading.Thread while a rotated file is compressed
+        self._torn = False  # a failed write could not be truncated away yet
+        #: Bytes appended by this writer, over all generations: how a driver tells, after a
+        #: failed write, how much of its batch was stored.
+        self.appended = 0
         try:
             # Docker appends to the existing file when a container starts again.
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
@@ -97,7 +112,15 @@ class RotatingFile:
         return max(0, self.max_size - self.size)
 
     def write(self, data: bytes) -> None:
-        """Append whole records, rotating between records exactly where Docker would."""
+        """Append whole records, rotating between records exactly where Docker would.
+
+        A failed write (disk full, I/O error) raises, leaving the file at its last whole
+        record: what a short write appended is truncated away, so readers never meet half a
+        record and the next write starts cleanly. Whole records written before the failure
+        stay (a follower or the shipper may already have read them)."""
+        if self._fd < 0:
+            self._fd = self._create_current(self.seq)  # a rotation failed to create it
+            self.size = 0
         if self.max_size < 0:
             self._append(data)
             return
@@ -116,23 +139,43 @@ class RotatingFile:
             pos = cut
 
     def _append(self, data: bytes) -> None:
+        if self._torn:
+            self._truncate(self.size)
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            if len(view) != len(data):
+                self._truncate(self.size)
+            raise
         self.size += len(data)
+        self.appended += len(data)
+
+    def _truncate(self, size: int) -> None:
+        """Cut the current file to ``size`` (no space needed); if even that fails (EIO), the
+        next append tries again before writing."""
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            self._torn = True
+        else:
+            self._torn = False
+            self.size = size
 
     def _rotate(self) -> None:
         self.wait_compression()
         os.close(self._fd)
+        self._fd = -1  # until the next file exists: a failed creation is retried by ``write``
         if self.max_file == 1:
             discard_generation(self.path, self.path)
         else:
             self._shift()
         sweep_keeps(self.path)
         self.seq += 1
-        self._fd = self._create_current(self.seq)
         self.size = 0
+        self._fd = self._create_current(self.seq)
 
     def _shift(self) -> None:
         """``x.{n-2}`` → ``x.{n-1}`` … ``x`` → ``x.1``; the oldest generation is deleted."""
@@ -171,9 +214,13 @@ class RotatingFile:
         tmp = os.path.join(directory, f".{base}.new")
         fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                      FILE_MODE)
-        os.fchmod(fd, FILE_MODE)
-        write_seq(fd, seq)
-        os.rename(tmp, self.path)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            write_seq(fd, seq)
+            os.rename(tmp, self.path)
+        except OSError:
+            os.close(fd)
+            raise
         return fd
 
     def wait_compression(self) -> None:
@@ -184,10 +231,12 @@ class RotatingFile:
 
     def close(self) -> None:
         """Close the file and release the writer lock: followers then end."""
-        if self._fd < 0:
+        if self._lock_fd < 0:
             return
         self.wait_compression()
-        os.close(self._fd)
-        self._fd = -1
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         sweep_keeps(self.path)
         os.close(self._lock_fd)
+        self._lock_fd = -1

@@ -28,7 +28,8 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class CaptureStats:
-    """What one capture saw; ``dropped_*`` count non-blocking drops (Docker counts none)."""
+    """What one capture saw; ``dropped_*`` count non-blocking drops (Docker counts none) and
+    output that could not be stored (disk full)."""
 
     __slots__ = ("lines", "bytes", "dropped_lines", "dropped_bytes")
 
@@ -103,7 +104,10 @@ def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
     import subprocess
 
     stats = CaptureStats()
-    sink = make_sink(driver, opts)
+    from .storage_guard import StorageGuard
+
+    guard = StorageGuard(driver, report=_report)
+    sink = make_sink(guard, opts)
     proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=dict(env) if env is not None else None,
                             start_new_session=False)
@@ -113,16 +117,26 @@ def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
     try:
         pump({STDOUT: proc.stdout.fileno(), STDERR: proc.stderr.fileno()}, sink, stats)
     finally:
-        if sink is not driver:
+        if sink is not guard:
             sink.close()
             stats.dropped_lines, stats.dropped_bytes = sink.dropped_lines, sink.dropped_bytes
-        driver.close()
+        guard.close()
+        stats.dropped_lines += guard.lines_dropped
+        stats.dropped_bytes += guard.bytes_dropped
         proc.stdout.close()
         proc.stderr.close()
         code = proc.wait()
         for sig, old in forwarded.items():
             signal.signal(sig, old)
     return (128 - code if code < 0 else code), stats
+
+
+def _report(text: str) -> None:
+    """A storage fault, to the capture's stderr (never raising: it may be a full disk too)."""
+    try:
+        os.write(2, f"logpipe capture: {text}\n".encode(errors="replace"))
+    except OSError:
+        pass
 
 
 def _forward_signals(proc) -> dict[int, object]:
