@@ -21,6 +21,7 @@ import pytest
 
 from drivers.json_file import JSONFileDriver, JSONFileFormat
 from drivers.local import LocalDriver, LocalFormat
+from drivers.spool import SpoolWriter
 from logpipe.client import Client
 from logpipe.driver import LogInfo
 from logpipe.errors import PartlyStored
@@ -33,7 +34,16 @@ from test_shim import wait_until
 ROOT = os.geteuid() == 0 and shutil.which("mount") is not None
 needs_root = pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root")
 
-DRIVERS = {"json-file": (JSONFileDriver, JSONFileFormat), "local": (LocalDriver, LocalFormat)}
+DRIVERS = {"json-file": (JSONFileDriver, JSONFileFormat), "local": (LocalDriver, LocalFormat),
+           "spool": (LocalDriver, LocalFormat)}  # a remote driver's spool: local's format
+
+
+def writer_for(driver: str, info: LogInfo):
+    """The shim's storage for ``driver`` (``spool``: the writer a remote driver's shim uses)."""
+    if driver == "spool":
+        config = {"cache-compress": info.config.get("compress", "true")}
+        return SpoolWriter(info._replace(config=config), "fluentd")
+    return DRIVERS[driver][0](info)
 
 
 @contextlib.contextmanager
@@ -104,8 +114,8 @@ def test_a_write_that_fills_the_disk_leaves_whole_records_and_says_how_many(tmp_
     error says how many, and once space returns the next write appends cleanly."""
     with tmpfs(str(tmp_path / "disk"), "4m") as disk:
         info = LogInfo(container_id="c" * 64, log_dir=disk, config={"compress": "false"}
-                       if driver == "local" else {})
-        writer = DRIVERS[driver][0](info)
+                       if driver != "json-file" else {})
+        writer = writer_for(driver, info)
         try:
             filler = fill(disk, leave=1536 << 10)
             batch = numbered(0, 20_000)  # ~2 MiB, several blocks: cannot fit
@@ -166,7 +176,7 @@ def test_storage_guard_counts_what_it_could_not_store_and_notes_the_gap_when_spa
     with tmpfs(str(tmp_path / "disk"), "2m") as disk:
         info = LogInfo(container_id="c" * 64, log_dir=disk)
         reports: list[str] = []
-        guard = StorageGuard(DRIVERS[driver][0](info), report=reports.append,
+        guard = StorageGuard(writer_for(driver, info), report=reports.append,
                              retry_interval=0.2)
         try:
             guard.write([Chunk(STDOUT, 10, numbered(0, 100))])
