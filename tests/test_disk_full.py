@@ -290,3 +290,20 @@ def test_shim_survives_enospc_and_resumes(tmpfs_daemon, driver):
     missing = numbers[-1] + 1 - len(numbers)
     said = sum(int(n.split()[1]) for n in notices)
     assert missing == said == final["DroppedLines"], (missing, said, final)
+
+
+@needs_root
+def test_state_json_is_written_over_the_old_file_when_the_disk_is_full(tmp_path):
+    from runtime.state import EXITED, RUNNING, State, read_state, write_state
+
+    with tmpfs(str(tmp_path / "disk"), "1m") as disk:
+        write_state(disk, State(status=RUNNING, running=True, pid=42))
+        fill(disk)
+        with pytest.raises(OSError):  # no room for a new file indeed
+            with open(os.path.join(disk, "probe"), "wb") as f:
+                f.write(b"x" * 8192)
+        final = State(status=EXITED, exit_code=143, finished_at="2026-12-07T14:00:00.123456789Z",
+                      lines_dropped=5, storage_error="[Errno 28] No space left on device")
+        write_state(disk, final)
+        assert read_state(disk) == final
+        assert [n for n in os.listdir(disk) if n.startswith("state.json.tmp")] == []
