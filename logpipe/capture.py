@@ -28,8 +28,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class CaptureStats:
-    """What one capture saw; ``dropped_*`` count non-blocking drops (Docker counts none) and
-    output that could not be stored (disk full)."""
+    """What one capture saw; ``dropped_*`` count non-blocking drops (Docker counts none)."""
 
     __slots__ = ("lines", "bytes", "dropped_lines", "dropped_bytes")
 
@@ -121,8 +120,9 @@ def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
             sink.close()
             stats.dropped_lines, stats.dropped_bytes = sink.dropped_lines, sink.dropped_bytes
         guard.close()
-        stats.dropped_lines += guard.lines_dropped
-        stats.dropped_bytes += guard.bytes_dropped
+        if guard.lines_dropped:
+            _report(f"{guard.lines_dropped} lines ({guard.bytes_dropped} bytes) could not be "
+                    f"stored: {guard.last_error}")
         proc.stdout.close()
         proc.stderr.close()
         code = proc.wait()

@@ -15,6 +15,10 @@ Control protocol: one JSON object per line each way. ``{"op":"status"}`` → the
 What it must not do: depend on the daemon (it runs in its own session, survives the daemon's
 death and is found again through the socket and ``state.json``), talk to the network, or
 import more than capture and the storage drivers need — its memory is the per-container cost.
+Nor die of its disk: a full or failing disk is survived (``logpipe.storage_guard`` counts
+what cannot be stored, keeps the pipes drained and resumes by itself), and ``shim.log`` and
+``state.json``, on the same disk, are written without ever raising out of the shim. The
+live counters (captured, stored, dropped, the last storage error) are answered by ``status``.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class State(NamedTuple):
     pipes_open_at_exit: bool = False
     storage_failing: bool = False  # the last write to the log failed (disk full, I/O error)
     storage_error: str = ""  # the last error storing the log, kept after it works again
-    last_drop_at: str = ZERO_TIME  # when output was last dropped
+    last_drop_at: str = ZERO_TIME  # when output could last not be stored (disk full, I/O)
 
     def to_json(self) -> dict[str, Any]:
         return {key: getattr(self, attr) for key, attr in _FIELDS}
