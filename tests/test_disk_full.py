@@ -307,3 +307,43 @@ def test_state_json_is_written_over_the_old_file_when_the_disk_is_full(tmp_path)
         write_state(disk, final)
         assert read_state(disk) == final
         assert [n for n in os.listdir(disk) if n.startswith("state.json.tmp")] == []
+
+
+#: About 5,000 lines a second: what a receiver in the test can take without piling up.
+PACED_LOOP = ("i=0; while true; do echo line $i; i=$((i+1)); "
+              "if [ $((i % 50)) = 0 ]; then usleep 10000; fi; done")
+
+
+def test_a_remote_driver_ships_on_across_a_full_disk(tmpfs_daemon):
+    """The spool and the shipper's checkpoint share the full disk: the shim counts what it
+    cannot spool, the shipper goes on delivering what was spooled (its checkpoint cannot be
+    saved meanwhile), and after the disk is freed the receiver gets the notice and new lines."""
+    from receivers.fluentd import FakeFluentd
+
+    d = tmpfs_daemon
+    with FakeFluentd() as rx:
+        d.ok("run", "-d", "--name", "remote", "--log-driver", "fluentd", "--log-opt",
+             f"fluentd-address={rx.address}", IMAGE, "sh", "-c", PACED_LOOP)
+        wait_until(lambda: _storage(d, "remote")["StoredLines"] > 200, 30, "the first lines")
+        filler = fill(d.root)
+        wait_until(lambda: _storage(d, "remote")["DroppedLines"] > 500, 30, "lines dropped")
+        assert _storage(d, "remote")["Failing"]
+        os.unlink(filler)
+        wait_until(lambda: not _storage(d, "remote")["Failing"], 30, "storage to resume")
+        resumed = _storage(d, "remote")["StoredLines"]
+        wait_until(lambda: _storage(d, "remote")["StoredLines"] > resumed + 500, 30, "new lines")
+        d.ok("stop", "-t", "1", "remote")
+        final = _storage(d, "remote")
+
+        def shipped() -> dict:
+            return json.loads(d.inspect("remote", "{{json .LogShipping}}"))
+        wait_until(lambda: shipped()["BacklogLines"] == 0, 30, "the spool to be shipped")
+        events = rx.wait_for(final["StoredLines"], 30)
+    logs = [(e.record["source"], e.record["log"]) for e in events]
+    numbers = [int(text.split()[1]) for source, text in logs if source == "stdout"]
+    assert numbers[0] == 0 and numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    notices = [text for source, text in logs if source == "stderr"]
+    assert notices and all(n.startswith("logpipe: ") for n in notices), notices
+    missing = numbers[-1] + 1 - len(numbers)
+    said = sum(int(n.split()[1]) for n in notices)
+    assert missing == said == final["DroppedLines"], (missing, said, final)
