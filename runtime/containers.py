@@ -283,6 +283,8 @@ class Container:
                                "Paused": self.paused})
         except FileNotFoundError:
             pass  # removed meanwhile
+        except OSError as err:  # a full disk: the daemon knows; only a restart would forget
+            log.warning("container %s: saving %s failed: %s", self.id[:12], LIFECYCLE_FILE, err)
 
 
 def _resolve(waiters: list[asyncio.Future], value: Any) -> None:

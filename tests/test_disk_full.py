@@ -347,3 +347,16 @@ def test_a_remote_driver_ships_on_across_a_full_disk(tmpfs_daemon):
     missing = numbers[-1] + 1 - len(numbers)
     said = sum(int(n.split()[1]) for n in notices)
     assert missing == said == final["DroppedLines"], (missing, said, final)
+
+
+def test_stop_and_rm_work_while_the_disk_is_full(tmpfs_daemon):
+    d = tmpfs_daemon
+    d.ok("run", "-d", "--name", "full", IMAGE, "sh", "-c", LOOP)
+    wait_until(lambda: _storage(d, "full")["StoredLines"] > 1000, 30, "the first lines")
+    fill(d.root)
+    wait_until(lambda: _storage(d, "full")["Failing"], 30, "storage to fail")
+    d.ok("stop", "-t", "1", "full")
+    assert d.inspect("full", "{{.State.Status}} {{.State.ExitCode}}") == "exited 137"  # sh as pid 1 ignores SIGTERM
+    assert _storage(d, "full")["DroppedLines"] > 0
+    d.ok("rm", "full")
+    assert d.ok("ps", "-aq") == b""
