@@ -139,8 +139,9 @@ class RotatingFile:
             pos = cut
 
     def _append(self, data: bytes) -> None:
-        if self._torn:
-            self._truncate(self.size)
+        if self._torn:  # never append after half a record: raises if it is still there
+            os.ftruncate(self._fd, self.size)
+            self._torn = False
         view = memoryview(data)
         try:
             while view:
@@ -155,7 +156,7 @@ class RotatingFile:
 
     def _truncate(self, size: int) -> None:
         """Cut the current file to ``size`` (no space needed); if even that fails (EIO), the
-        next append tries again before writing."""
+        next append tries again, and fails, before writing."""
         try:
             os.ftruncate(self._fd, size)
         except OSError:
