@@ -69,7 +69,7 @@ def _strings(obj) -> Iterator[str]:
 
 
 from logpipe.driver import LogInfo
-from logpipe.errors import LogOptError
+from logpipe.errors import LogOptError, PartlyStored
 from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, STDOUT, Chunk, PartialMeta
 from logpipe.options import check_known_keys, parse_bool, parse_human_size, parse_int
@@ -934,8 +934,25 @@ class JSONFileDriver:
         return os.path.join(info.log_dir, f"{info.container_id}-json.log")
 
     def write(self, batch: Sequence[Chunk]) -> None:
-        for block in encode_blocks(batch, self._attrs):
-            self._file.write(block)
+        """Append the batch. A failed write (disk full) leaves whole records only, and says
+        how many of the batch's records were stored (``PartlyStored``), found by encoding the
+        batch again, off the hot path: the encoding is deterministic and one record is one
+        line of the file."""
+        start = self._file.appended
+        try:
+            for block in encode_blocks(batch, self._attrs):
+                self._file.write(block)
+        except OSError as err:
+            stored = self._file.appended - start
+            if not stored:
+                raise
+            records = 0
+            for block in encode_blocks(batch, self._attrs):
+                records += block.count(b"\n", 0, stored)
+                stored -= len(block)
+                if stored <= 0:
+                    break
+            raise PartlyStored(err, records) from err
 
     def flush(self) -> None:
         """Nothing is buffered: every block goes to the file as it is encoded."""

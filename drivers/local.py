@@ -25,7 +25,7 @@ import msgpack
 from drivers.rotation import RotatingFile
 from logpipe import reading
 from logpipe.driver import LogInfo
-from logpipe.errors import LogOptError
+from logpipe.errors import LogOptError, PartlyStored
 from logpipe.message import SOURCES, STDERR, STDOUT, Chunk, PartialMeta
 from logpipe.options import parse_bool, parse_human_size, parse_int
 from logpipe.reading import ReadConfig, Warn
@@ -309,10 +309,19 @@ class LocalDriver:
 
     def write(self, batch: Sequence[Chunk]) -> None:
         """Encode ``batch`` and append it, one block per ``RotatingFile.write`` call, so that
-        rotation only ever happens between blocks."""
-        for block in pack_blocks(batch, self._compress, self._block_limit):
-            self._append_block(block)
-            self._ratio = _HEAD.unpack_from(block)[4] / len(block)
+        rotation only ever happens between blocks. A failed write (disk full) leaves whole
+        blocks only and says how many of the batch's records were stored (``PartlyStored``)."""
+        records = 0
+        try:
+            for block in pack_blocks(batch, self._compress, self._block_limit):
+                self._append_block(block)
+                head = _HEAD.unpack_from(block)
+                self._ratio = head[4] / len(block)
+                records += head[5]
+        except OSError as err:
+            if records:
+                raise PartlyStored(err, records) from err
+            raise
 
     def _append_block(self, block: bytes) -> None:
         """One whole block to the file (the spool's writer checks its budget here first)."""

@@ -46,8 +46,21 @@ def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1)
     header = b"\x1f\x8b\x08\x04" + b"\x00\x00\x00\x00" + b"\x00\xff"
     header += len(extra).to_bytes(2, "little") + extra
     comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-    crc, size = 0, 0
     tmp = dst + ".tmp"
+    try:
+        _gzip_to(src, tmp, header, comp)
+    except OSError:  # a full disk: the rotated file stays as it is, uncompressed
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return
+    os.rename(tmp, dst)
+    os.unlink(src)
+
+
+def _gzip_to(src: str, tmp: str, header: bytes, comp) -> None:
+    crc, size = 0, 0
     with open(src, "rb") as fin, open(create_new(tmp), "wb") as fout:
         os.fchmod(fout.fileno(), FILE_MODE)
         fout.write(header)
@@ -58,8 +71,6 @@ def gzip_with_last_time(src: str, dst: str, last_ts: int | None, level: int = 1)
         fout.write(comp.flush())
         fout.write(crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))
         copy_stamps(fin.fileno(), fout.fileno())
-    os.rename(tmp, dst)
-    os.unlink(src)
 
 
 def create_new(path: str, flags: int = os.O_WRONLY) -> int:
@@ -87,6 +98,11 @@ class RotatingFile:
         self.boundary = boundary or (lambda data, i: len(data))
         self._lock_fd = self._take_lock()
         self._compressor = None  # a threading.Thread while a rotated file is compressed
+        self._torn = False  # a failed write could not be truncated away yet
+        self._next_before: tuple[int, int, int] | None = None  # the stamp of a file to create
+        #: Bytes appended by this writer, over all generations: how a driver tells, after a
+        #: failed write, how much of its batch was stored.
+        self.appended = 0
         try:
             # Docker appends to the existing file when a container starts again.
             # O_NOFOLLOW: a symlink planted where the log should be is refused (ELOOP).
@@ -118,7 +134,16 @@ class RotatingFile:
         return max(0, self.max_size - self.size)
 
     def write(self, data: bytes) -> None:
-        """Append whole records, rotating between records exactly where Docker would."""
+        """Append whole records, rotating between records exactly where Docker would.
+
+        A failed write (disk full, I/O error) raises, leaving the file at its last whole
+        record: what a short write appended is truncated away, so readers never meet half a
+        record and the next write starts cleanly. Whole records written before the failure
+        stay (a follower or the shipper may already have read them)."""
+        if self._fd < 0:
+            # a rotation failed to create it: its count stamp still holds
+            self._fd = self._create_current(self.seq, self._next_before)
+            self.size = 0
         if self.max_size < 0:
             self._append(data)
             return
@@ -137,24 +162,46 @@ class RotatingFile:
             pos = cut
 
     def _append(self, data: bytes) -> None:
+        if self._torn:  # never append after half a record: raises if it is still there
+            os.ftruncate(self._fd, self.size)
+            self._torn = False
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            if len(view) != len(data):
+                self._truncate(self.size)
+            raise
         self.size += len(data)
+        self.appended += len(data)
+
+    def _truncate(self, size: int) -> None:
+        """Cut the current file to ``size`` (no space needed); if even that fails (EIO), the
+        next append tries again, and fails, before writing."""
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            self._torn = True
+        else:
+            self._torn = False
+            self.size = size
 
     def _rotate(self) -> None:
         self.wait_compression()
         before = self._before_next()
         os.close(self._fd)
+        self._fd = -1  # until the next file exists: a failed creation is retried by ``write``
         if self.max_file == 1:
             discard_generation(self.path, self.path)
         else:
             self._shift()
         sweep_keeps(self.path, keep_budget(self.max_size, self.max_file))
         self.seq += 1
-        self._fd = self._create_current(self.seq, before)
         self.size = 0
+        self._next_before = before
+        self._fd = self._create_current(self.seq, before)
 
     def _before_next(self) -> tuple[int, int, int]:
         """The next generation's count stamp: this one's plus its content, counted as a
@@ -204,11 +251,15 @@ class RotatingFile:
         directory, base = os.path.split(self.path)
         tmp = os.path.join(directory, f".{base}.new")
         fd = create_new(tmp, os.O_WRONLY | os.O_APPEND)
-        os.fchmod(fd, FILE_MODE)
-        write_seq(fd, seq)
-        self.before = before or (seq, 0, 0)
-        write_before(fd, self.before)
-        os.rename(tmp, self.path)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            write_seq(fd, seq)
+            self.before = before or (seq, 0, 0)
+            write_before(fd, self.before)
+            os.rename(tmp, self.path)
+        except OSError:
+            os.close(fd)
+            raise
         return fd
 
     def wait_compression(self) -> None:
@@ -219,10 +270,12 @@ class RotatingFile:
 
     def close(self) -> None:
         """Close the file and release the writer lock: followers then end."""
-        if self._fd < 0:
+        if self._lock_fd < 0:
             return
         self.wait_compression()
-        os.close(self._fd)
-        self._fd = -1
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         sweep_keeps(self.path, keep_budget(self.max_size, self.max_file))
         os.close(self._lock_fd)
+        self._lock_fd = -1

@@ -108,7 +108,10 @@ def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
     import subprocess
 
     stats = CaptureStats()
-    sink = make_sink(driver, opts)
+    from .storage_guard import StorageGuard
+
+    guard = StorageGuard(driver, report=_report)
+    sink = make_sink(guard, opts)
     proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=dict(env) if env is not None else None,
                             start_new_session=False)
@@ -118,16 +121,27 @@ def run_capture(argv: Sequence[str], driver, opts: Mapping[str, str],
     try:
         pump({STDOUT: proc.stdout.fileno(), STDERR: proc.stderr.fileno()}, sink, stats)
     finally:
-        if sink is not driver:
+        if sink is not guard:
             sink.close()
             stats.dropped_lines, stats.dropped_bytes = sink.dropped_lines, sink.dropped_bytes
-        driver.close()
+        guard.close()
+        if guard.lines_dropped:
+            _report(f"{guard.lines_dropped} lines ({guard.bytes_dropped} bytes) could not be "
+                    f"stored: {guard.last_error}")
         proc.stdout.close()
         proc.stderr.close()
         code = proc.wait()
         for sig, old in forwarded.items():
             signal.signal(sig, old)
     return (128 - code if code < 0 else code), stats
+
+
+def _report(text: str) -> None:
+    """A storage fault, to the capture's stderr (never raising: it may be a full disk too)."""
+    try:
+        os.write(2, f"logpipe capture: {text}\n".encode(errors="replace"))
+    except OSError:
+        pass
 
 
 def _forward_signals(proc) -> dict[int, object]:

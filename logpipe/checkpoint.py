@@ -54,6 +54,13 @@ def write_checkpoint(path: str, cp: Checkpoint) -> None:
     No fsync: the checkpoint must survive the daemon's death, which the page cache does; after
     a power loss an older checkpoint means duplicates, never loss."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(cp._asdict()))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(cp._asdict()))
+        os.rename(tmp, path)
+    except OSError:  # a full disk: no half-written temporary file is left behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -69,3 +69,13 @@ class RetryableError(SendError):
 class PermanentError(SendError):
     """The receiver will never take this batch (a 400-class answer other than throttling).
     The shipper counts its records as rejected, reports it, and goes on with the next one."""
+
+
+class PartlyStored(OSError):
+    """A storage driver's ``write`` failed (disk full, I/O error) after storing the first
+    ``records`` records of its batch (lines, or pieces of a long line, in batch order); the
+    rest was not stored. A driver that raises a plain ``OSError`` stored none of it."""
+
+    def __init__(self, err: OSError, records: int) -> None:
+        super().__init__(err.errno, err.strerror or str(err))
+        self.records = records

@@ -104,6 +104,7 @@ class Shipper(threading.Thread):
         self.driver: Any = None
         self.limits = BatchLimits()
         self._cache: tuple[tuple[int, int], list[Message], int] | None = None
+        self._save_failed = False  # the last checkpoint write failed (disk full)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -271,7 +272,20 @@ class Shipper(threading.Thread):
             shipped_lines=s.shipped_lines, shipped_bytes=s.shipped_bytes,
             rejected_lines=s.rejected_lines, retries=s.retries, duplicates=s.duplicates,
             inflight=inflight)
-        write_checkpoint(self.checkpoint, self.cp)
+        try:
+            write_checkpoint(self.checkpoint, self.cp)
+        except OSError as err:
+            # A full disk must not stop delivery: the checkpoint in memory is right and the
+            # file is written again with the next batch. Until then a restarted daemon
+            # resends from the older one (duplicates, never loss) and a full spool waits
+            # (blocking) or counts as dropped what was in fact shipped (non-blocking).
+            if not self._save_failed:
+                self.stats.event(f"saving the checkpoint failed, delivery goes on: {err}")
+                log.warning("shipper %s: saving the checkpoint failed, delivery goes on: %s",
+                            self.name, err)
+            self._save_failed = True
+        else:
+            self._save_failed = False
 
 
 def _inside_line(msg: Message) -> bool:

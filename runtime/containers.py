@@ -37,7 +37,7 @@ from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import ImageStore
 from .seccomp import has_profile, parse_security_opt
-from .shimclient import ShimClient, ShimError, recover_state, spawn_shim
+from .shimclient import ShimClient, ShimError, live_state, recover_state, spawn_shim
 from .shipping import Shipping, is_remote
 from .spec import Bind, ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
@@ -249,17 +249,14 @@ class Container:
         return data
 
     def inspect_shipping(self, shipping: Shipping) -> dict[str, Any]:
-        """``inspect`` plus ``LogShipping`` (logpipe's own key) for remote drivers, with the
-        shim's live counters (blocking I/O: run in a thread)."""
+        """``inspect`` plus logpipe's own keys, with the shim's live counters (blocking I/O:
+        run in a thread): ``LogStorage`` for every driver, ``LogShipping`` for remote ones."""
         data = self.inspect()
+        state = live_state(self.spec.dir, self.state)
+        data["State"].update(state.counters())
+        data["LogStorage"] = state.log_storage(self.spec.log_type)
         if not is_remote(self.spec):
             return data
-        state = self.state
-        if self.running:
-            try:
-                state = ShimClient(self.spec.dir, timeout=2.0).status()
-            except (ShimError, OSError):
-                pass
         stats = shipping.stats(self.spec, state)
         if stats is not None:
             data["LogShipping"] = stats
@@ -290,6 +287,8 @@ class Container:
                                "Paused": self.paused})
         except FileNotFoundError:
             pass  # removed meanwhile
+        except OSError as err:  # a full disk: the daemon knows; only a restart would forget
+            log.warning("container %s: saving %s failed: %s", self.id[:12], LIFECYCLE_FILE, err)
 
 
 def _resolve(waiters: list[asyncio.Future], value: Any) -> None:

@@ -15,6 +15,10 @@ Control protocol: one JSON object per line each way. ``{"op":"status"}`` → the
 What it must not do: depend on the daemon (it runs in its own session, survives the daemon's
 death and is found again through the socket and ``state.json``), talk to the network, or
 import more than capture and the storage drivers need — its memory is the per-container cost.
+Nor die of its disk: a full or failing disk is survived (``logpipe.storage_guard`` counts
+what cannot be stored, keeps the pipes drained and resumes by itself), and ``shim.log`` and
+``state.json``, on the same disk, are written without ever raising out of the shim. The
+live counters (captured, stored, dropped, the last storage error) are answered by ``status``.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import time
 from logpipe.capture import CaptureStats, enlarge_pipe, make_sink, pump
 from logpipe.message import STDERR, STDOUT
 from logpipe.registry import get_driver, load_driver
+from logpipe.storage_guard import StorageGuard
+from logpipe.timespec import format_rfc3339nano
 
 from .spec import SHIM_SOCKET, ContainerSpec
-from .state import EXITED, RUNNING, State, now_rfc3339, write_state
+from .state import EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, write_state
 
 #: After the main process exits, how long output of processes that inherited its pipes is
 #: still read. Docker waits the same 2 s for its log copier (daemon/monitor.go).
@@ -51,32 +57,18 @@ class _StopReading(Exception):
 
 
 class _Sink:
-    """Between ``pump`` and the driver (or its non-blocking buffer).
+    """Between ``pump`` and the storage (a non-blocking buffer, or the guarded driver): once
+    the shim has decided to stop reading, the first batch written ends ``pump`` — after it is
+    stored. Write errors never get here: ``StorageGuard`` counts them and retries."""
 
-    A failing write (disk full) is counted as dropped and reported once, as Docker's copier
-    logs and goes on, rather than killing the shim. Once the shim has decided to stop
-    reading, the first batch written ends ``pump`` — after it is stored.
-    """
-
-    __slots__ = ("inner", "stopping", "lines_failed", "bytes_failed", "error")
+    __slots__ = ("inner", "stopping")
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.stopping = False
-        self.lines_failed = self.bytes_failed = 0
-        self.error: OSError | None = None
 
     def write(self, batch) -> None:
-        try:
-            self.inner.write(batch)
-        except OSError as err:
-            self.lines_failed += sum(chunk.count for chunk in batch)
-            self.bytes_failed += sum(len(chunk.data) for chunk in batch)
-            if self.error is None:
-                _log(f"writing the log failed, output is dropped until it works again: {err}")
-            self.error = err
-        else:
-            self.error = None
+        self.inner.write(batch)
         if self.stopping:
             raise _StopReading
 
@@ -97,6 +89,7 @@ class Shim:
         self.pipes_open = False
         self._stop_seen = self._stop_tries = 0
         self.driver = self.buffer = None
+        self.guard: StorageGuard | None = None
         self.sink: _Sink | None = None
         self.oom_file: str | None = None
         self.oom_before = 0
@@ -133,11 +126,13 @@ class Shim:
         self.oom_file, self.oom_before = _oom_counter(self.pid)
         self.state = self.state._replace(status=RUNNING, running=True, pid=self.pid,
                                          started_at=now_rfc3339())
-        write_state(self.spec.dir, self.state)
+        self._write_state()
         _trim_heap()
+        # A full or failing disk never stops the capture: the guard counts and retries.
+        self.guard = StorageGuard(self.driver, report=_log)
         # A spool has its own answer to ``mode`` (what to do when it is full), in the writer.
-        self.buffer = self.driver if hasattr(self.driver, "blocking") else \
-            make_sink(self.driver, self.spec.log_opts)
+        self.buffer = self.guard if hasattr(self.driver, "blocking") else \
+            make_sink(self.guard, self.spec.log_opts)
         self.sink = _Sink(self.buffer)
         self.pumping = True
         try:
@@ -183,10 +178,10 @@ class Shim:
         sel.close()
 
     def _finish(self) -> None:
-        if self.buffer is not self.driver:
+        if self.buffer is not self.guard:
             self.buffer.close()
         try:
-            self.driver.close()
+            self.guard.close()  # stores the notice of a gap still pending, then the driver
         except OSError as err:
             _log(f"closing the log failed: {err}")
         oom = self.oom_file is not None and _oom_kills(self.oom_file) > self.oom_before
@@ -197,7 +192,7 @@ class Shim:
         self.state = self._current()._replace(
             status=EXITED, running=False, pid=0, exit_code=self.exit_code, oom_killed=oom,
             finished_at=self.finished_at, pipes_open_at_exit=self.pipes_open)
-        write_state(self.spec.dir, self.state)
+        self._write_state()
         for conn in list(self.waiters):
             self._send(conn, self.state.to_json())
         self._on_control()  # requests already queued get the final state too
@@ -217,18 +212,43 @@ class Shim:
         now = now_rfc3339()
         self.state = self.state._replace(status=EXITED, exit_code=START_FAILED, error=message,
                                          finished_at=now)
-        write_state(self.spec.dir, self.state)
+        self._write_state()
         self._close_socket()
 
+    def _write_state(self) -> None:
+        """``state.json``; a full or failing disk must not kill the shim (the daemon still
+        gets the state from the control socket, and ``write_state`` falls back to rewriting
+        the file in place)."""
+        try:
+            write_state(self.spec.dir, self.state)
+        except OSError as err:
+            _log(f"writing state.json failed: {err}")
+
     def _current(self) -> State:
-        """The state with the live counters."""
-        stats, buffer, sink = self.stats, self.buffer, self.sink
-        # Dropped by a non-blocking buffer, or by a full non-blocking spool (both count them).
-        lines_dropped = getattr(buffer, "dropped_lines", 0) + (sink.lines_failed if sink else 0)
-        bytes_dropped = getattr(buffer, "dropped_bytes", 0) + (sink.bytes_failed if sink else 0)
+        """The state with the live counters: kept in memory and answered by ``status``.
+
+        The shim publishes its counters only through its control socket (the daemon asks for
+        ``inspect`` and ``/metrics``), never by rewriting a file: a stats file would cost a
+        write per period for every idle container, would fail exactly when a full disk makes
+        the counters interesting, and a daemon that is down needs no counters."""
+        stats, buffer, guard = self.stats, self.buffer, self.guard
+        # Dropped by a non-blocking buffer, or by a full non-blocking spool (both count them),
+        # or not stored because storage failed (the guard counts them).
+        lines_dropped = getattr(buffer, "dropped_lines", 0) + \
+            getattr(self.driver, "dropped_lines", 0)
+        bytes_dropped = getattr(buffer, "dropped_bytes", 0) + \
+            getattr(self.driver, "dropped_bytes", 0)
+        failing, error, dropped_at = False, "", ""
+        if guard is not None:
+            lines_dropped += guard.lines_dropped
+            bytes_dropped += guard.bytes_dropped
+            failing, error = guard.failing, guard.last_error
+            if guard.last_drop_ns:
+                dropped_at = format_rfc3339nano(guard.last_drop_ns)
         return self.state._replace(
             lines_logged=stats.lines - lines_dropped, bytes_logged=stats.bytes - bytes_dropped,
-            lines_dropped=lines_dropped, bytes_dropped=bytes_dropped)
+            lines_dropped=lines_dropped, bytes_dropped=bytes_dropped,
+            storage_failing=failing, storage_error=error, last_drop_at=dropped_at or ZERO_TIME)
 
     # -- signals: reaping, and the end of reading ----------------------------------------
 
@@ -488,8 +508,13 @@ def _wake_only(_sig, _frame) -> None:
 
 
 def _log(text: str) -> None:
-    sys.stderr.write(f"{now_rfc3339()} logpipe-shim[{os.getpid()}]: {text}\n")
-    sys.stderr.flush()
+    """One line to ``shim.log`` (our stderr). It is on the disk that may be full: a line that
+    cannot be written is lost, never raised (the shim must outlive its disk)."""
+    line = f"{now_rfc3339()} logpipe-shim[{os.getpid()}]: {text}\n".encode(errors="replace")
+    try:
+        os.write(2, line)
+    except OSError:
+        pass
 
 
 USAGE = "usage: python -m runtime.shim [--detach] [--driver-ref MODULE:CLASS] CONTAINER_DIR\n"

@@ -25,7 +25,7 @@ from logpipe.errors import LogpipeError
 from logpipe.registry import driver_ref, get_driver
 
 from .spec import SHIM_SOCKET, ContainerSpec
-from .state import EXITED, State, now_rfc3339, read_state
+from .state import EXITED, RUNNING, State, now_rfc3339, read_state
 
 SHIM_LOG = "shim.log"
 #: Docker's exit code for a container whose exit status was lost.
@@ -176,6 +176,18 @@ class ShimClient:
         if "error" in reply:
             raise ShimError(reply["error"])
         return reply
+
+
+def live_state(container_dir: str, known: State, timeout: float = 2.0) -> State:
+    """The state with the shim's live counters while the container runs (the shim keeps them
+    in memory and answers ``status``); ``known`` when it is not running or does not answer
+    within ``timeout``."""
+    if known.status != RUNNING or timeout <= 0:
+        return known
+    try:
+        return ShimClient(container_dir, timeout=timeout).status()
+    except (ShimError, OSError, ValueError):
+        return known
 
 
 def recover_state(container_dir: str) -> State | None:

@@ -3,8 +3,9 @@
 A shipper (``logpipe.shipper``) runs while its container runs and afterwards until the spool
 is delivered; it is started again by the daemon on start (re-adoption), on every container
 start; a removed container's directory goes once its spool is delivered. Counters for ``inspect`` (``LogShipping``)
-and ``GET /metrics`` combine what the shim counted (captured, dropped when the spool was
-full) with what the shipper counted (shipped, rejected, retried, possible duplicates).
+and ``GET /metrics`` combine what the shim counted (captured, stored, dropped when the disk
+or the spool was full) with what the shipper counted (shipped, rejected, retried, possible
+duplicates). ``/metrics`` has the shim's counters for every container, whatever its driver.
 
 Remote drivers and their client libraries are imported here, in the daemon, never in a shim.
 """
@@ -24,6 +25,7 @@ from logpipe.registry import get_driver
 from logpipe.shipper import Shipper
 
 from .spec import ContainerSpec
+from .shimclient import live_state
 from .state import State
 
 log = logging.getLogger("logpipe.shipping")
@@ -124,16 +126,26 @@ class Shipping:
         }
 
     def metrics(self, items: Iterable[tuple[ContainerSpec, State]]) -> str:
-        """The Prometheus text exposition of every container's shipping counters."""
+        """The Prometheus text exposition: capture, storage and drop counters of every
+        container (any driver), and the shipping counters of those with a remote driver.
+
+        A running container's counters are asked from its shim (live: the shim keeps them in
+        memory); the whole scrape spends at most ``SCRAPE_BUDGET`` seconds asking, a shim that
+        does not answer in time shows what the daemon last knew."""
         series: dict[str, list[str]] = {name: [] for name, _, _ in _METRICS}
+        deadline = time.monotonic() + SCRAPE_BUDGET
         for spec, state in items:
-            st = self.stats(spec, state)
-            if st is None:
-                continue
+            state = live_state(spec.dir, state, min(1.0, deadline - time.monotonic()))
+            values = state.log_storage(spec.log_type)
+            values["Failing"] = int(values["Failing"])
+            shipping = self.stats(spec, state)
+            if shipping is not None:
+                values.update(shipping)
             labels = f'container_id="{spec.id}",container_name="{_escape(spec.name.lstrip("/"))}",' \
                      f'driver="{spec.log_type}"'
             for name, key, _ in _METRICS:
-                series[name].append(f"{name}{{{labels}}} {st[key]}")
+                if key in values:
+                    series[name].append(f"{name}{{{labels}}} {values[key]}")
         out = []
         for name, _, (kind, text) in _METRICS:
             out.append(f"# HELP {name} {text}")
@@ -142,12 +154,19 @@ class Shipping:
         return "\n".join(out) + "\n"
 
 
+#: Seconds a ``/metrics`` scrape may spend asking shims for their live counters.
+SCRAPE_BUDGET = 2.0
+
 _METRICS = [
     ("logpipe_captured_lines_total", "CapturedLines", ("counter", "Lines read from the container (this run).")),
     ("logpipe_captured_bytes_total", "CapturedBytes", ("counter", "Bytes read from the container (this run).")),
+    ("logpipe_stored_lines_total", "StoredLines", ("counter", "Lines stored by the log driver or the spool (this run).")),
+    ("logpipe_stored_bytes_total", "StoredBytes", ("counter", "Bytes stored by the log driver or the spool (this run).")),
+    ("logpipe_dropped_lines_total", "DroppedLines", ("counter", "Lines not stored or never shipped: disk full or failing, non-blocking buffer full, spool full with mode=non-blocking (this run).")),
+    ("logpipe_dropped_bytes_total", "DroppedBytes", ("counter", "Bytes of the dropped lines (this run).")),
+    ("logpipe_storage_failing", "Failing", ("gauge", "1 while writing the log fails (disk full, I/O error): output is counted and dropped.")),
     ("logpipe_shipped_lines_total", "ShippedLines", ("counter", "Lines the receiver confirmed.")),
     ("logpipe_shipped_bytes_total", "ShippedBytes", ("counter", "Bytes the receiver confirmed.")),
-    ("logpipe_dropped_lines_total", "DroppedLines", ("counter", "Lines dropped because the spool was full (mode=non-blocking).")),
     ("logpipe_rejected_lines_total", "RejectedLines", ("counter", "Lines the receiver refused for good.")),
     ("logpipe_retries_total", "Retries", ("counter", "Sends retried after a retryable error.")),
     ("logpipe_possible_duplicates_total", "PossibleDuplicates", ("counter", "Lines sent again after a daemon restart (at-least-once).")),

@@ -33,8 +33,8 @@ def containers(tmp_path, python):
     strays: list[int] = []
 
     class Containers:
-        def make(self, script, log_type="json-file", opts=None, argv=None):
-            d = tmp_path / f"c{len(made)}"
+        def make(self, script, log_type="json-file", opts=None, argv=None, parent=None):
+            d = (parent or tmp_path) / f"c{len(made)}"
             d.mkdir()
             spec = ContainerSpec(
                 id=os.urandom(32).hex(), name=f"/c{len(made)}", dir=str(d),
@@ -259,3 +259,29 @@ def test_state_of_a_container_whose_shim_died_is_exited_with_shim_died(container
     state = recover_state(spec.dir)
     assert state.status == "exited" and state.error == "shim died" and state.exit_code == 255
     assert not ShimClient(spec.dir).alive()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_shim_outlives_a_full_disk_and_still_records_the_exit(containers, tmp_path):
+    """Its log, shim.log and state.json on a full tmpfs: the shim counts what it cannot store,
+    answers status, and records the container's exit in state.json all the same."""
+    from test_disk_full import fill, tmpfs
+
+    with tmpfs(str(tmp_path / "disk"), "4m") as disk:
+        import pathlib
+
+        spec = containers.make("i=0; while true; do echo line $i; i=$((i+1)); done",
+                               parent=pathlib.Path(disk))
+        containers.start(spec)
+        client = ShimClient(spec.dir)
+        wait_until(lambda: client.status().lines_logged > 100, 10, "the first lines")
+        fill(disk)
+        wait_until(lambda: client.status().lines_dropped > 1000, 10, "lines dropped")
+        assert client.status().storage_failing
+        client.signal(signal.SIGTERM)
+        state = client.wait(timeout=10)
+        assert state.status == "exited" and state.exit_code == 143
+        recorded = read_state(spec.dir)  # written over the old file: no room for a new one
+        assert recorded.status == "exited" and recorded.exit_code == 143
+        assert recorded.lines_dropped == state.lines_dropped > 1000
+        assert "No space left on device" in recorded.storage_error
