@@ -115,6 +115,11 @@ class RotatingFile:
             self._append(data[pos:cut] if pos or cut != end else data)
             pos = cut
 
+    def write_unrotated(self, data: bytes) -> None:
+        """Append to the current file even past ``max_size``: for a writer that may neither
+        wait nor delete the oldest generation (a spool whose container has exited)."""
+        self._append(data)
+
     def _append(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
