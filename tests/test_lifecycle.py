@@ -134,7 +134,8 @@ def test_rm_f_at_once_after_the_shim_died_cleans_up_completely(daemon):
 # -- nothing waits forever ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preempt", [["rm", "-f"], ["kill"]])
+@pytest.mark.parametrize("preempt", [pytest.param(["rm", "-f"], id="rm-f"),
+                                     pytest.param(["kill"], id="kill")])
 def test_rm_f_and_kill_preempt_a_pending_stop_t_300(daemon, preempt):
     gate = os.path.join(daemon.base, "gate")
     os.mkdir(gate)
