@@ -13,9 +13,10 @@ the shipper has not finished, is decided here, by Docker's ``mode`` option:
 * ``blocking`` (default): the writer waits until the shipper's checkpoint has moved past that
   generation. The shim stops reading the container's pipes meanwhile, so the container's
   writes block — only when the spool is full, never because the network is slow. Once the
-  container has exited there is no writer left to hold back: what is still in its pipes is
-  appended past the budget (at most a pipe's worth) instead of being waited for or dropped,
-  so that a stopped or killed container's exit is recorded at once and nothing is lost.
+  container has exited there is no writer left to hold back: what is still in its pipes
+  (plus what a leftover process writes during the shim's exit grace) is appended past the
+  budget instead of being waited for or dropped, so that a stopped or killed container's
+  exit is recorded at once and nothing is lost.
 * ``non-blocking``: the oldest unshipped generation is deleted and its unshipped records are
   counted as dropped, exactly: the shim takes an exclusive ``flock`` on the file before
   counting, and the shipper holds a shared one while it reads a generation. A generation the

@@ -867,8 +867,9 @@ class ContainerStore:
 
     async def adopt(self) -> None:
         """Find every container again: live shims are watched, dead ones are ``exited`` with
-        what is known (what a dead shim left running is killed and cleaned up); ``always``/``unless-stopped`` ones the user did not stop are started,
-        exited ``--rm`` ones removed (Docker's restore)."""
+        what is known (what a dead shim left running is killed and cleaned up);
+        ``always``/``unless-stopped`` ones the user did not stop are started, exited ``--rm``
+        ones removed (Docker's restore)."""
         self.loop = asyncio.get_running_loop()
         for entry in sorted(os.listdir(self.dir)):
             cdir = os.path.join(self.dir, entry)
