@@ -266,7 +266,7 @@ def _same_process(pid: int, started_ns: int) -> bool:
             btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
     except (OSError, StopIteration, IndexError, ValueError):
         return False
-    state, session, start_ticks = fields[0], int(fields[4]), int(fields[19])
+    state, session, start_ticks = fields[0], int(fields[3]), int(fields[19])
     if state in (b"Z", b"X") or session != pid:
         return False
     started = btime + start_ticks / os.sysconf("SC_CLK_TCK")
