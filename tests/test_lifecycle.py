@@ -183,7 +183,7 @@ def test_a_container_blocked_on_a_full_spool_stops_kills_and_is_removed_in_time(
         wait_until(full, timeout=60, what="the spool to fill up")
         res, took = timed(daemon, "stop", "-t", "1", "blocked", timeout=40)
         assert (res.returncode, res.stdout) == (0, b"blocked\n"), res.stderr
-        assert took < 1 + 5, f"stop -t 1 took {took:.1f} s"
+        assert took < 1 + 8, f"stop -t 1 took {took:.1f} s"
         assert daemon.inspect("blocked", "{{.State.Status}} {{.State.ExitCode}}") == \
             "exited 137"  # sh as pid 1 ignores SIGTERM: the SIGKILL after 1 s ended it
         assert daemon.ok("logs", "--tail", "1", "blocked") == b"x" * 100 + b"\n"
@@ -191,14 +191,14 @@ def test_a_container_blocked_on_a_full_spool_stops_kills_and_is_removed_in_time(
         daemon.ok("start", "blocked")  # the spool is still full: it blocks at once
         res, took = timed(daemon, "kill", "blocked", timeout=40)
         assert (res.returncode, res.stdout) == (0, b"blocked\n"), res.stderr
-        assert took < 5, f"kill took {took:.1f} s"
+        assert took < 10, f"kill took {took:.1f} s"
         assert daemon.inspect("blocked", "{{.State.Running}}") == "false"
 
         daemon.ok("start", "blocked")
         pid = int(daemon.inspect("blocked", "{{.State.Pid}}"))
         res, took = timed(daemon, "rm", "-f", "blocked", timeout=40)
         assert (res.returncode, res.stdout) == (0, b"blocked\n"), res.stderr
-        assert took < 5, f"rm -f took {took:.1f} s"
+        assert took < 10, f"rm -f took {took:.1f} s"
         assert daemon.ok("ps", "-aq") == b""
         assert_nothing_left(daemon, cid, pid)
     finally:
