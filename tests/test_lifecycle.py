@@ -219,6 +219,9 @@ def test_out_of_range_integers_in_the_query_are_refused_with_gos_text(daemon):
         {"message": 'strconv.Atoi: parsing "1 5": invalid syntax'}).encode())
     assert raw(daemon.host, "POST", f"/v1.41/containers/steady/kill?signal={huge}") == \
         (400, json.dumps({"message": f"Invalid signal: {huge}"}).encode())
+    status, body = raw(daemon.host, "GET", f"/v1.41/containers/steady/logs?stdout=1&since={huge}")
+    assert status >= 400 and json.loads(body) == \
+        {"message": f'strconv.ParseInt: parsing "{huge}": value out of range'}
     # Docker's logs: a tail that does not parse (out of range, "all") means every line.
     for tail in (huge, "all"):
         status, body = raw(daemon.host, "GET",
