@@ -563,7 +563,7 @@ class ContainerStore:
             # and clean up what is left, and record the exit (a no-op after a normal exit).
             try:
                 settled = settle_run(directory) if os.path.isdir(directory) else None
-            except OSError as err:
+            except (OSError, LogpipeError) as err:  # e.g. a shim too busy to answer status
                 log.warning("cleaning up after the shim of %s: %s", directory, err)
                 settled = None
             if settled is not None and settled.status == EXITED:
@@ -710,7 +710,10 @@ class ContainerStore:
     def _kill_directly(self, c: Container) -> None:
         """SIGKILL to the container's process through its executor (the pid is still the
         shim's unreaped child if the shim lives), or the dead shim's cleanup (blocking)."""
-        state = settle_run(c.spec.dir)
+        try:
+            state = settle_run(c.spec.dir)
+        except (OSError, LogpipeError):  # a live shim that does not answer: use what we know
+            state = c.state
         if state is None or state.status == EXITED or not state.pid:
             return
         try:
@@ -1023,7 +1026,10 @@ def _mark_removed(path: str) -> None:
 def _clean_up_run(spec: ContainerSpec) -> None:
     """``rm``'s last look: a shim that died is settled (its container killed), then the
     executor deletes the runtime's state and unmounts the root, if anything is left."""
-    settle_run(spec.dir)
+    try:
+        settle_run(spec.dir)
+    except (OSError, LogpipeError) as err:  # a shim too busy to answer: the cleanup still runs
+        log.warning("settling the run of %s: %s", spec.id[:12], err)
     get_executor(spec.runtime).cleanup(spec)
 
 
