@@ -161,6 +161,11 @@ class RotatingFile:
             self._append(data[pos:cut] if pos or cut != end else data)
             pos = cut
 
+    def write_unrotated(self, data: bytes) -> None:
+        """Append to the current file even past ``max_size``: for a writer that may neither
+        wait nor delete the oldest generation (a spool whose container has exited)."""
+        self._append(data)
+
     def _append(self, data: bytes) -> None:
         if self._torn:  # never append after half a record: raises if it is still there
             os.ftruncate(self._fd, self.size)

@@ -12,7 +12,11 @@ the shipper has not finished, is decided here, by Docker's ``mode`` option:
 
 * ``blocking`` (default): the writer waits until the shipper's checkpoint has moved past that
   generation. The shim stops reading the container's pipes meanwhile, so the container's
-  writes block — only when the spool is full, never because the network is slow.
+  writes block — only when the spool is full, never because the network is slow. Once the
+  container has exited there is no writer left to hold back: what is still in its pipes
+  (plus what a leftover process writes during the shim's exit grace) is appended past the
+  budget instead of being waited for or dropped, so that a stopped or killed container's
+  exit is recorded at once and nothing is lost.
 * ``non-blocking``: the oldest unshipped generation is deleted and its unshipped records are
   counted as dropped, exactly: the shim takes an exclusive ``flock`` on the file before
   counting, and the shipper holds a shared one while it reads a generation. A generation the
@@ -74,15 +78,18 @@ class SpoolWriter(LocalDriver):
     """The shim's storage driver for a container with a remote driver.
 
     ``idle(timeout)`` is how the shim goes on serving its control socket while a blocking
-    spool waits for the shipper. Drops (non-blocking mode) are counted in ``dropped_lines``
-    and ``dropped_bytes`` and reported through ``report``.
+    spool waits for the shipper; it returns False once waiting has become pointless (the
+    container has exited), and the block is then written past the budget. Drops
+    (non-blocking mode) are counted in ``dropped_lines`` and ``dropped_bytes`` and reported
+    through ``report``.
     """
 
-    def __init__(self, info: LogInfo, driver: str, idle: Callable[[float], None] | None = None,
+    def __init__(self, info: LogInfo, driver: str,
+                 idle: Callable[[float], bool] | None = None,
                  report: Callable[[str], None] | None = None) -> None:
         super().__init__(info, spool_config(info.config))
         self.blocking = info.config.get("mode", "blocking") != "non-blocking"
-        self.idle = idle or time.sleep
+        self.idle = idle or _sleep
         self.report = report or (lambda text: None)
         self.path = self.log_path(info)
         self.checkpoint = checkpoint_path(info.log_dir, driver)
@@ -94,25 +101,30 @@ class SpoolWriter(LocalDriver):
 
     def _append_block(self, block: bytes) -> None:
         held = self._make_room() if self._file.size >= self._max_size else None
+        if held is _OVERFLOW:
+            self._file.write_unrotated(block)
+            return
         try:
             self._file.write(block)
         finally:
             if held is not None:
                 os.close(held)  # only after the rotation removed the file: see _drop
 
-    def _make_room(self) -> int | None:
+    def _make_room(self) -> int | None | object:
         """Before a rotation: make sure the generation it deletes has been shipped, or wait, or
-        drop it. Returns a descriptor to close once the rotation is done (a held lock)."""
+        drop it. Returns a descriptor to close once the rotation is done (a held lock), or
+        ``_OVERFLOW`` when the block is to be appended without rotating."""
         oldest = self._file.seq - (self._file.max_file - 1)
         if oldest < 1 or self._shipped_past(oldest):
             return None
         if self.blocking:
             started = time.monotonic()
-            while not self._shipped_past(oldest) and not self.abandon:
-                self.idle(BLOCKED_POLL)
+            waiting = True
+            while waiting and not self._shipped_past(oldest) and not self.abandon:
+                waiting = self.idle(BLOCKED_POLL) is not False
             self.blocked_seconds += time.monotonic() - started
             if not self.abandon:
-                return None
+                return None if waiting else _OVERFLOW
         return self._drop(oldest)
 
     def _shipped_past(self, seq: int) -> bool:
@@ -156,6 +168,16 @@ class SpoolWriter(LocalDriver):
             self.report(text)
             record_event(os.path.dirname(self.checkpoint), text)
         return fd
+
+
+#: ``_make_room``'s answer when the writer is gone: append past the budget, rotate nothing.
+_OVERFLOW = object()
+
+
+def _sleep(timeout: float) -> bool:
+    """The default ``idle``: nothing else to serve, so wait for the shipper, always."""
+    time.sleep(timeout)
+    return True
 
 
 def read_spool(info: LogInfo, config) -> Iterator[Chunk]:

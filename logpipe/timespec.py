@@ -74,6 +74,8 @@ def parse_unix(text: str) -> int:
     m = _UNIX_RE.fullmatch(text)
     if not m:
         raise ValueError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    if int(m.group(1)) >= 1 << 63:  # Docker parses the seconds with ParseInt(s, 10, 64)
+        raise ValueError(f'strconv.ParseInt: parsing "{m.group(1)}": value out of range')
     return int(m.group(1)) * NS + int((m.group(2) or "").ljust(9, "0") or 0)
 
 

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import struct
 import tempfile
 import threading
@@ -68,14 +69,30 @@ def qbool(request: web.Request, key: str, default: bool = False) -> bool:
     return request.query[key].strip().lower() not in ("", "0", "no", "false", "none")
 
 
+#: What Go's ``strconv.Atoi`` accepts (Python's ``int`` also takes spaces, ``_``, other digits).
+_ATOI = re.compile(r"[+-]?[0-9]+")
+
+
+def go_atoi(text: str) -> int:
+    """Go's ``strconv.Atoi`` on a 64-bit machine, with its error texts (as ValueError)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    if not _ATOI.fullmatch(text):
+        raise ValueError(f"strconv.Atoi: parsing {quoted}: invalid syntax")
+    num = int(text)
+    if not -(1 << 63) <= num < 1 << 63:
+        raise ValueError(f"strconv.Atoi: parsing {quoted}: value out of range")
+    return num
+
+
 def qint(request: web.Request, key: str) -> int | None:
+    """An integer query value as Docker parses it (``t``, ``limit``): 400 with Go's text."""
     value = request.query.get(key, "")
     if value == "":
         return None
     try:
-        return int(value)
-    except ValueError:
-        raise InvalidParameter(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
+        return go_atoi(value)
+    except ValueError as err:
+        raise InvalidParameter(str(err)) from None
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -332,12 +349,14 @@ async def start_container(request: web.Request) -> web.Response:
 
 
 async def stop_container(request: web.Request) -> web.Response:
-    await store_of(request).stop(container_of(request), qint(request, "t"))
+    timeout = qint(request, "t")  # parsed first: Docker refuses a bad value for any name
+    await store_of(request).stop(container_of(request), timeout)
     return web.Response(status=204)
 
 
 async def restart_container(request: web.Request) -> web.Response:
-    await store_of(request).restart(container_of(request), qint(request, "t"))
+    timeout = qint(request, "t")
+    await store_of(request).restart(container_of(request), timeout)
     return web.Response(status=204)
 
 
@@ -352,8 +371,8 @@ async def unpause_container(request: web.Request) -> web.Response:
 
 
 async def kill_container(request: web.Request) -> web.Response:
-    c = container_of(request)
-    await store_of(request).kill(c, parse_signal(request.query.get("signal")))
+    sig = parse_signal(request.query.get("signal"))
+    await store_of(request).kill(container_of(request), sig)
     return web.Response(status=204)
 
 
@@ -397,9 +416,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         raise LogpipeError("can not get logs from container which is dead or marked for removal")
     tail_text = request.query.get("tail", "")
     try:
-        tail = int(tail_text)
+        tail = go_atoi(tail_text)
     except ValueError:
-        tail = -1  # "all", "", anything else: everything (Docker)
+        tail = -1  # "all", "", out of range, anything else: everything (Docker)
     cfg = ReadConfig(tail=tail if tail >= 0 else -1, since=_since_until(request, "since"),
                      until=_since_until(request, "until"),
                      # follow is only honoured while the container runs (Docker)

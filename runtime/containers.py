@@ -8,7 +8,13 @@ daemon decides — ``RestartCount`` and whether the user stopped it (Docker's
 
 Each running container has one watcher thread blocked in the shim's ``wait`` operation; its
 answer is an event on the daemon's loop, which wakes ``wait`` requests, applies the restart
-policy and ``--rm``. The daemon never reads a container's pipes and never writes its logs.
+policy and ``--rm``. A shim that dies (SIGKILL, a crash) is noticed by its watcher, which
+cleans up after it (``settle_run``). The daemon never reads a container's pipes and never
+writes its logs.
+
+Nothing here waits unboundedly while holding a container's lock: ``stop`` and ``restart``
+wait for the exit after releasing it, so ``kill`` and ``rm -f`` pre-empt a long ``stop -t``,
+and every wait after a SIGKILL is bounded (``KILL_WAIT``, then a kill without the shim).
 
 Everything a user typed is validated in ``create`` before anything is written; a create
 that fails leaves no directory and no name behind.
@@ -37,7 +43,7 @@ from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import ImageStore
 from .seccomp import has_profile, parse_security_opt
-from .shimclient import ShimClient, ShimError, live_state, recover_state, spawn_shim
+from .shimclient import ShimClient, ShimError, live_state, recover_state, settle_run, spawn_shim
 from .shipping import Shipping, is_remote
 from .spec import Bind, ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
@@ -52,6 +58,9 @@ LIFECYCLE_FILE = "lifecycle.json"
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 #: Docker's restart backoff (restartmanager): 100 ms doubling to 1 min, reset after a run of 10 s.
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET_AFTER = 0.1, 60.0, 10.0
+#: Docker's ``Kill``: how long to wait for the exit after SIGKILL through the shim, then after
+#: a SIGKILL sent without it (daemon/kill.go: 10 s, then 2 s).
+KILL_WAIT, KILL_DIRECT_WAIT = 10.0, 2.0
 #: Docker refuses memory limits under 6 MB (daemon/daemon_unix.go).
 MIN_MEMORY = 6 * 1024 * 1024
 PROCESS_WARNING = ("runtime process: the container runs directly on the host, with no "
@@ -143,6 +152,10 @@ class Container:
         self.manually_stopped = manually_stopped
         self.removing = False
         self.removed = False
+        # A manual ``restart`` is stopping it: that exit neither applies the restart policy
+        # nor ``--rm`` (Docker's HasBeenManuallyRestarted). Not persisted: a daemon that dies
+        # mid-restart leaves it to the policy, which is what the user asked for.
+        self.restarting_manually = False
         self.paused = False
         self.restart_task: asyncio.Task | None = None
         self.backoff = 0.0
@@ -499,6 +512,7 @@ class ContainerStore:
             if c.running:
                 raise NotModified()
             c.manually_stopped = False
+            c.restart_count = 0  # Docker's ResetRestartManager(true) on a user's start
             c.save_lifecycle()
             await self._spawn(c)
 
@@ -553,6 +567,15 @@ class ContainerStore:
                     state = recover_state(directory)
                     break
                 time.sleep(0.05)  # the shim is between states: ask again
+            # A shim that died left its container running, mounted and known to runc: kill
+            # and clean up what is left, and record the exit (a no-op after a normal exit).
+            try:
+                settled = settle_run(directory) if os.path.isdir(directory) else None
+            except (OSError, LogpipeError) as err:  # e.g. a shim too busy to answer status
+                log.warning("cleaning up after the shim of %s: %s", directory, err)
+                settled = None
+            if settled is not None and settled.status == EXITED:
+                state = settled
             state = state or State(status=EXITED, exit_code=255, error="shim died",
                                    finished_at=now_rfc3339())
             try:
@@ -571,7 +594,7 @@ class ContainerStore:
             c.paused = False
             c.save_lifecycle()
         _resolve(c.exit_waiters, state)
-        if c.removing or c.removed or self.shutting_down:
+        if c.removing or c.removed or self.shutting_down or c.restarting_manually:
             return
         if self._should_restart(c):
             ran = time.monotonic() - c.run_began
@@ -645,7 +668,10 @@ class ContainerStore:
             log.info("signal %d to %s: %s", sig, c.id[:12], err)
 
     async def stop(self, c: Container, timeout: float | None = None) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds (10; negative: wait forever)."""
+        """SIGTERM, then SIGKILL after ``timeout`` seconds (10; negative: wait forever).
+
+        The wait happens after the lock is released: a ``kill`` or ``rm -f`` meanwhile ends
+        it (Docker's stop, too, returns once the container has stopped, whoever stopped it)."""
         timeout = 10.0 if timeout is None else timeout
         async with c.lock:
             if self._cancel_restart(c):
@@ -656,17 +682,52 @@ class ContainerStore:
                 raise NotModified()
             c.manually_stopped = True
             c.save_lifecycle()
-            await self._stop_run(c, timeout)
+            exited = await self._send_stop(c)
+        await self._wait_stopped(c, exited, timeout)
 
-    async def _stop_run(self, c: Container, timeout: float) -> None:
+    async def _send_stop(self, c: Container) -> asyncio.Future:
+        """SIGTERM (thawing a paused container); the future of the exit it asks for."""
         exited = self._next_exit(c)
         await self._signal(c, signal.SIGTERM)
         await self._thaw(c)
+        return exited
+
+    async def _wait_stopped(self, c: Container, exited: asyncio.Future, timeout: float) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(exited), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
             await self._signal(c, signal.SIGKILL)
-            await exited
+            await self._wait_killed(c, exited)
+
+    async def _wait_killed(self, c: Container, exited: asyncio.Future) -> None:
+        """After a SIGKILL: the exit, within ``KILL_WAIT``; else (a shim that does not
+        report) SIGKILL the container without the shim and wait ``KILL_DIRECT_WAIT`` more."""
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
+            return
+        except asyncio.TimeoutError:
+            log.warning("container %s did not exit %g s after SIGKILL: killing it directly",
+                        c.id[:12], KILL_WAIT)
+        await asyncio.to_thread(self._kill_directly, c)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), KILL_DIRECT_WAIT)
+        except asyncio.TimeoutError:
+            raise LogpipeError(f"Cannot kill container {c.id}: it did not exit "
+                               f"{KILL_WAIT + KILL_DIRECT_WAIT:g} s after SIGKILL") from None
+
+    def _kill_directly(self, c: Container) -> None:
+        """SIGKILL to the container's process through its executor (the pid is still the
+        shim's unreaped child if the shim lives), or the dead shim's cleanup (blocking)."""
+        try:
+            state = settle_run(c.spec.dir)
+        except (OSError, LogpipeError):  # a live shim that does not answer: use what we know
+            state = c.state
+        if state is None or state.status == EXITED or not state.pid:
+            return
+        try:
+            get_executor(c.spec.runtime).kill(c.spec, state.pid, signal.SIGKILL)
+        except (OSError, LogpipeError) as err:
+            log.warning("killing %s directly: %s", c.id[:12], err)
 
     async def pause(self, c: Container, paused: bool) -> None:
         """``pause``/``unpause`` with Docker's refusals (409)."""
@@ -699,23 +760,47 @@ class ContainerStore:
             c.save_lifecycle()
 
     async def kill(self, c: Container, sig: int) -> None:
+        """Send ``sig``; for SIGKILL (the default) return once the container has exited, as
+        Docker's ``Kill`` does (bounded: ``_wait_killed``). Needs no lock: it pre-empts a
+        pending ``stop``."""
         if not c.running or c.restarting:
             raise ContainerConflict(f"Container {c.id} is not running")
         # Docker's killWithSignal marks the container manually stopped: no policy restart.
         c.manually_stopped = True
         c.save_lifecycle()
+        exited = self._next_exit(c) if sig == signal.SIGKILL else None
         await self._signal(c, sig)
         await self._thaw(c)
+        if exited is not None:
+            await self._wait_killed(c, exited)
 
     async def restart(self, c: Container, timeout: float | None = None) -> None:
+        """Stop (without the lock held while waiting, as ``stop``), then start. The exit it
+        causes applies neither the restart policy nor ``--rm``; like a user's ``start`` it
+        resets ``RestartCount`` (Docker)."""
         timeout = 10.0 if timeout is None else timeout
         async with c.lock:
+            if c.removing or c.removed:
+                raise ContainerConflict(f"removal of container {c.id} is already in progress")
             self._cancel_restart(c)
-            if c.state.status == RUNNING:
-                await self._stop_run(c, timeout)
-            c.manually_stopped = False
-            c.save_lifecycle()
-            await self._spawn(c)
+            c.restarting_manually = True
+            exited = await self._send_stop(c) if c.state.status == RUNNING else None
+        try:
+            if exited is not None:
+                await self._wait_stopped(c, exited, timeout)
+            async with c.lock:
+                if c.removing or c.removed:
+                    raise ContainerConflict(f"removal of container {c.id} is already in "
+                                            "progress")
+                c.restarting_manually = False
+                if c.running:
+                    return  # started by another request meanwhile
+                c.manually_stopped = False
+                c.restart_count = 0
+                c.save_lifecycle()
+                await self._spawn(c)
+        finally:
+            c.restarting_manually = False
 
     # -- wait / remove ----------------------------------------------------------------------
 
@@ -752,7 +837,7 @@ class ContainerStore:
                                     "container before attempting removal or force remove")
         c.removing = True
         try:
-            async with c.lock:
+            async with c.lock:  # held only briefly by others: a pending stop does not hold it
                 self._cancel_restart(c)
                 if c.state.status == RUNNING:
                     exited = self._next_exit(c)
@@ -760,7 +845,10 @@ class ContainerStore:
                         await self._discard_spool_wait(c)
                     await self._signal(c, signal.SIGKILL)
                     await self._thaw(c)
-                    await exited
+                    await self._wait_killed(c, exited)
+                # Whatever a run left behind (a dead shim's container, runtime state, the
+                # overlay mount) goes before the directory: rm always cleans up completely.
+                await asyncio.to_thread(_clean_up_run, c.spec)
         except BaseException:
             c.removing = False
             raise
@@ -790,8 +878,9 @@ class ContainerStore:
 
     async def adopt(self) -> None:
         """Find every container again: live shims are watched, dead ones are ``exited`` with
-        what is known; ``always``/``unless-stopped`` ones the user did not stop are started,
-        exited ``--rm`` ones removed (Docker's restore)."""
+        what is known (what a dead shim left running is killed and cleaned up);
+        ``always``/``unless-stopped`` ones the user did not stop are started, exited ``--rm``
+        ones removed (Docker's restore)."""
         self.loop = asyncio.get_running_loop()
         for entry in sorted(os.listdir(self.dir)):
             cdir = os.path.join(self.dir, entry)
@@ -805,7 +894,8 @@ class ContainerStore:
             except (OSError, ValueError, KeyError) as err:
                 log.warning("ignoring container directory %s: %s", cdir, err)
                 continue
-            state = await asyncio.to_thread(recover_state, cdir)
+            # A shim that died while no daemon was watching is cleaned up after here.
+            state = await asyncio.to_thread(settle_run, cdir)
             life = _read_json(os.path.join(cdir, LIFECYCLE_FILE))
             c = Container(spec, state, life.get("RestartCount", 0),
                           life.get("ManuallyStopped", False))
@@ -939,6 +1029,16 @@ REMOVED_MARK = "removed"
 def _mark_removed(path: str) -> None:
     with open(os.path.join(path, REMOVED_MARK), "w"):
         pass
+
+
+def _clean_up_run(spec: ContainerSpec) -> None:
+    """``rm``'s last look: a shim that died is settled (its container killed), then the
+    executor deletes the runtime's state and unmounts the root, if anything is left."""
+    try:
+        settle_run(spec.dir)
+    except (OSError, LogpipeError) as err:  # a shim too busy to answer: the cleanup still runs
+        log.warning("settling the run of %s: %s", spec.id[:12], err)
+    get_executor(spec.runtime).cleanup(spec)
 
 
 def _remove_dir(path: str) -> None:

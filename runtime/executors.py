@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from typing import ClassVar, Protocol
 
 from logpipe.errors import InvalidParameter, LogpipeError
@@ -35,6 +36,7 @@ class Executor(Protocol):
     def kill(self, spec: ContainerSpec, pid: int, sig: int) -> None: ...
     def pause(self, spec: ContainerSpec, pid: int, paused: bool) -> None: ...
     def cleanup(self, spec: ContainerSpec) -> None: ...
+    def destroy(self, spec: ContainerSpec, pid: int, started_ns: int) -> bool: ...
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -84,6 +86,8 @@ class OCIExecutor:
         return fallback
 
     def _delete(self, spec: ContainerSpec) -> None:
+        if not os.path.isdir(os.path.join(self._root(spec), spec.id)):
+            return  # no runtime state: nothing to delete (and no runc process to start)
         null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
             run_command(self._cmd(spec, "delete", "--force", spec.id), stderr=null)
@@ -131,6 +135,33 @@ class OCIExecutor:
 
         self._delete(spec)
         rootfs.release(spec)
+
+    def destroy(self, spec: ContainerSpec, pid: int, started_ns: int) -> bool:
+        """What is left of a run whose shim died: ``runc delete --force`` kills every process
+        of the container (runc checks the init's start time itself, so a reused pid is safe)
+        and deletes its state; then the overlay is unmounted. True if it was still alive."""
+        status = self._status(spec)
+        if status == "paused":  # a frozen process would not die of SIGKILL under cgroup v1
+            run_command(self._cmd(spec, "resume", spec.id))
+        self.cleanup(spec)
+        return status in ("running", "paused", "created")
+
+    def _status(self, spec: ContainerSpec) -> str | None:
+        """``runc state``'s status (running, paused, created, stopped), None if unknown."""
+        if not os.path.isdir(os.path.join(self._root(spec), spec.id)):
+            return None
+        out = os.memfd_create("runc-state", os.MFD_CLOEXEC)
+        try:
+            r = run_command(self._cmd(spec, "state", spec.id), stdout=out)
+            os.lseek(out, 0, os.SEEK_SET)
+            with os.fdopen(os.dup(out), "rb") as f:
+                text = f.read()
+        finally:
+            os.close(out)
+        try:
+            return json.loads(text).get("status") if r.returncode == 0 else None
+        except (ValueError, AttributeError):
+            return None
 
 
 class RuncExecutor(OCIExecutor):
@@ -212,6 +243,34 @@ class ProcessExecutor:
 
     def cleanup(self, spec: ContainerSpec) -> None:
         pass
+
+    def destroy(self, spec: ContainerSpec, pid: int, started_ns: int) -> bool:
+        """Kill the process group of a run whose shim died, if ``pid`` is still that run's
+        process: it leads its own session and started when the run did (pids are reused)."""
+        if pid <= 0 or not _same_process(pid, started_ns):
+            return False
+        self.kill(spec, pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0  # its parent is now init, which reaps it
+        while _same_process(pid, started_ns) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return True
+
+
+def _same_process(pid: int, started_ns: int) -> bool:
+    """Whether ``pid`` is alive (not a zombie), leads its own session, and started within a
+    few seconds of ``started_ns`` (wall clock): the container's process, not a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return False
+    state, session, start_ticks = fields[0], int(fields[3]), int(fields[19])
+    if state in (b"Z", b"X") or session != pid:
+        return False
+    started = btime + start_ticks / os.sysconf("SC_CLK_TCK")
+    return abs(started - started_ns / 1e9) < 5.0
 
 
 EXECUTORS: dict[str, type] = {"runc": RuncExecutor, "crun": CrunExecutor,

@@ -299,15 +299,20 @@ class Shim:
         self._stop_seen = self.stats.bytes
         os.write(self.wake_w, b"\0")  # be called again on the next turn of the loop
 
-    def _idle(self, timeout: float) -> None:
+    def _idle(self, timeout: float) -> bool:
         """While a full blocking spool waits for the shipper: keep reaping and answering the
-        control socket, so that ``stop``, ``kill`` and ``rm -f`` still work."""
+        control socket, so that ``stop``, ``kill`` and ``rm -f`` still work. False once the
+        container has exited: nobody's writes are held back any more, so the spool stops
+        waiting and the run can end (and be reported) now."""
+        if self.exit_code is not None:
+            return False
         sel = selectors.DefaultSelector()
         sel.register(self.wake_r, selectors.EVENT_READ, self._on_wake_only)
         sel.register(self.conns.fileno(), selectors.EVENT_READ, self._on_control)
         for key, _ in sel.select(timeout):
             key.data()
         sel.close()
+        return self.exit_code is None
 
     def _on_wake_only(self) -> None:
         try:

@@ -6,11 +6,13 @@ that dies or restarts neither kills it nor has to reap it. ``ShimClient`` speaks
 control protocol (one JSON object per line, see ``runtime/shim.py``). ``recover_state`` is
 what a (re)started daemon believes about a container: the live shim's answer, else the last
 ``state.json``, else — for a shim that died before recording the exit — ``exited`` with
-``Error: "shim died"``.
+``Error: "shim died"``. ``settle_run`` goes one step further for such a run: it kills what is
+left of the container, deletes its runtime state, unmounts its root and records the exit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -23,13 +25,18 @@ import logpipe
 import runtime
 from logpipe.errors import LogpipeError
 from logpipe.registry import driver_ref, get_driver
+from logpipe.timespec import parse_rfc3339
 
+from .executors import get_executor
 from .spec import SHIM_SOCKET, ContainerSpec
-from .state import EXITED, RUNNING, State, now_rfc3339, read_state
+from .state import EXITED, RUNNING, State, now_rfc3339, read_state, write_state
 
 SHIM_LOG = "shim.log"
 #: Docker's exit code for a container whose exit status was lost.
 LOST_EXIT_CODE = 255
+#: containerd's exit status for the task of a dead shim that its cleanup killed (128 + SIGKILL).
+KILLED_EXIT_CODE = 137
+SHIM_DIED = "shim died"
 
 
 class ShimError(LogpipeError):
@@ -207,7 +214,48 @@ def recover_state(container_dir: str) -> State | None:
     if _is_shim(state.shim_pid, directory):  # alive but busy, or between state and socket
         return state
     return state._replace(status=EXITED, running=False, pid=0, exit_code=LOST_EXIT_CODE,
-                          error="shim died", finished_at=now_rfc3339())
+                          error=SHIM_DIED, finished_at=now_rfc3339())
+
+
+def settle_run(container_dir: str) -> State | None:
+    """``recover_state``, and for a run whose shim died (SIGKILL, a crash) without recording
+    the exit, the cleanup the shim would have done: every process of the container is killed,
+    the runtime's state deleted and the root filesystem unmounted; the exit is then written to
+    ``state.json`` (the only time the daemon writes it), so it is settled once, even across
+    daemon restarts. Its logs stay until the container is removed.
+
+    As containerd does for a dead shim, the exit code is 137 (128 + SIGKILL) when the
+    container was still running and this killed it, and 255 when it was already gone and its
+    exit status is lost; ``Error`` says which."""
+    directory = os.path.abspath(container_dir)
+    state = recover_state(directory)
+    if state is None or state.status != EXITED or state.error != SHIM_DIED:
+        return state
+    lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the watcher and a ``wait`` may both get here
+        last = read_state(directory)
+        if last is None or last.status == EXITED or _is_shim(last.shim_pid, directory):
+            return last
+        try:
+            started = parse_rfc3339(last.started_at)
+        except ValueError:
+            started = 0
+        try:
+            spec = ContainerSpec.load(directory)
+            killed = get_executor(spec.runtime).destroy(spec, last.pid, started)
+        except (OSError, ValueError, KeyError, LogpipeError) as err:
+            killed, why = False, f"{SHIM_DIED}; cleaning up after it failed: {err}"
+        else:
+            why = f"{SHIM_DIED}; its container was killed" if killed else \
+                f"{SHIM_DIED}; the container had exited and its exit status is lost"
+        final = last._replace(status=EXITED, running=False, pid=0,
+                              exit_code=KILLED_EXIT_CODE if killed else LOST_EXIT_CODE,
+                              error=why, finished_at=now_rfc3339())
+        write_state(directory, final)
+        return final
+    finally:
+        os.close(lock)
 
 
 def _is_shim(pid: int, directory: str) -> bool:

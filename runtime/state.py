@@ -11,7 +11,8 @@ control socket; the file has them as of the last write (start and exit). ``Pipes
 that some process still held the container's stdout or stderr 2 s after its main process
 exited, so the shim stopped reading and later output of that process was not logged.
 
-Only the shim writes this file, atomically; the daemon reads it (``runtime/shimclient.py``).
+Only the shim writes this file, atomically; the daemon reads it (``runtime/shimclient.py``),
+and writes it once for a run whose shim died before recording the exit (``settle_run``).
 """
 
 from __future__ import annotations

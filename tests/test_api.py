@@ -277,6 +277,27 @@ def test_kill_sends_the_named_signal(api):
     assert (code, msg) == (409, f"Container {cid} is not running")
 
 
+def test_a_process_whose_shim_was_sigkilled_is_killed_and_recorded_exited_137(api, daemon):
+    # The process runtime: the container is a plain process group the shim no longer reaps.
+    cid = run(api, ["sh", "-c", "echo before; exec sleep 300"])
+    with open(os.path.join(daemon.root, "containers", cid, "state.json")) as f:
+        state = json.load(f)
+    os.kill(state["ShimPid"], signal.SIGKILL)
+    assert wait(api, cid) == 137
+    info = api.container(cid)["State"]
+    assert (info["Status"], info["ExitCode"], info["Error"]) == \
+        ("exited", 137, "shim died; its container was killed")
+    try:
+        os.kill(state["Pid"], 0)  # a zombie until init reaps it: dead either way
+        with open(f"/proc/{state['Pid']}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (ProcessLookupError, FileNotFoundError):
+        pass
+    assert [p for _, p in logs(api, cid)] == [b"before\n"]  # kept until rm
+    api.request("DELETE", f"/containers/{cid}").read()
+    assert container_dirs(daemon) == []
+
+
 def test_remove_running_needs_force_and_deletes_the_logs(api, daemon):
     cid = run(api, ["sh", "-c", "echo hello; exec sleep 30"])
     code, msg = status_of(lambda: api.request("DELETE", f"/containers/{cid}").read())

@@ -178,6 +178,31 @@ def test_blocking_spool_waits_for_the_shipper_and_loses_nothing(ship_dir):
     assert writer.dropped_lines == 0 and writer.blocked_seconds > 0
 
 
+def test_blocking_spool_stops_waiting_once_its_container_exited_and_keeps_every_line(ship_dir):
+    # The shim's idle answers False once the container has exited: the writer must neither
+    # wait for a shipper that is not coming nor delete an unshipped generation.
+    info = info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2",
+                                 "cache-compress": "false"})
+    waits = []
+
+    def idle(timeout):
+        waits.append(timeout)
+        return False
+
+    writer = SpoolWriter(info, "rec", idle=idle)
+    done = threading.Thread(target=write_lines, args=(writer, 0, 2_000), daemon=True)
+    done.start()
+    done.join(10)
+    assert not done.is_alive(), "the writer kept waiting for the shipper"
+    assert waits and writer.dropped_lines == 0
+    spool = SpoolWriter.log_path(info)
+    assert sum(os.stat(f).st_size for f in (spool, spool + ".1")) > 2 * 8_000  # past budget
+    writer.close()
+    driver = RecordingDriver()
+    ship(ship_dir, driver).join(60)
+    assert driver.got == lines(0, 2_000)
+
+
 def test_non_blocking_spool_drops_the_oldest_and_counts_exactly(ship_dir):
     info = info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2",
                                  "mode": "non-blocking"})
