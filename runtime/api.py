@@ -597,6 +597,8 @@ async def docker_headers(request: web.Request, resp: web.StreamResponse) -> None
     resp.headers["Ostype"] = "linux"
     if resp.get(NO_CONTENT_TYPE):
         resp.headers.pop("Content-Type", None)
+    elif resp.headers.get("Content-Type", "").startswith("application/json"):
+        resp.headers["Content-Type"] = "application/json"
 
 
 ROUTES: list[tuple[str, str, Callable]] = [

@@ -31,6 +31,7 @@ from logpipe.capture import CaptureStats, enlarge_pipe, make_sink, pump
 from logpipe.message import STDERR, STDOUT
 from logpipe.registry import get_driver, load_driver
 
+from .executors import ExecutorError
 from .spec import SHIM_SOCKET, ContainerSpec
 from .state import EXITED, RUNNING, State, now_rfc3339, write_state
 
@@ -125,7 +126,9 @@ class Shim:
         except Exception as err:
             for fd in (out_r, err_r):
                 os.close(fd)
-            self._record_failure(str(err) or type(err).__name__)
+            # 127/126 when the command is not found / cannot be invoked (ExecutorError).
+            self._record_failure(str(err) or type(err).__name__,
+                                 err.exit_code if isinstance(err, ExecutorError) else START_FAILED)
             return
         finally:
             os.close(out_w)
@@ -204,8 +207,9 @@ class Shim:
         self._on_control()
         self._close_socket()
 
-    def _record_failure(self, message: str) -> None:
-        """The container never ran: Docker records exit code 128 and the error."""
+    def _record_failure(self, message: str, exit_code: int = START_FAILED) -> None:
+        """The container never ran: Docker records the error and exit code 128, or 127/126
+        when its command was not found / could not be invoked."""
         _log(message)
         self._reap()  # whatever a failed start may have left as our child
         if self.driver is not None:
@@ -215,7 +219,7 @@ class Shim:
         except Exception as err:
             _log(f"cleanup after the failed start failed: {err}")
         now = now_rfc3339()
-        self.state = self.state._replace(status=EXITED, exit_code=START_FAILED, error=message,
+        self.state = self.state._replace(status=EXITED, exit_code=exit_code, error=message,
                                          finished_at=now)
         write_state(self.spec.dir, self.state)
         self._close_socket()
