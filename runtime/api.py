@@ -242,13 +242,18 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
 
     ``attach`` (the output of a running container as it happens): for a remote driver this
     is read from its spool, where it lands at once — journald's own read would only see it
-    once shipped, and ``cache-disabled`` (which refuses ``logs``) does not apply to attach."""
+    once shipped, and ``cache-disabled`` (which refuses ``logs``) does not apply to attach;
+    for ``none`` from the small buffer its shim keeps for attach alone."""
     driver = load_driver(c.spec.log_type)
     info = c.spec.log_info()
     if attach and getattr(driver, "kind", "") == "remote":
         from drivers.spool import read_spool
 
         chunks = read_spool(info, cfg)
+    elif attach and getattr(driver, "kind", "") == "none":
+        from drivers.none import read_attach_buffer  # kept by the shim for attach only
+
+        chunks = read_attach_buffer(info, cfg)
     else:
         chunks = driver.read(info, cfg)
 

@@ -432,6 +432,10 @@ def _open_driver(spec: ContainerSpec, ref: str | None = None, idle=None):
         from drivers.spool import SpoolWriter
 
         return SpoolWriter(spec.log_info(), spec.log_type, idle=idle, report=_log)
+    if getattr(cls, "kind", "") == "none":
+        from drivers.none import AttachBuffer  # attach shows the output, as Docker's does
+
+        return AttachBuffer(spec.log_info())
     return cls(spec.log_info())
 
 
