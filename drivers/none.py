@@ -68,6 +68,11 @@ class AttachBuffer(LocalDriver):
         super().__init__(attach, ATTACH_BUFFER)
 
 
+def attach_buffer_path(info: LogInfo) -> str:
+    """The current file of the attach buffer (its writer lock is taken before it exists)."""
+    return LocalDriver.log_path(_attach_info(info))
+
+
 def read_attach_buffer(info: LogInfo, config) -> Iterator[Chunk]:
     """The attach buffer of a ``none`` container, read as ``logs`` reads a ``local`` log."""
     return LocalDriver.read(_attach_info(info), config)

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from logpipe import __version__
 from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.fileset import writer_alive
 from logpipe.message import STDERR, STDOUT, Chunk
 from logpipe.output import render
 from logpipe.reading import ReadConfig
@@ -269,6 +270,40 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     return frames()
 
 
+def attach_log_path(c) -> str | None:
+    """The file ``read_frames(attach=True)`` follows for ``c``; None when it has none."""
+    driver = load_driver(c.spec.log_type)
+    info = c.spec.log_info()
+    kind = getattr(driver, "kind", "")
+    if kind == "remote":
+        from drivers.local import LocalDriver
+
+        return LocalDriver.log_path(info)
+    if kind == "none":
+        from drivers.none import attach_buffer_path
+
+        return attach_buffer_path(info)
+    log_path = getattr(driver, "log_path", None)
+    return log_path(info) if log_path is not None else None
+
+
+async def started_or_logging(c, started: "asyncio.Future", poll: float = 0.005) -> Any:
+    """Wait for the start of ``c`` (its state; None if it failed or ``c`` was removed), or
+    until its shim holds the log attach reads, whichever comes first (then ``True``).
+
+    A ``run`` attaches before the start: reading only once the start is confirmed would
+    miss what a fast container writes meanwhile and a small log (``max-size``, the ``none``
+    driver's attach buffer) has already rotated away. Once the reader has the file open, a
+    rotation no longer takes anything from it. The shim takes the log's lock before it
+    creates the file, and keeps it for the whole run."""
+    path = attach_log_path(c)
+    while not started.done():
+        if path is not None and writer_alive(path) and os.path.exists(path):
+            return True
+        await asyncio.wait((started,), timeout=poll)
+    return started.result()
+
+
 # -- system ---------------------------------------------------------------------------------
 
 
@@ -489,19 +524,23 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
     # its side at once when it attaches no stdin, and aiohttp's transport closes the whole
     # connection on that EOF — the container's output would never reach the client.
     sock = _own_socket(request) if hijack else None
+    handed_over = False  # to the thread that writes it, which then closes it
 
     async def body() -> None:
+        nonlocal handed_over
         frames: Any = ()
         if streams and (stream or history):
-            state = await started if started is not None and stream else c.state
+            state = await started_or_logging(c, started) if started is not None and stream \
+                else c.state
             if state is not None:  # None: removed, or its start failed
-                follow = stream and c.state.status == RUNNING
+                follow = stream and (state is True or c.state.status == RUNNING)
                 cfg = ReadConfig(since=0 if history else since, follow=follow)
                 try:
                     frames = read_frames(c, cfg, streams, attach=True)
                 except LogpipeError as err:
                     frames = [frame(3, f"{err}\n".encode())]
         if sock is not None:
+            handed_over = True
             await _send_in_thread(sock, frames)
         else:
             await stream_from_thread(resp, iter(frames))
@@ -515,6 +554,8 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
             started.cancel()
         if sock is not None:
             _end_own_socket(sock)  # a writer still busy with it fails at its next write
+            if not handed_over:
+                sock.close()
 
 
 def _own_socket(request: web.Request):

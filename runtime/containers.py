@@ -494,25 +494,26 @@ class ContainerStore:
     # -- start / exit / restart policy ----------------------------------------------------
 
     async def start(self, c: Container) -> None:
-        try:
-            async with c.lock:
-                if c.removing or c.removed:
-                    raise ContainerConflict(f"removal of container {c.id} is already in "
-                                            "progress")
-                if c.running:
-                    raise NotModified()
-                c.manually_stopped = False
-                c.save_lifecycle()
+        async with c.lock:
+            if c.removing or c.removed:
+                raise ContainerConflict(f"removal of container {c.id} is already in progress")
+            if c.running:
+                raise NotModified()
+            c.manually_stopped = False
+            c.save_lifecycle()
+            try:
                 await self._spawn(c)
-        except StartFailed:
-            # Docker removes an AutoRemove container whose start failed before it answers
-            # (daemon/start.go), so that ``run --rm``'s ``wait?condition=removed`` returns.
-            if c.spec.auto_remove and not (c.removing or c.removed):
-                try:
-                    await self.remove(c, force=True)
-                except LogpipeError as err:
-                    log.warning("auto-removing container %s failed: %s", c.id[:12], err)
-            raise
+                return
+            except StartFailed as err:
+                failure = err
+        # Docker removes an AutoRemove container whose start failed before it answers
+        # (daemon/start.go), so that ``run --rm``'s ``wait?condition=removed`` returns.
+        if c.spec.auto_remove and not (c.removing or c.removed):
+            try:
+                await self.remove(c, force=True)
+            except LogpipeError as err:
+                log.warning("auto-removing container %s failed: %s", c.id[:12], err)
+        raise failure
 
     async def _spawn(self, c: Container) -> None:
         if is_remote(c.spec):
