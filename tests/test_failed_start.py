@@ -103,9 +103,9 @@ def test_docker_run_detached_without_rm_keeps_the_created_container_with_its_exi
         daemon.ok("rm", "nocmd")
 
 
-@pytest.mark.parametrize("command", ["/no/such/binary", "/etc"])
-@pytest.mark.parametrize("mode", ["attached", "detached"])
-def test_logpipe_run_rm_of_a_command_that_cannot_run_exits_127_or_126(daemon, command, mode):
+@pytest.mark.parametrize(("mode", "command"), [("attached", "/no/such/binary"),
+                                               ("detached", "/etc")])
+def test_logpipe_run_rm_of_a_command_that_cannot_run_exits_127_or_126(daemon, mode, command):
     res = daemon.lp("run", "--rm", *(["-d"] if mode == "detached" else []),
                     image_of(daemon), command, timeout=30)
     assert (res.returncode, errors(res)) == (
