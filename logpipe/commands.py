@@ -284,6 +284,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_attached(client, cid, args.rm)
 
 
+#: How long ``run --rm`` waits for the removal of a container whose start failed.
+AUTO_REMOVE_WAIT = 10.0
+
+
 def _run_attached(client: Client, cid: str, auto_remove: bool) -> int:
     """Attach, register the wait, start, copy the output, exit with the container's code."""
     attach = client.request("POST", f"/containers/{cid}/attach",
@@ -311,11 +315,8 @@ def _run_attached(client: Client, cid: str, auto_remove: bool) -> int:
         client.post(f"/containers/{cid}/start")
     except APIError as err:
         sys.stderr.write(f"Error response from daemon: {err}\n")
-        if auto_remove:
-            try:
-                client.request("DELETE", f"/containers/{cid}", {"force": 1}).read()
-            except LogpipeError:
-                pass
+        if auto_remove:  # the daemon removes it before it answers (Docker): the wait ends
+            waiter.join(AUTO_REMOVE_WAIT)
         return _start_failure_code(str(err))
     outs = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
     while True:

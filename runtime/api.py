@@ -11,12 +11,17 @@ prefixes of ``logpipe.output``. The storage driver's reader is synchronous (it m
 inotify while following), so it runs in a thread of its own and hands frames to the
 response through the loop. The API never reads a container's pipes: ``attach`` follows the
 container's log from the moment it starts.
+
+Streams that last (``logs -f``, ``attach``, ``wait``) go through ``serve_stream``: a client
+that hangs up is normal and costs one debug line, and a daemon that shuts down ends them at
+once rather than waiting for them (it would keep its data root locked meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import platform
 import re
@@ -30,6 +35,7 @@ from aiohttp import web
 
 from logpipe import __version__
 from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.fileset import writer_alive
 from logpipe.message import STDERR, STDOUT, Chunk
 from logpipe.output import render
 from logpipe.reading import ReadConfig
@@ -46,6 +52,11 @@ MIN_API_VERSION = "1.12"
 SERVER_VERSION = f"logpipe-{__version__}"
 STORE_KEY = web.AppKey("store", ContainerStore)
 IMAGES_KEY = web.AppKey("images", ImageStore)
+#: Set when the daemon shuts down: every lasting stream ends.
+ENDING_KEY = web.AppKey("ending", asyncio.Event)
+#: How long a shutting-down daemon lets requests other than streams finish (an image load,
+#: a stop): then they are cancelled.
+SHUTDOWN_GRACE = 5.0
 #: Frames queued between a reader thread and its response before the reader waits.
 QUEUE_LIMIT = 256
 #: Bytes queued likewise: a client that stops reading holds its reader (a follower then keeps
@@ -53,6 +64,7 @@ QUEUE_LIMIT = 256
 QUEUE_BYTES = 4 << 20
 _STREAMS = {STDOUT: 1, STDERR: 2}
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+log = logging.getLogger("logpipe.daemon")
 
 
 class ServerError(LogpipeError):
@@ -215,6 +227,50 @@ async def stream_from_thread(resp: web.StreamResponse, produce: Iterator[bytes])
             space.notify_all()
 
 
+class _Ending(Exception):
+    """The daemon is shutting down: a lasting stream stops where it is."""
+
+
+async def unless_ending(request: web.Request, aw: Any) -> Any:
+    """Await ``aw`` unless the daemon starts shutting down first: then ``aw`` is cancelled
+    and ``_Ending`` raised."""
+    task = asyncio.ensure_future(aw)
+    ending = asyncio.ensure_future(request.app[ENDING_KEY].wait())
+    try:
+        await asyncio.wait((task, ending), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ending.cancel()
+        if not task.done():
+            task.cancel()  # the daemon is ending, or this request was cancelled
+    if not task.done() or task.cancelled():
+        raise _Ending
+    return task.result()
+
+
+async def serve_stream(request: web.Request, resp: web.StreamResponse,
+                       body: Any) -> web.StreamResponse:
+    """The rest of a response whose headers are sent: ``body`` writes it, then it ends.
+
+    A client that goes away mid-stream is a normal event (``docker logs -f`` and Ctrl-C):
+    one debug line, no traceback. On shutdown the connection is closed without the stream's
+    clean end, so that no client takes it for the container's exit (Docker's clients report
+    "unexpected EOF")."""
+    try:
+        await unless_ending(request, body)
+        await resp.write_eof()
+    except ConnectionError as err:
+        log.debug("%s %s: the client went away (%s)", request.method, request.path, err)
+    except _Ending:
+        if request.transport is not None:
+            request.transport.close()
+    return resp
+
+
+async def _end_streams(app: web.Application) -> None:
+    """``on_shutdown``: lasting streams end now instead of holding the daemon's exit."""
+    app[ENDING_KEY].set()
+
+
 def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
                 attach: bool = False) -> Iterator[bytes]:
     """The container's log through its storage driver, as frames. ``driver.read`` is called
@@ -222,7 +278,8 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
 
     ``attach`` (the output of a running container as it happens): for a remote driver this
     is read from its spool, where it lands at once — journald's own read would only see it
-    once shipped, and ``cache-disabled`` (which refuses ``logs``) does not apply to attach."""
+    once shipped, and ``cache-disabled`` (which refuses ``logs``) does not apply to attach;
+    for ``none`` from the small buffer its shim keeps for attach alone."""
     driver = load_driver(c.spec.log_type)
     info = c.spec.log_info()
     # What the reader reports (damage it skipped, records a slow follower missed) goes to
@@ -236,6 +293,10 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
         from drivers.spool import read_spool
 
         chunks = read_spool(info, cfg)
+    elif attach and getattr(driver, "kind", "") == "none":
+        from drivers.none import read_attach_buffer  # kept by the shim for attach only
+
+        chunks = read_attach_buffer(info, cfg)
     else:
         chunks = driver.read(info, cfg)
 
@@ -258,6 +319,40 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
                 close()
 
     return frames()
+
+
+def attach_log_path(c) -> str | None:
+    """The file ``read_frames(attach=True)`` follows for ``c``; None when it has none."""
+    driver = load_driver(c.spec.log_type)
+    info = c.spec.log_info()
+    kind = getattr(driver, "kind", "")
+    if kind == "remote":
+        from drivers.local import LocalDriver
+
+        return LocalDriver.log_path(info)
+    if kind == "none":
+        from drivers.none import attach_buffer_path
+
+        return attach_buffer_path(info)
+    log_path = getattr(driver, "log_path", None)
+    return log_path(info) if log_path is not None else None
+
+
+async def started_or_logging(c, started: "asyncio.Future", poll: float = 0.005) -> Any:
+    """Wait for the start of ``c`` (its state; None if it failed or ``c`` was removed), or
+    until its shim holds the log attach reads, whichever comes first (then ``True``).
+
+    A ``run`` attaches before the start: reading only once the start is confirmed would
+    miss what a fast container writes meanwhile and a small log (``max-size``, the ``none``
+    driver's attach buffer) has already rotated away. Once the reader has the file open, a
+    rotation no longer takes anything from it. The shim takes the log's lock before it
+    creates the file, and keeps it for the whole run."""
+    path = attach_log_path(c)
+    while not started.done():
+        if path is not None and writer_alive(path) and os.path.exists(path):
+            return True
+        await asyncio.wait((started,), timeout=poll)
+    return started.result()
 
 
 # -- system ---------------------------------------------------------------------------------
@@ -384,10 +479,13 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     await flush_headers(resp)
-    state = await waiter
-    await resp.write(json.dumps({"StatusCode": state.exit_code, "Error": None}).encode() + b"\n")
-    await resp.write_eof()
-    return resp
+
+    async def body() -> None:
+        state = await waiter
+        await resp.write(json.dumps({"StatusCode": state.exit_code, "Error": None}).encode()
+                         + b"\n")
+
+    return await serve_stream(request, resp, body())
 
 
 async def remove_container(request: web.Request) -> web.Response:
@@ -430,9 +528,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     await flush_headers(resp)
-    await stream_from_thread(resp, frames)
-    await resp.write_eof()
-    return resp
+    return await serve_stream(request, resp, stream_from_thread(resp, frames))
 
 
 class _Hijacked(web.StreamResponse):
@@ -483,33 +579,38 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
     # its side at once when it attaches no stdin, and aiohttp's transport closes the whole
     # connection on that EOF — the container's output would never reach the client.
     sock = _own_socket(request) if hijack else None
-    try:
+    handed_over = False  # to the thread that writes it, which then closes it
+
+    async def body() -> None:
+        nonlocal handed_over
+        frames: Any = ()
         if streams and (stream or history):
-            if started is not None and stream:
-                state = await started
-                if state is None:  # removed before it ever started
-                    return resp
-            follow = stream and c.state.status == RUNNING
-            cfg = ReadConfig(since=0 if history else since, follow=follow)
-            frames = read_frames(c, cfg, streams, attach=True)
-            if sock is not None:
-                await asyncio.to_thread(_send_frames, sock, frames)
-            else:
-                await stream_from_thread(resp, frames)
-    except LogpipeError as err:
+            state = await started_or_logging(c, started) if started is not None and stream \
+                else c.state
+            if state is not None:  # None: removed, or its start failed
+                follow = stream and (state is True or c.state.status == RUNNING)
+                cfg = ReadConfig(since=0 if history else since, follow=follow)
+                try:
+                    frames = read_frames(c, cfg, streams, attach=True)
+                except LogpipeError as err:
+                    frames = [frame(3, f"{err}\n".encode())]
         if sock is not None:
-            await asyncio.to_thread(_send_frames, sock, [frame(3, f"{err}\n".encode())])
+            handed_over = True
+            await _send_in_thread(sock, frames)
         else:
-            await resp.write(frame(3, f"{err}\n".encode()))
+            await stream_from_thread(resp, iter(frames))
+
+    if hijack:
+        resp.force_close()
+    try:
+        return await serve_stream(request, resp, body())
     finally:
         if started is not None and not started.done():
             started.cancel()
         if sock is not None:
-            _close_own_socket(sock)
-    if hijack:
-        resp.force_close()
-    await resp.write_eof()
-    return resp
+            _end_own_socket(sock)  # a writer still busy with it fails at its next write
+            if not handed_over:
+                sock.close()
 
 
 def _own_socket(request: web.Request):
@@ -523,27 +624,54 @@ def _own_socket(request: web.Request):
     return sock
 
 
+def _send_in_thread(sock, frames) -> "asyncio.Future[None]":
+    """``_send_frames`` in a thread of its own, which owns ``sock`` and closes it: not in the
+    loop's executor, whose threads the daemon's exit waits for, as a follow may block in its
+    reader until the container next writes."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def run() -> None:
+        try:
+            _send_frames(sock, frames)
+        finally:
+            sock.close()
+            try:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            except RuntimeError:
+                pass  # the loop is gone: the daemon has exited
+
+    threading.Thread(target=run, name="attach-writer", daemon=True).start()
+    return done
+
+
 def _send_frames(sock, frames) -> None:
-    """Write the frames until they end or the client goes away."""
+    """Write the frames until they end or the client goes away, then end the stream."""
     try:
         for data in frames:
             sock.sendall(data)
     except OSError:
         pass  # the client closed the connection: stop reading its log
+    except Exception as err:  # noqa: BLE001 - reported in-band, as stream_from_thread does
+        try:
+            sock.sendall(frame(3, f"Error grabbing logs: {err}\n".encode()))
+        except OSError:
+            pass
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
             close()
+        _end_own_socket(sock)
 
 
-def _close_own_socket(sock) -> None:
+def _end_own_socket(sock) -> None:
+    """End of stream for the client (Docker closes the connection)."""
     import socket
 
     try:
-        sock.shutdown(socket.SHUT_WR)  # end of stream for the client (Docker closes the conn)
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-    sock.close()
 
 
 # -- images ---------------------------------------------------------------------------------
@@ -652,6 +780,8 @@ async def docker_headers(request: web.Request, resp: web.StreamResponse) -> None
     resp.headers["Ostype"] = "linux"
     if resp.get(NO_CONTENT_TYPE):
         resp.headers.pop("Content-Type", None)
+    elif resp.headers.get("Content-Type", "").startswith("application/json"):
+        resp.headers["Content-Type"] = "application/json"
 
 
 ROUTES: list[tuple[str, str, Callable]] = [
@@ -682,7 +812,9 @@ def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1 << 20)
     app[STORE_KEY] = store
     app[IMAGES_KEY] = images
+    app[ENDING_KEY] = asyncio.Event()
     app.on_response_prepare.append(docker_headers)
+    app.on_shutdown.append(_end_streams)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{version:[0-9.]+}" + path, handler)

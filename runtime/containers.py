@@ -100,6 +100,13 @@ class StartFailed(LogpipeError):
     """The shim could not start the container; Docker answers 500 with the runtime's error."""
 
 
+class StartInvalidConfig(StartFailed):
+    """The container's command was not found or cannot be invoked (exit code 127/126):
+    Docker's ``startInvalidConfigError``, a 400."""
+
+    status = 400
+
+
 # -- small helpers ------------------------------------------------------------------------
 
 
@@ -514,7 +521,19 @@ class ContainerStore:
             c.manually_stopped = False
             c.restart_count = 0  # Docker's ResetRestartManager(true) on a user's start
             c.save_lifecycle()
-            await self._spawn(c)
+            try:
+                await self._spawn(c)
+                return
+            except StartFailed as err:
+                failure = err
+        # Docker removes an AutoRemove container whose start failed before it answers
+        # (daemon/start.go), so that ``run --rm``'s ``wait?condition=removed`` returns.
+        if c.spec.auto_remove and not (c.removing or c.removed):
+            try:
+                await self.remove(c, force=True)
+            except LogpipeError as err:
+                log.warning("auto-removing container %s failed: %s", c.id[:12], err)
+        raise failure
 
     async def _spawn(self, c: Container) -> None:
         if is_remote(c.spec):
@@ -524,10 +543,15 @@ class ContainerStore:
         except ShimError as err:
             c.state = recover_state(c.spec.dir) or State(status=EXITED, exit_code=128,
                                                          error=str(err), finished_at=now_rfc3339())
+            _resolve(c.start_waiters, None)
             raise StartFailed(str(err)) from None
         c.state = read_state(c.spec.dir) or c.state
         if c.start_failed:
-            raise StartFailed(c.state.error or "the container failed to start")
+            # Whoever attached before the start gets the end of its stream (Docker closes
+            # the container's streams when a start fails).
+            _resolve(c.start_waiters, None)
+            error = StartInvalidConfig if c.state.exit_code in (126, 127) else StartFailed
+            raise error(c.state.error or "the container failed to start")
         c.run_began = time.monotonic()
         self.shipping.ensure(c.spec)  # after the shim holds the spool: see Shipper's exit rule
         _resolve(c.start_waiters, c.state)

@@ -2,9 +2,10 @@
 
 It owns the process set-up only: configuration, one daemon per data root (a lock file), the
 socket (mode 0660, a stale one replaced, a live one refused), re-adopting the containers
-found in the data root, and a clean exit on SIGTERM/SIGINT. Containers are not stopped when
-the daemon exits: their shims do not depend on it (logpipe always behaves like Docker's
-``live-restore``), and the next daemon finds them again.
+found in the data root (and deleting the image files of an import cut short), and a clean
+exit on SIGTERM/SIGINT that ends every lasting stream (``logs -f``, ``attach``, ``wait``).
+Containers are not stopped when the daemon exits: their shims do not depend on it (logpipe
+always behaves like Docker's ``live-restore``), and the next daemon finds them again.
 """
 
 from __future__ import annotations
@@ -63,14 +64,20 @@ def _prepare_socket(path: str) -> None:
 async def serve(cfg: DaemonConfig, ready: "asyncio.Future[None] | None" = None) -> None:
     from aiohttp import web
 
-    from .api import make_app
+    from .api import SHUTDOWN_GRACE, make_app
     from .containers import ContainerStore
     from .images import ImageStore
 
     images = ImageStore(cfg.data_root)
+    if removed := images.clean_tmp():
+        log.info("removed %d temporary image files left by an interrupted import or load",
+                 removed)
     store = ContainerStore(cfg, images)
     await store.adopt()
-    runner = web.AppRunner(make_app(store, images), handle_signals=False)
+    # Streams (logs -f, attach, wait) end as soon as the shutdown begins; other requests get
+    # a short grace: the data root stays locked until the daemon is gone.
+    runner = web.AppRunner(make_app(store, images), handle_signals=False,
+                           shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     path = cfg.socket
     _prepare_socket(path)

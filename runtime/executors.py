@@ -20,8 +20,37 @@ from runtime.command import run_command
 from runtime.spec import ContainerSpec
 
 
+#: Docker's exit codes for a container that could not be started (daemon/start.go): its
+#: command was not found, it could not be invoked, or anything else went wrong.
+EXIT_NOT_FOUND, EXIT_CANNOT_INVOKE, EXIT_START_FAILED = 127, 126, 128
+
+
 class ExecutorError(LogpipeError):
-    """The container's process could not be started (the runtime's own message included)."""
+    """The container's process could not be started (the runtime's own message included).
+
+    ``exit_code`` is the container's exit code Docker records for that failure: 127 when its
+    command is not found, 126 when it cannot be invoked, 128 otherwise."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_START_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def start_failure(command: str, message: str) -> ExecutorError:
+    """Docker's ``translateContainerdStartErr``: the exit code follows from the runtime's
+    message, and a file mounted onto a directory (or the reverse) gets Docker's hint."""
+    low = message.lower()
+    code = EXIT_START_FAILED
+    if command.lower() in low and ("executable file not found" in low
+                                   or "no such file or directory" in low):
+        code = EXIT_NOT_FOUND
+    if "permission denied" in low:
+        code = EXIT_CANNOT_INVOKE
+    if "not a directory" in low:
+        message += (": Are you trying to mount a directory onto a file (or vice-versa)? Check "
+                    "if the specified host path exists and is the expected type")
+        code = EXIT_NOT_FOUND
+    return ExecutorError(message, code)
 
 
 class UnknownRuntime(InvalidParameter):
@@ -114,7 +143,17 @@ class OCIExecutor:
             why = self._last_error(spec) or f"{self.name} exited with status {r.returncode}"
             self._delete(spec)
             rootfs.release(spec)
-            raise ExecutorError(f"failed to create task for container: {why}")
+            # Docker (containerd's shim) runs ``runc create``; we run ``runc run --detach``,
+            # whose message is the same but for its first word. Docker's text, exactly:
+            # ``failed to create shim task: OCI runtime create failed: runc create failed:
+            # unable to start container process: exec: "/x": stat /x: no such file or
+            # directory: unknown`` (the docker CLI picks its exit code from these words).
+            run_failed = f"{self.name} run failed: "
+            if why.startswith(run_failed):
+                why = f"{self.name} create failed: " + why[len(run_failed):]
+            raise start_failure(spec.argv[0] if spec.argv else "",
+                                "failed to create shim task: OCI runtime create failed: "
+                                f"{why}: unknown")
         with open(pid_file) as f:
             return int(f.read().strip())
 
@@ -222,9 +261,9 @@ class ProcessExecutor:
         if failure:
             os.waitpid(pid, 0)  # ours to reap: the container never existed
             kind, _, msg = failure.decode(errors="replace").partition(":")
-            if kind == "FileNotFoundError" and "chdir" not in msg and os.path.isdir(cwd):
-                msg = f'exec: "{argv[0]}": executable file not found in $PATH'
-            raise ExecutorError(f"failed to create task for container: {msg}")
+            if "chdir" not in msg and os.path.isdir(cwd):
+                msg = _exec_failure(argv[0], kind) or msg
+            raise start_failure(argv[0], f"failed to create task for container: {msg}")
         return pid
 
     def kill(self, spec: ContainerSpec, pid: int, sig: int) -> None:
@@ -271,6 +310,18 @@ def _same_process(pid: int, started_ns: int) -> bool:
         return False
     started = btime + start_ticks / os.sysconf("SC_CLK_TCK")
     return abs(started - started_ns / 1e9) < 5.0
+
+
+def _exec_failure(command: str, kind: str) -> str:
+    """runc's words for a command that cannot be executed (Go's ``exec.LookPath`` and
+    ``execve``): what the user sees is the same whichever runtime runs the container."""
+    if kind == "FileNotFoundError":
+        if "/" in command:
+            return f'exec: "{command}": stat {command}: no such file or directory'
+        return f'exec: "{command}": executable file not found in $PATH'
+    if kind in ("PermissionError", "IsADirectoryError"):
+        return f'exec: "{command}": permission denied'
+    return ""
 
 
 EXECUTORS: dict[str, type] = {"runc": RuncExecutor, "crun": CrunExecutor,

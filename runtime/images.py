@@ -292,6 +292,23 @@ class ImageStore:
         os.chmod(self.dir, 0o700)  # setuid files of images are nobody else's business
         self._repos_path = os.path.join(self.dir, "repositories.json")
 
+    def clean_tmp(self) -> int:
+        """Delete what an interrupted import, load or rmi left in ``tmp/`` (uploads spooled by
+        the API, half-extracted images, renamed-away deleted ones); how many entries went.
+
+        Only for the daemon's start: it holds the data root's lock, so no other process can
+        be writing there, and everything in ``tmp/`` belongs to a request that is gone."""
+        removed = 0
+        for entry in os.listdir(self.tmp):
+            path = os.path.join(self.tmp, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            removed += 1
+        return removed
+
     # -- bookkeeping -----------------------------------------------------------------
 
     @contextlib.contextmanager

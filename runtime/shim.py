@@ -37,6 +37,7 @@ from logpipe.registry import get_driver, load_driver
 from logpipe.storage_guard import StorageGuard
 from logpipe.timespec import format_rfc3339nano
 
+from .executors import ExecutorError
 from .spec import SHIM_SOCKET, ContainerSpec
 from .state import EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, write_state
 
@@ -118,7 +119,9 @@ class Shim:
         except Exception as err:
             for fd in (out_r, err_r):
                 os.close(fd)
-            self._record_failure(str(err) or type(err).__name__)
+            # 127/126 when the command is not found / cannot be invoked (ExecutorError).
+            self._record_failure(str(err) or type(err).__name__,
+                                 err.exit_code if isinstance(err, ExecutorError) else START_FAILED)
             return
         finally:
             os.close(out_w)
@@ -199,8 +202,9 @@ class Shim:
         self._on_control()
         self._close_socket()
 
-    def _record_failure(self, message: str) -> None:
-        """The container never ran: Docker records exit code 128 and the error."""
+    def _record_failure(self, message: str, exit_code: int = START_FAILED) -> None:
+        """The container never ran: Docker records the error and exit code 128, or 127/126
+        when its command was not found / could not be invoked."""
         _log(message)
         self._reap()  # whatever a failed start may have left as our child
         if self.driver is not None:
@@ -210,7 +214,7 @@ class Shim:
         except Exception as err:
             _log(f"cleanup after the failed start failed: {err}")
         now = now_rfc3339()
-        self.state = self.state._replace(status=EXITED, exit_code=START_FAILED, error=message,
+        self.state = self.state._replace(status=EXITED, exit_code=exit_code, error=message,
                                          finished_at=now)
         self._write_state()
         self._close_socket()
@@ -453,6 +457,10 @@ def _open_driver(spec: ContainerSpec, ref: str | None = None, idle=None):
         from drivers.spool import SpoolWriter
 
         return SpoolWriter(spec.log_info(), spec.log_type, idle=idle, report=_log)
+    if getattr(cls, "kind", "") == "none":
+        from drivers.none import AttachBuffer  # attach shows the output, as Docker's does
+
+        return AttachBuffer(spec.log_info())
     return cls(spec.log_info())
 
 

@@ -160,12 +160,14 @@ def test_shim_survives_the_death_of_the_process_that_spawned_it(containers, pyth
     assert lines == [f"tick {i}" for i in range(len(lines))]  # none lost, none repeated
 
 
-def test_start_failure_records_exit_code_128_and_the_error(containers):
+def test_start_failure_of_a_missing_program_records_exit_code_127_and_the_error(containers):
     spec = containers.make("", argv=["/nonexistent/program"])
     pid = containers.start(spec)
     state = read_state(spec.dir)
-    assert state.status == "exited" and state.exit_code == 128 and not state.running
-    assert "/nonexistent/program" in state.error and state.pid == 0
+    # Docker: 127 for a command not found (128 for other start failures, below).
+    assert state.status == "exited" and state.exit_code == 127 and not state.running
+    assert 'exec: "/nonexistent/program": stat /nonexistent/program: no such file or ' \
+        "directory" in state.error and state.pid == 0
     assert state.shim_pid == pid
     wait_until(lambda: not _is_shim(pid, spec.dir), what="the shim to exit")
     assert not os.path.exists(os.path.join(spec.dir, SHIM_SOCKET))
