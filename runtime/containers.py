@@ -29,7 +29,7 @@ import time
 from typing import Any, Mapping
 
 from logpipe.commands import human_duration
-from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
 from logpipe.registry import get_driver, validate_log_config
 from logpipe.timespec import parse_rfc3339
 
@@ -475,7 +475,10 @@ class ContainerStore:
             runtime=runtime, restart_policy=policy, restart_max=max_retry,
             auto_remove=auto_remove)
         if log_type != "none":  # Docker skips all validation for "none" (§2.1)
-            validate_log_config(log_type, log_opts, spec.log_info())
+            try:
+                validate_log_config(log_type, log_opts, spec.log_info())
+            except DriverInitError as err:  # Docker finds these at start: its words
+                raise InvalidParameter(f"failed to initialize logging driver: {err}") from None
 
         self._check_name(name)
         os.mkdir(cdir, 0o710)
