@@ -598,7 +598,7 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
         return await handler(request)
     except NotModified:
         return web.Response(status=304)
-    except (ConnectionError, asyncio.CancelledError):
+    except ConnectionError:
         raise  # the client went away: there is nobody to answer
     except Exception as err:  # noqa: BLE001 - every error gets an answer
         status = error_status(err)

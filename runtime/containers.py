@@ -33,9 +33,9 @@ from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
 from logpipe.registry import get_driver, validate_log_config
 from logpipe.timespec import parse_rfc3339
 
+from . import schema
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
-from . import schema
 from .images import ImageStore
 from .shimclient import ShimClient, ShimError, recover_state, spawn_shim
 from .shipping import Shipping, is_remote
