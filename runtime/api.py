@@ -601,11 +601,11 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
     except ConnectionError:
         raise  # the client went away: there is nobody to answer
     except Exception as err:  # noqa: BLE001 - every error gets an answer
+        if request.get(PREPARED):
+            raise  # headers already sent: aiohttp logs it and closes the connection
         status = error_status(err)
         if status >= 500 and not isinstance(err, LogpipeError):
             log.error("%s %s failed", request.method, request.path, exc_info=err)
-        if request.get(PREPARED):
-            raise  # headers already sent: aiohttp closes the connection
         return web.json_response({"message": error_message(err)}, status=status)
 
 
