@@ -48,7 +48,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 from urllib.parse import unquote, urlsplit
 
 from logpipe.driver import BatchLimits, LogInfo
-from logpipe.errors import LogOptError, LogpipeError, RetryableError
+from logpipe.errors import DriverInitError, LogOptError, LogpipeError, RetryableError
 from logpipe.message import PARTIAL_SIZE, Message
 from logpipe.options import (check_known_keys, driver_opts, parse_bool, parse_duration,
                              parse_ram_size)
@@ -242,14 +242,15 @@ def _split_host_port(value: str, hostport: str) -> tuple[str, str | None]:
 
 
 def _parse_port(value: str, port: str) -> int:
-    """Go's ``strconv.Atoi`` texts; a number outside 1-65535 is refused as Go's dialer does."""
+    """Go's ``strconv.Atoi`` texts; a number outside 1-65535 passes Docker's check and fails
+    its dial at start (``dial tcp: address 99999: invalid port``): refused here, in those words."""
     if not re.fullmatch(r"[+-]?[0-9]+", port):
         raise _bad_address(value, f'strconv.Atoi: parsing "{port}": invalid syntax')
     number = int(port)
     if not -(1 << 63) <= number < 1 << 63:
         raise _bad_address(value, f'strconv.Atoi: parsing "{port}": value out of range')
     if not 0 < number < 65536:
-        raise _bad_address(value, f"address {port}: invalid port")
+        raise DriverInitError(f"dial tcp: address {port}: invalid port")
     return number
 
 

@@ -69,7 +69,7 @@ def _strings(obj) -> Iterator[str]:
 
 
 from logpipe.driver import LogInfo
-from logpipe.errors import LogOptError, PartlyStored
+from logpipe.errors import DriverInitError, LogOptError, PartlyStored
 from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, STDOUT, Chunk, PartialMeta
 from logpipe.options import check_known_keys, parse_bool, parse_human_size, parse_int
@@ -908,13 +908,18 @@ class JSONFileDriver:
         """Docker's key check, then what its constructor checks, with its wording. Without
         the container's info, a tag is only parsed (Docker executes it at start)."""
         check_known_keys(opts, JSONFileDriver.OPTIONS, "json-file")
-        _limits(opts)
-        if info is not None:
-            _attrs(opts, info)
-            return
-        from logpipe.extras import check_without_container
+        try:
+            _limits(opts)
+            if info is not None:
+                _attrs(opts, info)
+                return
+            from logpipe.extras import check_without_container
 
-        check_without_container(opts)
+            check_without_container(opts)
+        except DriverInitError:
+            raise
+        except LogOptError as err:
+            raise DriverInitError(str(err)) from None
 
     def __init__(self, info: LogInfo) -> None:
         opts = info.config

@@ -25,7 +25,7 @@ import msgpack
 from drivers.rotation import RotatingFile
 from logpipe import reading
 from logpipe.driver import LogInfo
-from logpipe.errors import LogOptError, PartlyStored
+from logpipe.errors import DriverInitError, LogOptError, PartlyStored
 from logpipe.message import SOURCES, STDERR, STDOUT, Chunk, PartialMeta
 from logpipe.options import parse_bool, parse_human_size, parse_int
 from logpipe.reading import ReadConfig, Warn
@@ -280,7 +280,10 @@ class LocalDriver:
         for key in opts:
             if key not in LocalDriver.OPTIONS:
                 raise LogOptError(f"unknown log opt '{key}' for log driver local")
-        LocalConfig.from_opts(opts)
+        try:
+            LocalConfig.from_opts(opts)
+        except LogOptError as err:
+            raise DriverInitError(str(err)) from None
 
     @classmethod
     def log_path(cls, info: LogInfo) -> str:

@@ -34,7 +34,7 @@ import time
 from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 from logpipe.driver import BatchLimits, LogInfo
-from logpipe.errors import LogOptError, LogpipeError, PermanentError, RetryableError
+from logpipe.errors import DriverInitError, LogOptError, LogpipeError, PermanentError, RetryableError
 from logpipe.message import STDERR, STDOUT, Message
 from logpipe.options import check_known_keys, driver_opts
 
@@ -105,7 +105,7 @@ def parse_address(value: str) -> Address:
     name, port = _split_host_port(host)  # Go's url.Parse has checked: digits or empty
     number = int(port) if port else 0
     if number > 65535:
-        raise LogOptError(f"dial {scheme}: address {port}: invalid port")
+        raise DriverInitError(f"dial {scheme}: address {port}: invalid port")  # Docker: at start
     return Address(scheme, name, number)
 
 

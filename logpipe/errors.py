@@ -21,6 +21,12 @@ class LogOptError(InvalidParameter):
     """A ``--log-opt`` key or value is not accepted by the chosen driver."""
 
 
+class DriverInitError(LogOptError):
+    """A value Docker's driver *constructor* refuses, when the container starts (its API then
+    answers ``failed to initialize logging driver: <this>``). logpipe refuses the same value
+    at create, and the daemon adds Docker's prefix, so a user reads what Docker would print."""
+
+
 class UnknownDriver(InvalidParameter):
     """No built-in or registered driver has this name."""
 

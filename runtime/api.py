@@ -42,6 +42,7 @@ from logpipe.reading import ReadConfig
 from logpipe.registry import driver_names, load_driver
 from logpipe.timespec import parse_rfc3339, parse_unix
 
+from . import schema
 from .containers import ContainerStore, NotModified, parse_signal
 from .executors import available_runtimes, default_runtime
 from .images import ImageStore
@@ -63,6 +64,7 @@ QUEUE_LIMIT = 256
 #: its place in the log's files, which are bounded) instead of growing the daemon.
 QUEUE_BYTES = 4 << 20
 _STREAMS = {STDOUT: 1, STDERR: 2}
+log = logging.getLogger("logpipe.daemon")
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 log = logging.getLogger("logpipe.daemon")
 
@@ -107,18 +109,10 @@ def qint(request: web.Request, key: str) -> int | None:
         raise InvalidParameter(str(err)) from None
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json(loads=json.loads)
-    except ValueError as err:
-        raise InvalidParameter(f"invalid JSON: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InvalidParameter("invalid JSON: the body must be an object")
-    return data
+async def json_body(request: web.Request) -> Any:
+    """The body as parsed JSON (its shape is checked by the handler, against ``schema``);
+    no body at all is Docker's ``invalid JSON: got EOF while reading request body``."""
+    return schema.decode_json(await request.read())
 
 
 def store_of(request: web.Request) -> ContainerStore:
@@ -410,12 +404,7 @@ async def create_container(request: web.Request) -> web.Response:
 
 
 async def list_containers(request: web.Request) -> web.Response:
-    filters: dict[str, Any] = {}
-    if request.query.get("filters"):
-        try:
-            filters = json.loads(request.query["filters"])
-        except ValueError as err:
-            raise InvalidParameter(f"invalid filters: {err}") from None
+    filters = schema.filters(request.query.get("filters", ""))
     items = store_of(request).list(all=qbool(request, "all"), filters=filters)
     limit = qint(request, "limit")
     if limit and limit > 0:
@@ -752,32 +741,65 @@ async def remove_image(request: web.Request) -> web.Response:
 # -- the application ------------------------------------------------------------------------
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
-    """The one place where errors become Docker's answers."""
-    try:
-        resp = await handler(request)
-    except NotModified:
-        resp = web.Response(status=304)
-    except LogpipeError as err:
-        resp = web.json_response({"message": str(err)}, status=err.status)
-    except web.HTTPNotFound:
-        resp = web.json_response({"message": "page not found"}, status=404)
-    except web.HTTPMethodNotAllowed:
-        resp = web.json_response({"message": "page not found"}, status=405)
-    return resp
-
-
+#: Set on a request once its response's headers are on their way: an error after that
+#: point can no longer be answered with a status, only by closing the connection.
+PREPARED = "logpipe.prepared"
 #: Marks a streamed response that must go without the Content-Type aiohttp would add.
 NO_CONTENT_TYPE = "logpipe.no-content-type"
 
 
+def error_status(err: BaseException) -> int:
+    """The HTTP status of an error: every mapping from an error to a status is here."""
+    if isinstance(err, LogpipeError):
+        return err.status
+    if isinstance(err, web.HTTPException):
+        return err.status
+    return 500
+
+
+def error_message(err: BaseException) -> str:
+    """Docker's ``message`` for an error; a system error reads as Go's ``*PathError``
+    (``/var/lib/logpipe/containers/…: no space left on device``), not as Python's repr."""
+    if isinstance(err, (web.HTTPNotFound, web.HTTPMethodNotAllowed)):
+        return "page not found"
+    if isinstance(err, web.HTTPException):
+        return err.reason if not err.text or err.text.startswith(f"{err.status}:") else err.text
+    if isinstance(err, OSError) and err.errno is not None:
+        text = os.strerror(err.errno)
+        text = text[:1].lower() + text[1:]
+        return f"{err.filename}: {text}" if err.filename else text
+    return str(err) or type(err).__name__
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """The one place where errors become Docker's answers: ``{"message": ...}`` with the
+    error's status. An error nobody expected is a 500 of the same shape, logged once with
+    its traceback — never aiohttp's plain-text page."""
+    try:
+        return await handler(request)
+    except NotModified:
+        return web.Response(status=304)
+    except ConnectionError:
+        raise  # the client went away: there is nobody to answer
+    except Exception as err:  # noqa: BLE001 - every error gets an answer
+        if request.get(PREPARED):
+            raise  # headers already sent: aiohttp logs it and closes the connection
+        status = error_status(err)
+        if status >= 500 and not isinstance(err, LogpipeError):
+            log.error("%s %s failed", request.method, request.path, exc_info=err)
+        return web.json_response({"message": error_message(err)}, status=status)
+
+
 async def docker_headers(request: web.Request, resp: web.StreamResponse) -> None:
     """Docker's headers on every response, streamed ones included (they are prepared
-    before the middleware sees them)."""
+    before the middleware sees them). JSON goes as exactly ``application/json``: the
+    docker CLI parses an error body only for that type, and prints anything else raw."""
+    request[PREPARED] = True
     resp.headers["Api-Version"] = API_VERSION
-    resp.headers["Server"] = f"Logpipe/{__version__} (linux)"
+    resp.headers["Docker-Experimental"] = "false"
     resp.headers["Ostype"] = "linux"
+    resp.headers["Server"] = f"Logpipe/{__version__} (linux)"
     if resp.get(NO_CONTENT_TYPE):
         resp.headers.pop("Content-Type", None)
     elif resp.headers.get("Content-Type", "").startswith("application/json"):

@@ -35,10 +35,11 @@ import time
 from typing import Any, Mapping
 
 from logpipe.commands import human_duration
-from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
 from logpipe.registry import check_libraries, get_driver, validate_log_config
 from logpipe.timespec import parse_rfc3339
 
+from . import schema
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import ImageStore
@@ -63,6 +64,8 @@ BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET_AFTER = 0.1, 60.0, 10.0
 KILL_WAIT, KILL_DIRECT_WAIT = 10.0, 2.0
 #: Docker refuses memory limits under 6 MB (daemon/daemon_unix.go).
 MIN_MEMORY = 6 * 1024 * 1024
+#: Linux's limit on a hostname (sethostname fails beyond it).
+HOST_NAME_MAX = 64
 PROCESS_WARNING = ("runtime process: the container runs directly on the host, with no "
                    "isolation (no namespaces, no root filesystem, no resource limits, no "
                    "seccomp filter)")
@@ -411,8 +414,12 @@ class ContainerStore:
             if not cid[:12].isdigit() and cid not in self.containers:
                 return cid
 
-    def create(self, body: Mapping[str, Any], name: str = "") -> tuple[Container, list[str]]:
-        """``POST /containers/create``: validate everything, then write the container."""
+    def create(self, body: Any, name: str = "") -> tuple[Container, list[str]]:
+        """``POST /containers/create``: validate everything, then write the container.
+
+        ``body`` is the parsed JSON; its shape is checked against ``schema.ContainerCreate``
+        first (Docker decodes it before anything else), then its values here."""
+        req = schema.container_create(body)
         if name:
             name = name[1:] if name.startswith("/") else name
             if not NAME_RE.fullmatch(name):
@@ -421,74 +428,83 @@ class ContainerStore:
             self._check_name(name)
         else:
             name = self._new_name()
-        host = body.get("HostConfig") or {}
-        image_ref = body.get("Image") or ""
+        host = req.HostConfig or schema.HostConfig()
+        image_ref = req.Image or ""
         if not image_ref:
             raise InvalidParameter("No image specified")
         image = self.images.resolve(image_ref)
-        icfg = image.config or {}
+        icfg = schema.image_config(image_ref, image.config)
 
-        entrypoint = _str_list(body.get("Entrypoint"), "Entrypoint")
-        cmd = _str_list(body.get("Cmd"), "Cmd")
+        entrypoint = _str_slice(req.Entrypoint)
+        cmd = _str_slice(req.Cmd)
         if entrypoint is None:
-            entrypoint = list(icfg.get("Entrypoint") or [])
+            entrypoint = list(icfg.Entrypoint or [])
             if cmd is None:
-                cmd = list(icfg.get("Cmd") or [])
+                cmd = list(icfg.Cmd or [])
         cmd = cmd or []
         if not entrypoint and not cmd:
             raise InvalidParameter("No command specified")
-        env = _merge_env(icfg.get("Env") or [], _str_list(body.get("Env"), "Env") or [])
-        labels = body.get("Labels") or {}
-        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-            raise InvalidParameter("Labels must be an object of strings")
+        env = _merge_env(icfg.Env or [], req.Env or [])
+        labels = req.Labels or {}
+        working_dir = req.WorkingDir or icfg.WorkingDir or ""
+        if working_dir and not working_dir.startswith("/"):
+            raise InvalidParameter(f"the working directory '{working_dir}' is invalid, it needs "
+                                   "to be an absolute path")
+        hostname = req.Hostname or ""
+        if hostname and (len(hostname.encode()) > HOST_NAME_MAX
+                         or any(ch.isspace() or not ch.isprintable() for ch in hostname)):
+            raise InvalidParameter(f"invalid hostname format: {hostname}")
+        user = req.User or icfg.User or ""
+        _no_nul(("Entrypoint", entrypoint), ("Cmd", cmd), ("Env", env),
+                ("WorkingDir", [working_dir]), ("User", [user]))
 
-        runtime = host.get("Runtime") or self.config.default_runtime or default_runtime()
+        runtime = host.Runtime or self.config.default_runtime or default_runtime()
         get_executor(runtime)
         if runtime not in available_runtimes():
             raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
         warnings = [PROCESS_WARNING] if runtime == "process" else []
-        security_opt = parse_security_opt(host.get("SecurityOpt"))
+        security_opt = parse_security_opt(host.SecurityOpt)
         if runtime == "process" and has_profile(security_opt):
             warnings.append(SECCOMP_WARNING)
 
-        policy, max_retry = _restart_policy(host.get("RestartPolicy") or {})
-        auto_remove = bool(host.get("AutoRemove"))
+        policy, max_retry = _restart_policy(host.RestartPolicy or schema.RestartPolicy())
+        auto_remove = bool(host.AutoRemove)
         if auto_remove and policy != "no":
             raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-        network = host.get("NetworkMode") or "default"
+        network = host.NetworkMode or "default"
         if network in ("default", "bridge"):
             network = "none"  # logpipe has no bridge: the default is no network at all
         if network not in ("none", "host"):
             raise LogpipeError(f"network {network} not found")
-        memory = _int(host.get("Memory"), "Memory")
+        memory = host.Memory or 0
         if 0 < memory < MIN_MEMORY:
             raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        nano_cpus = _int(host.get("NanoCpus"), "NanoCpus")
+        nano_cpus = host.NanoCpus or 0
         ncpu = os.cpu_count() or 1
         if nano_cpus < 0 or nano_cpus > ncpu * 10**9:
             raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are "
                                    f"only {ncpu} CPUs available")
-        pids_limit = max(0, _int(host.get("PidsLimit"), "PidsLimit"))
-        binds = tuple(_parse_bind(b) for b in host.get("Binds") or [])
+        pids_limit = max(0, host.PidsLimit or 0)
+        binds = tuple(_parse_bind(b) for b in host.Binds or [])
 
-        lc = host.get("LogConfig") or {}
-        log_type, log_opts = merge_log_config(self.config, lc.get("Type") or "",
-                                              lc.get("Config") or {})
+        lc = host.LogConfig or schema.LogConfig()
+        log_type, log_opts = merge_log_config(self.config, lc.Type or "", lc.Config or {})
         cid = self._new_id()
         cdir = os.path.join(self.dir, cid)
         spec = ContainerSpec(
             id=cid, name="/" + name, dir=cdir, created=now_rfc3339(), image=image_ref,
             image_id=image.id, rootfs=image.rootfs, entrypoint=tuple(entrypoint),
-            cmd=tuple(cmd), env=tuple(env),
-            working_dir=body.get("WorkingDir") or icfg.get("WorkingDir") or "",
-            user=body.get("User") or icfg.get("User") or "",
-            hostname=body.get("Hostname") or cid[:12], labels=dict(labels),
+            cmd=tuple(cmd), env=tuple(env), working_dir=working_dir, user=user,
+            hostname=hostname or cid[:12], labels=dict(labels),
             log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
             nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
             runtime=runtime, restart_policy=policy, restart_max=max_retry,
             auto_remove=auto_remove, security_opt=security_opt)
         if log_type != "none":  # Docker skips all validation for "none" (§2.1)
-            validate_log_config(log_type, log_opts, spec.log_info())
+            try:
+                validate_log_config(log_type, log_opts, spec.log_info())
+            except DriverInitError as err:  # Docker finds these at start: its words
+                raise InvalidParameter(f"failed to initialize logging driver: {err}") from None
 
         self._check_name(name)
         os.mkdir(cdir, 0o710)
@@ -980,22 +996,20 @@ def redacted_log_opts(driver: str, opts: dict[str, str]) -> dict[str, str]:
 # -- validation helpers -----------------------------------------------------------------------
 
 
-def _str_list(value: Any, field: str) -> list[str] | None:
+def _str_slice(value: list[str] | str | None) -> list[str] | None:
+    """Docker's ``strslice``: a string is a list of one."""
     if value is None:
         return None
-    if isinstance(value, str):
-        return [value]  # Docker accepts a string for Cmd/Entrypoint (strslice)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParameter(f"{field} must be a list of strings")
-    return list(value)
+    return [value] if isinstance(value, str) else list(value)
 
 
-def _int(value: Any, field: str) -> int:
-    if value in (None, ""):
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParameter(f"{field} must be an integer, not {value!r}")
-    return value
+def _no_nul(*fields: tuple[str, list[str]]) -> None:
+    """Strings that end up in ``execve`` (argv, environment, cwd) cannot hold a NUL byte: a
+    start would fail on it, so create refuses it."""
+    for field, values in fields:
+        for value in values:
+            if "\0" in value:
+                raise InvalidParameter(f"invalid {field} {value!r}: it contains a NUL byte")
 
 
 def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
@@ -1006,22 +1020,20 @@ def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
     return list(merged.values())
 
 
-def _restart_policy(policy: Mapping[str, Any]) -> tuple[str, int]:
-    name = policy.get("Name") or "no"
-    count = policy.get("MaximumRetryCount") or 0
+def _restart_policy(policy: schema.RestartPolicy) -> tuple[str, int]:
+    name = policy.Name or "no"
+    count = policy.MaximumRetryCount or 0
     if name not in RESTART_POLICIES:
         raise InvalidParameter(f"invalid restart policy '{name}'")
-    if not isinstance(count, int) or count < 0:
+    if count < 0:
         raise InvalidParameter("maximum retry count cannot be negative")
     if count and name != "on-failure":
         raise InvalidParameter(f"maximum retry count cannot be used with restart policy '{name}'")
     return name, count
 
 
-def _parse_bind(text: Any) -> Bind:
+def _parse_bind(text: str) -> Bind:
     """``/host:/ctr[:ro|rw]``; named volumes do not exist in logpipe."""
-    if not isinstance(text, str):
-        raise InvalidParameter(f"invalid volume specification: '{text}'")
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise InvalidParameter(f"invalid volume specification: '{text}'")

@@ -16,6 +16,7 @@ touches a container's files; whether an image is in use is asked of the caller.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -38,6 +39,9 @@ Source = str | os.PathLike | IO[bytes]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
+#: What a member's *name* can make the filesystem answer: the archive is at fault (400).
+_BAD_MEMBER_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR,
+                                errno.EEXIST, errno.EINVAL})
 
 
 class NoSuchImage(LogpipeError):
@@ -110,6 +114,7 @@ class _Extractor:
         self.root = root
         self.is_root = os.geteuid() == 0
         self.dir_modes: dict[str, tarfile.TarInfo] = {}
+        self.current = ""  # the member being placed, for the error that names it
 
     def _place(self, name: str) -> str:
         """Host path for member ``name``; its parent directory exists afterwards."""
@@ -139,7 +144,32 @@ class _Extractor:
 
     def apply_whiteouts(self, members: list[tarfile.TarInfo]) -> None:
         """Whiteouts of a layer delete from the layers *below* it, so they go first."""
+        with self._naming_member():
+            self._apply_whiteouts(members)
+
+    def extract(self, tar: tarfile.TarFile, members: list[tarfile.TarInfo],
+                tick: Callable[[], None]) -> None:
+        with self._naming_member():
+            self._extract(tar, members, tick)
+
+    @contextlib.contextmanager
+    def _naming_member(self) -> Iterator[None]:
+        """A member the filesystem cannot hold as named (a 256-byte name, a symlink loop on
+        its path) is the archive's fault: a 400 naming the member, not the host path. A
+        full or failing disk is not, and stays what it is."""
+        try:
+            yield
+        except OSError as err:
+            if err.errno not in _BAD_MEMBER_ERRNOS:
+                raise
+            name = self.current if len(self.current) <= 200 else self.current[:200] + "..."
+            reason = os.strerror(err.errno)
+            raise InvalidImage(f"invalid tar member {name}: "
+                               f"{reason[:1].lower()}{reason[1:]}") from None
+
+    def _apply_whiteouts(self, members: list[tarfile.TarInfo]) -> None:
         for m in members:
+            self.current = m.name
             base = os.path.basename(m.name.rstrip("/"))
             if not base.startswith(WHITEOUT_PREFIX):
                 continue
@@ -155,9 +185,10 @@ class _Extractor:
                 if victim not in ("", ".", ".."):
                     self._remove(os.path.join(parent, victim))
 
-    def extract(self, tar: tarfile.TarFile, members: list[tarfile.TarInfo],
-                tick: Callable[[], None]) -> None:
+    def _extract(self, tar: tarfile.TarFile, members: list[tarfile.TarInfo],
+                 tick: Callable[[], None]) -> None:
         for m in members:
+            self.current = m.name
             if os.path.basename(m.name.rstrip("/")).startswith(WHITEOUT_PREFIX):
                 continue
             if m.ischr() or m.isblk():

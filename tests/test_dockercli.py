@@ -63,3 +63,69 @@ def test_damage_in_a_log_reaches_the_client_after_the_records_never_the_daemon_l
     assert b"damaged data" in res.stderr and res.returncode == 1
     with open(daemon.log, "rb") as f:
         assert b"secret-token" not in f.read() and b"secret-token" not in res.stderr
+
+
+RUN_HELP = "\n\nRun 'docker run --help' for more information\n"
+
+
+def test_common_mistakes_print_exactly_what_docker_prints(docker, api):  # noqa: F811
+    """Docker 20.10's stderr for the usual mistakes (docker-runtime-facts.md, "What the CLI
+    prints"), through the real CLI: it shows the daemon's message only when the error body
+    is ``application/json`` exactly, and adds ``docker: `` and the help line itself.
+    Values Docker's driver constructors refuse at start (``max-size=abc``, fluentd's port)
+    are refused at create here, in Docker's words."""
+    running = docker("run", "-d", "--name", "taken", IMAGE, "sleep", "30")
+    assert running.returncode == 0, running.stderr
+    taken = running.stdout.decode().strip()
+    assert docker("run", "-d", "--name", "stopped", IMAGE, "true").returncode == 0
+    mistakes: list[tuple[list[str], str]] = [
+        (["run", "-d", "--log-opt", "foo=bar", IMAGE, "true"],
+         "docker: Error response from daemon: unknown log opt 'foo' for json-file log driver"
+         + RUN_HELP),
+        (["run", "-d", "--log-driver", "nosuchdriver", IMAGE, "true"],
+         "docker: Error response from daemon: error looking up logging plugin nosuchdriver: "
+         'plugin "nosuchdriver" not found' + RUN_HELP),
+        (["run", "-d", "--log-opt", "max-size=abc", IMAGE, "true"],
+         "docker: Error response from daemon: failed to initialize logging driver: "
+         "invalid size: 'abc'" + RUN_HELP),
+        (["run", "-d", "--log-opt", "max-file=0", "--log-opt", "max-size=1m", IMAGE, "true"],
+         "docker: Error response from daemon: failed to initialize logging driver: "
+         "max-file cannot be less than 1" + RUN_HELP),
+        (["run", "-d", "--log-opt", "mode=sometimes", IMAGE, "true"],
+         "docker: Error response from daemon: logger: logging mode not supported: sometimes"
+         + RUN_HELP),
+        (["run", "-d", "--log-driver", "syslog", "--log-opt", "syslog-address=foo://x", IMAGE,
+          "true"],
+         "docker: Error response from daemon: syslog-address should be in form "
+         "proto://address, got foo://x" + RUN_HELP),
+        (["run", "-d", "--log-driver", "fluentd", "--log-opt",
+          "fluentd-address=tcp://1.2.3.4:99999", IMAGE, "true"],
+         "docker: Error response from daemon: failed to initialize logging driver: "
+         "dial tcp: address 99999: invalid port" + RUN_HELP),
+        (["run", "-d", "--name", "taken", IMAGE, "true"],
+         'docker: Error response from daemon: Conflict. The container name "/taken" is already '
+         f'in use by container "{taken}". You have to remove (or rename) that container to be '
+         "able to reuse that name." + RUN_HELP),
+        (["run", "-d", "-w", "relative", IMAGE, "true"],
+         "docker: Error response from daemon: the working directory 'relative' is invalid, it "
+         "needs to be an absolute path" + RUN_HELP),
+        (["run", "-d", "--memory", "1k", IMAGE, "true"],
+         "docker: Error response from daemon: Minimum memory limit allowed is 6MB" + RUN_HELP),
+        (["logs", "nosuch"], "Error response from daemon: No such container: nosuch\n"),
+        (["rm", "nosuch"], "Error response from daemon: No such container: nosuch\n"),
+        (["stop", "nosuch"], "Error response from daemon: No such container: nosuch\n"),
+        (["wait", "nosuch"], "Error response from daemon: No such container: nosuch\n"),
+        (["start", "nosuch"], "Error response from daemon: No such container: nosuch\n"
+                              "Error: failed to start containers: nosuch\n"),
+        (["inspect", "nosuch"], "Error: No such object: nosuch\n"),
+        (["logs", "--since", "notatime", "stopped"],
+         'invalid value for "since": failed to parse value as time or duration: "notatime"\n'),
+        (["rm", "taken"],
+         f"Error response from daemon: You cannot remove a running container {taken}. Stop the "
+         "container before attempting removal or force remove\n"),
+    ]
+    printed = {" ".join(args): docker(*args).stderr.decode() for args, _ in mistakes}
+    assert printed == {" ".join(args): want for args, want in mistakes}
+    # Refused at create: nothing was left behind by any of them.
+    names = {c["Names"][0] for c in api.json("GET", "/containers/json", {"all": 1})}
+    assert names == {"/taken", "/stopped"}

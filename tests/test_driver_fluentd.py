@@ -399,7 +399,7 @@ def test_probe_passes_when_the_receiver_listens(tmp_path, fluentd):
     ({"fluentd-address": "fluent:"},
      'invalid fluentd-address fluent:: strconv.Atoi: parsing "": invalid syntax'),
     ({"fluentd-address": "fluent:70000"},
-     "invalid fluentd-address fluent:70000: address 70000: invalid port"),
+     "dial tcp: address 70000: invalid port"),
     ({"fluentd-address": "udp://fluent:24224"},
      "invalid fluentd-address udp://fluent:24224: logpipe sends to fluentd over tcp:// or "
      "unix:// only, not udp://"),

@@ -303,7 +303,7 @@ REFUSALS = {
         ["--log-opt", "max-size=abc", "{image}", "true"],
         {"Image": "{image}", "HostConfig": {"LogConfig": {"Type": "", "Config":
                                                           {"max-size": "abc"}}}}, 400,
-        "invalid size: 'abc'"),
+        "failed to initialize logging driver: invalid size: 'abc'"),
     "unknown-log-opt": Refusal(
         ["--log-opt", "foo=bar", "{image}", "true"],
         {"Image": "{image}", "HostConfig": {"LogConfig": {"Type": "", "Config":

@@ -23,6 +23,12 @@ from .values import (ANY, INT, MISSING, NILABLE, NO_VALUE, STRING, VALUE, CallEr
                      InfoRef, indirect, is_true, nil_of, type_name)
 
 
+#: Nodes one rendering may walk. Nested ``range``s multiply (100 of them over two
+#: arguments are 2**100 steps): Go would run until killed, and the daemon validates a tag
+#: by rendering it, so a rendering that goes on is stopped and refused instead.
+MAX_STEPS = 100_000
+
+
 def execute(name: str, text: str, root: ListNode, info: LogInfo) -> str:
     """The output of the tree ``root`` of template ``text`` run against ``info``."""
     dot = InfoRef(info)
@@ -54,7 +60,7 @@ class _State:
     """One execution of a template (Go's exec.go ``state``): the node being evaluated, for
     error positions, the variable stack and the output."""
 
-    __slots__ = ("name", "text", "node", "vars", "out")
+    __slots__ = ("name", "text", "node", "vars", "out", "steps")
 
     def __init__(self, name: str, text: str, dot: Any) -> None:
         self.name = name
@@ -62,6 +68,7 @@ class _State:
         self.node: Node | None = None
         self.vars: list[list[Any]] = [["$", dot]]
         self.out: list[str] = []
+        self.steps = 0
 
     def errorf(self, msg: str):
         raise TemplateError(exec_error(self.name, self.text, self.node, msg))
@@ -70,6 +77,10 @@ class _State:
 
     def walk(self, dot: Any, node: Node) -> None:
         self.node = node
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise TemplateError(f"template: {self.name}: execution stopped after {MAX_STEPS} "
+                                "steps: a tag must render in bounded time")
         kind = node.kind
         if kind == "text":
             self.out.append(node.text)

@@ -47,6 +47,12 @@ _COMMAND_START = frozenset({
     STRING, VARIABLE, LEFT_PAREN,
 })
 
+#: How deep parentheses and ``if``/``range``/``with`` bodies (``else if`` chains included)
+#: may nest. Go caps parentheses only, at 10000, and lets goroutine stacks grow for the
+#: rest; the parser, checker and executor here recurse on the interpreter's stack, so one
+#: counter caps both, far above what a tag needs, with Go's text for the paren limit.
+MAX_DEPTH = 100
+
 _BRANCHES = {IF: ("if", IfNode), RANGE: ("range", RangeNode), WITH: ("with", WithNode)}
 
 
@@ -60,6 +66,7 @@ class _Parser:
         self.vars = ["$"]
         self.action_line = 0
         self.range_depth = 0
+        self.depth = 0  # open parentheses and control bodies (MAX_DEPTH)
 
     # -- errors ----------------------------------------------------------------------------
 
@@ -69,6 +76,11 @@ class _Parser:
     def errorf(self, msg: str):
         line = self.line_of(self.items[min(self.high, len(self.items) - 1)].pos)
         raise TemplateError(f"template: {self.name}:{line}: {msg}")
+
+    def deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.errorf("max expression depth exceeded")
 
     def unsupported(self, what: str):
         self.errorf(f"logpipe does not support {what} in a tag template")
@@ -191,6 +203,7 @@ class _Parser:
     def branch_control(self, typ: int) -> Node:
         context, cls = _BRANCHES[typ]
         nvars = len(self.vars)
+        self.deeper()
         try:
             pipe = self.pipeline(context, RIGHT_DELIM)
             if typ == RANGE:
@@ -210,6 +223,7 @@ class _Parser:
                         self.errorf(f"expected end; found {nxt}")
         finally:
             del self.vars[nvars:]
+            self.depth -= 1
         return cls(pipe, lst, else_list)
 
     # -- pipelines and commands ----------------------------------------------------------------
@@ -322,7 +336,11 @@ class _Parser:
         if typ in (CHAR_CONSTANT, COMPLEX, NUMBER):
             return self.number(item)
         if typ == LEFT_PAREN:
-            return self.pipeline("parenthesized pipeline", RIGHT_PAREN)
+            self.deeper()
+            try:
+                return self.pipeline("parenthesized pipeline", RIGHT_PAREN)
+            finally:
+                self.depth -= 1
         if typ in (STRING, RAW_STRING):
             try:
                 return StringNode(item.pos, item.val, unquote(item.val))

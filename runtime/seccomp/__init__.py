@@ -44,17 +44,15 @@ class SecurityOptError(InvalidParameter):
     """A ``--security-opt`` value the daemon cannot use (HTTP 400)."""
 
 
-def parse_security_opt(opts: Any) -> tuple[str, ...]:
+def parse_security_opt(opts: list[str] | None) -> tuple[str, ...]:
     """Validate ``HostConfig.SecurityOpt`` (create time), Docker's rules and texts.
 
     Accepted: ``seccomp=unconfined|builtin|<profile JSON>``, ``no-new-privileges[=bool]``,
     ``apparmor=…``/``label=…`` (no AppArmor or SELinux here: accepted and ignored, as Docker
     does on a host without them). ``:`` is the old separator Docker still accepts.
     """
-    if opts is None:
+    if not opts:  # the request schema checked the type (a list of strings)
         return ()
-    if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
-        raise SecurityOptError("invalid --security-opt: SecurityOpt must be a list of strings")
     for opt in opts:
         if opt in ("no-new-privileges", "disable"):
             continue
