@@ -6,9 +6,10 @@ Docker renders ``--log-opt tag=...`` with Go's ``text/template`` executed agains
 ``daemon/logger/templates``). This package ports Go 1.19's lexer, parser and executor
 (Docker 20.10.24 is built with Go 1.19), so that output and error texts match Docker's,
 checked against Go 1.19.8 itself. The same engine runs the CLI's ``--format`` over the
-Engine API's JSON (``cliformat``); a ``dialect`` says which of the two a template is. Templates are compiled once and checked then: what Go
-can only find when it executes a node, but which depends on types alone (a misspelt
-field, a wrong argument), is reported at compile time, with Go's text.
+Engine API's JSON (``cliformat``); a ``dialect`` says which of the two a template is.
+Templates are compiled once and checked then: what Go can only find when it executes a
+node, but which depends on types alone (a misspelt field, a wrong argument), is reported
+at compile time, with Go's text.
 
 What Docker users do not write in a tag is refused with a ``TemplateError``, never
 rendered differently from Go: ``{{define}}``/``{{template}}``/``{{block}}``, complex
