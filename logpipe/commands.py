@@ -20,8 +20,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .client import APIError, Client, DaemonUnavailable, read_frames
 from .errors import LogpipeError
-from .goformat import render as go_render
 from .timespec import NS, parse_rfc3339, parse_time_arg
+
+
+def go_render(fmt: str, data: Any) -> str:
+    """``--format``: Go's template engine, loaded only when a command is given one."""
+    from .template.cliformat import render_format
+
+    return render_format(fmt, data)
+
 
 EXIT_DAEMON = 125  # docker run/create: the daemon refused
 EXIT_CANNOT_INVOKE = 126

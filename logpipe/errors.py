@@ -32,7 +32,8 @@ class UnknownDriver(InvalidParameter):
 
 
 class TemplateError(LogOptError):
-    """A ``tag`` template does not parse or names a field that does not exist."""
+    """A Go template does not parse or cannot run, in Go's words: a ``tag`` (a log option,
+    hence the base class) or a CLI ``--format``, which the CLI reports itself."""
 
 
 class MissingLibrary(InvalidParameter):

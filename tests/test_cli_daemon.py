@@ -79,6 +79,30 @@ def test_inspect_format_and_json(lp):
     assert data[0]["Name"] == "/insp" and data[0]["RestartCount"] == 0
 
 
+def test_format_ranges_over_mounts_and_labels_with_if_with_and_index(lp, tmp_path):
+    src_a, src_b = tmp_path / "a", tmp_path / "b"
+    src_a.mkdir()
+    src_b.mkdir()
+    lp("create", "--name", "ranged", "-v", f"{src_a}:/a", "-v", f"{src_b}:/b:ro",
+       "-l", "team=core", "-l", "app=web", IMAGE, "true")
+    res = lp("inspect", "-f", "{{range .Mounts}}{{.Source}}:{{.Destination}} {{end}}|"
+             "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}},{{end}}|"
+             "{{if .State.Running}}up{{else}}{{.State.Status}}{{end}}|"
+             "{{with .HostConfig.LogConfig}}{{.Type}}{{end}}|{{(index .Mounts 1).Mode}}",
+             "ranged")
+    assert (res.returncode, res.stderr) == (0, b"")
+    assert res.stdout.decode() == f"{src_a}:/a {src_b}:/b |app=web,team=core,|created|" \
+                                  "json-file|ro\n"
+    ps = lp("ps", "-a", "--format", "{{.Names}}:{{range split .Labels \",\"}}[{{.}}]{{end}}")
+    assert ps.stdout == b"ranged:[app=web][team=core]\n"
+    table = lp("ps", "-a", "--format", "table {{.Names}}\t{{.State}}")
+    assert table.stdout.decode().splitlines() == ["NAMES     STATE", "ranged    created"]
+    bad = lp("inspect", "-f", "{{range .Mounts}}{{.Nope}}{{end}}", "ranged")
+    assert (bad.returncode, bad.stdout) == (125, b"")
+    assert bad.stderr == b'logpipe: template: :1:19: executing "" at <.Nope>: map has no entry ' \
+                         b'for key "Nope"\n'
+
+
 def test_rm_needs_force_for_a_running_container(lp):
     lp("run", "-d", "--name", "busy", IMAGE, "sleep", "30")
     res = lp("rm", "busy")

@@ -1,13 +1,15 @@
-"""The ``tag`` option's template language: a safe port of the part of Go's ``text/template``
-that Docker's tags use.
+"""Go's template language, as Docker uses it: the ``tag`` log option and the CLI's
+``--format``; a safe port of the part of Go's ``text/template`` those use.
 
 Docker renders ``--log-opt tag=...`` with Go's ``text/template`` executed against
 ``*logger.Info`` (moby ``daemon/logger/loginfo.go``; functions from
 ``daemon/logger/templates``). This package ports Go 1.19's lexer, parser and executor
 (Docker 20.10.24 is built with Go 1.19), so that output and error texts match Docker's,
-checked against Go 1.19.8 itself. Templates are compiled once and checked then: what Go
-can only find when it executes a node, but which depends on types alone (a misspelt
-field, a wrong argument), is reported at compile time, with Go's text.
+checked against Go 1.19.8 itself. The same engine runs the CLI's ``--format`` over the
+Engine API's JSON (``cliformat``); a ``dialect`` says which of the two a template is.
+Templates are compiled once and checked then: what Go can only find when it executes a
+node, but which depends on types alone (a misspelt field, a wrong argument), is reported
+at compile time, with Go's text.
 
 What Docker users do not write in a tag is refused with a ``TemplateError``, never
 rendered differently from Go: ``{{define}}``/``{{template}}``/``{{block}}``, complex
@@ -21,7 +23,7 @@ knows nothing about drivers.
 
 The modules, in the order a template meets them: ``lexer`` -> ``parser`` (building
 ``nodes``) -> ``check`` (types, at compile time) -> ``execute`` (values, at render time),
-which calls ``functions`` and prints with ``gofmt``. Go's values are modelled in
+which calls the dialect's ``functions`` and prints with ``gofmt``. Go's values are modelled in
 ``values`` and ``gotime``; ``literals`` reads and writes Go's string and number syntax.
 """
 
@@ -32,9 +34,11 @@ from typing import Mapping, NamedTuple
 
 from ..driver import LogInfo
 from .check import check
+from .dialect import TAG
 from .execute import execute
 from .nodes import ListNode
 from .parser import parse
+from .values import InfoRef
 
 __all__ = ["DEFAULT_TAG", "Template", "compile_template", "render_tag"]
 
@@ -62,14 +66,14 @@ class Template(NamedTuple):
         Raises ``TemplateError`` for Go's execution errors (e.g. a wrong argument type),
         with Go's text; Docker surfaces these when the driver starts.
         """
-        return execute(self.name, self.text, self.root, info)
+        return execute(self.name, self.text, self.root, InfoRef(info), TAG)
 
 
 @functools.lru_cache(maxsize=256)
 def compile_template(text: str, name: str = _TEMPLATE_NAME) -> Template:
     """Parse ``text`` and check its field names; raise ``TemplateError`` in Go's wording."""
-    root = parse(name, text)
-    check(name, text, root)
+    root = parse(name, text, TAG)
+    check(name, text, root, TAG)
     return Template(name, text, root)
 
 

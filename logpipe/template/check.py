@@ -11,16 +11,16 @@ what Go does. Types here are Go type names; ``None`` means "not known before run
 from __future__ import annotations
 
 from ..errors import TemplateError
+from .dialect import Dialect
 from .execute import exec_error
-from .functions import FUNCS
-from .members import INFO_TYPE, static_member
+from .members import static_member
 from .nodes import ListNode, Node, PipeNode
 from .values import ANY, INT, NILABLE, STRING, VALUE, Func
 
 
-def check(name: str, text: str, root: ListNode) -> None:
+def check(name: str, text: str, root: ListNode, dialect: Dialect) -> None:
     """Raise ``TemplateError`` for the first error Go would report on executing ``root``."""
-    _Checker(name, text).node(root, INFO_TYPE)
+    _Checker(name, text, dialect).node(root, dialect.dot_type)
 
 
 class _Checker:
@@ -32,9 +32,11 @@ class _Checker:
     checked too.
     """
 
-    def __init__(self, name: str, text: str) -> None:
+    def __init__(self, name: str, text: str, dialect: Dialect) -> None:
         self.name = name
         self.text = text
+        self.funcs = dialect.funcs
+        self.root_type = dialect.dot_type  # the type of ``$``
 
     def fail(self, node: Node, msg: str):
         raise TemplateError(exec_error(self.name, self.text, node, msg))
@@ -68,10 +70,11 @@ class _Checker:
         """Go's evalCommand."""
         kind = first.kind
         if kind == "identifier":
-            return self.call(first, first.ident, FUNCS[first.ident], args, final, final_t, dot)
+            return self.call(first, first.ident, self.funcs[first.ident], args, final, final_t,
+                             dot)
         if kind == "field":
             return self.chain(first, dot, first.ident, args, final, final_t, dot)
-        base = INFO_TYPE if kind == "variable" and first.ident[0] == "$" else None
+        base = self.root_type if kind == "variable" and first.ident[0] == "$" else None
         if kind == "variable" and len(first.ident) > 1:
             return self.chain(first, base, first.ident[1:], args, final, final_t, dot)
         if kind == "chain":
@@ -141,7 +144,7 @@ class _Checker:
         if kind == "field":
             return self.validate(n, self.chain(n, dot, n.ident, [], False, None, dot), typ)
         if kind == "variable":
-            base = INFO_TYPE if n.ident[0] == "$" else None
+            base = self.root_type if n.ident[0] == "$" else None
             if len(n.ident) > 1:
                 base = self.chain(n, base, n.ident[1:], [], False, None, dot)
             return self.validate(n, base, typ)
@@ -149,7 +152,7 @@ class _Checker:
             self.pipe(n, dot)
             return None
         if kind == "identifier":
-            t = self.call(n, n.ident, FUNCS[n.ident], [], False, None, dot)
+            t = self.call(n, n.ident, self.funcs[n.ident], [], False, None, dot)
             return self.validate(n, t, typ)
         if kind == "chain":
             self.arg(n.node, None, dot)

@@ -1,18 +1,17 @@
-"""Running a parse tree against a container: a port of Go 1.19's ``text/template/exec.go``.
+"""Running a parse tree: a port of Go 1.19's ``text/template/exec.go``.
 
-``execute`` walks the tree with ``*logger.Info`` as dot and returns the text. Its errors
-are Go's, positioned as Go positions them (``exec_error``), because Docker shows them to
-the user unchanged. Fields and methods are reached only through ``members``, functions
-only through ``functions.FUNCS``.
+``execute`` walks the tree with a dot (``*logger.Info`` for a tag, a JSON document for a
+``--format``) and returns the text. Its errors are Go's, positioned as Go positions them
+(``exec_error``), because Docker shows them to the user unchanged. Fields and methods are
+reached only through ``members`` and map keys, functions only through the dialect's table.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..driver import LogInfo
 from ..errors import TemplateError
-from .functions import FUNCS
+from .dialect import Dialect
 from .gofmt import sprint_v
 from .gotime import GoTime
 from .literals import go_quote, utf8_len
@@ -29,10 +28,9 @@ from .values import (ANY, INT, MISSING, NILABLE, NO_VALUE, STRING, VALUE, CallEr
 MAX_STEPS = 100_000
 
 
-def execute(name: str, text: str, root: ListNode, info: LogInfo) -> str:
-    """The output of the tree ``root`` of template ``text`` run against ``info``."""
-    dot = InfoRef(info)
-    state = _State(name, text, dot)
+def execute(name: str, text: str, root: ListNode, dot: Any, dialect: Dialect) -> str:
+    """The output of the tree ``root`` of template ``text`` run against ``dot``."""
+    state = _State(name, text, dot, dialect)
     state.walk(dot, root)
     return "".join(state.out)
 
@@ -60,11 +58,13 @@ class _State:
     """One execution of a template (Go's exec.go ``state``): the node being evaluated, for
     error positions, the variable stack and the output."""
 
-    __slots__ = ("name", "text", "node", "vars", "out", "steps")
+    __slots__ = ("name", "text", "funcs", "missing_key_error", "node", "vars", "out", "steps")
 
-    def __init__(self, name: str, text: str, dot: Any) -> None:
+    def __init__(self, name: str, text: str, dot: Any, dialect: Dialect) -> None:
         self.name = name
         self.text = text
+        self.funcs = dialect.funcs
+        self.missing_key_error = dialect.missing_key_error
         self.node: Node | None = None
         self.vars: list[list[Any]] = [["$", dot]]
         self.out: list[str] = []
@@ -149,6 +149,8 @@ class _State:
         value: Any = MISSING
         for cmd in pipe.cmds:
             value = self.eval_command(dot, cmd, value)
+            if value is None:  # Go digs into an interface{}: a nil one is no value
+                value = NO_VALUE
         for var in pipe.decl:
             name = var.ident[0]
             if pipe.is_assign:
@@ -243,7 +245,9 @@ class _State:
 
     def eval_field(self, dot: Any, name: str, node: Node, args: list[Node] | None,
                    final: Any, receiver: Any) -> Any:
-        if receiver is NO_VALUE:
+        if receiver is NO_VALUE or receiver is None:
+            # Go would fail on a JSON null ("nil pointer evaluating interface {}.X");
+            # docker's typed structs mostly have a zero value there: print <no value>.
             return NO_VALUE
         method = method_of(receiver, name)
         if method is not None:
@@ -256,6 +260,8 @@ class _State:
         if isinstance(receiver, dict):
             if has_args:
                 self.errorf(f"{name} is not a method but has arguments")
+            if name not in receiver and self.missing_key_error:
+                self.errorf(f"map has no entry for key {go_quote(name)}")
             return receiver.get(name, NO_VALUE)
         if isinstance(receiver, GoTime) and refused_time_method(name):
             self.errorf(refused_time_method(name))
@@ -266,7 +272,7 @@ class _State:
     def eval_function(self, dot: Any, node: IdentifierNode, cmd: Node,
                       args: list[Node] | None, final: Any) -> Any:
         self.node = node
-        return self.eval_call(dot, FUNCS[node.ident], cmd, node.ident, args, final)
+        return self.eval_call(dot, self.funcs[node.ident], cmd, node.ident, args, final)
 
     def eval_call(self, dot: Any, fun: Func, node: Node, name: str,
                   args: list[Node] | None, final: Any) -> Any:

@@ -17,7 +17,7 @@ from .gotime import GoTime
 from .literals import from_go_bytes
 from .members import INFO_FIELDS
 from .values import (ANY, INT, NO_VALUE, STRING, VALUE, CallError, Func, InfoRef, InfoValue,
-                     Uint8, indirect, is_true, type_name)
+                     JSONObject, Uint8, indirect, is_true, type_name)
 
 # -- json: Go's encoding/json as Docker calls it (SetEscapeHTML(false), newline trimmed) ----
 
@@ -90,11 +90,11 @@ def _simple_lower(c: str) -> str:
     return low if len(low) == 1 else c
 
 
-def _go_upper(s: str) -> str:
+def go_upper(s: str) -> str:
     return s.upper() if s.isascii() else "".join(map(_simple_upper, s))
 
 
-def _go_lower(s: str) -> str:
+def go_lower(s: str) -> str:
     return s.lower() if s.isascii() else "".join(map(_simple_lower, s))
 
 
@@ -106,7 +106,7 @@ def _is_separator(r: str) -> bool:
     return r.isspace()
 
 
-def _go_title(s: str) -> str:
+def go_title(s: str) -> str:
     """``strings.Title``: upper-cases word starts only; the rest is left as is."""
     out, prev = [], " "
     for r in s:
@@ -119,11 +119,11 @@ def _go_title(s: str) -> str:
     return "".join(out)
 
 
-def _split(s: str, sep: str) -> tuple:
+def go_split(s: str, sep: str) -> tuple:
     return tuple(s) if sep == "" else tuple(s.split(sep))
 
 
-def _pad(s: str, prefix: int, suffix: int) -> str:
+def go_pad(s: str, prefix: int, suffix: int) -> str:
     if s == "":
         return s
     if prefix < 0 or suffix < 0:
@@ -131,7 +131,7 @@ def _pad(s: str, prefix: int, suffix: int) -> str:
     return " " * prefix + s + " " * suffix
 
 
-def _truncate(s: str, length: int) -> str:
+def go_truncate(s: str, length: int) -> str:
     b = s.encode("utf-8")
     if len(b) < length:
         return s
@@ -247,13 +247,15 @@ def _index(item: Any, *indexes: Any) -> Any:
                 raise CallError("value is nil; should be of type string")
             if not isinstance(index, str):
                 raise CallError(f"value has type {type_name(index)}; should be string")
-            item = item.get(index, "")
+            # A missing key gives the map's zero value: "" for map[string]string, a nil
+            # interface (printed <no value>) for a JSON object.
+            item = item.get(index, None if isinstance(item, JSONObject) else "")
         else:
             raise CallError(f"can't index item of type {type_name(item)}")
     return item
 
 
-def _len(item: Any) -> int:
+def go_len(item: Any) -> int:
     if item is NO_VALUE or item is None:
         raise CallError("reflect: call of reflect.Value.Type on zero Value")
     if isinstance(item, str):
@@ -270,19 +272,19 @@ _S, _I, _V, _A = STRING, INT, VALUE, ANY
 FUNCS: dict[str, Func] = {
     # Docker's daemon/logger/templates.basicFunctions.
     "json": Func((_A,), False, go_json, _S),
-    "split": Func((_S, _S), False, _split, "[]string"),
+    "split": Func((_S, _S), False, go_split, "[]string"),
     "join": Func(("[]string", _S), False, lambda elems, sep: sep.join(elems), _S),
-    "title": Func((_S,), False, _go_title, _S),
-    "lower": Func((_S,), False, _go_lower, _S),
-    "upper": Func((_S,), False, _go_upper, _S),
-    "pad": Func((_S, _I, _I), False, _pad, _S),
-    "truncate": Func((_S, _I), False, _truncate, _S),
+    "title": Func((_S,), False, go_title, _S),
+    "lower": Func((_S,), False, go_lower, _S),
+    "upper": Func((_S,), False, go_upper, _S),
+    "pad": Func((_S, _I, _I), False, go_pad, _S),
+    "truncate": Func((_S, _I), False, go_truncate, _S),
     # Go's text/template builtins.
     "and": Func((_V, _V), True, lambda *a: None, None, builtin=True),
     "or": Func((_V, _V), True, lambda *a: None, None, builtin=True),
     "not": Func((_V,), False, lambda v: not is_true(v), "bool"),
     "index": Func((_V, _V), True, _index),
-    "len": Func((_V,), False, _len, "int"),
+    "len": Func((_V,), False, go_len, "int"),
     "print": Func((_A,), True, lambda *a: Printer().do_print(list(a)), _S),
     "printf": Func((_S, _A), True, lambda f, *a: Printer().do_printf(f, list(a)), _S),
     "println": Func((_A,), True, lambda *a: Printer().do_println(list(a)), _S),

@@ -286,7 +286,9 @@ class Printer:
             self.arg = v
             if self.handle_methods(v, verb):
                 return
-        if isinstance(v, bool):
+        if v is None:  # a nil interface{} inside a JSON array or object
+            self.pad("<nil>")
+        elif isinstance(v, bool):
             self.fmt_bool(v, verb)
         elif isinstance(v, int):
             self.fmt_integer(v, verb)
@@ -309,7 +311,7 @@ class Printer:
             self.bad_verb(verb)
 
     def _print_slice(self, v: tuple, verb: str, depth: int) -> None:
-        self.buf.append("[]string{" if self.sharp_v else "[")
+        self.buf.append(type_name(v) + "{" if self.sharp_v else "[")
         for i, e in enumerate(v):
             if i:
                 self.buf.append(", " if self.sharp_v else " ")
@@ -317,7 +319,7 @@ class Printer:
         self.buf.append("}" if self.sharp_v else "]")
 
     def _print_map(self, v: dict, verb: str, depth: int) -> None:
-        self.buf.append("map[string]string{" if self.sharp_v else "map[")
+        self.buf.append(type_name(v) + "{" if self.sharp_v else "map[")
         for i, k in enumerate(sorted(v)):  # Go's fmt sorts map keys
             if i:
                 self.buf.append(", " if self.sharp_v else " ")

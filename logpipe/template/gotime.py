@@ -8,17 +8,18 @@ Docker stores the creation time as RFC 3339 text; a template prints it with
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .values import Struct, TypedInt
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})")
-
-_UNIX_EPOCH = datetime(1970, 1, 1)
 
 
 class GoMonth(TypedInt):
@@ -39,6 +40,10 @@ class GoTime(Struct):
 
     @classmethod
     def parse(cls, text: str) -> "GoTime":
+        # datetime is imported here, not above: a --format over JSON never makes a time,
+        # and the CLI should not pay for the import (about 1 ms).
+        from datetime import datetime
+
         zero = cls(datetime(1, 1, 1), 0, 0, "UTC")
         if not text:
             return zero
@@ -98,7 +103,7 @@ class GoTime(Struct):
                 f"{d.minute}, {d.second}, {self.nsec}, {loc})")
 
     def unix(self) -> int:
-        d = self.dt - _UNIX_EPOCH
+        d = self.dt - self.dt.replace(1970, 1, 1, 0, 0, 0, 0)
         return d.days * 86400 + d.seconds - self.offset
 
     def month(self) -> GoMonth:

@@ -3,14 +3,14 @@
 ``parse`` reports syntax errors as Go does (``template: log-tag:1: unclosed action``),
 including the line Go blames, and refuses what Docker's tags do not need with its own
 words: ``{{define}}``, ``{{template}}``, ``{{block}}`` and complex constants. A function
-name not in ``functions.FUNCS`` is an error here, as in Go. It checks no field names:
+name the dialect does not define is an error here, as in Go. It checks no field names:
 that is ``check``'s job, once the whole tree exists.
 """
 
 from __future__ import annotations
 
 from ..errors import TemplateError
-from .functions import FUNCS
+from .dialect import Dialect
 from .lexer import (ASSIGN, BLOCK, BOOL, BREAK, CHAR, CHAR_CONSTANT, COMPLEX, CONTINUE,
                     DECLARE, DEFINE, DOT, ELSE, END, EOF, ERROR, FIELD, IDENTIFIER, IF,
                     KEYWORD, LEFT_DELIM, LEFT_PAREN, NIL, NUMBER, PIPE, RANGE, RAW_STRING,
@@ -24,9 +24,9 @@ from .nodes import (ActionNode, BoolNode, BreakNode, ChainNode, CommandNode, Con
                     VariableNode, WithNode)
 
 
-def parse(name: str, text: str) -> ListNode:
+def parse(name: str, text: str, dialect: Dialect) -> ListNode:
     """The tree of ``text``; raises ``TemplateError`` with Go's text on a syntax error."""
-    return _Parser(name, text).parse()
+    return _Parser(name, text, dialect).parse()
 
 
 def _item_str(item: Item) -> str:
@@ -57,9 +57,10 @@ _BRANCHES = {IF: ("if", IfNode), RANGE: ("range", RangeNode), WITH: ("with", Wit
 
 
 class _Parser:
-    def __init__(self, name: str, text: str) -> None:
+    def __init__(self, name: str, text: str, dialect: Dialect) -> None:
         self.name = name
         self.text = text
+        self.dialect = dialect
         self.items = Lexer(text).run()
         self.i = 0
         self.high = 0  # furthest item read: Go reports that item's line (t.token[0])
@@ -83,7 +84,7 @@ class _Parser:
             self.errorf("max expression depth exceeded")
 
     def unsupported(self, what: str):
-        self.errorf(f"logpipe does not support {what} in a tag template")
+        self.errorf(f"logpipe does not support {what} in a {self.dialect.kind} template")
 
     def unexpected(self, item: Item, context: str):
         if item.typ == ERROR:
@@ -317,7 +318,7 @@ class _Parser:
         item = self.next_non_space()
         typ = item.typ
         if typ == IDENTIFIER:
-            if item.val not in FUNCS:
+            if item.val not in self.dialect.funcs:
                 self.errorf(f"function {go_quote(item.val)} not defined")
             return IdentifierNode(item.pos, item.val)
         if typ == DOT:
@@ -358,7 +359,8 @@ class _Parser:
         if item.typ == CHAR_CONSTANT:
             return self.char_constant(n)
         if item.typ == COMPLEX or (text.endswith("i") and parse_float(text[:-1]) is not None):
-            self.errorf(f"logpipe does not support complex constants in a tag template: {text}")
+            self.errorf(f"logpipe does not support complex constants in a {self.dialect.kind} "
+                        f"template: {text}")
         u = parse_uint(text)
         if u is not None:
             n.is_uint, n.uint64 = True, u

@@ -2,6 +2,8 @@
 
 string -> str, int -> int, bool -> bool, float64 -> float, []string -> tuple,
 map[string]string -> dict, *logger.Info -> ``InfoRef``, time.Time -> ``gotime.GoTime``.
+A ``--format`` template's JSON document is Go's ``map[string]interface{}`` and
+``[]interface{}`` (``JSONObject``, ``JSONArray``), with JSON's null as None inside them.
 An invalid reflect.Value (printed ``<no value>``) is ``NO_VALUE``; a nil interface handed
 to a function is None. Types Go distinguishes but Python does not (int64, uint8,
 time.Month) are ``int`` subclasses that carry their Go name in ``gotype``.
@@ -72,6 +74,20 @@ class InfoValue(Struct):
         self.info = info
 
 
+class JSONObject(dict):
+    """A JSON object as docker's CLI decodes it for a template: ``map[string]interface {}``."""
+
+    __slots__ = ()
+    gotype = "map[string]interface {}"
+
+
+class JSONArray(tuple):
+    """A JSON array: ``[]interface {}``."""
+
+    __slots__ = ()
+    gotype = "[]interface {}"
+
+
 _BASIC_TYPES = ((int, "int"), (float, "float64"), (str, "string"), (tuple, "[]string"),
                 (dict, "map[string]string"))
 
@@ -80,7 +96,7 @@ def type_name(v: Any) -> str:
     """Go's ``%T`` of a value: the name error texts and ``printf`` show."""
     if isinstance(v, bool):
         return "bool"
-    if isinstance(v, (TypedInt, Struct)):
+    if isinstance(v, (TypedInt, Struct, JSONObject, JSONArray)):
         return v.gotype
     for cls, name in _BASIC_TYPES:
         if isinstance(v, cls):
