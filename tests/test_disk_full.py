@@ -19,7 +19,8 @@ from typing import Iterator
 
 import pytest
 
-from drivers.json_file import JSONFileDriver, JSONFileFormat
+from drivers.json_file import JSONFileDriver
+from drivers.json_file.reader import JSONFileFormat
 from drivers.local import LocalDriver, LocalFormat
 from drivers.spool import SpoolWriter
 from logpipe.client import Client
