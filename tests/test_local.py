@@ -10,9 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import drivers.local as local
-from drivers.local import (FLAG_LZ4, HEADER_SIZE, MAGIC, LocalConfig, LocalDriver, LocalFormat,
-                           pack_blocks, parse_header)
+import drivers.local.reader as local
+from drivers.local import LocalDriver
+from drivers.local.blocks import FLAG_LZ4, HEADER_SIZE, MAGIC, parse_header
+from drivers.local.reader import LocalFormat
+from drivers.local.writer import LocalConfig, pack_blocks
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
 from logpipe.message import Chunk, PartialMeta
