@@ -5,6 +5,8 @@ import json
 import os
 import random
 import stat
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -525,6 +527,38 @@ def test_driver_writes_local_logs_container_log_with_dockers_permissions(info, t
     assert LocalDriver.log_path(info()) == str(path)
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+WRITE_AND_LIST_MODULES = """
+import os, sys
+from drivers.local import LocalDriver
+from logpipe.driver import LogInfo
+from logpipe.message import Chunk
+drv = LocalDriver(LogInfo(container_id="c" * 64, log_dir=sys.argv[1],
+                          config={"max-size": "10k", "max-file": "3"}))
+for i in range(100):
+    drv.write([Chunk("stdout", 1_795_000_000_000_000_000 + i,
+                     b"%d %s\\n" % (i, os.urandom(400).hex().encode()))])
+drv.close()
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_writing_and_rotating_never_imports_the_reader(info, tmp_path):
+    """The shim only writes: writing and rotating without a follower loads the block layout
+    and the writer, not the reader. The daemon's shipper still finds ``whole_blocks`` under
+    the package's name, and what was written reads back."""
+    run = subprocess.run([sys.executable, "-c", WRITE_AND_LIST_MODULES, str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(run.stdout.split())
+    assert {"drivers.local.writer", "drivers.local.blocks"} <= loaded
+    assert "drivers.local.reader" not in loaded
+    assert os.path.exists(LocalDriver.log_path(info()) + ".2")  # it did rotate
+    got = [c.data.split(b" ")[0] for c in LocalDriver.read(info(), ReadConfig(tail=2))]
+    assert got == [b"98", b"99"]
+    from drivers.local import whole_blocks
+
+    assert whole_blocks is local.whole_blocks
 
 
 def test_driver_reads_back_all_tail_and_since(info):
