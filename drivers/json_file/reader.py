@@ -427,18 +427,17 @@ class JSONFileFormat:
     # seeking: over lines, by ``seek.py``; a line is read with the caches above -------------
 
     def tail_offset(self, f: BinaryIO, size: int, n: int) -> tuple[int, int]:
-        """Scans backwards in 1 MiB blocks counting newlines (Docker reads 1 KiB at a time).
-        Bytes after the last newline count as a record only if they decode as one."""
+        """Newlines counted backwards; a last line without its newline counts if it decodes."""
         return seek.tail_offset(f, size, n, self._is_record)
 
     def since_offset(self, f: BinaryIO, size: int, since: int) -> int:
-        """Bisects over byte offsets, probing the first readable line after the middle;
-        the answer is a line start less than a probe window before the first match."""
+        """A bisection over byte offsets, probing the times of lines."""
         return seek.since_offset(f, size, since, self._line_ts)
 
     def last_ts(self, f: BinaryIO, size: int) -> int | None:
-        """Time of the last complete line that is a record (damaged lines are passed)."""
+        """The time of the last complete line that is a record."""
         return seek.last_ts(f, size, self._line_ts)
 
     def _is_record(self, fragment: bytes) -> bool:
+        """Whether a line without its newline is a whole record (``tail_offset``)."""
         return self._parse_line(fragment) is not None
