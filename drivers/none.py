@@ -22,7 +22,7 @@ from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, ReadNotSupported
 from logpipe.message import Chunk
 
-from .local import LocalConfig, LocalDriver
+from .local.writer import LocalConfig, LocalDriver
 
 #: Where a ``none`` container's attach buffer lives, and its bound (two files of 1 MiB).
 ATTACH_BUFFER_DIR = "attach-buffer"

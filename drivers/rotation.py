@@ -92,9 +92,13 @@ class RotatingFile:
     """An append-only log file rotated by size. One writer per path, enforced by a lock."""
 
     def __init__(self, path: str, max_size: int = -1, max_file: int = 1, compress: bool = False,
-                 fmt: RecordFormat | None = None, boundary: Boundary | None = None) -> None:
+                 fmt: RecordFormat | Callable[[], RecordFormat] | None = None,
+                 boundary: Boundary | None = None) -> None:
         self.path, self.max_size, self.max_file = path, max_size, max(1, max_file)
-        self.compress, self.fmt = compress, fmt
+        #: The format, or a function that makes it: then it is made by the first rotation that
+        #: needs it (a follower to count records for, ``compress``), so that a writer whose
+        #: decoder lives in a reader module does not import it just to write.
+        self.compress, self._fmt = compress, fmt
         self.boundary = boundary or (lambda data, i: len(data))
         self._lock_fd = self._take_lock()
         self._compressor = None  # a threading.Thread while a rotated file is compressed
@@ -213,10 +217,10 @@ class RotatingFile:
         reader counts it (one pass over a file still in the page cache), so that a follower
         that misses files can say exactly how much it missed. Only a follower can miss
         anything, so without one nothing is counted and the next file starts a new count."""
-        if self.fmt is None or not has_followers(self.path):
+        if self._fmt is None or not has_followers(self.path):
             return self.seq + 1, 0, 0
         with open(self.path, "rb") as f:
-            records = count_records(self.fmt, f, self.size)
+            records = count_records(self._format(), f, self.size)
         anchor, before, size = self.before
         return anchor, before + records, size + self.size
 
@@ -245,10 +249,17 @@ class RotatingFile:
             self._compressor.start()
 
     def _last_ts(self, path: str) -> int | None:
-        if self.fmt is None:
+        fmt = self._format()
+        if fmt is None:
             return None
         with open(path, "rb") as f:
-            return self.fmt.last_ts(f, os.fstat(f.fileno()).st_size)
+            return fmt.last_ts(f, os.fstat(f.fileno()).st_size)
+
+    def _format(self) -> RecordFormat | None:
+        """The format, made now if it was given as a function (see ``__init__``)."""
+        if callable(self._fmt):
+            self._fmt = self._fmt()
+        return self._fmt
 
     def _create_current(self, seq: int, before: tuple[int, int, int] | None = None) -> int:
         """Create the next file under a temporary name, stamp it, then rename it into place,

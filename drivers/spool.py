@@ -42,7 +42,8 @@ from logpipe.message import Chunk
 from logpipe.options import parse_bool, parse_human_size, parse_int
 from logpipe.reading import Warn
 
-from .local import LocalConfig, LocalDriver, decode_block, whole_blocks
+from .local.reader import decode_block, whole_blocks
+from .local.writer import LocalConfig, LocalDriver
 
 #: Docker's dual-logging cache defaults (docs: 20m, 5 files, compressed).
 DEFAULT_CACHE_OPTS = {"cache-max-size": "20m", "cache-max-file": "5", "cache-compress": "true"}
@@ -184,7 +185,7 @@ def read_spool(info: LogInfo, config) -> Iterator[Chunk]:
     """The spool as ``logs`` reads a ``local`` log (also with ``cache-disabled``: for attach)."""
     from logpipe.reading import read_logs
 
-    from .local import LocalFormat
+    from .local.reader import LocalFormat
 
     return read_logs(LocalDriver.log_path(info), LocalFormat(), config)
 

@@ -183,7 +183,7 @@ def _escape(value: str) -> str:
 def _backlog(spec: ContainerSpec, cp) -> tuple[int, int]:
     """Records and spool bytes from the checkpoint on, from block headers only (no decoding):
     the shim's counters restart with every run, the spool does not."""
-    from drivers.local import whole_blocks
+    from drivers.local.reader import whole_blocks
     from logpipe.fileset import read_seq, rotated_files
 
     records = nbytes = 0

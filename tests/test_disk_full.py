@@ -19,8 +19,10 @@ from typing import Iterator
 
 import pytest
 
-from drivers.json_file import JSONFileDriver, JSONFileFormat
-from drivers.local import LocalDriver, LocalFormat
+from drivers.json_file import JSONFileDriver
+from drivers.json_file.reader import JSONFileFormat
+from drivers.local import LocalDriver
+from drivers.local.reader import LocalFormat
 from drivers.spool import SpoolWriter
 from logpipe.client import Client
 from logpipe.driver import LogInfo

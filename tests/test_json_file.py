@@ -12,14 +12,18 @@ import json
 import os
 import random
 import stat
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import drivers.json_file as json_file
-from drivers.json_file import (JSONFileDriver, JSONFileFormat, encode_attrs, encode_batch,
-                               encode_blocks, parse_time)
+import drivers.json_file.seek as json_file
+from drivers.json_file import JSONFileDriver
+from drivers.json_file.encode import encode_attrs, encode_batch, encode_blocks
+from drivers.json_file.reader import JSONFileFormat
+from drivers.json_file.timestamps import parse_time
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
 from logpipe.message import Chunk, PartialMeta
@@ -545,6 +549,35 @@ def test_the_log_is_id_json_log_in_a_0710_directory_and_registered_as_json_file(
     assert get_driver("json-file") is JSONFileDriver
 
 
+WRITE_AND_LIST_MODULES = """
+import sys
+from drivers.json_file import JSONFileDriver
+from logpipe.driver import LogInfo
+from logpipe.message import Chunk
+drv = JSONFileDriver(LogInfo(container_id=sys.argv[1], log_dir=sys.argv[2],
+                             config={"max-size": "1k", "max-file": "3"}))
+for i in range(100):
+    drv.write([Chunk("stdout", 1_700_000_000_000_000_000 + i, b"line %d\\n" % i)])
+drv.close()
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_writing_and_rotating_never_imports_the_reader(tmp_path):
+    """The shim only writes, and its memory is the per-container cost: writing and rotating
+    (without a follower or compress, which need the decoder) loads neither the reader nor
+    a JSON parser. What was written reads back whole."""
+    info = info_for(tmp_path)
+    run = subprocess.run([sys.executable, "-c", WRITE_AND_LIST_MODULES, CID, info.log_dir],
+                         capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(run.stdout.split())
+    assert "drivers.json_file.writer" in loaded
+    assert not {"drivers.json_file.reader", "drivers.json_file.seek", "json", "orjson"} & loaded
+    assert os.path.exists(JSONFileDriver.log_path(info) + ".2")  # it did rotate
+    got = b"".join(c.data for c in JSONFileDriver.read(info, ReadConfig(tail=3)))
+    assert got == b"line 97\nline 98\nline 99\n"
+
+
 def test_attrs_from_labels_env_and_tag_are_on_every_line_and_tag_wins(tmp_path, driver_for):
     opts = {"labels": "team,tag", "env-regex": "^APP_", "tag": "{{.Name}}/{{.ID}}"}
     info = info_for(tmp_path, opts, container_name="/web1",
@@ -621,7 +654,7 @@ def test_bad_regex_and_template_are_refused_with_gos_wording(tmp_path, opts, mes
 def test_both_json_parsers_refuse_the_same_lone_surrogate_escape(monkeypatch):
     """The standard parser runs first, orjson after a megabyte: a line orjson refuses (a
     lone surrogate escape) must take the same lenient path either way."""
-    import drivers.json_file as jf
+    import drivers.json_file.reader as jf
 
     data = (b'{"log":"x\\ud800y\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n'
             b'{"log":"ok\\n","stream":"stdout","time":"2026-11-23T12:00:00Z"}\n')

@@ -5,14 +5,18 @@ import json
 import os
 import random
 import stat
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import drivers.local as local
-from drivers.local import (FLAG_LZ4, HEADER_SIZE, MAGIC, LocalConfig, LocalDriver, LocalFormat,
-                           pack_blocks, parse_header)
+import drivers.local.reader as local
+from drivers.local import LocalDriver
+from drivers.local.blocks import FLAG_LZ4, HEADER_SIZE, MAGIC, parse_header
+from drivers.local.reader import LocalFormat
+from drivers.local.writer import LocalConfig, pack_blocks
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
 from logpipe.message import Chunk, PartialMeta
@@ -523,6 +527,34 @@ def test_driver_writes_local_logs_container_log_with_dockers_permissions(info, t
     assert LocalDriver.log_path(info()) == str(path)
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+WRITE_AND_LIST_MODULES = """
+import os, sys
+from drivers.local import LocalDriver
+from logpipe.driver import LogInfo
+from logpipe.message import Chunk
+drv = LocalDriver(LogInfo(container_id="c" * 64, log_dir=sys.argv[1],
+                          config={"max-size": "10k", "max-file": "3"}))
+for i in range(100):
+    drv.write([Chunk("stdout", 1_795_000_000_000_000_000 + i,
+                     b"%d %s\\n" % (i, os.urandom(400).hex().encode()))])
+drv.close()
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_writing_and_rotating_never_imports_the_reader(info, tmp_path):
+    """The shim only writes: writing and rotating without a follower loads the block layout
+    and the writer, not the reader; what was written reads back."""
+    run = subprocess.run([sys.executable, "-c", WRITE_AND_LIST_MODULES, str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(run.stdout.split())
+    assert {"drivers.local.writer", "drivers.local.blocks"} <= loaded
+    assert "drivers.local.reader" not in loaded
+    assert os.path.exists(LocalDriver.log_path(info()) + ".2")  # it did rotate
+    got = [c.data.split(b" ")[0] for c in LocalDriver.read(info(), ReadConfig(tail=2))]
+    assert got == [b"98", b"99"]
 
 
 def test_driver_reads_back_all_tail_and_since(info):
