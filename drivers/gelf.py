@@ -11,6 +11,9 @@ The JSON is Docker's (``go-gelf``'s ``MarshalJSONBuf`` fed by ``daemon/logger/ge
 The ``_`` fields are the same for every record of a container, and sort after the varying
 ones, so they are encoded once per driver as one constant tail. A batch's lines are escaped
 in one pass over the ``\\n``-joined batch; only the assembly of each record is per line.
+
+Longer than 500 lines because the options, the encoder, UDP chunking and the two senders are
+one protocol whose parts are read together; the network plumbing is ``drivers.netconn``.
 """
 
 from __future__ import annotations
@@ -321,10 +324,6 @@ def _char_boundary(line: bytes, cut: int) -> int:
 
 # -- sockets ---------------------------------------------------------------------------------
 
-def _host_port(sockaddr: tuple) -> str:
-    return join_host_port(sockaddr[0], sockaddr[1])
-
-
 def _dial(kind: int, host: str, port: int, timeout: float) -> tuple[socket.socket, str]:
     """A socket connected to the first address of ``host`` that answers, resolved now, and
     its name for errors (``tcp 127.0.0.1:40000->127.0.0.1:12201``). Raises ``NetError``
@@ -334,7 +333,8 @@ def _dial(kind: int, host: str, port: int, timeout: float) -> tuple[socket.socke
         sock, sockaddr = dial(proto, host, port, timeout)
     except socket.gaierror as err:
         raise NetError(lookup_error(proto, host, gai_reason(err))) from err
-    return sock, f"{proto} {_host_port(sock.getsockname())}->{_host_port(sockaddr)}"
+    here, there = join_host_port(*sock.getsockname()[:2]), join_host_port(*sockaddr[:2])
+    return sock, f"{proto} {here}->{there}"
 
 
 def _write_error(name: str, err: OSError) -> NetError:
