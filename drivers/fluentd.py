@@ -33,6 +33,9 @@ call, so the same eight bytes are packed here (the tests check them against the 
 The rest of each entry is joined from pre-packed bytes too: msgpack-python cannot pack
 ``bytes`` as a *str* with the str8 headers Docker's Go encoder (tinylib/msgp) writes, and
 packing a dict per line is 2.5 times slower.
+
+Longer than 500 lines because the options, the hand-packed msgpack of the hot path and the
+acknowledged delivery are one protocol; the network plumbing is ``drivers.netconn``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ from logpipe.message import PARTIAL_SIZE, Message
 from logpipe.options import (check_known_keys, driver_opts, parse_bool, parse_duration,
                              parse_ram_size)
 
+from .netconn import AddrError, NetError
+from .netconn import dial_error as go_dial_error
+from .netconn import (dial_unix, go_io_error, join_host_port, lookup_error, peer_spoke,
+                      send_all, split_host_port, url_host)
 from .remote import RemoteDriverBase
 
 DEFAULT_HOST = "127.0.0.1"
@@ -98,8 +105,7 @@ class Address(NamedTuple):
         ``unix /run/fluent.sock``."""
         if self.network == "unix":
             return f"unix {self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp {host}:{self.port}"
+        return f"tcp {join_host_port(self.host, self.port)}"
 
 
 class FluentdConfig(NamedTuple):
@@ -171,7 +177,12 @@ def parse_address(value: str) -> Address:
         if network in ("unix", "unixgram"):
             return _unix_address(value, network)
         hostport = _url_host(value, rest)
-    host, port = _split_host_port(value, hostport)
+    try:
+        # "[::1]x:1" is refused with Go's text, where Docker takes any "missing port" as no
+        # port at all, drops the host and dials 127.0.0.1.
+        host, port = split_host_port(hostport)
+    except AddrError as err:
+        raise _bad_address(value, str(err)) from None
     if network != "tcp":
         raise _bad_address(value, f"logpipe sends to fluentd over tcp:// or unix:// only, "
                                   f"not {network}://")
@@ -195,8 +206,7 @@ def _unix_address(value: str, network: str) -> Address:
 
 def _url_host(value: str, rest: str) -> str:
     """The host[:port] of a URL, refused as Go's ``url.Parse`` refuses it."""
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    host = authority.rpartition("@")[2]
+    host = url_host(rest)
     if host.startswith("["):
         end = host.rfind("]")
         if end < 0:
@@ -208,37 +218,6 @@ def _url_host(value: str, rest: str) -> str:
     if not re.fullmatch(r"(:[0-9]*)?", colon_port):
         raise _bad_address(value, f'parse "{value}": invalid port "{colon_port}" after host')
     return host
-
-
-def _split_host_port(value: str, hostport: str) -> tuple[str, str | None]:
-    """Go's ``net.SplitHostPort``; port None where Go says "missing port in address"."""
-    def fail(why: str) -> LogOptError:
-        return _bad_address(value, f"address {hostport}: {why}")
-
-    colon = hostport.rfind(":")
-    bracketed = hostport.startswith("[")
-    if colon < 0:
-        return hostport, None
-    j = k = 0
-    if bracketed:
-        end = hostport.find("]")
-        if end < 0:
-            raise fail("missing ']' in address")
-        if end + 1 == len(hostport):
-            return hostport[1:end], None
-        if end + 1 != colon:  # Docker would drop the host and dial 127.0.0.1: refuse
-            raise fail("too many colons in address" if hostport[end + 1] == ":"
-                       else "missing port in address")
-        host, j, k = hostport[1:end], 1, end + 1
-    else:
-        host = hostport[:colon]
-        if ":" in host:
-            raise fail("too many colons in address")
-    if "[" in hostport[j:]:
-        raise fail("unexpected '[' in address")
-    if "]" in hostport[k:]:
-        raise fail("unexpected ']' in address")
-    return host, hostport[colon + 1:]
 
 
 def _parse_port(value: str, port: str) -> int:
@@ -408,54 +387,28 @@ class RecordPacker:
 # -- the connection ------------------------------------------------------------------------
 
 def dial_error(address: Address, err: BaseException) -> str:
-    """A failed dial in Go's words: ``dial tcp 127.0.0.1:24224: connect: connection refused``."""
+    """A failed dial in Go's words: ``dial tcp 127.0.0.1:24224: connect: connection refused``.
+    The address is the configured one (``socket.create_connection`` does not say which of
+    a name's addresses failed), and a name that does not resolve is "no such host"."""
+    if isinstance(err, NetError):  # a unix socket: already in Go's words
+        return str(err)
     if isinstance(err, socket.gaierror):
-        return f"dial {address.network}: lookup {address.host}: no such host"
-    if isinstance(err, (socket.timeout, TimeoutError)):
-        return f"dial {address}: i/o timeout"
-    if isinstance(err, OSError) and err.errno:
-        text = os.strerror(err.errno)
-        return f"dial {address}: connect: {text[:1].lower()}{text[1:]}"
+        return lookup_error(address.network, address.host, "no such host")
+    if isinstance(err, OSError):
+        net, _, where = str(address).partition(" ")
+        return go_dial_error(net, where, err)
     return f"dial {address}: {err}"
 
 
 def dial(address: Address, timeout: float) -> socket.socket:
     """Connect, or raise ``OSError`` (``socket.gaierror`` for a name that does not resolve)."""
     if address.network == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(address.path)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        return dial_unix(address.path, socket.SOCK_STREAM, timeout)
     sock = socket.create_connection((address.host, address.port), timeout=timeout)
     # Whole frames are written at once: Nagle could only delay the tail of one (and its ack).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     return sock
-
-
-def _peer_gone(sock: socket.socket) -> bool:
-    """Whether a kept connection can no longer be written to safely.
-
-    The receiver never speaks unasked, so anything readable between batches (its FIN after a
-    restart, a reset, stray bytes) means the connection is dead or out of step. Without this
-    check the next frame would be written into a closed connection, accepted by the kernel,
-    and lost when the reset comes back.
-    """
-    timeout = sock.gettimeout()
-    sock.settimeout(0.0)
-    try:
-        sock.recv(1, socket.MSG_PEEK)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    finally:
-        sock.settimeout(timeout)
-    return True
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -543,7 +496,7 @@ class FluentdDriver(RemoteDriverBase):
         with self._lock:
             sock = self._connection()
             try:
-                _write_all(sock, frame)
+                send_all(sock, frame)
                 if chunk is not None:
                     self._await_ack(sock, chunk)
             except RetryableError:
@@ -551,7 +504,7 @@ class FluentdDriver(RemoteDriverBase):
                 raise
             except OSError as err:
                 self._disconnect()
-                raise RetryableError(f"write {self.address}: {_os_error(err)}") from None
+                raise RetryableError(f"write {self.address}: {go_io_error(err)}") from None
         return None
 
     def frame(self, batch: Sequence[Message]) -> tuple[bytes, str | None]:
@@ -573,7 +526,7 @@ class FluentdDriver(RemoteDriverBase):
 
     def _connection(self) -> socket.socket:
         """The kept connection, or a new one (``RetryableError`` if the receiver is down)."""
-        if self._sock is not None and _peer_gone(self._sock):
+        if self._sock is not None and peer_spoke(self._sock):
             self._disconnect()
         if self._sock is None:
             try:
@@ -627,23 +580,6 @@ class FluentdDriver(RemoteDriverBase):
         or acknowledged with ``fluentd-request-ack``)."""
         with self._lock:
             self._disconnect()
-
-
-def _write_all(sock: socket.socket, data: bytes) -> None:
-    """``sendall`` whose timeout is for a stall, not for the whole frame: a slow receiver
-    that keeps reading is waited for; one that stops reading for ``io_timeout`` is not."""
-    view = memoryview(data)
-    while view:
-        view = view[sock.send(view):]
-
-
-def _os_error(err: OSError) -> str:
-    if isinstance(err, (socket.timeout, TimeoutError)):
-        return "i/o timeout"
-    if err.errno:
-        text = os.strerror(err.errno)
-        return text[:1].lower() + text[1:]
-    return str(err)
 
 
 def _tag_and_extras(opts: Mapping[str, str], info: LogInfo) -> tuple[str, dict[str, str]]:

@@ -11,13 +11,15 @@ The JSON is Docker's (``go-gelf``'s ``MarshalJSONBuf`` fed by ``daemon/logger/ge
 The ``_`` fields are the same for every record of a container, and sort after the varying
 ones, so they are encoded once per driver as one constant tail. A batch's lines are escaped
 in one pass over the ``\\n``-joined batch; only the assembly of each record is per line.
+
+Longer than 500 lines because the options, the encoder, UDP chunking and the two senders are
+one protocol whose parts are read together; the network plumbing is ``drivers.netconn``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import select
 import socket
 import struct
 import time
@@ -29,6 +31,8 @@ from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, Message
 
+from .netconn import (NetError, dial, gai_reason, go_io_error, join_host_port, lookup_error,
+                      peer_closed, send_all, url_host)
 from .pacing import PATIENCE, UDPPacer, parse_rate
 from .remote import RemoteDriverBase
 
@@ -76,7 +80,7 @@ def parse_address(value: str) -> Address:
     if any(ord(c) < 0x20 or c == "\x7f" for c in value):
         raise LogOptError(f"parse {_go_quote(value)}: net/url: invalid control character in URL")
     scheme, _, rest = value.partition("://")
-    netloc = re.split("[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    netloc = url_host(rest)
     if netloc.startswith("["):
         close = netloc.find("]")
         if close < 0:
@@ -320,86 +324,22 @@ def _char_boundary(line: bytes, cut: int) -> int:
 
 # -- sockets ---------------------------------------------------------------------------------
 
-_GAI_NO_HOST = {getattr(socket, n, None) for n in ("EAI_NONAME", "EAI_NODATA")} - {None}
-
-
-def _go_errno(err: OSError) -> str:
-    """An errno as Go's ``syscall.Errno`` prints it (glibc's text, lower-case first)."""
-    if isinstance(err, socket.timeout):
-        return "i/o timeout"
-    text = os.strerror(err.errno) if err.errno else str(err)
-    return text[:1].lower() + text[1:]
-
-
-def _host_port(sockaddr: tuple) -> str:
-    ip, port = sockaddr[0], sockaddr[1]
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-class NetError(OSError):
-    """Dialling or writing failed; worded as Go's ``net`` package words it, so that
-    messages read as Docker's (``dial tcp 127.0.0.1:1: connect: connection refused``)."""
-
-
-def _dial_error(proto: str, host: str, err: OSError, sockaddr: tuple | None = None) -> NetError:
-    if isinstance(err, socket.gaierror):
-        reason = "no such host" if err.errno in _GAI_NO_HOST else err.strerror or str(err)
-        return NetError(f"dial {proto}: lookup {host}: {reason}")
-    where = f" {_host_port(sockaddr)}" if sockaddr is not None else ""
-    op = "" if isinstance(err, socket.timeout) else "connect: "
-    return NetError(f"dial {proto}{where}: {op}{_go_errno(err)}")
-
-
 def _dial(kind: int, host: str, port: int, timeout: float) -> tuple[socket.socket, str]:
     """A socket connected to the first address of ``host`` that answers, resolved now, and
     its name for errors (``tcp 127.0.0.1:40000->127.0.0.1:12201``). Raises ``NetError``
     with the first failure, as Go's ``dialSerial`` reports it."""
     proto = "tcp" if kind == socket.SOCK_STREAM else "udp"
     try:
-        infos = socket.getaddrinfo(host, port, type=kind)
+        sock, sockaddr = dial(proto, host, port, timeout)
     except socket.gaierror as err:
-        raise _dial_error(proto, host, err) from err
-    first: NetError | None = None
-    for family, socktype, protocol, _, sockaddr in infos:
-        sock = socket.socket(family, socktype, protocol)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(sockaddr)
-            name = f"{proto} {_host_port(sock.getsockname())}->{_host_port(sockaddr)}"
-            return sock, name
-        except OSError as err:
-            sock.close()
-            first = first or _dial_error(proto, host, err, sockaddr)
-    raise first or NetError(f"dial {proto}: lookup {host}: no such host")
+        raise NetError(lookup_error(proto, host, gai_reason(err))) from err
+    here, there = join_host_port(*sock.getsockname()[:2]), join_host_port(*sockaddr[:2])
+    return sock, f"{proto} {here}->{there}"
 
 
 def _write_error(name: str, err: OSError) -> NetError:
     op = "" if isinstance(err, socket.timeout) else "write: "
-    return NetError(f"write {name}: {op}{_go_errno(err)}")
-
-
-def _peer_closed(sock: socket.socket) -> bool:
-    """True if the receiver closed (or reset) a kept TCP connection. A GELF receiver never
-    writes, so a readable socket means EOF or an error. Without this check, the first batch
-    after a receiver restart would be written into a dead connection and silently lost."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    if not readable:
-        return False
-    try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-
-
-def _send_all(sock: socket.socket, payload: bytes) -> None:
-    """``sendall``, except that the socket's timeout bounds each wait for the receiver to
-    take more, not the whole payload (``sendall``'s own): a slow receiver that keeps reading
-    is waited for, one that stopped is given up on."""
-    view, sent = memoryview(payload), 0
-    while sent < len(payload):
-        sent += sock.send(view[sent:])
+    return NetError(f"write {name}: {op}{go_io_error(err)}")
 
 
 class _TCPSender:
@@ -429,18 +369,18 @@ class _TCPSender:
         that fails part way may have delivered the first records: the retry sends them again.
         """
         sock = self.sock
-        if sock is not None and _peer_closed(sock):
+        if sock is not None and peer_closed(sock):
             self.close()
             sock = None
         if sock is not None:
             try:
-                _send_all(sock, payload)
+                send_all(sock, payload)
                 return
             except OSError:
                 self.close()
         sock = self.connect()
         try:
-            _send_all(sock, payload)
+            send_all(sock, payload)
         except OSError as err:
             self.close()
             raise _write_error(self.name, err) from err

@@ -14,6 +14,9 @@ It must not batch, wait or retry: the shipper cuts batches to ``limits`` and bac
 ``max_retries``/``retry_wait``/``retry_max_wait``. It must never put the credentials of the
 URL into an error, a log line or a ``repr``: every text uses ``redact_url``. Only the
 standard library and orjson (a core dependency) are used, and orjson lazily.
+
+Longer than 500 lines because the plugin's options, labels and push encoding are one
+protocol; the TLS files are loaded by ``drivers.netconn``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from logpipe.errors import LogOptError, PermanentError, RetryableError
 from logpipe.message import Message
 from logpipe.options import parse_bool, parse_duration
 
+from .netconn import prometheus_context
 from .remote import RemoteDriverBase
 
 if TYPE_CHECKING:
@@ -269,32 +273,16 @@ def parse_config(opts: Mapping[str, str], load_tls: bool = True) -> Config:
 
 def tls_context(cfg: Config) -> "ssl.SSLContext":
     """The client TLS context: Prometheus' HTTP client config, with its error texts."""
-    import ssl
-
     if cfg.cert_file and not cfg.key_file:
         raise _fail(f'client cert file "{cfg.cert_file}" specified without client key file '
                     "(set loki-tls-key-file)")
     if cfg.key_file and not cfg.cert_file:
         raise _fail(f'client key file "{cfg.key_file}" specified without client cert file '
                     "(set loki-tls-cert-file)")
-    ctx = ssl.create_default_context()
-    if cfg.ca_file:
-        # As in Go, a CA file replaces the system's roots instead of adding to them.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        try:
-            ctx.load_verify_locations(cafile=cfg.ca_file)
-        except (OSError, ssl.SSLError) as e:
-            raise _fail(f"unable to load specified CA cert {cfg.ca_file}: {e}") from None
-    if cfg.cert_file:
-        try:
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        except (OSError, ssl.SSLError) as e:
-            raise _fail(f"unable to use specified client cert ({cfg.cert_file}) & key "
-                        f"({cfg.key_file}): {e}") from None
-    if cfg.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    try:
+        return prometheus_context(cfg.ca_file, cfg.cert_file, cfg.key_file, cfg.insecure)
+    except LogOptError as e:
+        raise _fail(str(e)) from None
 
 
 def _external_labels(opts: Mapping[str, str], info: LogInfo | None) -> dict[str, str]:

@@ -38,6 +38,10 @@ from logpipe.errors import DriverInitError, LogOptError, LogpipeError, Permanent
 from logpipe.message import STDERR, STDOUT, Message
 from logpipe.options import check_known_keys, driver_opts
 
+from .netconn import (AddrError, NetError, close, dial, dial_unix, go_connections_context,
+                      go_errno, go_io_error, go_quote, join_host_port, lookup_error,
+                      no_such_host, peer_closed, settle_tls, split_host_port, tls_handshake,
+                      url_host)
 from .pacing import PATIENCE, UDPPacer, parse_rate
 from .remote import RemoteDriverBase
 
@@ -86,7 +90,7 @@ class Address(NamedTuple):
 
     def text(self) -> str:
         """``host:port`` as Go prints a dial address (IPv6 in brackets)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 def parse_address(value: str) -> Address:
@@ -100,9 +104,16 @@ def parse_address(value: str) -> Address:
         try:
             os.stat(path)
         except OSError as err:
-            raise LogOptError(f"stat {path}: {_go_errno(err)}") from None
+            raise LogOptError(f"stat {path}: {go_errno(err)}") from None
         return Address(scheme, path=path)
-    name, port = _split_host_port(host)  # Go's url.Parse has checked: digits or empty
+    try:  # Go's url.Parse has checked the port: digits or empty
+        name, port = split_host_port(host)
+        if port is None:
+            # Docker appends ":514" and dials that; brackets are the only form that parses
+            # again.
+            name, port = split_host_port(host + f":{DEFAULT_PORT}")
+    except AddrError as err:
+        raise LogOptError(str(err)) from None
     number = int(port) if port else 0
     if number > 65535:
         raise DriverInitError(f"dial {scheme}: address {port}: invalid port")  # Docker: at start
@@ -117,14 +128,13 @@ def _go_url_parse(value: str) -> tuple[str, str, str]:
     unescaped path, refusing what Go refuses with ``parse "<url>": <reason>``."""
 
     def fail(reason: str) -> LogOptError:
-        return LogOptError(f"parse {_go_quote(value)}: {reason}")
+        return LogOptError(f"parse {go_quote(value)}: {reason}")
 
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise fail("net/url: invalid control character in URL")
     scheme, _, rest = value.partition("://")
-    rest = rest.partition("#")[0].partition("?")[0]
-    authority, slash, path = rest.partition("/")
-    host = authority.rpartition("@")[2]
+    host = url_host(rest)
+    _, slash, path = rest.partition("#")[0].partition("?")[0].partition("/")
     if host.startswith("["):
         end = host.rfind("]")
         if end < 0:
@@ -135,49 +145,15 @@ def _go_url_parse(value: str) -> tuple[str, str, str]:
         port_part = host[colon:] if colon >= 0 else ""
         for byte in host.encode():
             if not (chr(byte).isalnum() and byte < 0x80) and byte not in _HOST_OK:
-                raise fail(f"invalid character {_go_quote(chr(byte))} in host name")
+                raise fail(f"invalid character {go_quote(chr(byte))} in host name")
     if port_part and not (port_part[0] == ":" and (port_part[1:] == "" or port_part[1:].isdigit())):
-        raise fail(f"invalid port {_go_quote(port_part)} after host")
+        raise fail(f"invalid port {go_quote(port_part)} after host")
     bad = re.search(r"%(?![0-9A-Fa-f]{2})(.{0,2})", host + slash + path, re.S)
     if bad:
-        raise fail(f"invalid URL escape {_go_quote('%' + bad.group(1))}")
+        raise fail(f"invalid URL escape {go_quote('%' + bad.group(1))}")
     from urllib.parse import unquote
 
     return scheme, host, unquote(slash + path, errors="surrogateescape")
-
-
-def _split_host_port(hostport: str) -> tuple[str, str]:
-    """Go's ``net.SplitHostPort``, and Docker's fallback: a missing port becomes 514."""
-
-    def fail(why: str) -> LogOptError:
-        return LogOptError(f"address {hostport}: {why}" if hostport else why)
-
-    missing = False
-    last = hostport.rfind(":")
-    j = k = 0
-    if last < 0:
-        missing = True
-    elif hostport.startswith("["):
-        end = hostport.find("]")
-        if end < 0:
-            raise fail("missing ']' in address")
-        if end + 1 == len(hostport):
-            missing = True
-        elif end + 1 != last:
-            raise fail("too many colons in address" if hostport[end + 1] == ":"
-                       else "missing port in address")
-        j, k = 1, end + 1
-    elif ":" in hostport[:last]:
-        raise fail("too many colons in address")
-    if missing:
-        # Docker appends ":514" and dials that; brackets are the only form that parses again.
-        return _split_host_port(hostport + f":{DEFAULT_PORT}")
-    if "[" in hostport[j:]:
-        raise fail("unexpected '[' in address")
-    if "]" in hostport[k:]:
-        raise fail("unexpected ']' in address")
-    host = hostport[1:hostport.find("]")] if hostport.startswith("[") else hostport[:last]
-    return host, hostport[last + 1:]
 
 
 def parse_facility(value: str) -> int:
@@ -198,87 +174,16 @@ def parse_format(value: str) -> str:
 
 
 def tls_context(opts: Mapping[str, str], system_roots: bool = True) -> "ssl.SSLContext":
-    """docker/go-connections ``tlsconfig.Client``: TLS ≥ 1.2, the system roots plus
-    ``syslog-tls-ca-cert`` (not read when skipping verification, as Go), and the client pair.
+    """The client context of ``tcp+tls`` from the ``syslog-tls-*`` options, as Docker's
+    go-connections builds it (``drivers.netconn.go_connections_context``).
 
     ``syslog-tls-skip-verify`` is honoured by its presence alone, whatever its value
     (Docker: ``_, skip := cfg[...]``). Raises ``LogOptError`` with go-connections' texts.
     ``system_roots=False`` only checks the files (loading the system store costs ~80 ms).
     """
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if "syslog-tls-skip-verify" in opts:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        if system_roots:
-            ctx.load_default_certs()
-        ca = opts.get("syslog-tls-ca-cert", "")
-        if ca:
-            pem = _read(ca, f"could not read CA certificate {_go_quote(ca)}: ")
-            try:
-                ctx.load_verify_locations(cadata=pem.decode("ascii", "replace"))
-            except (ssl.SSLError, ValueError):
-                raise LogOptError(
-                    f"failed to append certificates from PEM file: {_go_quote(ca)}") from None
-    cert, key = opts.get("syslog-tls-cert", ""), opts.get("syslog-tls-key", "")
-    if cert or key:
-        _load_pair(ctx, cert, key)
-    return ctx
-
-
-def _load_pair(ctx: "ssl.SSLContext", cert: str, key: str) -> None:
-    """go-connections ``getCert``: both files read, then ``tls.X509KeyPair`` (whose texts
-    the PEM checks reproduce), every error prefixed ``Could not load X509 key pair: ``."""
-    import ssl
-
-    prefix = "Could not load X509 key pair: "
-    cert_pem = _read(cert, prefix)
-    key_pem = _read(key, prefix)
-    if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
-        raise LogOptError(prefix + "tls: failed to find any PEM data in certificate input")
-    if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", key_pem):
-        raise LogOptError(prefix + "tls: failed to find any PEM data in key input")
-    try:
-        ctx.load_cert_chain(cert, key, password=lambda: b"")
-    except ssl.SSLError as err:
-        if "KEY_VALUES_MISMATCH" in str(err) or "key values mismatch" in str(err):
-            raise LogOptError(prefix + "tls: private key does not match public key") from None
-        raise LogOptError(prefix + f"tls: {err.reason or err}") from None
-
-
-def _read(path: str, prefix: str) -> bytes:
-    """Go's ``ioutil.ReadFile`` with its error text (``open <p>: no such file or directory``)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except IsADirectoryError as err:
-        raise LogOptError(f"{prefix}read {path}: {_go_errno(err)}") from None
-    except OSError as err:
-        raise LogOptError(f"{prefix}open {path}: {_go_errno(err)}") from None
-
-
-def _go_errno(err: OSError) -> str:
-    """Go prints syscall errors as lower-case strerror texts."""
-    text = os.strerror(err.errno) if err.errno else str(err)
-    return text[:1].lower() + text[1:]
-
-
-def _go_quote(text: str) -> str:
-    """Go's ``%q`` for the strings that occur in these messages."""
-    out = []
-    for c in text:
-        if c in '"\\':
-            out.append("\\" + c)
-        elif c in "\a\b\f\n\r\t\v":
-            out.append(repr(c)[1:-1])
-        elif ord(c) < 0x20 or ord(c) == 0x7F:
-            out.append(f"\\x{ord(c):02x}")
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
+    return go_connections_context(
+        opts.get("syslog-tls-ca-cert", ""), opts.get("syslog-tls-cert", ""),
+        opts.get("syslog-tls-key", ""), "syslog-tls-skip-verify" in opts, system_roots)
 
 
 # -- message format ------------------------------------------------------------------------
@@ -377,59 +282,22 @@ def encode_datagrams(batch: Sequence[Message], header: Header,
 
 # -- connection ----------------------------------------------------------------------------
 
-def _dial_error(net: str, addr: str, op: str, err: OSError) -> str:
-    """Go's ``*net.OpError`` text: ``dial tcp 127.0.0.1:1: connect: connection refused``."""
-    if isinstance(err, socket.timeout):
-        return f"dial {net} {addr}: i/o timeout"
-    return f"dial {net} {addr}: {op}: {_go_errno(err)}"
-
-
 def _write_error(err: OSError) -> str:
     """A failed write as Go words it; TLS errors by their reason (their errno is OpenSSL's)."""
     import ssl
 
-    if isinstance(err, socket.timeout):
-        return "i/o timeout"
     if isinstance(err, ssl.SSLError):
         return f"tls: {err.reason or err}"
-    return _go_errno(err)
+    return go_io_error(err)
 
 
-def _resolve(net: str, address: Address, kind: int) -> list[tuple]:
+def _connect_inet(address: Address, net: str, timeout: float) -> socket.socket:
+    """``net`` (``tcp``, ``udp``) to the address; no host is the loopback, as Go dials it."""
     try:
-        return socket.getaddrinfo(address.host or None, address.port, type=kind)
+        return dial(net, address.host or None, address.port, timeout)[0]
     except socket.gaierror as err:
-        why = "no such host" if err.errno in (socket.EAI_NONAME, socket.EAI_NODATA) else str(err)
-        raise LogpipeError(f"dial {net}: lookup {address.host}: {why}") from None
-
-
-def _connect_inet(address: Address, kind: int, timeout: float) -> socket.socket:
-    net = "udp" if kind == socket.SOCK_DGRAM else "tcp"
-    first: LogpipeError | None = None
-    for family, _, proto, _, sockaddr in _resolve(net, address, kind):
-        sock = socket.socket(family, kind, proto)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(sockaddr)
-            return sock
-        except OSError as err:
-            sock.close()
-            text = f"[{sockaddr[0]}]:{sockaddr[1]}" if family == socket.AF_INET6 \
-                else f"{sockaddr[0]}:{sockaddr[1]}"
-            first = first or LogpipeError(_dial_error(net, text, "connect", err))
-    raise first or LogpipeError(f"dial {net}: no addresses for {address.host}")
-
-
-def _connect_unix(path: str, kind: int, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, kind)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        net = "unixgram" if kind == socket.SOCK_DGRAM else "unix"
-        raise LogpipeError(_dial_error(net, path, "connect", err)) from None
-    return sock
+        why = "no such host" if no_such_host(err) else str(err)
+        raise NetError(lookup_error(net, address.host, why)) from None
 
 
 def _connect_local(timeout: float) -> tuple[socket.socket, bool]:
@@ -438,87 +306,10 @@ def _connect_local(timeout: float) -> tuple[socket.socket, bool]:
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         for path in LOCAL_SOCKETS:
             try:
-                return _connect_unix(path, kind, timeout), kind == socket.SOCK_STREAM
-            except LogpipeError:
+                return dial_unix(path, kind, timeout), kind == socket.SOCK_STREAM
+            except NetError:
                 continue
     raise LogpipeError("Unix syslog delivery error")
-
-
-def _tls_wrap(sock: socket.socket, ctx: "ssl.SSLContext", host: str) -> "ssl.SSLSocket":
-    """The TLS handshake, with Go's texts for the errors users meet."""
-    import ssl
-
-    try:
-        return ctx.wrap_socket(sock, server_hostname=host or "localhost")
-    except ssl.SSLCertVerificationError as err:
-        sock.close()
-        code = err.verify_code
-        if code in (2, 18, 19, 20, 21):
-            raise LogpipeError("x509: certificate signed by unknown authority") from None
-        if code == 62:
-            raise LogpipeError(f"x509: certificate is not valid for {host}") from None
-        if code in (9, 10):
-            raise LogpipeError("x509: certificate has expired or is not yet valid") from None
-        raise LogpipeError(f"x509: {err.verify_message}") from None
-    except ssl.SSLError as err:
-        sock.close()
-        raise LogpipeError(f"tls: handshake failed: {err.reason or err}") from None
-    except OSError as err:
-        sock.close()
-        raise LogpipeError(f"tls: handshake failed: {_go_errno(err)}") from None
-
-
-def _peer_gone(sock: socket.socket) -> bool:
-    """Whether a kept stream connection was closed by the receiver since the last batch.
-
-    Syslog receivers never send application data, so anything readable is the end of the
-    connection (EOF, RST, or a TLS alert). Checking before writing matters: after the peer
-    has gone, the kernel still accepts a first write and the batch would vanish.
-    """
-    import ssl
-
-    timeout = sock.gettimeout()
-    sock.settimeout(0)  # a socket with a timeout would wait for data, whatever the flags
-    try:
-        if isinstance(sock, ssl.SSLSocket):
-            data = sock.recv(1)  # TLS records can only be read, not peeked at
-        else:
-            data = sock.recv(1, socket.MSG_PEEK)
-    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-        return False
-    except OSError:
-        return True
-    finally:
-        sock.settimeout(timeout)
-    return data == b""
-
-
-def _settle(sock: "ssl.SSLSocket", wait: float) -> None:
-    """Wait ``wait`` seconds for a receiver to drop a TLS connection it has just accepted.
-
-    rsyslog (and others) check the client certificate after the TLS handshake has completed
-    on both sides and then drop the connection: without this wait the first batch of every
-    connection would be written into a dying connection and lost, silently and forever.
-    """
-    import select
-
-    if select.select([sock], [], [], wait)[0] and _peer_gone(sock):
-        sock.close()
-        raise LogpipeError("the receiver closed the TLS connection after the handshake "
-                           "(does it require a client certificate this one lacks?)")
-
-
-def _close(sock: socket.socket) -> None:
-    """Close, sending a TLS close_notify first without waiting for the answer."""
-    import ssl
-
-    if isinstance(sock, ssl.SSLSocket):
-        try:
-            sock.settimeout(0)
-            sock.unwrap()
-        except (OSError, ValueError):
-            pass
-    sock.close()
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -532,7 +323,8 @@ class SyslogDriver(RemoteDriverBase):
     #: the batch is given up as retryable (Docker blocks for as long as TCP does).
     connect_timeout: float = 10.0
     io_timeout: float = 30.0
-    #: Seconds a new TLS connection is watched for being dropped by the receiver (``_settle``).
+    #: Seconds a new TLS connection is watched for being dropped by the receiver
+    #: (``netconn.settle_tls``).
     tls_settle: float = 0.1
     #: Seconds a receiver on this host may read nothing before a UDP send is retryable.
     udp_patience: float = PATIENCE
@@ -609,7 +401,7 @@ class SyslogDriver(RemoteDriverBase):
         except OSError as err:
             link.close()
             if err.errno == errno.EMSGSIZE:
-                raise PermanentError(f"syslog: {link.name}: {_go_errno(err)}") from None
+                raise PermanentError(f"syslog: {link.name}: {go_errno(err)}") from None
             raise RetryableError(f"syslog: write {link.name}: {_write_error(err)}") from None
         return None
 
@@ -649,25 +441,25 @@ class _Link:
             self.sock, self.stream = _connect_local(self.timeout)
         elif a.proto in ("unix", "unixgram"):
             kind = socket.SOCK_STREAM if a.proto == "unix" else socket.SOCK_DGRAM
-            self.sock = _connect_unix(a.path, kind, self.timeout)
+            self.sock = dial_unix(a.path, kind, self.timeout)
         elif a.proto == "udp":
-            self.sock = _connect_inet(a, socket.SOCK_DGRAM, self.timeout)
+            self.sock = _connect_inet(a, "udp", self.timeout)
         else:
-            sock = _connect_inet(a, socket.SOCK_STREAM, self.timeout)
+            sock = _connect_inet(a, "tcp", self.timeout)
             if a.proto == "tcp+tls":
                 try:
                     ctx = tls_context(self.opts)
                 except LogOptError as err:
                     sock.close()
                     raise LogpipeError(str(err)) from None
-                sock = _tls_wrap(sock, ctx, a.host)
-                _settle(sock, self.settle)
+                sock = tls_handshake(sock, ctx, a.host)
+                settle_tls(sock, self.settle)
             self.sock = sock
         return self.sock
 
     def ready(self, io_timeout: float) -> socket.socket:
         """The open connection, reopened if the receiver dropped it since the last batch."""
-        if self.sock is not None and self.stream and _peer_gone(self.sock):
+        if self.sock is not None and self.stream and peer_closed(self.sock):
             self.close()
         if self.sock is None:
             self.open().settimeout(io_timeout)
@@ -676,4 +468,4 @@ class _Link:
     def close(self) -> None:
         if self.sock is not None:
             sock, self.sock = self.sock, None
-            _close(sock)
+            close(sock)
