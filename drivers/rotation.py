@@ -14,7 +14,7 @@ What Docker gets wrong and logpipe does not:
 * The writer holds an exclusive ``flock`` on ``x.lock`` for as long as the log is open, so
   readers can tell "no new data yet" from "the writer is gone for good".
 * A generation that a live follower still needs is renamed to a hidden ``.x.keep.<seq>``
-  instead of being deleted (see fileset.py), up to the log's budget again (at least
+  instead of being deleted (see fileset.py), up to twice the log's budget (at least
   32 MiB): a follower that stops reading cannot fill the disk, and one that falls further
   behind is told exactly how many records it missed (every file is stamped with the
   records and bytes written before it), never silently.

@@ -10,7 +10,7 @@ delivered in our measurement). This follower instead:
   cannot take it away mid-read;
 * registers the generation it still needs, so that rotation keeps (renames to a hidden name)
   instead of deleting any file it has not read yet, without ever making the writer wait. The
-  writer keeps such files up to the log's budget again (at least 32 MiB, ``fileset.py``): a
+  writer keeps such files up to twice the log's budget (at least 32 MiB, ``fileset.py``): a
   follower that falls further behind (its client stopped reading) continues with the oldest
   file left and reports exactly how many records and bytes it missed, from the counts the
   files are stamped with;
