@@ -72,7 +72,8 @@ from logpipe.driver import LogInfo
 from logpipe.errors import DriverInitError, LogOptError, PartlyStored
 from logpipe.gojson import ascii_escapes, go_json_string
 from logpipe.message import STDERR, STDOUT, Chunk, PartialMeta
-from logpipe.options import check_known_keys, parse_bool, parse_human_size, parse_int
+from logpipe.options import check_known_keys, parse_bool, parse_int
+from logpipe.units import parse_human_size
 from logpipe.reading import ReadConfig, Warn, read_logs
 from logpipe.timespec import NS, format_rfc3339nano
 

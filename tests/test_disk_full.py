@@ -22,7 +22,7 @@ import pytest
 from drivers.json_file import JSONFileDriver, JSONFileFormat
 from drivers.local import LocalDriver, LocalFormat
 from drivers.spool import SpoolWriter
-from logpipe.client import Client
+from runtime.cli.client import Client
 from logpipe.driver import LogInfo
 from logpipe.errors import PartlyStored
 from logpipe.message import STDERR, STDOUT, Chunk
