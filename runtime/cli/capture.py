@@ -14,7 +14,6 @@ from logpipe.errors import LogpipeError
 
 from .flags import key_values
 
-
 CAPTURE_META = "capture.json"
 
 

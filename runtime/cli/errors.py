@@ -16,13 +16,8 @@ from logpipe.errors import LogpipeError
 
 from .client import APIError, DaemonUnavailable
 
-
 EXIT_DAEMON = 125  # docker run/create: the daemon refused
-
-
 EXIT_CANNOT_INVOKE = 126
-
-
 EXIT_NOT_FOUND = 127
 
 

@@ -12,6 +12,8 @@ from logpipe.units import human_duration
 
 
 def ago(rfc3339_or_unix: Any) -> str:
+    """The CREATED column: ``2 minutes ago`` from a Unix or an RFC 3339 time; ``""`` when
+    the time cannot be read."""
     if isinstance(rfc3339_or_unix, (int, float)):
         ts = float(rfc3339_or_unix)
     else:
