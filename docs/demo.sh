@@ -40,7 +40,7 @@ stop_daemon() {
   daemon_pid=""
 }
 start_daemon() {
-  .venv/bin/python -m logpipe.cli daemon --data-root "$root" -H "$LOGPIPE_HOST" \
+  .venv/bin/python -m runtime.cli daemon --data-root "$root" -H "$LOGPIPE_HOST" \
     --default-runtime "$runtime" >>"$demo/daemon.log" 2>&1 &
   daemon_pid=$!
   for _ in $(seq 1 100); do

@@ -53,8 +53,8 @@ from urllib.parse import unquote, urlsplit
 from logpipe.driver import BatchLimits, LogInfo
 from logpipe.errors import DriverInitError, LogOptError, LogpipeError, RetryableError
 from logpipe.message import PARTIAL_SIZE, Message
-from logpipe.options import (check_known_keys, driver_opts, parse_bool, parse_duration,
-                             parse_ram_size)
+from logpipe.options import check_known_keys, driver_opts, parse_bool
+from logpipe.units import parse_duration, parse_ram_size
 
 from .netconn import AddrError, NetError
 from .netconn import dial_error as go_dial_error

@@ -30,7 +30,8 @@ from urllib.parse import quote, unquote, urlsplit
 from logpipe.driver import BatchLimits, LogInfo
 from logpipe.errors import LogOptError, PermanentError, RetryableError
 from logpipe.message import Message
-from logpipe.options import parse_bool, parse_duration
+from logpipe.options import parse_bool
+from logpipe.units import parse_duration
 
 from .netconn import prometheus_context
 from .remote import RemoteDriverBase

@@ -39,7 +39,8 @@ from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError
 from logpipe.fileset import read_seq, rotated_files, rotated_name, writer_alive
 from logpipe.message import Chunk
-from logpipe.options import parse_bool, parse_human_size, parse_int
+from logpipe.options import parse_bool, parse_int
+from logpipe.units import parse_human_size
 from logpipe.reading import Warn
 
 from .local.reader import decode_block, whole_blocks

@@ -22,7 +22,8 @@ from .driver import LogInfo
 from .errors import LogpipeError
 from .framing import Clock, Framer
 from .message import STDERR, STDOUT, Chunk
-from .options import DEFAULT_MAX_BUFFER_SIZE, parse_ram_size
+from .options import DEFAULT_MAX_BUFFER_SIZE
+from .units import parse_ram_size
 
 #: 256 KiB per read: big enough to batch thousands of lines, small enough to be recycled by
 #: malloc instead of being mapped and faulted in afresh each time (1 MiB reads were 20 % slower).

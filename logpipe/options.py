@@ -1,8 +1,7 @@
 """Parsing and validation of ``--log-opt`` values with Docker's grammar and error wording.
 
-Docker has two size parsers and they disagree: ``max-size`` uses decimal units (``1k`` is
-1000 bytes even when written ``1KiB``), ``max-buffer-size`` uses binary units (``1k`` is 1024).
-Both are reproduced here because users' existing configs depend on them.
+The options every driver shares (``mode``, ``max-buffer-size``, ``cache-*``) and Go's
+``strconv`` texts for booleans and integers; sizes and durations are ``units.py``'s.
 """
 
 from __future__ import annotations
@@ -11,10 +10,7 @@ import re
 from typing import Mapping
 
 from .errors import LogOptError
-
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
-_DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
-_BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+from .units import parse_ram_size
 
 #: Keys handled by the pipeline itself, never passed to a driver's own validator.
 PIPELINE_KEYS = frozenset({"mode", "max-buffer-size", "cache-disabled", "cache-max-size",
@@ -23,28 +19,6 @@ PIPELINE_KEYS = frozenset({"mode", "max-buffer-size", "cache-disabled", "cache-m
 MODES = ("blocking", "non-blocking")
 #: Docker's RingLogger default: 1e6 bytes of line data, not a MiB.
 DEFAULT_MAX_BUFFER_SIZE = 1_000_000
-
-
-def _parse_size(value: str, units: Mapping[str, int]) -> int:
-    m = _SIZE_RE.match(value)
-    if not m:
-        raise LogOptError(f"invalid size: '{value}'")
-    try:
-        number = float(m.group(1))
-    except ValueError:
-        raise LogOptError(f"invalid size: '{value}'") from None
-    unit = (m.group(2) or "").lower()
-    return int(number * units[unit]) if unit else int(number)
-
-
-def parse_human_size(value: str) -> int:
-    """Docker's ``FromHumanSize``: decimal units, used by ``max-size``."""
-    return _parse_size(value, _DECIMAL)
-
-
-def parse_ram_size(value: str) -> int:
-    """Docker's ``RAMInBytes``: binary units, used by ``max-buffer-size``."""
-    return _parse_size(value, _BINARY)
 
 
 def parse_bool(value: str) -> bool:
@@ -61,37 +35,6 @@ def parse_int(value: str) -> int:
     if not re.fullmatch(r"[+-]?\d+", value):
         raise LogOptError(f'strconv.Atoi: parsing "{value}": invalid syntax')
     return int(value)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([^\d.]*)")
-_DURATION_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
-                "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def parse_duration(value: str) -> int:
-    """Go's ``time.ParseDuration`` (``1h30m``, ``1.5s``, ``300ms``), in nanoseconds, with
-    Go's error texts (``missing unit``, ``unknown unit``, ``invalid duration``)."""
-    text = value
-    sign = -1 if text[:1] == "-" else 1
-    if text[:1] in "+-" and text:
-        text = text[1:]
-    if text == "0":
-        return 0
-    pos, total = 0, 0.0
-    while pos < len(text):
-        m = _DURATION_PART.match(text, pos)
-        if m is None:
-            raise ValueError(f'time: invalid duration "{value}"')
-        unit = m.group(2)
-        if not unit:
-            raise ValueError(f'time: missing unit in duration "{value}"')
-        if unit not in _DURATION_NS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{value}"')
-        total += float(m.group(1)) * _DURATION_NS[unit]
-        pos = m.end()
-    if not text:
-        raise ValueError(f'time: invalid duration "{value}"')
-    return sign * int(total)
 
 
 def validate_pipeline_opts(opts: Mapping[str, str]) -> None:

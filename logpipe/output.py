@@ -2,12 +2,13 @@
 
 ``-t`` prints RFC 3339 with exactly nine fraction digits; ``--details`` prints the attrs as
 ``k=v`` pairs, query-escaped, sorted, comma-joined, and a lone space when there are none.
-Both prefixes repeat on every line of a chunk.
+Both prefixes repeat on every line of a chunk. ``write_streams`` is the one writer of
+``logs`` output, whether the records come from a log directory or from the daemon.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import BinaryIO, Iterable, Mapping
 
 from .message import Chunk
 from .timespec import format_fixed
@@ -37,3 +38,35 @@ def render(chunk: Chunk, timestamps: bool, details: bool) -> bytes:
     if chunk.partial is not None or data.count(b"\n") <= 1:
         return prefix + data
     return prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+#: Output is written in runs of about this much (a pipe's buffer): a reader that goes away
+#: early (``logs | head``) is noticed while there is more to write, as the docker CLI notices.
+WRITE_SIZE = 1 << 16
+
+
+def write_streams(records: Iterable[tuple[int, bytes]], stdout: BinaryIO, stderr: BinaryIO,
+                  follow: bool) -> None:
+    """``(stream, bytes)`` records in order: stream 1 to ``stdout``, the rest (2, and 3 for
+    the daemon's in-band errors) to ``stderr``. Few large writes: one per change of stream or
+    per ``WRITE_SIZE``; when following, each record as it comes (a follower waits on it)."""
+    pending: list[bytes] = []
+    size, current = 0, 1
+    for stream, data in records:
+        if pending and (stream != current or size >= WRITE_SIZE):
+            out = stdout if current == 1 else stderr
+            out.write(b"".join(pending))
+            out.flush()
+            pending, size = [], 0
+        current = stream
+        pending.append(data)
+        size += len(data)
+        if follow:
+            out = stdout if current == 1 else stderr
+            out.write(b"".join(pending))
+            out.flush()
+            pending, size = [], 0
+    if pending:
+        out = stdout if current == 1 else stderr
+        out.write(b"".join(pending))
+        out.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from .options import parse_duration
+from .units import parse_duration
 
 NS = 1_000_000_000
 
@@ -99,6 +99,21 @@ def parse_time_arg(text: str, now_ns: int | None = None, name: str = "since") ->
         raise ValueError(
             f'invalid value for "{name}": failed to parse value as time or duration: {reason}'
         ) from None
+
+
+def parse_since(text: str, name: str = "since", *, api: bool = False,
+                now_ns: int | None = None) -> int:
+    """A ``since``/``until`` bound of ``logs`` in ns since the epoch; ``0`` means no bound.
+
+    The one reading of both doors: the CLI's flags accept what the docker CLI accepts (see
+    ``parse_time_arg``) and send the API ``<seconds>.<nanoseconds>``; the API accepts only
+    that form (``api=True``), where ``0`` is no bound and anything else is strconv's error.
+    """
+    if not text:
+        return 0
+    if api:
+        return 0 if text == "0" else parse_unix(text)
+    return parse_time_arg(text, now_ns, name)
 
 
 def now_utc():

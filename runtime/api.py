@@ -40,7 +40,7 @@ from logpipe.message import STDERR, STDOUT, Chunk
 from logpipe.output import render
 from logpipe.reading import ReadConfig
 from logpipe.registry import driver_names, load_driver
-from logpipe.timespec import parse_rfc3339, parse_unix
+from logpipe.timespec import parse_rfc3339, parse_since
 
 from . import schema
 from .containers import ContainerStore, NotModified, parse_signal
@@ -487,7 +487,7 @@ def _since_until(request: web.Request, key: str) -> int:
     if value in ("", "0"):
         return 0
     try:
-        return parse_unix(value)
+        return parse_since(value, key, api=True)
     except ValueError as err:
         raise ServerError(str(err)) from None  # Docker: 500, strconv's wording
 

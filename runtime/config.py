@@ -17,8 +17,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from logpipe.client import default_socket, socket_path
 from logpipe.errors import LogpipeError
+
+from .hosts import default_host, socket_path
 
 SYSTEM_CONFIG = "/etc/logpipe/daemon.json"
 DEFAULT_LOG_DRIVER = "json-file"
@@ -39,10 +40,6 @@ def default_data_root() -> str:
         return "/var/lib/logpipe"
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "logpipe")
-
-
-def default_host() -> str:
-    return "unix://" + default_socket()
 
 
 @dataclass(slots=True, frozen=True)

@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from logpipe.commands import human_duration
+from logpipe.units import human_duration
 from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
 from logpipe.registry import check_libraries, get_driver, validate_log_config
 from logpipe.timespec import parse_rfc3339

@@ -12,7 +12,7 @@ from hypothesis import settings
 settings.register_profile("logpipe", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "logpipe"))
 
-LOGPIPE = [sys.executable, "-m", "logpipe.cli"]
+LOGPIPE = [sys.executable, "-m", "runtime.cli"]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from logpipe.client import APIError, Client, read_frames
+from runtime.cli.client import APIError, Client, read_frames
 from logpipe.errors import LogpipeError
 
 pytest.importorskip("aiohttp")
@@ -56,7 +56,7 @@ def start_daemon(base: str, root: str, config: dict[str, Any]) -> Daemon:
     host = "unix://" + os.path.join(base, "d.sock")
     log = os.path.join(base, "daemon.log")
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "daemon", "--data-root", root,
+        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "daemon", "--data-root", root,
                                  "-H", host, "--config-file", cfg_path],
                                 stdout=out, stderr=out, start_new_session=True)
     client = Client(host, autostart=False)  # never starts a daemon of its own

@@ -19,7 +19,7 @@ import tempfile
 
 import pytest
 
-from logpipe.client import Client
+from runtime.cli.client import Client
 from test_api import IMAGE, _empty_image_tar, start_daemon, stop_daemon
 
 pytest.importorskip("aiohttp")

@@ -21,7 +21,7 @@ def lp(daemon):  # noqa: F811
     env = dict(os.environ, LOGPIPE_HOST=daemon.host, LOGPIPE_NO_AUTOSTART="1")
 
     def run(*args: str, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "logpipe.cli", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "runtime.cli", *args], env=env,
                               capture_output=True, timeout=60, **kw)
     return run
 
@@ -135,7 +135,7 @@ def test_stop_and_restart_print_the_names(lp):
 
 def test_no_daemon_and_no_autostart_says_where_it_looked(tmp_path):
     env = dict(os.environ, LOGPIPE_HOST=f"unix://{tmp_path}/none.sock", LOGPIPE_NO_AUTOSTART="1")
-    res = subprocess.run([sys.executable, "-m", "logpipe.cli", "ps"], env=env,
+    res = subprocess.run([sys.executable, "-m", "runtime.cli", "ps"], env=env,
                          capture_output=True, timeout=60)
     assert res.returncode == 1
     assert f"Cannot connect to the logpipe daemon at unix://{tmp_path}/none.sock".encode() in res.stderr
@@ -195,7 +195,7 @@ def _read_one_line_then_close(argv: list[str], env: dict) -> tuple[int, bytes]:
     """``logpipe ... | head -1`` with a real pipe: read one line, close the read end early."""
     import signal  # noqa: F401 - the expected status names it
 
-    p = subprocess.Popen([sys.executable, "-m", "logpipe.cli", *argv], env=env,
+    p = subprocess.Popen([sys.executable, "-m", "runtime.cli", *argv], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert p.stdout.readline()

@@ -43,7 +43,7 @@ def background(d: RestartableDaemon, *args: str) -> subprocess.Popen:
     teardown with the daemon's followers."""
     env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
     argv = [DOCKER, "-H", d.host, *args[1:]] if args[0] == "docker" else \
-        [sys.executable, "-m", "logpipe.cli", *args]
+        [sys.executable, "-m", "runtime.cli", *args]
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     d.followers.append(proc)

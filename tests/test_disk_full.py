@@ -24,7 +24,7 @@ from drivers.json_file.reader import JSONFileFormat
 from drivers.local import LocalDriver
 from drivers.local.reader import LocalFormat
 from drivers.spool import SpoolWriter
-from logpipe.client import Client
+from runtime.cli.client import Client
 from logpipe.driver import LogInfo
 from logpipe.errors import PartlyStored
 from logpipe.message import STDERR, STDOUT, Chunk

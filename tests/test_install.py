@@ -19,7 +19,7 @@ from importlib.metadata import metadata, requires
 
 import pytest
 
-from logpipe.client import APIError, Client
+from runtime.cli.client import APIError, Client
 from tests.test_api import IMAGE, _empty_image_tar, start_daemon, stop_daemon
 
 pytest.importorskip("aiohttp")

@@ -144,7 +144,7 @@ def test_rm_f_and_kill_preempt_a_pending_stop_t_300(daemon, preempt):
     daemon.ok("run", "-d", "--name", "stubborn", "-v", f"{gate}:{gate}", IMAGE, "sh", "-c",
               f"trap 'touch {termed}' TERM; while :; do sleep 0.1; done")
     env = dict(os.environ, LOGPIPE_HOST=daemon.host, LOGPIPE_NO_AUTOSTART="1")
-    stopper = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "stop", "-t", "300",
+    stopper = subprocess.Popen([sys.executable, "-m", "runtime.cli", "stop", "-t", "300",
                                 "stubborn"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     daemon.followers.append(stopper)  # killed at teardown if it is still waiting

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from logpipe.client import Client
+from runtime.cli.client import Client
 from receivers.fluentd import FakeFluentd
 from test_reliability import IMAGE, busybox_tar, daemon  # noqa: F401 (fixtures)
 from test_shim import wait_until

@@ -3,8 +3,8 @@
 import pytest
 
 from logpipe.errors import LogOptError, UnknownDriver
-from logpipe.options import (parse_bool, parse_duration, parse_human_size, parse_int,
-                             parse_ram_size, validate_pipeline_opts)
+from logpipe.options import parse_bool, parse_int, validate_pipeline_opts
+from logpipe.units import parse_duration, parse_human_size, parse_ram_size
 from logpipe.registry import validate_log_config
 
 

@@ -156,7 +156,7 @@ def test_paused_follower_generator_is_moved_forward_and_told_the_exact_gap(tmp_p
 
 def test_api_follower_that_stops_reading_is_told_on_stream_3_how_many_lines_it_missed(
         api, tmp_path):  # noqa: F811
-    from logpipe.client import read_frames
+    from runtime.cli.client import read_frames
     from test_api import create, wait
 
     gate = tmp_path / "go"

@@ -31,7 +31,7 @@ from busybox import build_tarball, find_busybox
 from test_api import Daemon, _empty_image_tar, start_daemon, stop_daemon
 from test_shim import wait_until
 
-from logpipe.client import Client
+from runtime.cli.client import Client
 from runtime.shimclient import _is_shim
 from runtime.state import read_state
 
@@ -69,7 +69,7 @@ class RestartableDaemon:
     def lp(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """``logpipe ARGS`` as a user runs it; never autostarts a daemon of its own."""
         env = dict(os.environ, LOGPIPE_HOST=self.host, LOGPIPE_NO_AUTOSTART="1")
-        return subprocess.run([sys.executable, "-m", "logpipe.cli", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "runtime.cli", *args], env=env,
                               capture_output=True, timeout=timeout)
 
     def ok(self, *args: str) -> bytes:
@@ -84,7 +84,7 @@ class RestartableDaemon:
     def follow(self, container: str) -> subprocess.Popen:
         """``logpipe logs -f CONTAINER`` in the background, stopped at teardown."""
         env = dict(os.environ, LOGPIPE_HOST=self.host, LOGPIPE_NO_AUTOSTART="1")
-        proc = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "logs", "-f", container],
+        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "logs", "-f", container],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.followers.append(proc)
         return proc

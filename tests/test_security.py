@@ -235,7 +235,7 @@ def test_default_profile_blocks_what_dockers_default_profile_blocks():
 
 @needs_runc
 def test_a_pathological_labels_regex_neither_slows_create_nor_freezes_the_api(daemon):
-    from logpipe.client import Client
+    from runtime.cli.client import Client
 
     evil = "a" * 30 + "!"
     args = ("run", "--name", "regex", "--label", f"{evil}=x", "--label", "aaa=ok",
@@ -375,7 +375,7 @@ def test_load_of_an_archive_whose_layer_is_not_the_configs_answers_400(daemon, b
                                                                       tmp_path):
     from test_images import add, diff_id, tar_bytes, write_save_archive
 
-    from logpipe.client import APIError, Client
+    from runtime.cli.client import APIError, Client
 
     with open(busybox_tar, "rb") as f:
         base = f.read()

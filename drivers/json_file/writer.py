@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 from logpipe.driver import LogInfo
 from logpipe.errors import DriverInitError, LogOptError, PartlyStored
 from logpipe.message import Chunk
-from logpipe.options import check_known_keys, parse_bool, parse_human_size, parse_int
+from logpipe.options import check_known_keys, parse_bool, parse_int
+from logpipe.units import parse_human_size
 from logpipe.reading import ReadConfig, RecordFormat, read_logs
 
 from .encode import encode_attrs, encode_blocks, record_end

@@ -22,7 +22,8 @@ from logpipe import reading
 from logpipe.driver import LogInfo
 from logpipe.errors import DriverInitError, LogOptError, PartlyStored
 from logpipe.message import STDERR, STDOUT, Chunk
-from logpipe.options import parse_bool, parse_human_size, parse_int
+from logpipe.options import parse_bool, parse_int
+from logpipe.units import parse_human_size
 from logpipe.reading import ReadConfig, RecordFormat
 
 from .blocks import HEAD, MAX_BLOCK_RAW, encode_block

@@ -24,7 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRODUCER = os.path.join(HERE, "producer.py")
-LOGPIPE = [sys.executable, "-m", "logpipe.cli"]
+LOGPIPE = [sys.executable, "-m", "runtime.cli"]
 
 # Docker 20.10 on the same kind of machine (from the project's issue): container start → last
 # line on disk, and `docker logs` on a 510 MB log.

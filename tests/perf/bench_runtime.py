@@ -44,9 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [HERE, os.path.join(REPO, "tests"), REPO]
 
-from logpipe.client import Client, DaemonUnavailable  # noqa: E402
+from runtime.cli.client import Client, DaemonUnavailable  # noqa: E402
 
-LOGPIPE = [sys.executable, "-m", "logpipe.cli"]
+LOGPIPE = [sys.executable, "-m", "runtime.cli"]
 IMAGE = "busybox:latest"
 
 # Docker on the same kind of machine (from the project's issue): containerd-shim per idle

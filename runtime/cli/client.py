@@ -1,10 +1,10 @@
 """A small Engine-API client over a unix socket, for the ``logpipe`` CLI (``http.client`` only).
 
 Where the daemon is: ``-H/--host``, else ``$LOGPIPE_HOST``, else the default socket
-(``/run/logpipe/logpipe.sock`` for root, ``$XDG_RUNTIME_DIR/logpipe.sock`` otherwise). When
-nothing answers on the default socket, the client starts a daemon in the background (in its
-own session, its output in ``logpipe-daemon.log`` next to the socket), says so on stderr,
-and waits for it to answer; ``LOGPIPE_NO_AUTOSTART=1`` turns that off.
+(``runtime/hosts.py``: ``/run/logpipe/logpipe.sock`` for root, ``$XDG_RUNTIME_DIR/logpipe.sock``
+otherwise). When nothing answers on the default socket, the client starts a daemon in the
+background (in its own session, its output in ``logpipe-daemon.log`` next to the socket),
+says so on stderr, and waits for it to answer; ``LOGPIPE_NO_AUTOSTART=1`` turns that off.
 
 The daemon's errors arrive as ``APIError`` with Docker's message and status; the commands
 print them as the docker CLI does. This module must stay light: every CLI command imports it.
@@ -20,36 +20,17 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 
-from .errors import LogpipeError
+from logpipe.errors import LogpipeError
+
+from ..hosts import default_host, socket_path
 
 if TYPE_CHECKING:
+    import argparse
     import http.client
 
 API_PREFIX = "/v1.41"
 DAEMON_LOG = "logpipe-daemon.log"
 AUTOSTART_TIMEOUT = 30.0
-
-
-def default_socket() -> str:
-    """``/run/logpipe/logpipe.sock`` for root, ``$XDG_RUNTIME_DIR/logpipe.sock`` otherwise
-    (``/tmp/logpipe-<uid>/logpipe.sock`` when there is no runtime directory)."""
-    if os.geteuid() == 0:
-        return "/run/logpipe/logpipe.sock"
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/logpipe-{os.getuid()}"
-    return os.path.join(runtime_dir, "logpipe.sock")
-
-
-def socket_path(host: str) -> str:
-    """``unix:///path`` (or a bare path) → the path; other schemes are refused."""
-    if host.startswith("unix://"):
-        path = host[len("unix://"):]
-    elif "://" in host:
-        raise LogpipeError(f"unsupported host {host!r}: only unix:// sockets are supported")
-    else:
-        path = host
-    if not path:
-        raise LogpipeError(f"invalid host {host!r}: no socket path")
-    return path
 
 
 class APIError(LogpipeError):
@@ -95,7 +76,7 @@ class Client:
 
     def __init__(self, host: str | None = None, autostart: bool | None = None) -> None:
         explicit = host or os.environ.get("LOGPIPE_HOST")
-        self.host = explicit or "unix://" + default_socket()
+        self.host = explicit or default_host()
         self.path = socket_path(self.host)
         if autostart is None:
             autostart = os.environ.get("LOGPIPE_NO_AUTOSTART", "") not in ("1", "true", "yes")
@@ -164,7 +145,7 @@ class Client:
         with open(log_path, "ab") as log:
             import subprocess
 
-            proc = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "daemon",
+            proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "daemon",
                                      "-H", "unix://" + self.path],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True)
@@ -228,3 +209,15 @@ def _tail(path: str, size: int = 1500) -> str:
             return f.read().decode(errors="replace").strip()
     except OSError:
         return "(no log)"
+
+
+def client_of(args: argparse.Namespace) -> Client:
+    """The client for a command: the global ``-H/--host`` if given."""
+    return Client(getattr(args, "global_host", None) or None)
+
+
+def ref(name: str) -> str:
+    """A container or image name as one path segment of a URL."""
+    from urllib.parse import quote  # 5 ms of imports: not on every start-up
+
+    return quote(name, safe="")

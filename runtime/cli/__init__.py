@@ -1,0 +1,55 @@
+"""The ``logpipe`` command line: Docker's CLI, a client of the daemon over HTTP.
+
+The top layer: it may import everything (``daemon`` starts the runtime, ``capture`` runs the
+core directly) and nothing imports it; the runtime never does. It starts fast: ``aiohttp``
+and the daemon are imported only by ``logpipe daemon``. Flags, output and error texts follow
+the docker CLI; ``parser.py`` maps each command to its module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from logpipe.errors import LogpipeError
+
+#: Docker's exit status when the daemon (here: logpipe itself) refuses a request.
+EXIT_REFUSED = 125
+
+
+def exit_on_broken_pipe() -> None:
+    """Whoever read our output went away (``logpipe logs ... | head``): end as the docker CLI
+    does, killed by SIGPIPE without a word. Python ignores SIGPIPE and raises instead; stdout
+    is pointed at /dev/null first so that the interpreter's last flush cannot complain."""
+    import signal
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, sys.stderr.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(128 + signal.SIGPIPE)  # not reached: the signal ends the process
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``logpipe`` entry point: the command's exit status."""
+    from .parser import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except LogpipeError as err:
+        sys.stderr.write(f"logpipe: {err}\n")
+        return EXIT_REFUSED
+    except ValueError as err:
+        sys.stderr.write(f"logpipe: {err}\n")
+        return EXIT_REFUSED
+    except BrokenPipeError:
+        exit_on_broken_pipe()
+    except KeyboardInterrupt:
+        return 130

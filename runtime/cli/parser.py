@@ -1,0 +1,173 @@
+"""The ``logpipe`` command line's parser: every command, its flags and Docker's defaults.
+
+Each command is a function of the parsed flags in the module named for what it works on
+(``containers``, ``images``, ``logs``, ``capture``, ``system``); none parses anything itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import capture, containers, images, system
+from . import logs as logs_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command with its flags, docker's names and defaults."""
+    parser = argparse.ArgumentParser(prog="logpipe", description="Containers and their logs.")
+    parser.add_argument("-H", "--host", dest="global_host", default="",
+                        help="Daemon socket to connect to (default: $LOGPIPE_HOST, else the "
+                             "per-user socket)")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    cap = sub.add_parser("capture", help="Run a command and store its output with a log driver")
+    cap.add_argument("--log-driver", default="json-file")
+    cap.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE")
+    cap.add_argument("--log-dir", required=True)
+    cap.add_argument("--label", "-l", action="append", default=[])
+    cap.add_argument("--env", "-e", action="append", default=[])
+    cap.add_argument("--name", default="")
+    cap.add_argument("--id", default="", help="64-hex id used in file names (default: random)")
+    cap.add_argument("command", nargs=argparse.REMAINDER)
+    cap.set_defaults(func=capture.cmd_capture)
+
+    logs = sub.add_parser("logs", help="Fetch the logs of a container")
+    logs.add_argument("--log-dir")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--tail", default="all")
+    logs.add_argument("--since", default="")
+    logs.add_argument("--until", default="")
+    logs.add_argument("-t", "--timestamps", action="store_true")
+    logs.add_argument("--details", action="store_true")
+    logs.add_argument("container", nargs="?", help="a container of the daemon (or use --log-dir)")
+    logs.set_defaults(func=logs_command.cmd_logs)
+
+    _container_commands(sub)
+    _image_commands(sub)
+    _system_commands(sub)
+    return parser
+
+
+def _container_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default="")
+    p.add_argument("--rm", action="store_true", help="Remove the container when it exits")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--log-driver", default="")
+    p.add_argument("--log-opt", action="append", default=[])
+    p.add_argument("--restart", default="no")
+    p.add_argument("-m", "--memory", default="")
+    p.add_argument("--cpus", default="")
+    p.add_argument("--pids-limit", type=int, default=0)
+    p.add_argument("--runtime", default="")
+    p.add_argument("--security-opt", action="append", default=[],
+                   help="Security options: seccomp=unconfined|PROFILE.json, no-new-privileges")
+    p.add_argument("--network", "--net", default="")
+    p.add_argument("--entrypoint", default=None)
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def _container_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="Create and run a new container from an image")
+    p.add_argument("-d", "--detach", action="store_true")
+    _container_flags(p)
+    p.set_defaults(func=containers.cmd_run)
+
+    p = sub.add_parser("create", help="Create a new container")
+    _container_flags(p)
+    p.set_defaults(func=containers.cmd_create)
+
+    p = sub.add_parser("start", help="Start one or more stopped containers")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=containers.cmd_start)
+
+    for name, func, text in (("stop", containers.cmd_stop, "Stop one or more running containers"),
+                             ("restart", containers.cmd_restart, "Restart one or more containers")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("-t", "--time", type=int, default=None)
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("kill", help="Kill one or more running containers")
+    p.add_argument("-s", "--signal", default="")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=containers.cmd_kill)
+
+    for verb, func, text in (
+            ("pause", containers.cmd_pause, "Pause all processes within one or more containers"),
+            ("unpause", containers.cmd_unpause,
+             "Unpause all processes within one or more containers")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("rm", help="Remove one or more containers")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=containers.cmd_rm)
+
+    p = sub.add_parser("wait", help="Block until containers stop, then print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=containers.cmd_wait)
+
+    p = sub.add_parser("ps", help="List containers")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-n", "--last", type=int, default=0)
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format", default="")
+    p.add_argument("--no-trunc", action="store_true")
+    p.set_defaults(func=containers.cmd_ps)
+
+    p = sub.add_parser("inspect", help="Return low-level information on containers or images")
+    p.add_argument("-f", "--format", default="")
+    p.add_argument("--type", choices=["container", "image"], default="")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=containers.cmd_inspect)
+
+
+def _image_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("images", help="List images")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.set_defaults(func=images.cmd_images)
+
+    p = sub.add_parser("import", help="Import a rootfs tarball to create an image")
+    p.add_argument("file")
+    p.add_argument("reference", nargs="?")
+    p.set_defaults(func=images.cmd_import)
+
+    p = sub.add_parser("load", help="Load an image from a tar archive (docker save)")
+    p.add_argument("-i", "--input", default="-")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=images.cmd_load)
+
+    p = sub.add_parser("rmi", help="Remove one or more images")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=images.cmd_rmi)
+
+
+def _system_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="Display system-wide information")
+    p.add_argument("-f", "--format", default="")
+    p.set_defaults(func=system.cmd_info)
+
+    p = sub.add_parser("version", help="Show the logpipe version information")
+    p.set_defaults(func=system.cmd_version)
+
+    p = sub.add_parser("daemon", help="Run the logpipe daemon in the foreground")
+    p.add_argument("--data-root", default="")
+    p.add_argument("-H", "--host", dest="host", default="")
+    p.add_argument("--config-file", default="")
+    p.add_argument("--log-driver", default="")
+    p.add_argument("--log-opt", action="append", default=[])
+    p.add_argument("--default-runtime", default="")
+    p.set_defaults(func=system.cmd_daemon)

@@ -1,0 +1,139 @@
+"""The CLI is a package of the top layer (``runtime/cli/``): the core, the drivers and the
+rest of the runtime never import it, it starts without the daemon's server, and the
+pieces it shares with the daemon (units, ``since``, the ``logs`` writer) exist once."""
+
+from __future__ import annotations
+
+import ast
+import io
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from logpipe.errors import LogpipeError
+from logpipe.output import WRITE_SIZE, write_streams
+from logpipe.timespec import NS, parse_since
+from logpipe.units import human_duration, human_size
+from runtime.cli.errors import CommandError
+from runtime.cli.flags import key_values
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """Every module a file imports, relative imports resolved against its package."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    if path.name == "__init__.py":
+        package = ".".join(path.relative_to(ROOT).parts[:-1])
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{alias.name}" for alias in node.names)
+    return out
+
+
+def _sources(folder: str) -> list[pathlib.Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_core_and_drivers_never_import_the_runtime_or_the_cli():
+    for path in _sources("logpipe") + _sources("drivers"):
+        bad = {m for m in _imports(path) if m == "runtime" or m.startswith("runtime.")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_runtime_never_imports_the_cli():
+    for path in _sources("runtime"):
+        if (ROOT / "runtime" / "cli") in path.parents:
+            continue
+        bad = {m for m in _imports(path) if m == "runtime.cli" or m.startswith("runtime.cli.")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_installed_logpipe_command_is_the_cli_package():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "logpipe"]
+    assert script.value == "runtime.cli:main"
+
+
+@pytest.mark.parametrize("argv", [["ps", "--help"], ["logs", "--help"], ["version"]])
+def test_the_cli_starts_without_the_daemon_or_aiohttp(argv):
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime.cli", *argv],
+                         capture_output=True, text=True, timeout=60,
+                         env={"LOGPIPE_HOST": "unix:///nonexistent/logpipe.sock",
+                              "LOGPIPE_NO_AUTOSTART": "1", "PATH": "/usr/bin:/bin"})
+    modules = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
+               if line.startswith("import time:")}
+    assert "runtime.cli.parser" in modules, out.stderr
+    heavy = {m for m in modules if m.split(".")[0] in ("aiohttp", "asyncio", "msgspec")
+             or m in ("runtime.daemon", "runtime.api", "runtime.containers", "runtime.config")}
+    assert not heavy
+
+
+# -- one home for what the CLI and the daemon share ---------------------------------------------
+
+
+def test_units_read_and_write_dockers_sizes_and_durations():
+    assert human_size(1_500_000) == "1.5MB" and human_size(999) == "999B"
+    assert human_duration(0.5) == "Less than a second"
+    assert human_duration(90) == "About a minute"
+    assert human_duration(3 * 86400) == "3 days"
+
+
+def test_since_reads_the_cli_forms_and_the_api_form_in_one_function():
+    now = 1_700_000_000 * NS + 123
+    assert parse_since("", "since") == 0 and parse_since("", "until", api=True) == 0
+    assert parse_since("1h", "since", now_ns=now) == (1_700_000_000 - 3600) * NS
+    assert parse_since("1700000000.5", "since", api=True) == 1_700_000_000 * NS + NS // 2
+    assert parse_since("0", "since", api=True) == 0  # the API: no bound
+    with pytest.raises(ValueError, match='strconv.ParseInt: parsing "1h": invalid syntax'):
+        parse_since("1h", "since", api=True)  # durations are the CLI's, never the API's
+    with pytest.raises(ValueError, match='invalid value for "until"'):
+        parse_since("yesterday", "until")
+
+
+def test_logs_writer_keeps_order_and_sends_each_stream_to_its_file():
+    out, err = io.BytesIO(), io.BytesIO()
+    write_streams([(1, b"a\n"), (2, b"b\n"), (1, b"c\n"), (3, b"error\n")], out, err, False)
+    assert out.getvalue() == b"a\nc\n" and err.getvalue() == b"b\nerror\n"
+
+
+class _Recording(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    def write(self, data) -> int:
+        self.writes.append(len(data))
+        return super().write(data)
+
+
+def test_logs_writer_writes_in_pipe_sized_runs_and_each_record_when_following():
+    out = _Recording()
+    records = [(1, b"x" * 1000 + b"\n")] * 200
+    write_streams(records, out, io.BytesIO(), False)
+    assert len(out.getvalue()) == 200 * 1001
+    assert 1 < len(out.writes) < 10 and max(out.writes) < WRITE_SIZE + 1001
+    following = _Recording()
+    write_streams(records[:5], following, io.BytesIO(), True)
+    assert following.writes == [1001] * 5
+
+
+def test_key_values_is_the_one_reader_of_key_value_flags():
+    assert key_values(["a=1", "b", "a=2"], "--label") == {"a": "2", "b": ""}
+    with pytest.raises(LogpipeError, match='invalid argument "=x" for "--label" flag$'):
+        key_values(["=x"], "--label")
+    with pytest.raises(CommandError, match='invalid argument "b" for "--log-opt" flag: '
+                                           'invalid key value pair format'):
+        key_values(["a=1", "b"], "--log-opt", pair_required=True)
