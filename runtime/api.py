@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator
 from aiohttp import web
 
 from logpipe import __version__
+from logpipe.driver import NONE, REMOTE, hook
 from logpipe.errors import InvalidParameter, LogpipeError
 from logpipe.fileset import writer_alive
 from logpipe.message import STDERR, STDOUT, Chunk
@@ -283,11 +284,12 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     # them and go on).
     reports: list[str] = []
     cfg = cfg._replace(warn=reports.append)
-    if attach and getattr(driver, "kind", "") == "remote":
+    kind = c.spec.plan().kind
+    if attach and kind == REMOTE:
         from drivers.spool import read_spool
 
         chunks = read_spool(info, cfg)
-    elif attach and getattr(driver, "kind", "") == "none":
+    elif attach and kind == NONE:
         from drivers.none import read_attach_buffer  # kept by the shim for attach only
 
         chunks = read_attach_buffer(info, cfg)
@@ -319,17 +321,16 @@ def attach_log_path(c) -> str | None:
     """The file ``read_frames(attach=True)`` follows for ``c``; None when it has none."""
     driver = load_driver(c.spec.log_type)
     info = c.spec.log_info()
-    kind = getattr(driver, "kind", "")
-    if kind == "remote":
+    kind = c.spec.plan().kind
+    if kind == REMOTE:
         from drivers.local import LocalDriver
 
         return LocalDriver.log_path(info)
-    if kind == "none":
+    if kind == NONE:
         from drivers.none import attach_buffer_path
 
         return attach_buffer_path(info)
-    log_path = getattr(driver, "log_path", None)
-    return log_path(info) if log_path is not None else None
+    return hook(driver, "log_path")(info)
 
 
 async def started_or_logging(c, started: "asyncio.Future", poll: float = 0.005) -> Any:

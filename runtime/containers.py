@@ -36,7 +36,8 @@ from typing import Any, Mapping
 
 from logpipe.commands import human_duration
 from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
-from logpipe.registry import check_libraries, get_driver, validate_log_config
+from logpipe.driver import hook
+from logpipe.registry import check_libraries, get_driver, log_plan, validate_log_config
 from logpipe.timespec import parse_rfc3339
 
 from . import schema
@@ -45,7 +46,7 @@ from .executors import available_runtimes, default_runtime, get_executor
 from .images import ImageStore
 from .seccomp import has_profile, parse_security_opt
 from .shimclient import ShimClient, ShimError, live_state, recover_state, settle_run, spawn_shim
-from .shipping import Shipping, is_remote
+from .shipping import Shipping
 from .spec import Bind, ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
 
@@ -250,6 +251,7 @@ class Container:
     def inspect(self) -> dict[str, Any]:
         """``GET /containers/{id}/json``: Docker's inspect shape."""
         data = self.spec.to_json()
+        data.pop("LogPlan", None)  # logpipe's own record, not part of Docker's inspect
         log_config = data["HostConfig"]["LogConfig"]
         log_config["Config"] = redacted_log_opts(log_config["Type"], log_config["Config"])
         argv = self.spec.argv
@@ -278,7 +280,7 @@ class Container:
         state = live_state(self.spec.dir, self.state)
         data["State"].update(state.counters())
         data["LogStorage"] = state.log_storage(self.spec.log_type)
-        if not is_remote(self.spec):
+        if not self.spec.plan().ships:
             return data
         stats = shipping.stats(self.spec, state)
         if stats is not None:
@@ -505,6 +507,7 @@ class ContainerStore:
                 validate_log_config(log_type, log_opts, spec.log_info())
             except DriverInitError as err:  # Docker finds these at start: its words
                 raise InvalidParameter(f"failed to initialize logging driver: {err}") from None
+        spec = spec._replace(log_plan=log_plan(log_type))  # decided once, kept with it
 
         self._check_name(name)
         os.mkdir(cdir, 0o710)
@@ -552,7 +555,7 @@ class ContainerStore:
         raise failure
 
     async def _spawn(self, c: Container) -> None:
-        if is_remote(c.spec):
+        if c.spec.plan().ships:
             await self._probe(c)
         try:
             await asyncio.to_thread(spawn_shim, c.spec.dir)
@@ -881,7 +884,7 @@ class ContainerStore:
                 self._cancel_restart(c)
                 if c.state.status == RUNNING:
                     exited = self._next_exit(c)
-                    if is_remote(c.spec):
+                    if c.spec.plan().ships:
                         await self._discard_spool_wait(c)
                     await self._signal(c, signal.SIGKILL)
                     await self._thaw(c)
@@ -896,7 +899,7 @@ class ContainerStore:
         if self.names.get(c.name) == c.id:
             del self.names[c.name]
         c.removed = True
-        if is_remote(c.spec):
+        if c.spec.plan().ships:
             # The logs it wrote are still delivered (Docker gives up 10 s after exit): the
             # directory goes once its spool is shipped, even across a daemon restart.
             await asyncio.to_thread(_mark_removed, c.spec.dir)
@@ -934,6 +937,7 @@ class ContainerStore:
             except (OSError, ValueError, KeyError) as err:
                 log.warning("ignoring container directory %s: %s", cdir, err)
                 continue
+            spec = _with_plan(spec)
             # A shim that died while no daemon was watching is cleaned up after here.
             state = await asyncio.to_thread(settle_run, cdir)
             life = _read_json(os.path.join(cdir, LIFECYCLE_FILE))
@@ -983,14 +987,29 @@ class ContainerStore:
                                          for s in statuses)}
 
 
+def _with_plan(spec: ContainerSpec) -> ContainerSpec:
+    """A container created before log plans were stored gets its plan now, kept in its
+    ``config.json`` (when the disk allows: else it is computed again when needed)."""
+    if spec.log_plan is not None:
+        return spec
+    plan = spec.plan()
+    if not plan.kind:
+        return spec  # its driver cannot be loaded: the start reports why
+    spec = spec._replace(log_plan=plan)
+    try:
+        spec.save()
+    except OSError as err:
+        log.warning("container %s: saving its log plan failed: %s", spec.id[:12], err)
+    return spec
+
+
 def redacted_log_opts(driver: str, opts: dict[str, str]) -> dict[str, str]:
     """Log options as ``inspect`` shows them: without credentials (a password in
     ``loki-url``), which Docker would show and logpipe does not."""
     try:
-        redact = getattr(get_driver(driver), "redacted_opts", None)
+        return hook(get_driver(driver), "redacted_opts")(opts)
     except LogpipeError:
         return opts
-    return redact(opts) if redact is not None else opts
 
 
 # -- validation helpers -----------------------------------------------------------------------
