@@ -32,6 +32,7 @@ from logpipe.shipper import Shipper
 from .spec import ContainerSpec
 from .shimclient import live_state
 from .state import State
+from .views import log_storage
 
 log = logging.getLogger("logpipe.shipping")
 
@@ -159,7 +160,7 @@ class Shipping:
         deadline = time.monotonic() + SCRAPE_BUDGET
         for spec, state in items:
             state = live_state(spec.dir, state, min(1.0, deadline - time.monotonic()))
-            values = state.log_storage(spec.log_type)
+            values = log_storage(state, spec.log_type)
             values["Failing"] = int(values["Failing"])
             shipping = self.stats(spec, state)
             if shipping is not None:
