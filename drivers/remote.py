@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import ClassVar, Iterator, Mapping, Sequence
 
 from logpipe import reading
-from logpipe.driver import BatchLimits, Library, LogInfo
+from logpipe.driver import LogInfo, RemoteHooks
 from logpipe.errors import ReadNotSupported
 from logpipe.message import Chunk, Message
 from logpipe.options import driver_opts, parse_bool
@@ -34,14 +34,11 @@ def cache_disabled(config: Mapping[str, str]) -> bool:
     return bool(value) and parse_bool(value)
 
 
-class RemoteDriverBase:
-    """Defaults for the ``RemoteDriver`` contract; drivers override what they need."""
+class RemoteDriverBase(RemoteHooks):
+    """Defaults for the ``RemoteDriver`` contract (its optional hooks declared, with their
+    defaults, by ``logpipe.driver.RemoteHooks``); drivers override what they need."""
 
     name: ClassVar[str] = ""
-    kind: ClassVar[str] = "remote"
-    limits: BatchLimits = BatchLimits()
-    #: Client libraries imported lazily, checked by the registry at create and start.
-    libraries: ClassVar[tuple[Library, ...]] = ()
 
     def __init__(self, info: LogInfo) -> None:
         self.info = info
@@ -55,10 +52,6 @@ class RemoteDriverBase:
         from .spool import spool_config
 
         spool_config(opts)
-
-    @staticmethod
-    def probe(info: LogInfo) -> None:
-        """Most receivers are not dialled at start (Docker dials only some)."""
 
     def send(self, batch: Sequence[Message]) -> int | None:
         raise NotImplementedError

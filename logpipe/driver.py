@@ -4,6 +4,10 @@ Modelled on Docker's ``logger.Info``/``logger.Logger``: a small interface per ki
 Storage drivers write files and read them back; remote drivers only send, and are fed by the
 daemon's shipper, never by the shim. ``validate`` is static and runs at create time, so
 constructors may assume validated options.
+
+Every optional hook a caller may rely on is declared here with its default (``DriverHooks``,
+``RemoteHooks``; moby's optional ``logger`` interfaces): a driver author sees them all in one
+place, and callers ask ``hook(driver, name)`` instead of guessing attribute names.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ if TYPE_CHECKING:
 
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+#: A driver's ``kind``: where the shim sends a container's output. ``storage``: the driver's
+#: own files; ``remote``: the spool, shipped by the daemon; ``none``: nowhere (attach only).
+STORAGE, REMOTE, NONE = "storage", "remote", "none"
 
 
 class LogInfo(NamedTuple):
@@ -67,7 +75,8 @@ class StorageDriver(Protocol):
     """A driver whose files are the log: json-file and local.
 
     A writer is constructed per container run and owns the files until ``close``; reading is
-    a class method so that any process can read while the writer runs.
+    a class method so that any process can read while the writer runs. The optional hooks
+    (``log_path``, ``libraries``, ``redacted_opts``) and their defaults: ``DriverHooks``.
     """
 
     name: ClassVar[str]
@@ -171,6 +180,9 @@ class RemoteDriver(Protocol):
       either been confirmed or raised).
     * ``libraries``: the client libraries it imports lazily, checked by the registry at
       create and start (``Library``).
+
+    The optional hooks (``limits``, ``max_retries``, ``retry_wait``, ``retry_max_wait``,
+    ``probe``, ``redacted_opts``, ``validate_spool``) and their defaults: ``RemoteHooks``.
     """
 
     name: ClassVar[str]
@@ -187,3 +199,70 @@ class RemoteDriver(Protocol):
     def send(self, batch: Sequence[Message]) -> int | None: ...
 
     def close(self) -> None: ...
+
+
+class DriverHooks:
+    """The optional hooks of every driver, with their defaults.
+
+    A driver may inherit from this class (``drivers.remote.RemoteDriverBase`` does) or only
+    define the hooks it needs: ``hook`` falls back to the defaults declared here, so a
+    driver written against the bare protocols above behaves exactly as one that inherits.
+    """
+
+    #: ``STORAGE``, ``REMOTE`` or ``NONE``; decided once per container by the registry
+    #: (``logpipe.registry.log_plan``), never tested again by callers.
+    kind: ClassVar[str] = STORAGE
+    #: Client libraries imported lazily, checked by the registry at create and start.
+    libraries: ClassVar[tuple[Library, ...]] = ()
+
+    @staticmethod
+    def redacted_opts(opts: Mapping[str, str]) -> Mapping[str, str]:
+        """The options as ``inspect`` and the daemon's log may show them (no credentials)."""
+        return opts
+
+    @staticmethod
+    def validate_spool(opts: Mapping[str, str]) -> None:
+        """Checks of the options that size a remote driver's spool (``cache-*``), at create."""
+
+    @staticmethod
+    def log_path(info: LogInfo) -> str | None:
+        """The file the shim writes, for ``attach`` to follow; None: no such file."""
+        return None
+
+
+class RemoteHooks(DriverHooks):
+    """The optional hooks of a remote driver, read by the shipper, with their defaults."""
+
+    kind: ClassVar[str] = REMOTE
+    #: How the shipper cuts batches (the receiver's limits).
+    limits: BatchLimits = BatchLimits()
+    #: Retries of a batch after ``RetryableError`` before it is rejected; None: no limit.
+    max_retries: int | None = None
+    #: First backoff wait and its cap, in seconds; None: the shipper's defaults.
+    retry_wait: float | None = None
+    retry_max_wait: float | None = None
+
+    @staticmethod
+    def probe(info: LogInfo) -> None:
+        """Most receivers are not dialled at start (Docker dials only some)."""
+
+
+_DECLARED = frozenset(name for cls in (DriverHooks, RemoteHooks) for name in vars(cls)
+                      if not name.startswith("_"))
+
+
+def hook(driver: Any, name: str) -> Any:
+    """``driver``'s hook ``name`` (a class or an instance), else its declared default.
+
+    Only declared hooks can be asked for: a misspelt name is a ``KeyError`` here, not a
+    default that silently hides the driver's own hook."""
+    if name not in _DECLARED:
+        raise KeyError(f"{name!r} is not a declared driver hook")
+    value = getattr(driver, name, _MISSING)
+    if value is _MISSING:
+        value = getattr(RemoteHooks if name in _REMOTE_ONLY else DriverHooks, name)
+    return value
+
+
+_MISSING = object()
+_REMOTE_ONLY = frozenset(vars(RemoteHooks)) - frozenset(vars(DriverHooks))

@@ -1,7 +1,11 @@
 """The one small error hierarchy of logpipe.
 
-Every error a user can cause is a ``LogpipeError``; the API layer maps each class to an HTTP
-status in exactly one place. Messages use Docker's wording where Docker has one.
+Every error a user can cause is a ``LogpipeError``. Its HTTP status comes from its category,
+set here and nowhere else (moby's ``errdefs``): ``InvalidParameter`` 400, ``NotFound`` 404,
+``Conflict`` 409, ``NotModified`` 304, ``ReadNotSupported`` 501, anything else 500. Errors
+defined elsewhere (``runtime/errors.py``, ``runtime/images.py``) subclass a category and set
+no status; the API's error middleware is the one place that turns an error into a response.
+Messages use Docker's wording where Docker has one.
 """
 
 
@@ -15,6 +19,27 @@ class InvalidParameter(LogpipeError):
     """Something the user typed is malformed (HTTP 400)."""
 
     status = 400
+
+
+class NotFound(LogpipeError):
+    """The object the request names does not exist (HTTP 404)."""
+
+    status = 404
+
+
+class Conflict(LogpipeError):
+    """The request conflicts with the object's state or another object (HTTP 409)."""
+
+    status = 409
+
+
+class NotModified(LogpipeError):
+    """Already started / already stopped: Docker answers 304 with no body."""
+
+    status = 304
+
+    def __init__(self) -> None:
+        super().__init__("")
 
 
 class LogOptError(InvalidParameter):
@@ -54,10 +79,8 @@ class ReadNotSupported(LogpipeError):
         super().__init__(message)
 
 
-class LogWriterBusy(LogpipeError):
+class LogWriterBusy(Conflict):
     """Another process already writes this log directory."""
-
-    status = 409
 
 
 class CorruptLog(LogpipeError):

@@ -4,14 +4,19 @@ Entry points are resolved lazily so that looking up ``json-file`` in the shim ne
 remote driver's client library. A driver that cannot be imported, or whose client library
 (its ``libraries``) is not installed, is a ``MissingLibrary`` (400) naming what to install:
 never an ``ImportError`` escaping as a 500.
+
+The registry is also where a container's logging is decided, once, at create: ``log_plan``
+says which kind of driver it has and what the shim loads (``LogPlan``, stored in the
+container's ``config.json``). Nothing else asks a driver for its kind.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
-from .errors import MissingLibrary, UnknownDriver
+from .driver import REMOTE, hook
+from .errors import LogpipeError, MissingLibrary, UnknownDriver
 
 GROUP = "logpipe.drivers"
 
@@ -45,7 +50,7 @@ def check_libraries(name: str) -> None:
     """Raise ``MissingLibrary`` if a client library of driver ``name`` is not installed
     (looked up, not imported). At create and at start: a container never reaches a driver
     that would fail at its first import."""
-    for library in getattr(get_driver(name), "libraries", ()):
+    for library in hook(get_driver(name), "libraries"):
         library.check(name)
 
 
@@ -76,9 +81,45 @@ def validate_log_config(name: str, opts: Mapping[str, str], info: Any = None) ->
 
     validate_pipeline_opts(opts)
     driver = get_driver(name)
-    spool = getattr(driver, "validate_spool", None)
-    if spool is not None:  # remote drivers: the cache-* options size their spool
-        spool(opts)
+    hook(driver, "validate_spool")(opts)  # remote drivers: the cache-* options size their spool
     driver.validate(driver_opts(opts), info)
     check_libraries(name)
     return driver
+
+
+class LogPlan(NamedTuple):
+    """How a container logs, decided once by ``log_plan`` and stored with the container.
+
+    ``kind`` is the driver's (``logpipe.driver.STORAGE``, ``REMOTE`` or ``NONE``; "" when
+    the driver could not be loaded: the shim then reports why at start). ``ref`` is where
+    the driver lives (``module:Class``), so that the shim loads it without scanning entry
+    points. ``ships``: a shipper in the daemon delivers the container's spool."""
+
+    driver: str
+    kind: str
+    ref: str
+    ships: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Driver": self.driver, "Kind": self.kind, "Ref": self.ref, "Ships": self.ships}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LogPlan":
+        return cls(data["Driver"], data["Kind"], data["Ref"], bool(data["Ships"]))
+
+
+def log_plan(name: str) -> LogPlan:
+    """The plan for driver ``name``; ``UnknownDriver``/``MissingLibrary`` when it has none."""
+    kind = hook(get_driver(name), "kind")
+    return LogPlan(name, kind, driver_ref(name), kind == REMOTE)
+
+
+def stored_plan(name: str, data: Mapping[str, Any] | None) -> LogPlan:
+    """The plan stored with a container, or, for a container created before plans were
+    stored, the one the registry gives now (kind "" when the driver cannot be loaded)."""
+    if data:
+        return LogPlan.from_json(data)
+    try:
+        return log_plan(name)
+    except LogpipeError:
+        return LogPlan(name, "", "", False)

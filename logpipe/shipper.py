@@ -21,7 +21,7 @@ import time
 from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from .driver import BatchLimits
+from .driver import BatchLimits, hook
 from .errors import PermanentError, RetryableError
 from .message import Chunk, Message
 
@@ -120,7 +120,7 @@ class Shipper(threading.Thread):
                                  "flight when the daemon stopped: they may arrive twice")
                 self._save(inflight=0)
             self.driver = self.make_driver()
-            self.limits = getattr(self.driver, "limits", BatchLimits())
+            self.limits = hook(self.driver, "limits")
             self._loop()
         except Exception as err:  # a bug must not pass silently: it is reported where users look
             log.exception("shipper %s stopped", self.name)
@@ -214,7 +214,7 @@ class Shipper(threading.Thread):
     def _deliver(self, batch: Batch) -> None:
         """Send until confirmed (or rejected for good), then move the checkpoint."""
         attempt = 0
-        max_retries = getattr(self.driver, "max_retries", None)
+        max_retries = hook(self.driver, "max_retries")
         self._save(inflight=len(batch.messages))
         while True:
             try:
@@ -256,8 +256,8 @@ class Shipper(threading.Thread):
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter (half to full of the capped exponential)."""
-        base = getattr(self.driver, "retry_wait", None) or RETRY_WAIT
-        cap = max(base, getattr(self.driver, "retry_max_wait", None) or RETRY_MAX_WAIT)
+        base = hook(self.driver, "retry_wait") or RETRY_WAIT
+        cap = max(base, hook(self.driver, "retry_max_wait") or RETRY_MAX_WAIT)
         wait = min(cap, base * 2 ** min(attempt - 1, 30))
         return wait * (0.5 + random.random() / 2)
 

@@ -2,8 +2,9 @@
 
 Routes are served with and without a version prefix (``/v1.41/containers/json``), so that
 docker-py and the docker CLI work unchanged. Every error a user can cause is a
-``LogpipeError`` carrying its HTTP status; ``error_middleware`` below is the one place where
-it becomes Docker's ``{"message": ...}`` answer.
+``LogpipeError`` whose category (``logpipe/errors.py``) carries its HTTP status;
+``error_middleware`` below is the one place where it becomes Docker's ``{"message": ...}``
+answer.
 
 Logs and attach streams are Docker's multiplexed frames (``[stream, 0, 0, 0, len u32 BE]``,
 stream 1 stdout, 2 stderr, 3 in-band error), one per record, with the ``-t``/``--details``
@@ -15,6 +16,10 @@ container's log from the moment it starts.
 Streams that last (``logs -f``, ``attach``, ``wait``) go through ``serve_stream``: a client
 that hangs up is normal and costs one debug line, and a daemon that shuts down ends them at
 once rather than waiting for them (it would keep its data root locked meanwhile).
+
+Longer than 500 lines because it holds every route of the Engine API subset with its
+request parsing; the documents it answers are built in ``runtime.views``, the operations
+done by the store (``runtime.containers``), so a handler stays a few lines.
 """
 
 from __future__ import annotations
@@ -34,19 +39,22 @@ from typing import Any, Callable, Iterator
 from aiohttp import web
 
 from logpipe import __version__
-from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.driver import NONE, REMOTE, hook
+from logpipe.errors import InvalidParameter, LogpipeError, NotModified
 from logpipe.fileset import writer_alive
 from logpipe.message import STDERR, STDOUT, Chunk
 from logpipe.output import render
 from logpipe.reading import ReadConfig
 from logpipe.registry import driver_names, load_driver
-from logpipe.timespec import parse_rfc3339, parse_since
+from logpipe.timespec import parse_since
 
 from . import schema
-from .containers import ContainerStore, NotModified, parse_signal
+from .containers import ContainerStore, parse_signal
 from .executors import available_runtimes, default_runtime
 from .images import ImageStore
 from .state import RUNNING
+from .views import (GOARCH, container_inspect_live, container_summary, image_inspect,
+                    image_summary)
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.12"
@@ -65,7 +73,6 @@ QUEUE_LIMIT = 256
 QUEUE_BYTES = 4 << 20
 _STREAMS = {STDOUT: 1, STDERR: 2}
 log = logging.getLogger("logpipe.daemon")
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 log = logging.getLogger("logpipe.daemon")
 
 
@@ -283,11 +290,12 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     # them and go on).
     reports: list[str] = []
     cfg = cfg._replace(warn=reports.append)
-    if attach and getattr(driver, "kind", "") == "remote":
+    kind = c.spec.plan().kind
+    if attach and kind == REMOTE:
         from drivers.spool import read_spool
 
         chunks = read_spool(info, cfg)
-    elif attach and getattr(driver, "kind", "") == "none":
+    elif attach and kind == NONE:
         from drivers.none import read_attach_buffer  # kept by the shim for attach only
 
         chunks = read_attach_buffer(info, cfg)
@@ -319,17 +327,16 @@ def attach_log_path(c) -> str | None:
     """The file ``read_frames(attach=True)`` follows for ``c``; None when it has none."""
     driver = load_driver(c.spec.log_type)
     info = c.spec.log_info()
-    kind = getattr(driver, "kind", "")
-    if kind == "remote":
+    kind = c.spec.plan().kind
+    if kind == REMOTE:
         from drivers.local import LocalDriver
 
         return LocalDriver.log_path(info)
-    if kind == "none":
+    if kind == NONE:
         from drivers.none import attach_buffer_path
 
         return attach_buffer_path(info)
-    log_path = getattr(driver, "log_path", None)
-    return log_path(info) if log_path is not None else None
+    return hook(driver, "log_path")(info)
 
 
 async def started_or_logging(c, started: "asyncio.Future", poll: float = 0.005) -> Any:
@@ -359,7 +366,7 @@ async def ping(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     uname = os.uname()
-    arch = _GOARCH.get(uname.machine, uname.machine)
+    arch = GOARCH.get(uname.machine, uname.machine)
     return web.json_response({
         "Platform": {"Name": "logpipe"}, "Version": SERVER_VERSION, "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch,
@@ -409,12 +416,12 @@ async def list_containers(request: web.Request) -> web.Response:
     limit = qint(request, "limit")
     if limit and limit > 0:
         items = items[:limit]
-    return web.json_response([c.summary() for c in items])
+    return web.json_response([container_summary(c) for c in items])
 
 
 async def inspect_container(request: web.Request) -> web.Response:
     c = container_of(request)
-    data = await asyncio.to_thread(c.inspect_shipping, store_of(request).shipping)
+    data = await asyncio.to_thread(container_inspect_live, c, store_of(request).shipping)
     return web.json_response(data)
 
 
@@ -666,28 +673,14 @@ def _end_own_socket(sock) -> None:
 # -- images ---------------------------------------------------------------------------------
 
 
-def _created_unix(text: str) -> int:
-    try:
-        return parse_rfc3339(text) // 1_000_000_000
-    except ValueError:
-        return 0
-
-
 async def list_images(request: web.Request) -> web.Response:
     images = await asyncio.to_thread(request.app[IMAGES_KEY].list)
-    return web.json_response([
-        {"Id": im.id, "ParentId": "", "RepoTags": list(im.repo_tags) or None,
-         "RepoDigests": None, "Created": _created_unix(im.created), "Size": im.size,
-         "VirtualSize": im.size, "SharedSize": -1, "Labels": {}, "Containers": -1}
-        for im in images])
+    return web.json_response([image_summary(im) for im in images])
 
 
 async def inspect_image(request: web.Request) -> web.Response:
     im = await asyncio.to_thread(request.app[IMAGES_KEY].resolve, request.match_info["name"])
-    return web.json_response({"Id": im.id, "RepoTags": list(im.repo_tags), "RepoDigests": [],
-                              "Created": im.created, "Size": im.size, "VirtualSize": im.size,
-                              "Config": im.config, "Os": "linux", "Architecture":
-                              _GOARCH.get(os.uname().machine, os.uname().machine)})
+    return web.json_response(image_inspect(im))
 
 
 async def _spool_body(request: web.Request) -> str:
@@ -749,7 +742,8 @@ NO_CONTENT_TYPE = "logpipe.no-content-type"
 
 
 def error_status(err: BaseException) -> int:
-    """The HTTP status of an error: every mapping from an error to a status is here."""
+    """The HTTP status of an error: its category's (set in ``logpipe/errors.py`` only),
+    aiohttp's for its own errors (unknown route or method), else 500."""
     if isinstance(err, LogpipeError):
         return err.status
     if isinstance(err, web.HTTPException):

@@ -1,5 +1,12 @@
 """The daemon's container store and lifecycle: create, start, stop, kill, restart, wait, remove.
 
+Longer than 500 lines on purpose: the lifecycle operations share one lock and one set of
+waiters per container, and the rules below about who may wait while holding what are only
+checkable when every operation is read together. What is not lifecycle lives elsewhere:
+create's checks (``runtime.create``), the restart policy (``runtime.restart``), the watcher
+threads (``runtime.watcher``), the API's JSON (``runtime.views``), the errors
+(``runtime.errors``).
+
 A container is a directory ``<data-root>/containers/<id>/`` holding ``config.json`` (its
 ``ContainerSpec``, written here at create time and never changed), ``state.json`` (written
 by its shim, only), its logs (written by its shim), and ``lifecycle.json``: what only the
@@ -16,8 +23,8 @@ Nothing here waits unboundedly while holding a container's lock: ``stop`` and ``
 wait for the exit after releasing it, so ``kill`` and ``rm -f`` pre-empt a long ``stop -t``,
 and every wait after a SIGKILL is bounded (``KILL_WAIT``, then a kill without the shim).
 
-Everything a user typed is validated in ``create`` before anything is written; a create
-that fails leaves no directory and no name behind.
+Everything a user typed is validated (``runtime.create``) before anything is written; a
+create that fails leaves no directory and no name behind.
 """
 
 from __future__ import annotations
@@ -30,84 +37,36 @@ import random
 import re
 import shutil
 import signal
-import threading
 import time
 from typing import Any, Mapping
 
 from logpipe.units import human_duration
-from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
-from logpipe.registry import check_libraries, get_driver, validate_log_config
+from logpipe.errors import InvalidParameter, LogpipeError, NotModified
+from logpipe.registry import check_libraries, get_driver
 from logpipe.timespec import parse_rfc3339
 
 from . import schema
-from .config import DaemonConfig, merge_log_config
-from .executors import available_runtimes, default_runtime, get_executor
+from .config import DaemonConfig
+from .create import container_name, container_spec, requested_image
+from .errors import ContainerConflict, NameConflict, NoSuchContainer, StartFailed, StartInvalidConfig
+from .executors import get_executor
 from .images import ImageStore
-from .seccomp import has_profile, parse_security_opt
-from .shimclient import ShimClient, ShimError, live_state, recover_state, settle_run, spawn_shim
-from .shipping import Shipping, is_remote
-from .spec import Bind, ContainerSpec, write_json_atomic
+from .restart import next_backoff, should_restart
+from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_shim
+from .shipping import Shipping
+from .spec import ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
+from .watcher import watch_run
 
 log = logging.getLogger("logpipe.daemon")
 #: How long ``--rm`` waits for attached clients to finish reading the log.
 AUTO_REMOVE_ATTACH_WAIT = 30.0
 
-NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 ID_RE = re.compile(r"[0-9a-f]{64}")
 LIFECYCLE_FILE = "lifecycle.json"
-RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
-#: Docker's restart backoff (restartmanager): 100 ms doubling to 1 min, reset after a run of 10 s.
-BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET_AFTER = 0.1, 60.0, 10.0
 #: Docker's ``Kill``: how long to wait for the exit after SIGKILL through the shim, then after
 #: a SIGKILL sent without it (daemon/kill.go: 10 s, then 2 s).
 KILL_WAIT, KILL_DIRECT_WAIT = 10.0, 2.0
-#: Docker refuses memory limits under 6 MB (daemon/daemon_unix.go).
-MIN_MEMORY = 6 * 1024 * 1024
-#: Linux's limit on a hostname (sethostname fails beyond it).
-HOST_NAME_MAX = 64
-PROCESS_WARNING = ("runtime process: the container runs directly on the host, with no "
-                   "isolation (no namespaces, no root filesystem, no resource limits, no "
-                   "seccomp filter)")
-SECCOMP_WARNING = ("runtime process: the seccomp profile of --security-opt is not applied "
-                   "(only the runc and crun runtimes apply one)")
-
-
-class NoSuchContainer(LogpipeError):
-    status = 404
-
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"No such container: {ref}")
-
-
-class NameConflict(LogpipeError):
-    status = 409
-
-
-class ContainerConflict(LogpipeError):
-    """The request does not fit the container's state (running, being removed, …)."""
-
-    status = 409
-
-
-class NotModified(LogpipeError):
-    """Already started / already stopped: Docker answers 304 with no body."""
-
-    status = 304
-
-    def __init__(self) -> None:
-        super().__init__("")
-
-
-class StartFailed(LogpipeError):
-    """The shim could not start the container; Docker answers 500 with the runtime's error."""
-
-
-class StartInvalidConfig(StartFailed):
-    """The container's command was not found or cannot be invoked (exit code 127/126):
-    Docker's ``startInvalidConfigError``, a 400."""
-
-    status = 400
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -230,78 +189,6 @@ class Container:
             return f"Exited ({st.exit_code}) {human_duration(_since(st.finished_at))} ago"
         return "Created"
 
-    def log_path(self) -> str:
-        """Docker's ``LogPath``: the json-file log, and "" for every other driver."""
-        if self.spec.log_type != "json-file":
-            return ""
-        return get_driver("json-file").log_path(self.spec.log_info())
-
-    def state_json(self) -> dict[str, Any]:
-        st = self.state
-        data = st.to_json()
-        data.update({"Status": self.status, "Running": self.running,
-                     "Paused": self.status == "paused",
-                     "Restarting": self.restarting, "Dead": st.status == "dead",
-                     "Pid": st.pid if st.status == RUNNING else 0})
-        if self.start_failed:
-            data["ExitCode"] = st.exit_code or 128
-        return data
-
-    def inspect(self) -> dict[str, Any]:
-        """``GET /containers/{id}/json``: Docker's inspect shape."""
-        data = self.spec.to_json()
-        log_config = data["HostConfig"]["LogConfig"]
-        log_config["Config"] = redacted_log_opts(log_config["Type"], log_config["Config"])
-        argv = self.spec.argv
-        data.update({
-            "Path": argv[0] if argv else "", "Args": argv[1:], "State": self.state_json(),
-            "RestartCount": self.restart_count, "LogPath": self.log_path(),
-            "Driver": "", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
-            "AppArmorProfile": "", "ExecIDs": None,
-            "Mounts": [{"Type": "bind", "Source": b.source, "Destination": b.target,
-                        "Mode": "ro" if b.readonly else "", "RW": not b.readonly,
-                        "Propagation": "rprivate"} for b in self.spec.binds],
-            "NetworkSettings": {"Networks": {self.spec.network_mode: {}}, "Ports": {}},
-        })
-        # logpipe has no TTY or stdin: Docker's clients read these to choose the framing.
-        data["Config"].update({"Tty": False, "OpenStdin": False, "StdinOnce": False,
-                               "AttachStdin": False, "AttachStdout": False,
-                               "AttachStderr": False})
-        if self.spec.runtime == "process":
-            data["IsolationWarning"] = PROCESS_WARNING
-        return data
-
-    def inspect_shipping(self, shipping: Shipping) -> dict[str, Any]:
-        """``inspect`` plus logpipe's own keys, with the shim's live counters (blocking I/O:
-        run in a thread): ``LogStorage`` for every driver, ``LogShipping`` for remote ones."""
-        data = self.inspect()
-        state = live_state(self.spec.dir, self.state)
-        data["State"].update(state.counters())
-        data["LogStorage"] = state.log_storage(self.spec.log_type)
-        if not is_remote(self.spec):
-            return data
-        stats = shipping.stats(self.spec, state)
-        if stats is not None:
-            data["LogShipping"] = stats
-        return data
-
-    def summary(self) -> dict[str, Any]:
-        """One item of ``GET /containers/json``."""
-        try:
-            created = parse_rfc3339(self.spec.created) // 1_000_000_000
-        except ValueError:
-            created = 0
-        return {
-            "Id": self.id, "Names": [self.spec.name], "Image": self.spec.image,
-            "ImageID": self.spec.image_id, "Command": " ".join(self.spec.argv),
-            "Created": created, "Ports": [], "Labels": dict(self.spec.labels),
-            "State": self.status, "Status": self.status_text(),
-            "HostConfig": {"NetworkMode": self.spec.network_mode},
-            "NetworkSettings": {"Networks": {self.spec.network_mode: {}}},
-            "Mounts": [{"Type": "bind", "Source": b.source, "Destination": b.target,
-                        "RW": not b.readonly} for b in self.spec.binds],
-        }
-
     def save_lifecycle(self) -> None:
         try:
             write_json_atomic(os.path.join(self.spec.dir, LIFECYCLE_FILE),
@@ -421,91 +308,15 @@ class ContainerStore:
         first (Docker decodes it before anything else), then its values here."""
         req = schema.container_create(body)
         if name:
-            name = name[1:] if name.startswith("/") else name
-            if not NAME_RE.fullmatch(name):
-                raise InvalidParameter(f"Invalid container name ({name}), only "
-                                       "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = container_name(name)
             self._check_name(name)
         else:
             name = self._new_name()
-        host = req.HostConfig or schema.HostConfig()
-        image_ref = req.Image or ""
-        if not image_ref:
-            raise InvalidParameter("No image specified")
+        image_ref = requested_image(req)
         image = self.images.resolve(image_ref)
-        icfg = schema.image_config(image_ref, image.config)
-
-        entrypoint = _str_slice(req.Entrypoint)
-        cmd = _str_slice(req.Cmd)
-        if entrypoint is None:
-            entrypoint = list(icfg.Entrypoint or [])
-            if cmd is None:
-                cmd = list(icfg.Cmd or [])
-        cmd = cmd or []
-        if not entrypoint and not cmd:
-            raise InvalidParameter("No command specified")
-        env = _merge_env(icfg.Env or [], req.Env or [])
-        labels = req.Labels or {}
-        working_dir = req.WorkingDir or icfg.WorkingDir or ""
-        if working_dir and not working_dir.startswith("/"):
-            raise InvalidParameter(f"the working directory '{working_dir}' is invalid, it needs "
-                                   "to be an absolute path")
-        hostname = req.Hostname or ""
-        if hostname and (len(hostname.encode()) > HOST_NAME_MAX
-                         or any(ch.isspace() or not ch.isprintable() for ch in hostname)):
-            raise InvalidParameter(f"invalid hostname format: {hostname}")
-        user = req.User or icfg.User or ""
-        _no_nul(("Entrypoint", entrypoint), ("Cmd", cmd), ("Env", env),
-                ("WorkingDir", [working_dir]), ("User", [user]))
-
-        runtime = host.Runtime or self.config.default_runtime or default_runtime()
-        get_executor(runtime)
-        if runtime not in available_runtimes():
-            raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
-        warnings = [PROCESS_WARNING] if runtime == "process" else []
-        security_opt = parse_security_opt(host.SecurityOpt)
-        if runtime == "process" and has_profile(security_opt):
-            warnings.append(SECCOMP_WARNING)
-
-        policy, max_retry = _restart_policy(host.RestartPolicy or schema.RestartPolicy())
-        auto_remove = bool(host.AutoRemove)
-        if auto_remove and policy != "no":
-            raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-        network = host.NetworkMode or "default"
-        if network in ("default", "bridge"):
-            network = "none"  # logpipe has no bridge: the default is no network at all
-        if network not in ("none", "host"):
-            raise LogpipeError(f"network {network} not found")
-        memory = host.Memory or 0
-        if 0 < memory < MIN_MEMORY:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        nano_cpus = host.NanoCpus or 0
-        ncpu = os.cpu_count() or 1
-        if nano_cpus < 0 or nano_cpus > ncpu * 10**9:
-            raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are "
-                                   f"only {ncpu} CPUs available")
-        pids_limit = max(0, host.PidsLimit or 0)
-        binds = tuple(_parse_bind(b) for b in host.Binds or [])
-
-        lc = host.LogConfig or schema.LogConfig()
-        log_type, log_opts = merge_log_config(self.config, lc.Type or "", lc.Config or {})
         cid = self._new_id()
         cdir = os.path.join(self.dir, cid)
-        spec = ContainerSpec(
-            id=cid, name="/" + name, dir=cdir, created=now_rfc3339(), image=image_ref,
-            image_id=image.id, rootfs=image.rootfs, entrypoint=tuple(entrypoint),
-            cmd=tuple(cmd), env=tuple(env), working_dir=working_dir, user=user,
-            hostname=hostname or cid[:12], labels=dict(labels),
-            log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
-            nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
-            runtime=runtime, restart_policy=policy, restart_max=max_retry,
-            auto_remove=auto_remove, security_opt=security_opt)
-        if log_type != "none":  # Docker skips all validation for "none" (§2.1)
-            try:
-                validate_log_config(log_type, log_opts, spec.log_info())
-            except DriverInitError as err:  # Docker finds these at start: its words
-                raise InvalidParameter(f"failed to initialize logging driver: {err}") from None
-
+        spec, warnings = container_spec(req, name, image_ref, image, cid, cdir, self.config)
         self._check_name(name)
         os.mkdir(cdir, 0o710)
         try:
@@ -552,7 +363,7 @@ class ContainerStore:
         raise failure
 
     async def _spawn(self, c: Container) -> None:
-        if is_remote(c.spec):
+        if c.spec.plan().ships:
             await self._probe(c)
         try:
             await asyncio.to_thread(spawn_shim, c.spec.dir)
@@ -593,37 +404,13 @@ class ContainerStore:
         loop = asyncio.get_running_loop()
         directory = c.spec.dir
 
-        def watch() -> None:
-            client = ShimClient(directory, timeout=None)
-            while True:
-                try:
-                    state = client.wait(None)
-                    break
-                except ShimError:
-                    state = recover_state(directory)
-                    if state is None or state.status == EXITED or not os.path.isdir(directory):
-                        break
-                except OSError:
-                    state = recover_state(directory)
-                    break
-                time.sleep(0.05)  # the shim is between states: ask again
-            # A shim that died left its container running, mounted and known to runc: kill
-            # and clean up what is left, and record the exit (a no-op after a normal exit).
-            try:
-                settled = settle_run(directory) if os.path.isdir(directory) else None
-            except (OSError, LogpipeError) as err:  # e.g. a shim too busy to answer status
-                log.warning("cleaning up after the shim of %s: %s", directory, err)
-                settled = None
-            if settled is not None and settled.status == EXITED:
-                state = settled
-            state = state or State(status=EXITED, exit_code=255, error="shim died",
-                                   finished_at=now_rfc3339())
+        def report(state: State) -> None:
             try:
                 loop.call_soon_threadsafe(self._exited, c, token, state)
             except RuntimeError:
                 pass  # the loop is closed: the daemon is exiting
 
-        threading.Thread(target=watch, name=f"watch-{c.id[:12]}", daemon=True).start()
+        watch_run(directory, report, name=f"watch-{c.id[:12]}")
 
     def _exited(self, c: Container, token: object, state: State) -> None:
         if token is not c.run_token:
@@ -636,27 +423,12 @@ class ContainerStore:
         _resolve(c.exit_waiters, state)
         if c.removing or c.removed or self.shutting_down or c.restarting_manually:
             return
-        if self._should_restart(c):
-            ran = time.monotonic() - c.run_began
-            c.backoff = BACKOFF_START if ran >= BACKOFF_RESET_AFTER or not c.backoff \
-                else min(c.backoff * 2, BACKOFF_MAX)
+        if should_restart(c.spec.restart_policy, c.spec.restart_max, c.state.exit_code,
+                          c.restart_count, c.manually_stopped):
+            c.backoff = next_backoff(c.backoff, time.monotonic() - c.run_began)
             c.restart_task = asyncio.get_running_loop().create_task(self._restart_later(c))
         elif c.spec.auto_remove:
             asyncio.get_running_loop().create_task(self._auto_remove(c))
-
-    @staticmethod
-    def _should_restart(c: Container) -> bool:
-        """Docker's restartmanager: never after a manual stop; ``on-failure`` on a non-zero
-        exit, up to ``MaximumRetryCount`` restarts when that is set."""
-        if c.manually_stopped:
-            return False
-        policy = c.spec.restart_policy
-        if policy in ("always", "unless-stopped"):
-            return True
-        if policy == "on-failure":
-            return c.state.exit_code != 0 and (
-                c.spec.restart_max == 0 or c.restart_count < c.spec.restart_max)
-        return False
 
     async def _restart_later(self, c: Container) -> None:
         try:
@@ -881,7 +653,7 @@ class ContainerStore:
                 self._cancel_restart(c)
                 if c.state.status == RUNNING:
                     exited = self._next_exit(c)
-                    if is_remote(c.spec):
+                    if c.spec.plan().ships:
                         await self._discard_spool_wait(c)
                     await self._signal(c, signal.SIGKILL)
                     await self._thaw(c)
@@ -896,7 +668,7 @@ class ContainerStore:
         if self.names.get(c.name) == c.id:
             del self.names[c.name]
         c.removed = True
-        if is_remote(c.spec):
+        if c.spec.plan().ships:
             # The logs it wrote are still delivered (Docker gives up 10 s after exit): the
             # directory goes once its spool is shipped, even across a daemon restart.
             await asyncio.to_thread(_mark_removed, c.spec.dir)
@@ -934,6 +706,7 @@ class ContainerStore:
             except (OSError, ValueError, KeyError) as err:
                 log.warning("ignoring container directory %s: %s", cdir, err)
                 continue
+            spec = _with_plan(spec)
             # A shim that died while no daemon was watching is cleaned up after here.
             state = await asyncio.to_thread(settle_run, cdir)
             life = _read_json(os.path.join(cdir, LIFECYCLE_FILE))
@@ -983,70 +756,23 @@ class ContainerStore:
                                          for s in statuses)}
 
 
-def redacted_log_opts(driver: str, opts: dict[str, str]) -> dict[str, str]:
-    """Log options as ``inspect`` shows them: without credentials (a password in
-    ``loki-url``), which Docker would show and logpipe does not."""
+def _with_plan(spec: ContainerSpec) -> ContainerSpec:
+    """A container created before log plans were stored gets its plan now, kept in its
+    ``config.json`` (when the disk allows: else it is computed again when needed)."""
+    if spec.log_plan is not None:
+        return spec
+    plan = spec.plan()
+    if not plan.kind:
+        return spec  # its driver cannot be loaded: the start reports why
+    spec = spec._replace(log_plan=plan)
     try:
-        redact = getattr(get_driver(driver), "redacted_opts", None)
-    except LogpipeError:
-        return opts
-    return redact(opts) if redact is not None else opts
+        spec.save()
+    except OSError as err:
+        log.warning("container %s: saving its log plan failed: %s", spec.id[:12], err)
+    return spec
 
 
-# -- validation helpers -----------------------------------------------------------------------
 
-
-def _str_slice(value: list[str] | str | None) -> list[str] | None:
-    """Docker's ``strslice``: a string is a list of one."""
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _no_nul(*fields: tuple[str, list[str]]) -> None:
-    """Strings that end up in ``execve`` (argv, environment, cwd) cannot hold a NUL byte: a
-    start would fail on it, so create refuses it."""
-    for field, values in fields:
-        for value in values:
-            if "\0" in value:
-                raise InvalidParameter(f"invalid {field} {value!r}: it contains a NUL byte")
-
-
-def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
-    """The image's environment overridden, key by key, by the container's (Docker)."""
-    merged: dict[str, str] = {}
-    for item in list(image_env) + list(env):
-        merged[item.split("=", 1)[0]] = item
-    return list(merged.values())
-
-
-def _restart_policy(policy: schema.RestartPolicy) -> tuple[str, int]:
-    name = policy.Name or "no"
-    count = policy.MaximumRetryCount or 0
-    if name not in RESTART_POLICIES:
-        raise InvalidParameter(f"invalid restart policy '{name}'")
-    if count < 0:
-        raise InvalidParameter("maximum retry count cannot be negative")
-    if count and name != "on-failure":
-        raise InvalidParameter(f"maximum retry count cannot be used with restart policy '{name}'")
-    return name, count
-
-
-def _parse_bind(text: str) -> Bind:
-    """``/host:/ctr[:ro|rw]``; named volumes do not exist in logpipe."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidParameter(f"invalid volume specification: '{text}'")
-    mode = parts[2].split(",") if len(parts) == 3 else []
-    if any(m not in ("ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared",
-                     "slave", "rslave") for m in mode):
-        raise InvalidParameter(f"invalid mode: {parts[2]}")
-    if not os.path.isabs(parts[0]):
-        raise InvalidParameter(f"invalid volume specification: '{text}': the host path must be "
-                               "absolute (named volumes are not supported)")
-    if not os.path.isabs(parts[1]):
-        raise InvalidParameter(f"invalid volume specification: '{text}': mount path must be absolute")
-    return Bind(os.path.normpath(parts[0]), os.path.normpath(parts[1]), "ro" in mode)
 
 
 def _read_json(path: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterator
 
-from logpipe.errors import InvalidParameter, LogpipeError
+from logpipe.errors import Conflict, InvalidParameter, NotFound
 
 from runtime.rootfs import resolve_in_root
 from runtime.spec import write_json_atomic
@@ -44,19 +44,15 @@ _BAD_MEMBER_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, 
                                 errno.EEXIST, errno.EINVAL})
 
 
-class NoSuchImage(LogpipeError):
+class NoSuchImage(NotFound):
     """No image has this name, tag or id (HTTP 404)."""
-
-    status = 404
 
     def __init__(self, ref: str) -> None:
         super().__init__(f"No such image: {ref}")
 
 
-class ImageConflict(LogpipeError):
+class ImageConflict(Conflict):
     """The image is used by a container (HTTP 409)."""
-
-    status = 409
 
 
 class InvalidImage(InvalidParameter):

@@ -1,8 +1,9 @@
 """The shim: one process per container run, owning its stdout/stderr pipes and its exit status.
 
-``python -m runtime.shim [--detach] [--driver-ref MODULE:CLASS] <container-dir>``. The shim starts the container through
+``python -m runtime.shim [--detach] <container-dir>``. The shim starts the container through
 its executor with the write ends of two pipes, stores everything read from them through the
-container's storage driver (``logpipe.capture.pump``), reaps the container (it is a child
+container's storage driver, or the spool of a remote one, as the container's ``LogPlan``
+says (``logpipe.capture.pump``), reaps the container (it is a child
 subreaper, so a process that runc leaves behind is reparented to it), writes ``state.json``
 atomically when the container starts and when it has exited, and answers a control socket,
 ``<dir>/shim.sock``, from the same synchronous loop.
@@ -33,7 +34,8 @@ import time
 
 from logpipe.capture import CaptureStats, enlarge_pipe, make_sink, pump
 from logpipe.message import STDERR, STDOUT
-from logpipe.registry import get_driver, load_driver
+from logpipe.driver import NONE, REMOTE
+from logpipe.registry import LogPlan, load_driver
 from logpipe.storage_guard import StorageGuard
 from logpipe.timespec import format_rfc3339nano
 
@@ -77,8 +79,9 @@ class _Sink:
 class Shim:
     """One container run; ``run`` returns when the container has exited and all is recorded."""
 
-    def __init__(self, spec: ContainerSpec, executor, driver_ref: str | None = None) -> None:
-        self.spec, self.executor, self.driver_ref = spec, executor, driver_ref
+    def __init__(self, spec: ContainerSpec, executor) -> None:
+        self.spec, self.executor = spec, executor
+        self.plan: LogPlan | None = None
         self.stats = CaptureStats()
         self.state = State(shim_pid=os.getpid())
         self.pid = 0
@@ -105,7 +108,8 @@ class Shim:
     def run(self) -> None:
         self._install_signals()
         try:
-            self.driver = _open_driver(self.spec, self.driver_ref, self._idle)
+            self.plan = self.spec.plan()
+            self.driver = _open_driver(self.spec, self.plan, self._idle)
         except Exception as err:
             self._record_failure(f"failed to initialize logging driver: {err}")
             return
@@ -134,7 +138,7 @@ class Shim:
         # A full or failing disk never stops the capture: the guard counts and retries.
         self.guard = StorageGuard(self.driver, report=_log)
         # A spool has its own answer to ``mode`` (what to do when it is full), in the writer.
-        self.buffer = self.guard if hasattr(self.driver, "blocking") else \
+        self.buffer = self.guard if self.plan.ships else \
             make_sink(self.guard, self.spec.log_opts)
         self.sink = _Sink(self.buffer)
         self.pumping = True
@@ -238,10 +242,11 @@ class Shim:
         stats, buffer, guard = self.stats, self.buffer, self.guard
         # Dropped by a non-blocking buffer, or by a full non-blocking spool (both count them),
         # or not stored because storage failed (the guard counts them).
-        lines_dropped = getattr(buffer, "dropped_lines", 0) + \
-            getattr(self.driver, "dropped_lines", 0)
-        bytes_dropped = getattr(buffer, "dropped_bytes", 0) + \
-            getattr(self.driver, "dropped_bytes", 0)
+        counted = [c for c in (buffer if buffer is not guard else None,
+                               self.driver if self.plan is not None and self.plan.ships else None)
+                   if c is not None]
+        lines_dropped = sum(c.dropped_lines for c in counted)
+        bytes_dropped = sum(c.dropped_bytes for c in counted)
         failing, error, dropped_at = False, "", ""
         if guard is not None:
             lines_dropped += guard.lines_dropped
@@ -423,7 +428,7 @@ class Shim:
         if op == "discard":
             # The container is being removed: a full blocking spool stops waiting for the
             # shipper (what it held is counted as dropped) so that the shim can finish.
-            if self.driver is not None and hasattr(self.driver, "abandon"):
+            if self.driver is not None and self.plan is not None and self.plan.ships:
                 self.driver.abandon = True
             return {"ok": True}
         return {"error": f"bad request: unknown op {op!r}"}
@@ -444,24 +449,20 @@ class Shim:
         conn.close()
 
 
-def _open_driver(spec: ContainerSpec, ref: str | None = None, idle=None):
-    """The container's storage driver; ``ref`` (``module:Class``, from the daemon) spares the
-    shim the entry-point scan, which would cost it 3 MiB of imports (``importlib.metadata``).
-    A remote driver is not loaded here at all: the shim writes its spool, the daemon ships."""
-    if ref and ref.startswith("remote:"):
+def _open_driver(spec: ContainerSpec, plan: LogPlan, idle=None):
+    """What the shim writes the container's output to, as ``plan`` (decided at create) says.
+    Its ``ref`` spares the shim the entry-point scan, which would cost it 3 MiB of imports
+    (``importlib.metadata``). A remote driver is not loaded here at all: the shim writes its
+    spool, the daemon ships."""
+    if plan.kind == REMOTE:
         from drivers.spool import SpoolWriter
 
         return SpoolWriter(spec.log_info(), spec.log_type, idle=idle, report=_log)
-    cls = load_driver(spec.log_type, ref) if ref else get_driver(spec.log_type)
-    if getattr(cls, "kind", "") == "remote":
-        from drivers.spool import SpoolWriter
-
-        return SpoolWriter(spec.log_info(), spec.log_type, idle=idle, report=_log)
-    if getattr(cls, "kind", "") == "none":
+    if plan.kind == NONE:
         from drivers.none import AttachBuffer  # attach shows the output, as Docker's does
 
         return AttachBuffer(spec.log_info())
-    return cls(spec.log_info())
+    return load_driver(spec.log_type, plan.ref)(spec.log_info())
 
 
 def _oom_counter(pid: int) -> tuple[str | None, int]:
@@ -530,19 +531,14 @@ def _log(text: str) -> None:
         pass
 
 
-USAGE = "usage: python -m runtime.shim [--detach] [--driver-ref MODULE:CLASS] CONTAINER_DIR\n"
+USAGE = "usage: python -m runtime.shim [--detach] CONTAINER_DIR\n"
 
 
 def main(argv: list[str] | None = None, executor=None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    detach, driver_ref = False, None
-    while len(args) > 1 and args[0].startswith("--"):  # no argparse: it costs memory
-        if args[0] == "--detach":
-            detach, args = True, args[1:]
-        elif args[0] == "--driver-ref" and len(args) > 2:
-            driver_ref, args = args[1], args[2:]
-        else:
-            break
+    detach = False
+    if len(args) > 1 and args[0] == "--detach":  # no argparse: it costs memory
+        detach, args = True, args[1:]
     if len(args) != 1:
         sys.stderr.write(USAGE)
         return 2
@@ -561,7 +557,7 @@ def main(argv: list[str] | None = None, executor=None) -> int:
         from .executors import get_executor
 
         executor = get_executor(spec.runtime)
-    Shim(spec, executor, driver_ref).run()
+    Shim(spec, executor).run()
     return 0
 
 

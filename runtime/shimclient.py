@@ -24,7 +24,6 @@ import drivers
 import logpipe
 import runtime
 from logpipe.errors import LogpipeError
-from logpipe.registry import driver_ref, get_driver
 from logpipe.timespec import parse_rfc3339
 
 from .executors import get_executor
@@ -81,21 +80,11 @@ def spawn_shim(container_dir: str, python: str = sys.executable, timeout: float 
 def shim_command(directory: str, python: str = sys.executable) -> tuple[list[str], dict]:
     """The shim's command line and environment.
 
-    The shim gets the path of its storage driver's class, so it need not scan entry points
-    (``remote:…`` for a remote driver: the shim then writes the spool).
+    What the shim writes to comes from the container's ``LogPlan`` in its ``config.json``.
     Run by the daemon's own interpreter, it also starts without ``site`` (``-S``): ``.pth``
     files of whatever is installed would otherwise import modules into every shim. Its
     ``sys.path`` is then the daemon's, given explicitly (it includes every ``.pth`` path)."""
     argv = [python, "-m", "runtime.shim", "--detach"]
-    try:
-        name = ContainerSpec.load(directory).log_type
-        ref = driver_ref(name)
-        if getattr(get_driver(name), "kind", "") == "remote":
-            ref = "remote:" + ref  # the shim writes the spool and loads nothing of the driver
-    except (OSError, ValueError, KeyError, LogpipeError):
-        ref = None  # the shim reports the problem in state.json, as for a failed start
-    if ref:
-        argv += ["--driver-ref", ref]
     env = dict(os.environ)
     if python == sys.executable:
         argv.insert(1, "-S")

@@ -8,6 +8,11 @@ or the spool was full) with what the shipper counted (shipped, rejected, retried
 duplicates). ``/metrics`` has the shim's counters for every container, whatever its driver.
 
 Remote drivers and their client libraries are imported here, in the daemon, never in a shim.
+Whether a container ships is its ``LogPlan``'s ``ships``, decided at create. A shipper that
+cannot be started (its driver cannot be loaded any more, the disk refuses its checkpoint
+directory) is a fault: counted (``StartFailures``), its error shown in ``LastError`` of
+``inspect``'s ``LogShipping`` and in ``/metrics``, and logged once per container and error;
+the next start of the container, or of the daemon, tries again.
 """
 
 from __future__ import annotations
@@ -21,21 +26,15 @@ from typing import Any, Callable, Iterable
 from drivers.spool import SpoolTail, recent_events
 from drivers.remote import spool_path
 from logpipe.checkpoint import SHIP_DIR, checkpoint_path, read_checkpoint
-from logpipe.registry import get_driver
+from logpipe.registry import LogPlan, load_driver
 from logpipe.shipper import Shipper
 
 from .spec import ContainerSpec
 from .shimclient import live_state
 from .state import State
+from .views import log_storage
 
 log = logging.getLogger("logpipe.shipping")
-
-
-def is_remote(spec: ContainerSpec) -> bool:
-    try:
-        return getattr(get_driver(spec.log_type), "kind", "") == "remote"
-    except Exception:
-        return False
 
 
 class Shipping:
@@ -43,27 +42,49 @@ class Shipping:
 
     def __init__(self) -> None:
         self.shippers: dict[str, Shipper] = {}
+        #: Shippers that could not be started, by container id: (count, last error).
+        self.faults: dict[str, tuple[int, str]] = {}
         self.lock = threading.Lock()
 
     def ensure(self, spec: ContainerSpec) -> None:
-        """A shipper for this container, unless one is running already."""
-        if not is_remote(spec):
+        """A shipper for this container, unless one is running already; a shipper that
+        cannot be started is a fault (see the module's docstring), never an exception for
+        the container's start."""
+        plan = spec.plan()
+        if not plan.ships:
             return
         with self.lock:
             current = self.shippers.get(spec.id)
             if current is not None and current.is_alive():
                 return
-            os.makedirs(os.path.join(spec.dir, SHIP_DIR), mode=0o700, exist_ok=True)
-            info = spec.log_info()
-            driver_cls = get_driver(spec.log_type)
-            tail = SpoolTail(spool_path(info), warn=lambda text: log.warning(
-                "container %s spool: %s", spec.id[:12], text))
-            shipper = Shipper(spec.id[:12], lambda: driver_cls(info), tail,
-                              checkpoint_path(spec.dir, spec.log_type))
-            if current is not None:
-                shipper.stats.events = current.stats.events
-            self.shippers[spec.id] = shipper
-            shipper.start()
+            try:
+                self._start(spec, plan, current)
+            except Exception as err:
+                self._fault(spec, err)
+
+    def _start(self, spec: ContainerSpec, plan: LogPlan, current: Shipper | None) -> None:
+        """Start the shipper (under ``self.lock``)."""
+        os.makedirs(os.path.join(spec.dir, SHIP_DIR), mode=0o700, exist_ok=True)
+        info = spec.log_info()
+        driver_cls = load_driver(plan.driver, plan.ref)
+        tail = SpoolTail(spool_path(info), warn=lambda text: log.warning(
+            "container %s spool: %s", spec.id[:12], text))
+        shipper = Shipper(spec.id[:12], lambda: driver_cls(info), tail,
+                          checkpoint_path(spec.dir, spec.log_type))
+        if current is not None:
+            shipper.stats.events = current.stats.events
+        self.shippers[spec.id] = shipper
+        shipper.start()
+        if spec.id in self.faults:  # the count stays: it is a counter
+            self.faults[spec.id] = (self.faults[spec.id][0], "")
+
+    def _fault(self, spec: ContainerSpec, err: Exception) -> None:
+        """Count a shipper that did not start; log it once per container and error."""
+        text = f"shipper did not start: {err}"
+        count, last = self.faults.get(spec.id, (0, ""))
+        if text != last:
+            log.error("container %s: %s", spec.id[:12], text, exc_info=err)
+        self.faults[spec.id] = (count + 1, text)
 
     def drain_then_remove(self, spec: ContainerSpec, remove: Callable[[str], None]) -> None:
         """A removed container: ship its spool to the end, then ``remove(directory)``. If the
@@ -97,7 +118,7 @@ class Shipping:
 
     def stats(self, spec: ContainerSpec, state: State) -> dict[str, Any] | None:
         """``LogShipping`` of ``inspect``: None for drivers that do not ship."""
-        if not is_remote(spec):
+        if not spec.plan().ships:
             return None
         shipper = self.shippers.get(spec.id)
         cp = read_checkpoint(checkpoint_path(spec.dir, spec.log_type))
@@ -109,6 +130,9 @@ class Shipping:
         else:
             shipped, shipped_bytes, rejected = cp.shipped_lines, cp.shipped_bytes, cp.rejected_lines
             retries, duplicates, events, error, oldest = cp.retries, cp.duplicates, [], "", 0
+        start_failures, fault = self.faults.get(spec.id, (0, ""))
+        if fault and not (shipper is not None and shipper.is_alive()):
+            error = fault
         captured = state.lines_logged + state.lines_dropped
         dropped = state.lines_dropped
         backlog_lines, backlog_bytes = _backlog(spec, cp)
@@ -121,7 +145,7 @@ class Shipping:
             "RejectedLines": rejected, "Retries": retries, "PossibleDuplicates": duplicates,
             "BacklogLines": backlog_lines, "BacklogBytes": backlog_bytes,
             "LagSeconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
-            "LastError": error,
+            "LastError": error, "StartFailures": start_failures,
             "Events": sorted(recent_events(os.path.join(spec.dir, SHIP_DIR)) + list(events))[-20:],
         }
 
@@ -136,7 +160,7 @@ class Shipping:
         deadline = time.monotonic() + SCRAPE_BUDGET
         for spec, state in items:
             state = live_state(spec.dir, state, min(1.0, deadline - time.monotonic()))
-            values = state.log_storage(spec.log_type)
+            values = log_storage(state, spec.log_type)
             values["Failing"] = int(values["Failing"])
             shipping = self.stats(spec, state)
             if shipping is not None:
@@ -173,6 +197,7 @@ _METRICS = [
     ("logpipe_backlog_lines", "BacklogLines", ("gauge", "Lines captured and not yet shipped.")),
     ("logpipe_backlog_bytes", "BacklogBytes", ("gauge", "Spool bytes not yet shipped.")),
     ("logpipe_lag_seconds", "LagSeconds", ("gauge", "Age of the oldest line not yet shipped.")),
+    ("logpipe_shipper_start_failures_total", "StartFailures", ("counter", "Shipper starts that failed (the error is LogShipping.LastError of inspect).")),
 ]
 
 

@@ -13,6 +13,7 @@ import os
 from typing import Any, Mapping, NamedTuple
 
 from logpipe.driver import LogInfo
+from logpipe.registry import LogPlan, stored_plan
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
@@ -56,11 +57,17 @@ class ContainerSpec(NamedTuple):
     restart_max: int = 0
     auto_remove: bool = False
     security_opt: tuple[str, ...] = ()  # --security-opt, as given (seccomp=<JSON> inline)
+    log_plan: LogPlan | None = None  # decided by the registry at create (None: created before)
 
     @property
     def argv(self) -> list[str]:
         """The process to run: entrypoint followed by cmd, as Docker composes them."""
         return list(self.entrypoint) + list(self.cmd)
+
+    def plan(self) -> LogPlan:
+        """How this container logs: the plan stored at create, else (a container created
+        before plans were stored) the registry's answer now."""
+        return self.log_plan if self.log_plan is not None else stored_plan(self.log_type, None)
 
     def log_info(self) -> LogInfo:
         """What the log drivers are told about this container."""
@@ -75,7 +82,7 @@ class ContainerSpec(NamedTuple):
     # -- the on-disk form, Docker's inspect shape ---------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "Id": self.id, "Name": self.name, "Created": self.created, "Image": self.image_id,
             "Rootfs": self.rootfs,
             "Config": {"Image": self.image, "Entrypoint": list(self.entrypoint) or None,
@@ -93,6 +100,9 @@ class ContainerSpec(NamedTuple):
                 "RestartPolicy": {"Name": self.restart_policy,
                                   "MaximumRetryCount": self.restart_max}},
         }
+        if self.log_plan is not None:
+            data["LogPlan"] = self.log_plan.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], directory: str) -> "ContainerSpec":
@@ -116,7 +126,8 @@ class ContainerSpec(NamedTuple):
             restart_policy=restart.get("Name") or "no",
             restart_max=restart.get("MaximumRetryCount") or 0,
             auto_remove=bool(host.get("AutoRemove")),
-            security_opt=tuple(host.get("SecurityOpt") or ()))
+            security_opt=tuple(host.get("SecurityOpt") or ()),
+            log_plan=LogPlan.from_json(data["LogPlan"]) if data.get("LogPlan") else None)
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

@@ -74,19 +74,6 @@ class State(NamedTuple):
         """The keys of ``to_json`` that the shim updates while the container runs."""
         return {key: getattr(self, attr) for key, attr in _FIELDS[9:]}
 
-    def log_storage(self, driver: str) -> dict[str, Any]:
-        """``LogStorage`` of ``inspect`` (and the series of ``/metrics``): what the shim read
-        from the container, stored, and could not store, for every driver."""
-        return {
-            "Driver": driver,
-            "CapturedLines": self.lines_logged + self.lines_dropped,
-            "CapturedBytes": self.bytes_logged + self.bytes_dropped,
-            "StoredLines": self.lines_logged, "StoredBytes": self.bytes_logged,
-            "DroppedLines": self.lines_dropped, "DroppedBytes": self.bytes_dropped,
-            "Failing": self.storage_failing, "LastError": self.storage_error,
-            "LastDropAt": self.last_drop_at,
-        }
-
 
 def now_rfc3339() -> str:
     """The current time as Docker prints ``StartedAt``: Go's ``RFC3339Nano`` in UTC."""

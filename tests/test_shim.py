@@ -13,7 +13,7 @@ import time
 import pytest
 
 from logpipe.reading import ReadConfig
-from logpipe.registry import get_driver
+from logpipe.registry import LogPlan, get_driver
 from runtime import shim as shim_module
 from runtime.shimclient import ShimClient, ShimError, _is_shim, recover_state, spawn_shim
 from runtime.spec import SHIM_SOCKET, ContainerSpec
@@ -186,7 +186,7 @@ def test_shim_writes_a_spool_for_a_remote_driver_without_loading_the_driver(tmp_
     spec = ContainerSpec("a" * 64, "/x", str(tmp_path), "", "", "", "", (), ("true",), (), "",
                          "", "", {}, "gelf", {"gelf-address": "udp://127.0.0.1:1"})
     before = set(sys.modules)
-    writer = shim_module._open_driver(spec, "remote:drivers.gelf:GelfDriver")
+    writer = shim_module._open_driver(spec, LogPlan("gelf", "remote", "drivers.gelf:GelfDriver", True))
     try:
         assert type(writer).__name__ == "SpoolWriter"
         assert "drivers.gelf" not in set(sys.modules) - before

@@ -20,7 +20,7 @@ CAPTURE_META = "capture.json"
 def cmd_capture(args: argparse.Namespace) -> int:
     """``logpipe capture``: run a command and store what it prints, like a container."""
     from logpipe.capture import capture_info, check_log_dir, run_capture
-    from logpipe.registry import driver_ref, validate_log_config
+    from logpipe.registry import driver_ref, log_plan, validate_log_config
 
     argv = args.command
     if argv and argv[0] == "--":
@@ -36,7 +36,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     container_id = args.id or meta.get("id") or os.urandom(32).hex()
     info = capture_info(args.log_dir, container_id, args.name or "", opts, labels, env_list, argv)
     driver_cls = validate_log_config(args.log_driver, opts, info)
-    if getattr(driver_cls, "kind", "") == "remote":
+    if log_plan(args.log_driver).ships:
         raise LogpipeError(f"capture stores output on local disk (json-file, local); the "
                            f"{args.log_driver} driver ships from a container's spool through "
                            f"the daemon: use logpipe run --log-driver {args.log_driver}")
