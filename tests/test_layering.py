@@ -119,8 +119,8 @@ def test_no_module_exceeds_500_lines_without_saying_why_at_its_top():
 
 
 def parsed(name: str, source: str, lines: int | None = None, package: bool = False) -> Module:
-    path = Path(*name.split("."), "__init__.py") if package else Path(*name.split(".")).with_suffix(
-        ".py")
+    parts = name.split(".")
+    path = Path(*parts, "__init__.py") if package else Path(*parts).with_suffix(".py")
     return Module(name, REPO / path, ast.parse(source), lines or len(source.splitlines()))
 
 
@@ -141,7 +141,8 @@ def test_from_a_package_import_a_submodule_counts_as_importing_it():
 
 
 def test_a_size_line_in_the_first_paragraph_is_the_reason_and_later_ones_are_not():
-    told = parsed("logpipe.big", '"""A big one.\n\nSize: one parser, cut it and it reads worse.\n"""')
-    first = parsed("logpipe.big", '"""A big one.\nSize: one parser, cut it and it reads worse.\n"""')
-    assert size_reason(told) is None
+    reason = "Size: one parser, cut it and it reads worse."
+    later = parsed("logpipe.big", f'"""A big one.\n\n{reason}\n"""')
+    first = parsed("logpipe.big", f'"""A big one.\n{reason}\n"""')
+    assert size_reason(later) is None
     assert size_reason(first) == "Size: one parser, cut it and it reads worse."
