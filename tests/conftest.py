@@ -16,8 +16,8 @@ when the test failed):
 - ``daemon_per_runtime``: one daemon for the module per runtime of ``RUNTIMES`` (runc skipped
   without it), so each test runs on both.
 
-A module with a daemon of its own configuration builds it with ``start_daemon`` or
-``running_daemon`` and names the fixture for what differs.
+A module picks another flavour by overriding ``daemon`` with it; a daemon of its own
+configuration is built with ``api_daemon``, ``start_daemon`` or ``running_daemon``.
 
 Tiers: every test module says ``pytestmark = pytest.mark.unit|integration|e2e`` (defined in
 pyproject.toml); a test that starts more than its module's tier carries ``@pytest.mark.e2e``
@@ -174,11 +174,6 @@ def tmpfs(path: str, size: str, *extra: str) -> Iterator[str]:
         subprocess.run(["umount", "-l", path], capture_output=True)
 
 
-def available(path: str) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
 def fill(path: str, leave: int = 0) -> str:
     """Allocate a file that leaves at most ``leave`` bytes free on ``path``'s filesystem (a
     writer may be growing its log meanwhile: allocate what is free, again, until it is done)."""
@@ -187,7 +182,8 @@ def fill(path: str, leave: int = 0) -> str:
     try:
         size = os.fstat(fd).st_size
         for _ in range(200):
-            want = available(path) - leave
+            st = os.statvfs(path)
+            want = st.f_bavail * st.f_frsize - leave
             if want <= 0:
                 break
             try:
@@ -423,18 +419,24 @@ def running_daemon(runtime: str, busybox_tar: str | None) -> Iterator[Restartabl
         d.close()
 
 
-@pytest.fixture
-def daemon():
-    """The Engine-API daemon: ``process`` runtime, ``EMPTY_IMAGE``, max-size 10m."""
+@contextlib.contextmanager
+def api_daemon(config: dict[str, Any]) -> Iterator[Daemon]:
+    """A daemon of ``config`` on a temporary root with ``EMPTY_IMAGE``; gone afterwards."""
     base = tempfile.mkdtemp(prefix="lp-")  # short: unix socket paths are limited to 108 bytes
-    d = start_daemon(base, os.path.join(base, "root"),
-                     {"default-runtime": "process", "log-opts": {"max-size": "10m"}})
-    import_empty_image(d.host)
+    d = start_daemon(base, os.path.join(base, "root"), config)
     try:
+        import_empty_image(d.host)
         yield d
     finally:
         stop_daemon(d)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon():
+    """The Engine-API daemon: ``process`` runtime, ``EMPTY_IMAGE``, max-size 10m."""
+    with api_daemon({"default-runtime": "process", "log-opts": {"max-size": "10m"}}) as d:
+        yield d
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import tempfile
 import pytest
 
 from conftest import EMPTY_IMAGE as IMAGE
-from conftest import import_empty_image, start_daemon, stop_daemon
+from conftest import api_daemon, import_empty_image, start_daemon, stop_daemon
 from logpipe.client import Client
 
 pytest.importorskip("aiohttp")
@@ -30,14 +30,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def daemon():
-    base = tempfile.mkdtemp(prefix="lp-")
-    d = start_daemon(base, os.path.join(base, "root"), {"default-runtime": "process"})
-    import_empty_image(d.host)
-    try:
+    with api_daemon({"default-runtime": "process"}) as d:
         yield d
-    finally:
-        stop_daemon(d)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
