@@ -5,6 +5,9 @@ module may grow.
   (``runtime``, any module of it).
 - Nothing outside the CLI package (``runtime/cli/``) imports it: the daemon, the shim and the
   core work without the CLI, which only talks to the daemon over HTTP.
+- A test module imports what tests share from ``conftest.py`` (and the fake receivers as
+  ``receivers.…``), never from another test module: a module imported under two names is two
+  module objects, and a fixture imported from another module runs that module's code twice.
 - No module of ``logpipe/``, ``drivers/`` or ``runtime/`` is longer than ``MAX_LINES`` lines
   unless the first paragraph of its docstring says why, on a line starting with ``Size:``
   (for example ``Size: one state machine; split, its transitions would be read in three
@@ -113,6 +116,19 @@ def test_no_module_exceeds_500_lines_without_saying_why_at_its_top():
                 if m.lines > MAX_LINES and size_reason(m) is None]
     assert not too_long, (f"over {MAX_LINES} lines with no '{SIZE_REASON} …' line in the first "
                           f"paragraph of the module's docstring:\n" + "\n".join(too_long))
+
+
+def test_test_modules_share_through_conftest_and_import_receivers_one_way():
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        if "perf" in path.parts:
+            continue
+        module = Module(path.stem, path, ast.parse(path.read_text(encoding="utf-8")), 0)
+        for line, names in imports(module):
+            if any(name.split(".")[0] == "tests" or name.split(".")[0].startswith("test_")
+                   for name in names):
+                found.append(f"{path.relative_to(REPO)}:{line} imports {names[0]}")
+    assert not found, "import these from conftest.py or receivers.…:\n" + "\n".join(found)
 
 
 # -- the checks themselves, on modules written for the purpose ----------------------------------
