@@ -2,8 +2,8 @@
 daemons the end-to-end tests drive, waiting for a condition, and the test tiers.
 
 Test modules import helpers from here (``from conftest import start_daemon``), never from one
-another, and fixtures come from here by name. The CLI and its HTTP client are imported in this
-module only (``LOGPIPE``, ``Client``), so moving them is one line here.
+another, and fixtures come from here by name. Of the CLI, the daemon fixtures use its command
+line (``LOGPIPE``) and its HTTP client (``Client``), both named here alone.
 
 Daemon fixtures (each one's teardown removes its containers, shims, runc state and mounts, also
 when the test failed):

@@ -32,7 +32,6 @@ def daemon(runc_daemon):
     return runc_daemon
 
 
-
 def raw(host: str, method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
     """One request over the daemon's socket as any Docker client sends it: status, body."""
     conn = http.client.HTTPConnection("localhost", timeout=timeout)

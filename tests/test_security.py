@@ -126,7 +126,6 @@ def test_user_lookup_never_opens_what_is_not_a_regular_file(tmp_path):
         resolve_user(str(tmp_path), "someone")
 
 
-
 # -- seccomp -------------------------------------------------------------------------------
 
 
