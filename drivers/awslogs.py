@@ -1,5 +1,8 @@
 """The ``awslogs`` remote driver: container logs to Amazon CloudWatch Logs (PutLogEvents).
 
+Size: longer than 500 lines because the options, event shaping and CloudWatch's call limits
+are one contract with PutLogEvents, read together; botocore does the network.
+
 Owns Docker's ``awslogs`` options and error texts, turning a shipper batch into CloudWatch
 log events (partial pieces re-joined, empty lines dropped, multi-line grouping, valid UTF-8,
 events over 262,118 bytes split at character boundaries, stable sort by millisecond

@@ -34,7 +34,7 @@ The rest of each entry is joined from pre-packed bytes too: msgpack-python canno
 ``bytes`` as a *str* with the str8 headers Docker's Go encoder (tinylib/msgp) writes, and
 packing a dict per line is 2.5 times slower.
 
-Longer than 500 lines because the options, the hand-packed msgpack of the hot path and the
+Size: longer than 500 lines because the options, the hand-packed msgpack of the hot path and the
 acknowledged delivery are one protocol; the network plumbing is ``drivers.netconn``.
 """
 

@@ -12,7 +12,7 @@ The ``_`` fields are the same for every record of a container, and sort after th
 ones, so they are encoded once per driver as one constant tail. A batch's lines are escaped
 in one pass over the ``\\n``-joined batch; only the assembly of each record is per line.
 
-Longer than 500 lines because the options, the encoder, UDP chunking and the two senders are
+Size: longer than 500 lines because the options, the encoder, UDP chunking and the two senders are
 one protocol whose parts are read together; the network plumbing is ``drivers.netconn``.
 """
 

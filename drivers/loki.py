@@ -15,7 +15,7 @@ It must not batch, wait or retry: the shipper cuts batches to ``limits`` and bac
 URL into an error, a log line or a ``repr``: every text uses ``redact_url``. Only the
 standard library and orjson (a core dependency) are used, and orjson lazily.
 
-Longer than 500 lines because the plugin's options, labels and push encoding are one
+Size: longer than 500 lines because the plugin's options, labels and push encoding are one
 protocol; the TLS files are loaded by ``drivers.netconn``.
 """
 

@@ -1,5 +1,9 @@
 """Extra attributes: the ``labels``, ``labels-regex``, ``env`` and ``env-regex`` log opts.
 
+Size: longer than 500 lines because the RE2 translator that gives Go's error texts and the
+matching it guards are one contract with Docker's two regex options; split, each half would
+need the other's tables.
+
 Docker's ``logger.Info.ExtraAttributes`` (moby ``daemon/logger/loginfo.go``) picks container
 labels and environment variables by name or by regular expression; drivers attach them to
 every message, each after mangling keys its own way (``mangle_journald``, ``mangle_gelf``).

@@ -17,7 +17,7 @@ Streams that last (``logs -f``, ``attach``, ``wait``) go through ``serve_stream`
 that hangs up is normal and costs one debug line, and a daemon that shuts down ends them at
 once rather than waiting for them (it would keep its data root locked meanwhile).
 
-Longer than 500 lines because it holds every route of the Engine API subset with its
+Size: longer than 500 lines because it holds every route of the Engine API subset with its
 request parsing; the documents it answers are built in ``runtime.views``, the operations
 done by the store (``runtime.containers``), so a handler stays a few lines.
 """

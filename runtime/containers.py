@@ -1,6 +1,6 @@
 """The daemon's container store and lifecycle: create, start, stop, kill, restart, wait, remove.
 
-Longer than 500 lines on purpose: the lifecycle operations share one lock and one set of
+Size: longer than 500 lines on purpose: the lifecycle operations share one lock and one set of
 waiters per container, and the rules below about who may wait while holding what are only
 checkable when every operation is read together. What is not lifecycle lives elsewhere:
 create's checks (``runtime.create``), the restart policy (``runtime.restart``), the watcher

@@ -1,5 +1,8 @@
 """The image store: ``docker import`` rootfs tarballs and ``docker load`` archives, on disk.
 
+Size: longer than 500 lines because import, load (with its diffID checks) and removal share
+the extractor and the store's one lock; registry pulls will get a module of their own.
+
 Layout under ``<data-root>/images/``::
 
     <id-hex>/rootfs/          the image's files, flattened (the containers' read-only lower layer)

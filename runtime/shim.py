@@ -1,5 +1,9 @@
 """The shim: one process per container run, owning its stdout/stderr pipes and its exit status.
 
+Size: longer than 500 lines because the capture loop, the control socket and the exit
+recording share one synchronous selector loop and its state; the storage guard, the plan and
+the spool are elsewhere.
+
 ``python -m runtime.shim [--detach] <container-dir>``. The shim starts the container through
 its executor with the write ends of two pipes, stores everything read from them through the
 container's storage driver, or the spool of a remote one, as the container's ``LogPlan``

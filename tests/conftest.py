@@ -1,18 +1,71 @@
-"""Shared fixtures: run the real ``logpipe`` CLI in subprocesses, as a user would."""
+"""The one home of what several test modules share: running the real ``logpipe`` CLI, the
+daemons the end-to-end tests drive, waiting for a condition, and the test tiers.
 
+Test modules import helpers from here (``from conftest import start_daemon``), never from one
+another, and fixtures come from here by name. Of the CLI, the daemon fixtures use its command
+line (``LOGPIPE``) and its HTTP client (``Client``), both named here alone.
+
+Daemon fixtures (each one's teardown removes its containers, shims, runc state and mounts, also
+when the test failed):
+
+- ``daemon`` / ``api``: the Engine-API daemon, ``process`` runtime (no root), ``empty:latest``
+  imported (``EMPTY_IMAGE``), one per test.
+- ``engine_daemon``: a ``RestartableDaemon`` on runc with the busybox image as root (``RUNC``),
+  else the ``process`` runtime on ``empty:latest``; ``IMAGE`` names the image. One per test.
+- ``runc_daemon``: the same on runc only, skipped without root, runc and busybox-static.
+- ``daemon_per_runtime``: one daemon for the module per runtime of ``RUNTIMES`` (runc skipped
+  without it), so each test runs on both.
+
+A module picks another flavour by overriding ``daemon`` with it; a daemon of its own
+configuration is built with ``api_daemon``, ``start_daemon`` or ``running_daemon``.
+
+Tiers: every test module says ``pytestmark = pytest.mark.unit|integration|e2e`` (defined in
+pyproject.toml); a test that starts more than its module's tier carries ``@pytest.mark.e2e``
+itself. A test with no tier counts as ``e2e``, so the fast loop (``-m 'not e2e'``) never
+starts a daemon by accident.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import io
+import json
 import os
 import random
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
+import time
+from typing import Any, Callable, Iterator, NamedTuple
 
 import pytest
 from hypothesis import settings
+
+from busybox import build_tarball, find_busybox
+from runtime.cli.client import Client
+from logpipe.errors import LogpipeError
 
 # A failing property test prints ``@reproduce_failure(...)``, which replays that exact input.
 settings.register_profile("logpipe", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "logpipe"))
 
 LOGPIPE = [sys.executable, "-m", "runtime.cli"]
+TIERS = ("unit", "integration", "e2e")
+
+RUNC = os.geteuid() == 0 and shutil.which("runc") is not None and find_busybox() is not None
+EMPTY_IMAGE = "empty:latest"
+IMAGE = "busybox:latest" if RUNC else EMPTY_IMAGE
+ENGINE = pytest.param("runc" if RUNC else "process",
+                      id="runc-busybox" if RUNC else "process-host-sh")
+RUNTIMES = [pytest.param("runc", marks=pytest.mark.skipif(
+                not RUNC, reason="needs root, runc and busybox-static")),
+            "process"]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -24,11 +77,22 @@ def pytest_configure(config):
         config.option.hypothesis_seed = str(random.SystemRandom().randrange(1 << 32))
 
 
+def pytest_collection_modifyitems(items):
+    """A test whose module forgot its tier is ``e2e``: excluded from the fast loop, still in
+    the suite."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.e2e)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if terminalreporter.stats.get("failed") or terminalreporter.stats.get("error"):
         terminalreporter.write_line(f"hypothesis seed of this run: {config.option.hypothesis_seed} "
                                     f"(repeat with --hypothesis-seed="
                                     f"{config.option.hypothesis_seed})")
+
+
+# -- processes and waiting ----------------------------------------------------------------------
 
 
 def logpipe(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -59,9 +123,378 @@ def spawn(procs, *args: str, **kw) -> subprocess.Popen:
 
 def wait_for_path(path: str, proc: subprocess.Popen, timeout: float = 20) -> None:
     """Wait (with inotify-free short sleeps, bounded) until ``path`` exists or ``proc`` died."""
-    import time
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.005)
+
+
+def cli_errors(res: subprocess.CompletedProcess) -> str:
+    """stderr without the create warning of the ``process`` runtime (it has no isolation)."""
+    return "".join(line for line in res.stderr.decode().splitlines(keepends=True)
+                   if not line.startswith("WARNING: runtime process"))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0,
+               what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def wait_until_following(log_file, follower):
+    """The follower has registered (its marker exists): from now on nothing is lost to it."""
+    directory = log_file.parent
+    pattern = f".{log_file.name}.follow.*"
+    deadline = time.monotonic() + 20
+    while not list(directory.glob(pattern)):
+        assert follower.poll() is None, follower.stderr.read().decode()
+        assert time.monotonic() < deadline, "follower never registered"
+        time.sleep(0.005)
+
+
+# -- real tmpfs mounts -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: str, size: str, *extra: str) -> Iterator[str]:
+    """A real tmpfs of ``size`` mounted at ``path``; unmounted afterwards whatever happens."""
+    os.makedirs(path, exist_ok=True)
+    opts = ",".join((f"size={size}", "mode=0755") + extra)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path],
+                         capture_output=True, text=True)
+    if res.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {res.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def fill(path: str, leave: int = 0) -> str:
+    """Allocate a file that leaves at most ``leave`` bytes free on ``path``'s filesystem (a
+    writer may be growing its log meanwhile: allocate what is free, again, until it is done)."""
+    name = os.path.join(path, "filler")
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        for _ in range(200):
+            st = os.statvfs(path)
+            want = st.f_bavail * st.f_frsize - leave
+            if want <= 0:
+                break
+            try:
+                os.posix_fallocate(fd, size, want)
+                size += want
+            except OSError:  # the writer took some meanwhile
+                pass
+    finally:
+        os.close(fd)
+    return name
+
+
+# -- image archives ----------------------------------------------------------------------------
+
+
+def add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, kind=None,
+        mode: int = 0o644, linkname: str = "") -> None:
+    ti = tarfile.TarInfo(name)
+    ti.mode = mode
+    if kind is not None:
+        ti.type, ti.linkname = kind, linkname
+        tar.addfile(ti)
+    elif data is None:
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(ti)
+    else:
+        ti.size = len(data)
+        tar.addfile(ti, io.BytesIO(data))
+
+
+def tar_bytes(build) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        build(tar)
+    return buf.getvalue()
+
+
+def diff_id(layer: bytes) -> str:
+    return "sha256:" + hashlib.sha256(layer).hexdigest()
+
+
+def write_save_archive(path, layers: list[bytes], diff_ids: list[str] | None = None,
+                       tag: str = "saved:1") -> str:
+    """A ``docker save`` archive of ``layers`` whose config lists ``diff_ids`` (by default
+    the layers' own, as Docker writes them)."""
+    config = json.dumps({"created": "2024-01-02T03:04:05Z", "config": {
+        "Cmd": ["sh"], "Entrypoint": None, "Env": ["A=1"], "WorkingDir": "/etc"},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids if diff_ids is not None
+                   else [diff_id(layer) for layer in layers]}}).encode()
+    with tarfile.open(path, "w") as tar:
+        for i, layer in enumerate(layers):
+            add(tar, f"l{i}")
+            add(tar, f"l{i}/layer.tar", layer)
+        add(tar, "cfg.json", config)
+        manifest = [{"Config": "cfg.json", "RepoTags": [tag],
+                     "Layers": [f"l{i}/layer.tar" for i in range(len(layers))]}]
+        add(tar, "manifest.json", json.dumps(manifest).encode())
+    return str(path)
+
+
+# -- daemons ------------------------------------------------------------------------------------
+
+
+class Daemon(NamedTuple):
+    proc: subprocess.Popen
+    host: str
+    root: str
+    log: str
+    config: str
+
+
+def empty_image_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        ti = tarfile.TarInfo("tmp")
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(ti)
+    return buf.getvalue()
+
+
+def import_empty_image(host: str) -> None:
+    """``EMPTY_IMAGE`` into the daemon at ``host``: the ``process`` runtime runs host
+    commands, so any rootfs will do."""
+    Client(host, autostart=False).request(
+        "POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
+        body=empty_image_tar()).read()
+
+
+def start_daemon(base: str, root: str, config: dict[str, Any]) -> Daemon:
+    """A daemon on ``<base>/d.sock``; returns once it answers ``/_ping``."""
+    cfg_path = os.path.join(base, "daemon.json")
+    with open(cfg_path, "w") as f:
+        json.dump(config, f)
+    host = "unix://" + os.path.join(base, "d.sock")
+    log = os.path.join(base, "daemon.log")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(LOGPIPE + ["daemon", "--data-root", root, "-H", host,
+                                           "--config-file", cfg_path],
+                                stdout=out, stderr=out, start_new_session=True)
+    client = Client(host, autostart=False)  # never starts a daemon of its own
+    deadline = time.monotonic() + 30
+    while True:  # the socket appearing is the event; nothing else announces it
+        try:
+            client.request("GET", "/_ping").read()
+            return Daemon(proc, host, root, log, cfg_path)
+        except (OSError, LogpipeError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                with open(log) as f:
+                    raise AssertionError(f"daemon did not start: {f.read()}")
+            time.sleep(0.01)
+
+
+def stop_daemon(d: Daemon, remove_containers: bool = True) -> None:
+    if remove_containers and d.proc.poll() is None:
+        client = Client(d.host, autostart=False)
+        try:
+            for c in client.json("GET", "/containers/json", {"all": 1}):
+                client.request("DELETE", f"/containers/{c['Id']}", {"force": 1}).read()
+        except (OSError, LogpipeError):
+            pass
+    d.proc.terminate()
+    try:
+        d.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        d.proc.kill()
+        d.proc.wait()
+    _kill_leftovers(d.root)
+
+
+def _kill_leftovers(root: str) -> None:
+    """Shims and containers of a daemon killed mid-test (process runtime: own sessions)."""
+    cdir = os.path.join(root, "containers")
+    for entry in os.listdir(cdir) if os.path.isdir(cdir) else []:
+        try:
+            with open(os.path.join(cdir, entry, "state.json")) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for pid, group in ((st.get("Pid", 0), True), (st.get("ShimPid", 0), False)):
+            if pid > 0:
+                try:
+                    (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+class RestartableDaemon:
+    """A logpipe daemon on a fixed socket and data root that a test may SIGKILL and start
+    again; ``lp`` runs the CLI against whichever daemon currently serves the socket."""
+
+    def __init__(self, runtime: str) -> None:
+        self.runtime = runtime
+        self.base = tempfile.mkdtemp(prefix="lpr-")  # short: unix socket paths ≤ 108 bytes
+        self.root = os.path.join(self.base, "root")
+        # No max-size: a rotated-away file would lose lines by design, not by accident.
+        self.config = {"default-runtime": runtime}
+        self.current: Daemon | None = None
+        self.followers: list[subprocess.Popen] = []
+
+    @property
+    def host(self) -> str:
+        return "unix://" + os.path.join(self.base, "d.sock")
+
+    def start(self) -> None:
+        self.current = start_daemon(self.base, self.root, self.config)
+
+    def sigkill(self) -> None:
+        """Kill the daemon the hard way: no shutdown code of its own runs."""
+        os.kill(self.current.proc.pid, signal.SIGKILL)
+        assert self.current.proc.wait(10) == -signal.SIGKILL
+
+    def lp(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """``logpipe ARGS`` as a user runs it; never autostarts a daemon of its own."""
+        env = dict(os.environ, LOGPIPE_HOST=self.host, LOGPIPE_NO_AUTOSTART="1")
+        return subprocess.run(LOGPIPE + list(args), env=env,
+                              capture_output=True, timeout=timeout)
+
+    def ok(self, *args: str) -> bytes:
+        """``logpipe ARGS`` that must succeed; its stdout."""
+        res = self.lp(*args)
+        assert res.returncode == 0, (args, res.stderr.decode(errors="replace"))
+        return res.stdout
+
+    def inspect(self, container: str, template: str) -> str:
+        return self.ok("inspect", "-f", template, container).decode().rstrip("\n")
+
+    def follow(self, container: str) -> subprocess.Popen:
+        """``logpipe logs -f CONTAINER`` in the background, stopped at teardown."""
+        env = dict(os.environ, LOGPIPE_HOST=self.host, LOGPIPE_NO_AUTOSTART="1")
+        proc = subprocess.Popen(LOGPIPE + ["logs", "-f", container],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.followers.append(proc)
+        return proc
+
+    def container_dirs(self) -> list[str]:
+        return sorted(os.listdir(os.path.join(self.root, "containers")))
+
+    def close(self) -> None:
+        for proc in self.followers:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        if self.current is not None:
+            # A live daemon removes its containers (runc state, mounts); then the shims and
+            # containers of any daemon killed mid-test are killed from their state.json.
+            stop_daemon(self.current)
+        cdir = os.path.join(self.root, "containers")
+        for cid in os.listdir(cdir) if os.path.isdir(cdir) else []:
+            if self.runtime != "process":
+                # runc's init may not lead a process group: its own delete kills it for sure.
+                subprocess.run([self.runtime, "--root", os.path.join(self.root, self.runtime),
+                                "delete", "--force", cid], capture_output=True)
+            rootfs = os.path.join(cdir, cid, "rootfs")
+            if os.path.ismount(rootfs):
+                subprocess.run(["umount", "-l", rootfs], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_daemon(runtime: str, busybox_tar: str | None) -> Iterator[RestartableDaemon]:
+    """A running daemon with ``IMAGE`` imported; everything it started is gone afterwards."""
+    d = RestartableDaemon(runtime)
+    try:
+        d.start()
+        if busybox_tar:
+            d.ok("import", busybox_tar, IMAGE)
+        else:  # the process runtime runs host commands: any rootfs will do
+            import_empty_image(d.host)
+        yield d
+    finally:
+        d.close()
+
+
+@contextlib.contextmanager
+def api_daemon(config: dict[str, Any]) -> Iterator[Daemon]:
+    """A daemon of ``config`` on a temporary root with ``EMPTY_IMAGE``; gone afterwards."""
+    base = tempfile.mkdtemp(prefix="lp-")  # short: unix socket paths are limited to 108 bytes
+    d = start_daemon(base, os.path.join(base, "root"), config)
+    try:
+        import_empty_image(d.host)
+        yield d
+    finally:
+        stop_daemon(d)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon():
+    """The Engine-API daemon: ``process`` runtime, ``EMPTY_IMAGE``, max-size 10m."""
+    with api_daemon({"default-runtime": "process", "log-opts": {"max-size": "10m"}}) as d:
+        yield d
+
+
+@pytest.fixture
+def api(daemon) -> Client:
+    return Client(daemon.host, autostart=False)
+
+
+@pytest.fixture(scope="module")
+def busybox_tar(tmp_path_factory) -> str | None:
+    """The busybox rootfs tarball, built once for the module (None with ``process``)."""
+    if not RUNC:
+        return None
+    return build_tarball(str(tmp_path_factory.mktemp("image") / "busybox.tar"))
+
+
+@pytest.fixture(params=[ENGINE])
+def engine_daemon(request, busybox_tar) -> Iterator[RestartableDaemon]:
+    with running_daemon(request.param, busybox_tar) as d:
+        yield d
+
+
+@pytest.fixture
+def runc_daemon(busybox_tar) -> Iterator[RestartableDaemon]:
+    if not RUNC:
+        pytest.skip("needs root, runc and busybox-static")
+    with running_daemon("runc", busybox_tar) as d:
+        yield d
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def daemon_per_runtime(request, tmp_path_factory) -> Iterator[RestartableDaemon]:
+    runtime = request.param
+    tar = build_tarball(str(tmp_path_factory.mktemp("image") / "busybox.tar")) \
+        if runtime == "runc" else None
+    with running_daemon(runtime, tar) as d:
+        yield d
+
+
+def raw_create(host: str, name: str, body: dict) -> tuple[int, dict]:
+    """``POST /containers/create`` over plain HTTP on the unix socket, as any Docker client
+    sends it: the status code and the decoded JSON answer."""
+    conn = http.client.HTTPConnection("localhost", timeout=60)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect(host.removeprefix("unix://"))
+    try:
+        conn.request("POST", f"/v1.41/containers/create?name={name}", json.dumps(body),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def create(api: Client, cmd: list[str], name: str | None = None, **extra: Any) -> str:
+    body = {"Image": EMPTY_IMAGE, "Cmd": cmd, **extra}
+    return api.json("POST", "/containers/create", {"name": name} if name else None, body)["Id"]
+
+
+def wait(api: Client, cid: str, condition: str = "") -> int:
+    query = {"condition": condition} if condition else None
+    return api.json("POST", f"/containers/{cid}/wait", query)["StatusCode"]

@@ -1,147 +1,34 @@
 """The daemon's Engine API: status codes, Docker's messages, the logs stream, lifecycle.
 
 Every test talks to a real ``logpipe daemon`` (temporary data root, temporary socket,
-``process`` runtime so no root is needed), started by the ``daemon`` fixture and killed at
-teardown together with every container it still has. The ``daemon`` and ``api`` fixtures
-are imported by ``test_cli_daemon.py`` and ``test_dockerpy.py``.
+``process`` runtime so no root is needed), started by the ``daemon`` fixture (conftest.py) and
+killed at teardown together with every container it still has.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import shutil
 import signal
 import struct
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
+from conftest import EMPTY_IMAGE as IMAGE
+from conftest import Daemon, create, start_daemon, stop_daemon, wait
 from runtime.cli.client import APIError, Client, read_frames
-from logpipe.errors import LogpipeError
 
 pytest.importorskip("aiohttp")
 
-IMAGE = "empty:latest"
-
-
-class Daemon(NamedTuple):
-    proc: subprocess.Popen
-    host: str
-    root: str
-    log: str
-    config: str
-
-
-def _empty_image_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        ti = tarfile.TarInfo("tmp")
-        ti.type, ti.mode = tarfile.DIRTYPE, 0o1777
-        tar.addfile(ti)
-    return buf.getvalue()
-
-
-def start_daemon(base: str, root: str, config: dict[str, Any]) -> Daemon:
-    """A daemon on ``<base>/d.sock``; returns once it answers ``/_ping``."""
-    cfg_path = os.path.join(base, "daemon.json")
-    with open(cfg_path, "w") as f:
-        json.dump(config, f)
-    host = "unix://" + os.path.join(base, "d.sock")
-    log = os.path.join(base, "daemon.log")
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "daemon", "--data-root", root,
-                                 "-H", host, "--config-file", cfg_path],
-                                stdout=out, stderr=out, start_new_session=True)
-    client = Client(host, autostart=False)  # never starts a daemon of its own
-    deadline = time.monotonic() + 30
-    while True:  # the socket appearing is the event; nothing else announces it
-        try:
-            client.request("GET", "/_ping").read()
-            return Daemon(proc, host, root, log, cfg_path)
-        except (OSError, LogpipeError):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                with open(log) as f:
-                    raise AssertionError(f"daemon did not start: {f.read()}")
-            time.sleep(0.01)
-
-
-def stop_daemon(d: Daemon, remove_containers: bool = True) -> None:
-    if remove_containers and d.proc.poll() is None:
-        client = Client(d.host, autostart=False)
-        try:
-            for c in client.json("GET", "/containers/json", {"all": 1}):
-                client.request("DELETE", f"/containers/{c['Id']}", {"force": 1}).read()
-        except (OSError, LogpipeError):
-            pass
-    d.proc.terminate()
-    try:
-        d.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        d.proc.kill()
-        d.proc.wait()
-    _kill_leftovers(d.root)
-
-
-def _kill_leftovers(root: str) -> None:
-    """Shims and containers of a daemon killed mid-test (process runtime: own sessions)."""
-    cdir = os.path.join(root, "containers")
-    for entry in os.listdir(cdir) if os.path.isdir(cdir) else []:
-        try:
-            with open(os.path.join(cdir, entry, "state.json")) as f:
-                st = json.load(f)
-        except (OSError, ValueError):
-            continue
-        for pid, group in ((st.get("Pid", 0), True), (st.get("ShimPid", 0), False)):
-            if pid > 0:
-                try:
-                    (os.killpg if group else os.kill)(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-
-
-@pytest.fixture
-def daemon():
-    base = tempfile.mkdtemp(prefix="lp-")  # short: unix socket paths are limited to 108 bytes
-    d = start_daemon(base, os.path.join(base, "root"),
-                     {"default-runtime": "process", "log-opts": {"max-size": "10m"}})
-    client = Client(d.host, autostart=False)
-    client.request("POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
-                   body=_empty_image_tar()).read()
-    try:
-        yield d
-    finally:
-        stop_daemon(d)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def api(daemon) -> Client:
-    return Client(daemon.host, autostart=False)
-
-
-def create(api: Client, cmd: list[str], name: str | None = None, **extra: Any) -> str:
-    body = {"Image": IMAGE, "Cmd": cmd, **extra}
-    return api.json("POST", "/containers/create", {"name": name} if name else None, body)["Id"]
+pytestmark = pytest.mark.e2e
 
 
 def run(api: Client, cmd: list[str], **kw: Any) -> str:
     cid = create(api, cmd, **kw)
     api.post(f"/containers/{cid}/start")
     return cid
-
-
-def wait(api: Client, cid: str, condition: str = "") -> int:
-    query = {"condition": condition} if condition else None
-    return api.json("POST", f"/containers/{cid}/wait", query)["StatusCode"]
 
 
 def logs(api: Client, cid: str, **query: Any) -> list[tuple[int, bytes]]:

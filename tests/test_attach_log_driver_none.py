@@ -11,26 +11,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Iterator
 
 import pytest
 
-from busybox import build_tarball
-from test_failed_start import RUNTIMES, errors
-from test_reliability import RestartableDaemon, running_daemon
+from conftest import RestartableDaemon
+from conftest import cli_errors as errors
+
+pytestmark = pytest.mark.e2e
 
 DOCKER = shutil.which("docker")
 LINES = 400_000  # 2.8 MB: more than the buffer keeps (two files of 1 MiB)
 NOT_READABLE = "Error response from daemon: configured logging driver does not support reading\n"
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
-def daemon(request, tmp_path_factory) -> Iterator[RestartableDaemon]:
-    runtime = request.param
-    tar = build_tarball(str(tmp_path_factory.mktemp("image") / "busybox.tar")) \
-        if runtime == "runc" else None
-    with running_daemon(runtime, tar) as d:
-        yield d
+@pytest.fixture
+def daemon(daemon_per_runtime):
+    """This module's tests run on each runtime: ``daemon_per_runtime`` (conftest.py)."""
+    return daemon_per_runtime
 
 
 def image_of(d: RestartableDaemon) -> str:

@@ -19,24 +19,19 @@ import tempfile
 
 import pytest
 
+from conftest import EMPTY_IMAGE as IMAGE
+from conftest import api_daemon, import_empty_image, start_daemon, stop_daemon
 from runtime.cli.client import Client
-from test_api import IMAGE, _empty_image_tar, start_daemon, stop_daemon
 
 pytest.importorskip("aiohttp")
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def daemon():
-    base = tempfile.mkdtemp(prefix="lp-")
-    d = start_daemon(base, os.path.join(base, "root"), {"default-runtime": "process"})
-    client = Client(d.host, autostart=False)
-    client.request("POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
-                   body=_empty_image_tar()).read()
-    try:
+    with api_daemon({"default-runtime": "process"}) as d:
         yield d
-    finally:
-        stop_daemon(d)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -293,8 +288,7 @@ def full_disk_daemon():
 def test_create_on_a_full_disk_is_a_json_500_logged_once(full_disk_daemon):
     d = full_disk_daemon
     api = Client(d.host, autostart=False)
-    api.request("POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
-                body=_empty_image_tar()).read()
+    import_empty_image(d.host)
     filler = os.path.join(d.root, "filler")
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:  # fill the tmpfs to its last byte

@@ -5,7 +5,11 @@ import json
 import re
 import time
 
+import pytest
+
 from conftest import logpipe
+
+pytestmark = pytest.mark.integration
 
 
 def capture(tmp_path, script, *opts, driver="json-file", extra=()):

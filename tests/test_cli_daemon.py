@@ -1,27 +1,28 @@
 """The daemon-backed CLI as a user runs it: ``logpipe run|ps|logs|inspect|rm|...`` against a
-real daemon (the ``daemon`` fixture of ``test_api``), output and exit codes as docker's."""
+real daemon (the ``daemon`` fixture of ``conftest.py``), output and exit codes as docker's."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-from test_api import IMAGE, api, daemon  # noqa: F401 - fixtures
-from test_shim import wait_until
+from conftest import EMPTY_IMAGE as IMAGE
+from conftest import LOGPIPE, wait_until
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def lp(daemon):  # noqa: F811
+def lp(daemon):
     """Run ``logpipe ARGS`` against the test daemon; never autostart another one."""
     env = dict(os.environ, LOGPIPE_HOST=daemon.host, LOGPIPE_NO_AUTOSTART="1")
 
     def run(*args: str, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "runtime.cli", *args], env=env,
+        return subprocess.run(LOGPIPE + list(args), env=env,
                               capture_output=True, timeout=60, **kw)
     return run
 
@@ -135,7 +136,7 @@ def test_stop_and_restart_print_the_names(lp):
 
 def test_no_daemon_and_no_autostart_says_where_it_looked(tmp_path):
     env = dict(os.environ, LOGPIPE_HOST=f"unix://{tmp_path}/none.sock", LOGPIPE_NO_AUTOSTART="1")
-    res = subprocess.run([sys.executable, "-m", "runtime.cli", "ps"], env=env,
+    res = subprocess.run(LOGPIPE + ["ps"], env=env,
                          capture_output=True, timeout=60)
     assert res.returncode == 1
     assert f"Cannot connect to the logpipe daemon at unix://{tmp_path}/none.sock".encode() in res.stderr
@@ -195,7 +196,7 @@ def _read_one_line_then_close(argv: list[str], env: dict) -> tuple[int, bytes]:
     """``logpipe ... | head -1`` with a real pipe: read one line, close the read end early."""
     import signal  # noqa: F401 - the expected status names it
 
-    p = subprocess.Popen([sys.executable, "-m", "runtime.cli", *argv], env=env,
+    p = subprocess.Popen(LOGPIPE + list(argv), env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert p.stdout.readline()
@@ -208,7 +209,7 @@ def _read_one_line_then_close(argv: list[str], env: dict) -> tuple[int, bytes]:
             p.wait()
 
 
-def test_logs_into_a_pipe_closed_early_exits_quietly_like_docker(lp, daemon):  # noqa: F811
+def test_logs_into_a_pipe_closed_early_exits_quietly_like_docker(lp, daemon):
     import signal
 
     lp("run", "-d", "--name", "talky", IMAGE, "sh", "-c",

@@ -1,10 +1,9 @@
-"""The CLI is a package of the top layer (``runtime/cli/``): the core, the drivers and the
-rest of the runtime never import it, it starts without the daemon's server, and the
-pieces it shares with the daemon (units, ``since``, the ``logs`` writer) exist once."""
+"""The CLI is a package of the top layer (``runtime/cli/``; test_layering.py checks that nothing
+below imports it): it starts without the daemon's server, and the pieces it shares with the
+daemon (units, ``since``, the ``logs`` writer) exist once."""
 
 from __future__ import annotations
 
-import ast
 import io
 import pathlib
 import subprocess
@@ -20,44 +19,6 @@ from runtime.cli.errors import CommandError
 from runtime.cli.flags import key_values
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def _imports(path: pathlib.Path) -> set[str]:
-    """Every module a file imports, relative imports resolved against its package."""
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    if path.name == "__init__.py":
-        package = ".".join(path.relative_to(ROOT).parts[:-1])
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[:len(parts) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            out.add(base)
-            out.update(f"{base}.{alias.name}" for alias in node.names)
-    return out
-
-
-def _sources(folder: str) -> list[pathlib.Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
-
-
-def test_core_and_drivers_never_import_the_runtime_or_the_cli():
-    for path in _sources("logpipe") + _sources("drivers"):
-        bad = {m for m in _imports(path) if m == "runtime" or m.startswith("runtime.")}
-        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
-
-
-def test_the_runtime_never_imports_the_cli():
-    for path in _sources("runtime"):
-        if (ROOT / "runtime" / "cli") in path.parents:
-            continue
-        bad = {m for m in _imports(path) if m == "runtime.cli" or m.startswith("runtime.cli.")}
-        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
 def test_the_installed_logpipe_command_is_the_cli_package():

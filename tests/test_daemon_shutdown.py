@@ -1,6 +1,6 @@
 """The daemon's own end and start: streams end on SIGTERM, hang-ups are quiet, leftovers go.
 
-A real ``logpipe daemon`` (``tests/test_reliability.py``'s restartable one: runc on busybox
+A real ``logpipe daemon`` (``engine_daemon`` of ``tests/conftest.py``: runc on busybox
 when possible, else the ``process`` runtime) with real clients: logpipe's CLI, the docker CLI
 and raw HTTP on the unix socket.
 """
@@ -12,30 +12,24 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from busybox import build_tarball
-from test_reliability import ENGINE, IMAGE, RUNC, RestartableDaemon, running_daemon
-from test_shim import wait_until
+from conftest import IMAGE, LOGPIPE, RestartableDaemon, wait_until
 
 DOCKER = shutil.which("docker")
 #: SIGTERM to exit, with every stream still attached: "a few seconds".
 EXIT_BUDGET = 5.0
 
 
-@pytest.fixture(scope="module")
-def busybox_tar(tmp_path_factory) -> str | None:
-    return build_tarball(str(tmp_path_factory.mktemp("image") / "busybox.tar")) if RUNC \
-        else None
+pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=[ENGINE])
-def daemon(request, busybox_tar):
-    with running_daemon(request.param, busybox_tar) as d:
-        yield d
+@pytest.fixture
+def daemon(engine_daemon):
+    """This module's tests run on ``engine_daemon`` (conftest.py)."""
+    return engine_daemon
 
 
 def background(d: RestartableDaemon, *args: str) -> subprocess.Popen:
@@ -43,7 +37,7 @@ def background(d: RestartableDaemon, *args: str) -> subprocess.Popen:
     teardown with the daemon's followers."""
     env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
     argv = [DOCKER, "-H", d.host, *args[1:]] if args[0] == "docker" else \
-        [sys.executable, "-m", "runtime.cli", *args]
+        LOGPIPE + list(args)
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     d.followers.append(proc)

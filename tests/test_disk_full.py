@@ -8,17 +8,15 @@ when a test fails.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import time
-from typing import Iterator
 
 import pytest
 
+from conftest import IMAGE, RUNC, RestartableDaemon, fill, tmpfs, wait_until
 from drivers.json_file import JSONFileDriver
 from drivers.json_file.reader import JSONFileFormat
 from drivers.local import LocalDriver
@@ -30,8 +28,9 @@ from logpipe.errors import PartlyStored
 from logpipe.message import STDERR, STDOUT, Chunk
 from logpipe.reading import ReadConfig, read_logs
 from logpipe.storage_guard import NOTICE_PREFIX, StorageGuard
-from test_reliability import IMAGE, RUNC, RestartableDaemon, busybox_tar  # noqa: F401 (fixture)
-from test_shim import wait_until
+
+# Real tmpfs mounts; the tests that also run a daemon are e2e.
+pytestmark = pytest.mark.integration
 
 ROOT = os.geteuid() == 0 and shutil.which("mount") is not None
 needs_root = pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root")
@@ -46,47 +45,6 @@ def writer_for(driver: str, info: LogInfo):
         config = {"cache-compress": info.config.get("compress", "true")}
         return SpoolWriter(info._replace(config=config), "fluentd")
     return DRIVERS[driver][0](info)
-
-
-@contextlib.contextmanager
-def tmpfs(path: str, size: str, *extra: str) -> Iterator[str]:
-    """A real tmpfs of ``size`` mounted at ``path``; unmounted afterwards whatever happens."""
-    os.makedirs(path, exist_ok=True)
-    opts = ",".join((f"size={size}", "mode=0755") + extra)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path],
-                         capture_output=True, text=True)
-    if res.returncode:
-        pytest.skip(f"cannot mount a tmpfs: {res.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", path], capture_output=True)
-
-
-def available(path: str) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def fill(path: str, leave: int = 0) -> str:
-    """Allocate a file that leaves at most ``leave`` bytes free on ``path``'s filesystem (a
-    writer may be growing its log meanwhile: allocate what is free, again, until it is done)."""
-    name = os.path.join(path, "filler")
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        size = os.fstat(fd).st_size
-        for _ in range(200):
-            want = available(path) - leave
-            if want <= 0:
-                break
-            try:
-                os.posix_fallocate(fd, size, want)
-                size += want
-            except OSError:  # the writer took some meanwhile
-                pass
-    finally:
-        os.close(fd)
-    return name
 
 
 def numbered(first: int, count: int, width: int = 100) -> bytes:
@@ -216,7 +174,7 @@ def test_storage_guard_counts_what_it_could_not_store_and_notes_the_gap_when_spa
 # -- a container whose data root fills up -------------------------------------------------------
 
 @pytest.fixture
-def tmpfs_daemon(busybox_tar):  # noqa: F811 (the fixture imported above)
+def tmpfs_daemon(busybox_tar):
     """A daemon whose data root is a 96 MB tmpfs, with the busybox image imported."""
     if not RUNC:
         pytest.skip("needs root, runc and busybox-static (a real container on a real tmpfs)")
@@ -247,6 +205,7 @@ def _metric(text: str, name: str, container: str) -> int:
     raise AssertionError(f"{name} of {container} not in /metrics")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("driver", ["json-file", "local"])
 def test_shim_survives_enospc_and_resumes(tmpfs_daemon, driver):
     """The data root fills up under a container logging in a loop: the shim lives on and keeps
@@ -316,6 +275,7 @@ PACED_LOOP = ("i=0; while true; do echo line $i; i=$((i+1)); "
               "if [ $((i % 50)) = 0 ]; then usleep 10000; fi; done")
 
 
+@pytest.mark.e2e
 def test_a_remote_driver_ships_on_across_a_full_disk(tmpfs_daemon):
     """The spool and the shipper's checkpoint share the full disk: the shim counts what it
     cannot spool, the shipper goes on delivering what was spooled (its checkpoint cannot be
@@ -351,6 +311,7 @@ def test_a_remote_driver_ships_on_across_a_full_disk(tmpfs_daemon):
     assert missing == said == final["DroppedLines"], (missing, said, final)
 
 
+@pytest.mark.e2e
 def test_stop_and_rm_work_while_the_disk_is_full(tmpfs_daemon):
     d = tmpfs_daemon
     d.ok("run", "-d", "--name", "full", IMAGE, "sh", "-c", LOOP)

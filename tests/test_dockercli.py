@@ -1,7 +1,7 @@
 """The docker CLI itself (``docker -H unix://…``) against logpipe's daemon, unchanged.
 
 Needs the ``docker`` client binary (no Docker daemon); skipped with the reason when it is not
-installed. The daemon is the ``test_api`` one (``process`` runtime, host commands).
+installed. The daemon is ``conftest.py``'s ``daemon`` (``process`` runtime, host commands).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import subprocess
 
 import pytest
 
-from test_api import IMAGE, api, daemon  # noqa: F401 - fixtures
+from conftest import EMPTY_IMAGE as IMAGE
 
 DOCKER = shutil.which("docker")
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")]
 
 
 @pytest.fixture
-def docker(daemon, api):  # noqa: F811
+def docker(daemon, api):
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([DOCKER, "-H", daemon.host, *args], capture_output=True,
                               timeout=60, stdin=subprocess.DEVNULL)
@@ -49,7 +50,7 @@ def test_docker_run_rm_with_a_log_driver_and_logs_follow(docker):
     assert docker("rm", "-f", "cli2").stdout == b"cli2\n"
 
 
-def test_damage_in_a_log_reaches_the_client_after_the_records_never_the_daemon_log(docker, daemon):  # noqa: F811
+def test_damage_in_a_log_reaches_the_client_after_the_records_never_the_daemon_log(docker, daemon):
     assert docker("run", "--name", "dmg", IMAGE, "sh", "-c", "echo before; echo after").returncode == 0
     path = docker("inspect", "-f", "{{.LogPath}}", "dmg").stdout.decode().strip()
     with open(path, "rb") as f:
@@ -68,7 +69,7 @@ def test_damage_in_a_log_reaches_the_client_after_the_records_never_the_daemon_l
 RUN_HELP = "\n\nRun 'docker run --help' for more information\n"
 
 
-def test_common_mistakes_print_exactly_what_docker_prints(docker, api):  # noqa: F811
+def test_common_mistakes_print_exactly_what_docker_prints(docker, api):
     """Docker 20.10's stderr for the usual mistakes (docker-runtime-facts.md, "What the CLI
     prints"), through the real CLI: it shows the daemon's message only when the error body
     is ``application/json`` exactly, and adds ``docker: `` and the help line itself.

@@ -1,7 +1,7 @@
 """Acceptance: the unmodified docker-py package drives logpipe's daemon over its socket.
 
 Create, start, logs (plain, stream, follow, tail, since, timestamps), wait, stop and remove,
-exactly as a docker-py user writes them, against the ``daemon`` fixture of ``test_api``.
+exactly as a docker-py user writes them, against the ``daemon`` fixture of ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import time
 
 import pytest
 
-from test_api import IMAGE, api, daemon  # noqa: F401 - fixtures
+from conftest import EMPTY_IMAGE as IMAGE
+
+pytestmark = pytest.mark.e2e
 
 docker = pytest.importorskip("docker")
 
 
 @pytest.fixture
-def dclient(daemon):  # noqa: F811
+def dclient(daemon):
     client = docker.DockerClient(base_url=daemon.host, version="auto", timeout=60)
     yield client
     client.close()

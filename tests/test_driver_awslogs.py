@@ -41,7 +41,9 @@ from logpipe.errors import (  # noqa: E402
 )
 from logpipe.message import Message, PartialMeta  # noqa: E402
 from logpipe.options import driver_opts  # noqa: E402
-from tests.receivers.cloudwatch import CloudWatchReceiver, FakeCredentialsEndpoint  # noqa: E402
+from receivers.cloudwatch import CloudWatchReceiver, FakeCredentialsEndpoint  # noqa: E402
+
+pytestmark = pytest.mark.integration
 
 CID = "565eb619b2ca" + "0123456789abcdef" * 3 + "0123"
 MS = 1_000_000

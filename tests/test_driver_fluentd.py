@@ -21,7 +21,9 @@ from drivers.fluentd import Address, FluentdDriver, parse_address
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.message import Message, PartialMeta
-from tests.receivers.fluentd import EventTime, FakeFluentd
+from receivers.fluentd import EventTime, FakeFluentd
+
+pytestmark = pytest.mark.integration
 
 CID = "565eb619b2ca" + "0123456789abcdef" * 3 + "0123"
 TS = 1_000_000_000_250_000_000  # 2001-09-09: log time, far from any send time

@@ -25,7 +25,9 @@ from drivers.gcplogs import NO_CREDENTIALS, NO_PROJECT, PING_FAILED, GCPLogsDriv
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, PermanentError, RetryableError
 from logpipe.message import Message
-from tests.receivers.gcp import MAX_REQUEST_BYTES, FakeCloudLogging, FakeGCEMetadata
+from receivers.gcp import MAX_REQUEST_BYTES, FakeCloudLogging, FakeGCEMetadata
+
+pytestmark = pytest.mark.integration
 
 T0 = 1_715_000_000_123_456_789  # 2024-05-06T12:53:20.123456789Z
 CID = "5f3c" * 16

@@ -20,8 +20,10 @@ from drivers.gelf import (CHUNK_DATA, CHUNK_SIZE, MAX_PAYLOAD, GelfDriver, _char
 from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.message import Message, PartialMeta
-from tests.receivers.gelf import FakeGraylog
-from tests.receivers.udp import PlainUDPReceiver
+from receivers.gelf import FakeGraylog
+from receivers.udp import PlainUDPReceiver
+
+pytestmark = pytest.mark.integration
 
 CID = "0123456789ab" + "c" * 52
 IMAGE_ID = "sha256:" + "b" * 64

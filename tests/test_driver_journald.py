@@ -23,7 +23,9 @@ from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.message import Chunk, Message, PartialMeta
 from logpipe.reading import ReadConfig
-from tests.receivers.journald import JournaldReceiver, JournaldUnavailable, unavailable_reason
+from receivers.journald import JournaldReceiver, JournaldUnavailable, unavailable_reason
+
+pytestmark = pytest.mark.e2e
 
 NS = 1_000_000_000
 IMAGE = "registry.example/app:1.2"

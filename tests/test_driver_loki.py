@@ -17,7 +17,9 @@ from logpipe.driver import BatchLimits, LogInfo
 from logpipe.errors import LogOptError, PermanentError, RetryableError
 from logpipe.message import Message, PartialMeta
 from logpipe.registry import load_driver
-from tests.receivers.loki import FakeLoki, server_context
+from receivers.loki import FakeLoki, server_context
+
+pytestmark = pytest.mark.integration
 
 T0 = 1_700_000_000_123_456_789
 SECRET = "s3cr/et pass"  # percent-encoded in URLs below

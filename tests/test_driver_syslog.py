@@ -19,8 +19,10 @@ from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, LogpipeError, RetryableError
 from logpipe.message import STDOUT, Chunk, Message, PartialMeta
 from logpipe.shipper import Shipper
-from tests.receivers.syslog import Certs, FakeSyslogServer, Rsyslog, free_port, rsyslog_missing
-from tests.receivers.udp import PlainUDPReceiver
+from receivers.syslog import Certs, FakeSyslogServer, Rsyslog, free_port, rsyslog_missing
+from receivers.udp import PlainUDPReceiver
+
+pytestmark = pytest.mark.integration  # the tests of a real rsyslogd are e2e
 
 CID = "3bdd661747b1" + "0" * 52
 TAG = CID[:12]
@@ -614,6 +616,7 @@ def stored(rsyslog: Rsyslog, cid: str, n: int) -> list:
     return records
 
 
+@pytest.mark.e2e
 def test_rsyslog_parses_each_format_sent_over_udp(utc, rsyslog, drivers):
     cid = new_cid()
     tag = cid[:12]
@@ -634,6 +637,7 @@ def test_rsyslog_parses_each_format_sent_over_udp(utc, rsyslog, drivers):
     assert [r.msg for r in records] == [b" unix", b" rfc3164", b"rfc5424", b"rfc5424micro"]
 
 
+@pytest.mark.e2e
 def test_rsyslog_over_udp_stores_at_least_99_percent_of_a_20k_line_burst(rsyslog, drivers):
     """rsyslog's imudp with the default buffer lost half of such a burst sent unpaced."""
     cid = new_cid()
@@ -644,6 +648,7 @@ def test_rsyslog_over_udp_stores_at_least_99_percent_of_a_20k_line_burst(rsyslog
     assert len(records) >= 19_800, rsyslog.errors()
 
 
+@pytest.mark.e2e
 def test_rsyslog_over_tcp_stores_a_batch_in_order_with_every_byte(rsyslog, drivers):
     cid = new_cid()
     tricky = b"tab\t ctl\x01 cr\r bad\xff\xfe <&> " + "\u2028 é".encode()
@@ -656,6 +661,7 @@ def test_rsyslog_over_tcp_stores_a_batch_in_order_with_every_byte(rsyslog, drive
     assert records[998].raw.endswith(b" - " + tricky)
 
 
+@pytest.mark.e2e
 def test_rsyslog_over_tls_reads_octet_counted_frames(rsyslog, drivers):
     cid = new_cid()
     driver = drivers({"syslog-address": rsyslog.tls_address, "syslog-format": "rfc5424micro",
@@ -670,6 +676,7 @@ def test_rsyslog_over_tls_reads_octet_counted_frames(rsyslog, drivers):
         f"<30>1 2023-11-14T22:13:20.123456Z vm {cid[:12]} {PID} {cid[:12]} - first".encode()
 
 
+@pytest.mark.e2e
 def test_rsyslog_accepts_the_client_certificate(rsyslog, drivers):
     cid = new_cid()
     c = rsyslog.certs
@@ -679,6 +686,7 @@ def test_rsyslog_accepts_the_client_certificate(rsyslog, drivers):
     assert [r.msg for r in stored(rsyslog, cid, 1)] == [b"authenticated"]
 
 
+@pytest.mark.e2e
 def test_rsyslog_dropping_a_client_without_certificate_is_retryable_not_silent(rsyslog, drivers):
     """rsyslog checks the client certificate after the TLS handshake and drops the
     connection: a batch written at once would be lost, so the driver must notice."""
@@ -690,6 +698,7 @@ def test_rsyslog_dropping_a_client_without_certificate_is_retryable_not_silent(r
         drivers(opts, cid).send([out(b"never stored")])
 
 
+@pytest.mark.e2e
 def test_rsyslog_over_unixgram_reads_the_default_local_format(utc, rsyslog, drivers):
     cid = new_cid()
     drivers({"syslog-address": rsyslog.unixgram_address}, cid).send([out(b"local"), err(b"e")])
@@ -699,6 +708,7 @@ def test_rsyslog_over_unixgram_reads_the_default_local_format(utc, rsyslog, driv
         ("imuxsock", f"<27>Nov 14 22:13:20 {cid[:12]}[{PID}]: e".encode())]
 
 
+@pytest.mark.e2e
 def test_rsyslog_over_a_unix_stream_socket(rsyslog, drivers):
     cid = new_cid()
     drivers({"syslog-address": rsyslog.unix_address, "syslog-format": "rfc3164"}, cid).send(
@@ -706,6 +716,7 @@ def test_rsyslog_over_a_unix_stream_socket(rsyslog, drivers):
     assert [r.msg for r in stored(rsyslog, cid, 2)] == [b" a", b" b"]
 
 
+@pytest.mark.e2e
 def test_rsyslog_restarted_between_batches_gets_the_next_batch(own_rsyslog, drivers):
     cid = new_cid()
     driver = drivers({"syslog-address": own_rsyslog.tcp_address, "syslog-format": "rfc5424"},
@@ -718,6 +729,7 @@ def test_rsyslog_restarted_between_batches_gets_the_next_batch(own_rsyslog, driv
     assert [r.msg for r in stored(own_rsyslog, cid, 2)] == [b"before restart", b"after restart"]
 
 
+@pytest.mark.e2e
 def test_rsyslog_down_is_retryable_and_the_retried_batch_is_stored_once(own_rsyslog, drivers):
     cid = new_cid()
     driver = drivers({"syslog-address": own_rsyslog.tcp_address, "syslog-format": "rfc5424"},

@@ -1,8 +1,8 @@
 """Every remote driver end to end: ``logpipe run --log-driver=X --log-opt …`` → its receiver,
 and ``logpipe logs`` reading the same lines back.
 
-Real daemon, real containers (see ``test_reliability.py``), real receivers where one can be
-installed (rsyslogd, systemd-journald, moto for CloudWatch); for Fluentd, Graylog, Google
+Real daemon, real containers (``running_daemon`` of ``conftest.py``), real receivers where one
+can be installed (rsyslogd, systemd-journald, moto for CloudWatch); for Fluentd, Graylog, Google
 Cloud Logging and Loki, which cannot be installed from PyPI, Debian or npm, the fakes in
 ``tests/receivers/`` decode the real wire format (see each one's docstring).
 """
@@ -16,7 +16,9 @@ from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
-from test_reliability import IMAGE, busybox_tar, running_daemon  # noqa: F401  (fixture)
+from conftest import IMAGE, running_daemon, wait_until
+
+pytestmark = pytest.mark.e2e
 
 OUT = [f"out {i} héllo ✓" for i in range(1, 301)]
 ERR = [f"err {i}" for i in range(1, 4)]
@@ -130,7 +132,7 @@ RECEIVERS = {
 
 
 @pytest.fixture(scope="module")
-def daemon(busybox_tar):  # noqa: F811  (this module's daemon: one for all, with cloud env)
+def daemon(busybox_tar):  # this module's own: one for all tests, with the cloud environment
     """A daemon whose environment holds what cloud drivers look for: fake AWS credentials
     (moto accepts any), no Google credentials file."""
     from receivers.cloudwatch import FAKE_KEY_ID, FAKE_SECRET
@@ -227,8 +229,6 @@ def shipping(daemon, name: str) -> dict:
 
 def wait_seconds_since(start: float, seconds: float) -> None:
     """The scenario's duration (an outage of N seconds), not a synchronisation."""
-    from test_shim import wait_until
-
     wait_until(lambda: time.monotonic() - start >= seconds, timeout=seconds + 10,
                what=f"{seconds} s of outage")
 
@@ -246,7 +246,6 @@ def test_cloudwatch_throttling_for_20s_loses_and_reorders_nothing(daemon):
                             f"awslogs-group={group}", "awslogs-create-group=true",
                             "awslogs-force-flush-interval-seconds=1"], "seq 1 5000")
         assert daemon.ok("wait", "cw-throttled") == b"0\n"
-        from test_shim import wait_until
         wait_until(lambda: shipping(daemon, "cw-throttled")["Retries"] > 0, timeout=15,
                    what="a throttled PutLogEvents")
         assert "ThrottlingException" in shipping(daemon, "cw-throttled")["LastError"]
@@ -285,8 +284,6 @@ def test_loki_answering_429_then_500_for_20s_loses_nothing(daemon):
 @pytest.mark.slow
 def test_loki_400_drops_that_batch_counts_and_reports_it_and_ships_the_rest(daemon):
     from receivers.loki import FakeLoki
-    from test_shim import wait_until
-
     with FakeLoki() as rx:
         rx.fail(400, times=1, text="entry too far behind")
         run_detached(daemon, "loki-400", "loki",
@@ -305,8 +302,6 @@ def test_loki_400_drops_that_batch_counts_and_reports_it_and_ships_the_rest(daem
 
 def test_credentials_never_appear_in_inspect_errors_or_the_daemon_log(daemon):
     from receivers.loki import FakeLoki
-    from test_shim import wait_until
-
     with FakeLoki() as rx:
         rx.fail(500)
         url = rx.url_with_auth("tenant1", "s3cr3t-pa55")

@@ -16,6 +16,8 @@ from runtime.oci import OCIConfigError
 from runtime.spec import Bind, ContainerSpec
 from busybox import build_tarball, find_busybox
 
+pytestmark = pytest.mark.e2e
+
 PR_SET_CHILD_SUBREAPER = 36
 
 needs_runc = pytest.mark.skipif(

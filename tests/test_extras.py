@@ -15,6 +15,8 @@ from logpipe.errors import LogOptError
 from logpipe.extras import (compile_go_regexp, compile_selector, extra_attrs, mangle_gelf,
                             mangle_journald)
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def info() -> LogInfo:

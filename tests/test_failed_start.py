@@ -15,17 +15,15 @@ import json
 import shutil
 import socket
 import subprocess
-from typing import Iterator
 
 import pytest
 
-from busybox import build_tarball
-from test_reliability import RUNC, RestartableDaemon, running_daemon
+from conftest import RestartableDaemon
+from conftest import cli_errors as errors
+
+pytestmark = pytest.mark.e2e
 
 DOCKER = shutil.which("docker")
-RUNTIMES = [pytest.param("runc", marks=pytest.mark.skipif(
-                not RUNC, reason="needs root, runc and busybox-static")),
-            "process"]
 #: What each runtime says before the part that names the command.
 PREFIX = {"runc": "failed to create shim task: OCI runtime create failed: runc create failed: "
                   "unable to start container process: ",
@@ -43,13 +41,10 @@ def message(runtime: str, command: str) -> str:
     return PREFIX[runtime] + CASES[command][1] + SUFFIX[runtime]
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
-def daemon(request, tmp_path_factory) -> Iterator[RestartableDaemon]:
-    runtime = request.param
-    tar = build_tarball(str(tmp_path_factory.mktemp("image") / "busybox.tar")) \
-        if runtime == "runc" else None
-    with running_daemon(runtime, tar) as d:
-        yield d
+@pytest.fixture
+def daemon(daemon_per_runtime):
+    """This module's tests run on each runtime: ``daemon_per_runtime`` (conftest.py)."""
+    return daemon_per_runtime
 
 
 def image_of(d: RestartableDaemon) -> str:
@@ -60,12 +55,6 @@ def docker(d: RestartableDaemon, *args: str) -> subprocess.CompletedProcess:
     # SIGKILL on timeout: the CLI forwards a SIGTERM to the container and would go on waiting.
     return subprocess.run(["timeout", "-s", "KILL", "30", DOCKER, "-H", d.host, *args],
                           capture_output=True, stdin=subprocess.DEVNULL)
-
-
-def errors(res: subprocess.CompletedProcess) -> str:
-    """stderr without the create warning of the ``process`` runtime (it has no isolation)."""
-    return "".join(line for line in res.stderr.decode().splitlines(keepends=True)
-                   if not line.startswith("WARNING: runtime process"))
 
 
 def no_containers(d: RestartableDaemon) -> bool:

@@ -2,24 +2,14 @@
 are compressed, and are deleted under the reader — where Docker loses or repeats lines."""
 
 import json
-import time
 
 import pytest
 
-from conftest import spawn, wait_for_path
+from conftest import spawn, wait_for_path, wait_until_following
+
+pytestmark = pytest.mark.integration
 
 GATED_SEQ = "while [ ! -e {gate} ]; do sleep 0.005; done; seq 1 {n}"
-
-
-def wait_until_following(log_file, follower):
-    """The follower has registered (its marker exists): from now on nothing is lost to it."""
-    directory = log_file.parent
-    pattern = f".{log_file.name}.follow.*"
-    deadline = time.monotonic() + 20
-    while not list(directory.glob(pattern)):
-        assert follower.poll() is None, follower.stderr.read().decode()
-        assert time.monotonic() < deadline, "follower never registered"
-        time.sleep(0.005)
 
 
 def run_follow_case(tmp_path, procs, n, opts, driver="json-file"):

@@ -2,10 +2,13 @@
 
 import re
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from logpipe.framing import Clock, Framer
 from logpipe.message import PARTIAL_SIZE, STDOUT
+
+pytestmark = pytest.mark.unit
 
 
 def frame(*reads: bytes) -> list:

@@ -2,7 +2,6 @@
 writes outside an image's rootfs."""
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -10,30 +9,11 @@ import tarfile
 
 import pytest
 
-from runtime.images import ImageConflict, ImageStore, InvalidImage, NoSuchImage
 from busybox import build_tarball, find_busybox
+from conftest import add, diff_id, tar_bytes, write_save_archive
+from runtime.images import ImageConflict, ImageStore, InvalidImage, NoSuchImage
 
-
-def add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, kind=None,
-        mode: int = 0o644, linkname: str = "") -> None:
-    ti = tarfile.TarInfo(name)
-    ti.mode = mode
-    if kind is not None:
-        ti.type, ti.linkname = kind, linkname
-        tar.addfile(ti)
-    elif data is None:
-        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(ti)
-    else:
-        ti.size = len(data)
-        tar.addfile(ti, io.BytesIO(data))
-
-
-def tar_bytes(build) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        build(tar)
-    return buf.getvalue()
+pytestmark = pytest.mark.unit
 
 
 def small_rootfs(tar: tarfile.TarFile) -> None:
@@ -144,29 +124,6 @@ def save_archive(tmp_path) -> str:
         add(tar, "etc/added", b"added\n")
 
     return write_save_archive(tmp_path / "saved.tar", [tar_bytes(layer1), tar_bytes(layer2)])
-
-
-def diff_id(layer: bytes) -> str:
-    return "sha256:" + hashlib.sha256(layer).hexdigest()
-
-
-def write_save_archive(path, layers: list[bytes], diff_ids: list[str] | None = None,
-                       tag: str = "saved:1") -> str:
-    """A ``docker save`` archive of ``layers`` whose config lists ``diff_ids`` (by default
-    the layers' own, as Docker writes them)."""
-    config = json.dumps({"created": "2024-01-02T03:04:05Z", "config": {
-        "Cmd": ["sh"], "Entrypoint": None, "Env": ["A=1"], "WorkingDir": "/etc"},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids if diff_ids is not None
-                   else [diff_id(layer) for layer in layers]}}).encode()
-    with tarfile.open(path, "w") as tar:
-        for i, layer in enumerate(layers):
-            add(tar, f"l{i}")
-            add(tar, f"l{i}/layer.tar", layer)
-        add(tar, "cfg.json", config)
-        manifest = [{"Config": "cfg.json", "RepoTags": [tag],
-                     "Layers": [f"l{i}/layer.tar" for i in range(len(layers))]}]
-        add(tar, "manifest.json", json.dumps(manifest).encode())
-    return str(path)
 
 
 def test_load_refuses_layers_that_are_not_the_configs_diff_ids(store, tmp_path):

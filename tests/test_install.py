@@ -19,10 +19,13 @@ from importlib.metadata import metadata, requires
 
 import pytest
 
+from conftest import EMPTY_IMAGE as IMAGE
+from conftest import import_empty_image, start_daemon, stop_daemon
 from runtime.cli.client import APIError, Client
-from tests.test_api import IMAGE, _empty_image_tar, start_daemon, stop_daemon
 
 pytest.importorskip("aiohttp")
+
+pytestmark = pytest.mark.e2e
 
 SITECUSTOMIZE = """\
 import os, sys
@@ -106,8 +109,7 @@ def base():
 def _daemon(base: str):
     d = start_daemon(base, os.path.join(base, "root"), {"default-runtime": "process"})
     api = Client(d.host, autostart=False)
-    api.request("POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
-                body=_empty_image_tar()).read()
+    import_empty_image(d.host)
     return d, api
 
 

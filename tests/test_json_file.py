@@ -31,6 +31,8 @@ from logpipe.reading import ReadConfig, iter_decoded
 from logpipe.registry import get_driver
 from logpipe.timespec import parse_rfc3339
 
+pytestmark = pytest.mark.unit
+
 T0 = 1_700_000_000_123_456_789  # 2023-11-14T22:13:20.123456789Z
 TIME = b"2023-11-14T22:13:20.123456789Z"
 PIECE = PartialMeta("ab" * 32, 1, False)

@@ -1,7 +1,7 @@
 """Container lifecycle off the happy path: a shim that dies, stops that must not hang, and
 ``kill``/``restart`` as Docker's clients see them.
 
-Every test drives a real ``logpipe daemon`` (``running_daemon`` of ``test_reliability``) with
+Every test drives a real ``logpipe daemon`` (``runc_daemon`` of ``conftest.py``) with
 real runc containers on the busybox image, through the CLI, raw HTTP or docker-py; they skip
 when not root or when runc or busybox-static is missing. Timings are asserted with generous
 bounds; waits poll a condition with a deadline.
@@ -15,23 +15,21 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from test_reliability import IMAGE, RUNC, busybox_tar, running_daemon  # noqa: F401 - fixture
-from test_shim import wait_until
-
+from conftest import IMAGE, LOGPIPE, RUNC, wait_until
 from runtime.shimclient import _is_shim
 
-pytestmark = pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")]
 
 
 @pytest.fixture
-def daemon(busybox_tar):  # noqa: F811
-    with running_daemon("runc", busybox_tar) as d:
-        yield d
+def daemon(runc_daemon):
+    """This module's tests run on ``runc_daemon`` (conftest.py)."""
+    return runc_daemon
 
 
 def raw(host: str, method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
@@ -144,9 +142,8 @@ def test_rm_f_and_kill_preempt_a_pending_stop_t_300(daemon, preempt):
     daemon.ok("run", "-d", "--name", "stubborn", "-v", f"{gate}:{gate}", IMAGE, "sh", "-c",
               f"trap 'touch {termed}' TERM; while :; do sleep 0.1; done")
     env = dict(os.environ, LOGPIPE_HOST=daemon.host, LOGPIPE_NO_AUTOSTART="1")
-    stopper = subprocess.Popen([sys.executable, "-m", "runtime.cli", "stop", "-t", "300",
-                                "stubborn"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    stopper = subprocess.Popen(LOGPIPE + ["stop", "-t", "300", "stubborn"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     daemon.followers.append(stopper)  # killed at teardown if it is still waiting
     wait_until(lambda: os.path.exists(termed), timeout=30, what="the stop's SIGTERM")
 

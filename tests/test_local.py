@@ -22,6 +22,8 @@ from logpipe.errors import LogOptError
 from logpipe.message import Chunk, PartialMeta
 from logpipe.reading import ReadConfig, iter_decoded, read_pieces
 
+pytestmark = pytest.mark.unit
+
 T0 = 1_795_000_000_000_000_000
 
 

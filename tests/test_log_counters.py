@@ -1,7 +1,8 @@
 """Live capture, storage and drop counters of every container, in ``inspect`` and ``/metrics``.
 
 A real daemon and real containers (runc with busybox as root, else the process runtime; see
-``tests/test_reliability.py``), a real fluentd-protocol receiver for the remote driver.
+``engine_daemon`` in ``tests/conftest.py``), a real fluentd-protocol receiver for the
+remote driver.
 """
 
 from __future__ import annotations
@@ -11,10 +12,17 @@ import json
 
 import pytest
 
+from conftest import IMAGE, wait_until
 from runtime.cli.client import Client
 from receivers.fluentd import FakeFluentd
-from test_reliability import IMAGE, busybox_tar, daemon  # noqa: F401 (fixtures)
-from test_shim import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def daemon(engine_daemon):
+    """This module's tests run on ``engine_daemon`` (conftest.py)."""
+    return engine_daemon
 
 
 def _metrics(d) -> list[str]:
@@ -22,7 +30,7 @@ def _metrics(d) -> list[str]:
 
 
 @pytest.mark.parametrize("driver", ["json-file", "local", "fluentd"])
-def test_counters_are_live_while_the_container_runs_for_every_driver(daemon, driver):  # noqa: F811
+def test_counters_are_live_while_the_container_runs_for_every_driver(daemon, driver):
     with contextlib.ExitStack() as stack:
         opts = []
         if driver == "fluentd":

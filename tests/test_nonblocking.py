@@ -2,9 +2,13 @@
 
 import threading
 
+import pytest
+
 from logpipe.capture import make_sink
 from logpipe.message import STDOUT, Chunk
 from logpipe.nonblocking import NonBlockingSink
+
+pytestmark = pytest.mark.unit
 
 
 class StuckDriver:

@@ -7,6 +7,8 @@ from logpipe.options import parse_bool, parse_int, validate_pipeline_opts
 from logpipe.units import parse_duration, parse_human_size, parse_ram_size
 from logpipe.registry import validate_log_config
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("text,expected", [
     ("1k", 1000), ("1KiB", 1000), ("10m", 10_000_000), ("1g", 10**9), ("1.5k", 1500),

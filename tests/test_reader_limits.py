@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 
-from conftest import LOGPIPE, logpipe, spawn, wait_for_path
-from test_api import api, daemon  # noqa: F401 - fixtures
-from test_follow import wait_until_following
+import pytest
 
+from conftest import LOGPIPE, logpipe, spawn, wait_for_path, wait_until_following
 from logpipe.fileset import KEEP_FLOOR
+
+# CLI processes on local files; the API follower's test starts a daemon.
+pytestmark = pytest.mark.integration
 
 MB = 1_000_000
 
@@ -154,10 +156,11 @@ def test_paused_follower_generator_is_moved_forward_and_told_the_exact_gap(tmp_p
     assert len(missed) == 1 and missed[0] == 50_000 + n - 49_999 - len(numbers), reports
 
 
+@pytest.mark.e2e
 def test_api_follower_that_stops_reading_is_told_on_stream_3_how_many_lines_it_missed(
-        api, tmp_path):  # noqa: F811
+        api, tmp_path):
+    from conftest import create, wait
     from runtime.cli.client import read_frames
-    from test_api import create, wait
 
     gate = tmp_path / "go"
     n = 1_000_000  # ~80 MB of json-file lines: 40 times the 2 MB budget

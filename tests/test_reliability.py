@@ -11,137 +11,26 @@ state, overlay mounts — is removed at teardown, also when the test fails.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
-from busybox import build_tarball, find_busybox
-from test_api import Daemon, _empty_image_tar, start_daemon, stop_daemon
-from test_shim import wait_until
-
-from runtime.cli.client import Client
+from conftest import IMAGE, raw_create, wait_until
 from runtime.shimclient import _is_shim
 from runtime.state import read_state
 
-RUNC = os.geteuid() == 0 and shutil.which("runc") is not None and find_busybox() is not None
-IMAGE = "busybox:latest" if RUNC else "empty:latest"
-ENGINE = pytest.param("runc" if RUNC else "process",
-                      id="runc-busybox" if RUNC else "process-host-sh")
+pytestmark = pytest.mark.e2e
 
 
-class RestartableDaemon:
-    """A logpipe daemon on a fixed socket and data root that a test may SIGKILL and start
-    again; ``lp`` runs the CLI against whichever daemon currently serves the socket."""
-
-    def __init__(self, runtime: str) -> None:
-        self.runtime = runtime
-        self.base = tempfile.mkdtemp(prefix="lpr-")  # short: unix socket paths ≤ 108 bytes
-        self.root = os.path.join(self.base, "root")
-        # No max-size: a rotated-away file would lose lines by design, not by accident.
-        self.config = {"default-runtime": runtime}
-        self.current: Daemon | None = None
-        self.followers: list[subprocess.Popen] = []
-
-    @property
-    def host(self) -> str:
-        return "unix://" + os.path.join(self.base, "d.sock")
-
-    def start(self) -> None:
-        self.current = start_daemon(self.base, self.root, self.config)
-
-    def sigkill(self) -> None:
-        """Kill the daemon the hard way: no shutdown code of its own runs."""
-        os.kill(self.current.proc.pid, signal.SIGKILL)
-        assert self.current.proc.wait(10) == -signal.SIGKILL
-
-    def lp(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        """``logpipe ARGS`` as a user runs it; never autostarts a daemon of its own."""
-        env = dict(os.environ, LOGPIPE_HOST=self.host, LOGPIPE_NO_AUTOSTART="1")
-        return subprocess.run([sys.executable, "-m", "runtime.cli", *args], env=env,
-                              capture_output=True, timeout=timeout)
-
-    def ok(self, *args: str) -> bytes:
-        """``logpipe ARGS`` that must succeed; its stdout."""
-        res = self.lp(*args)
-        assert res.returncode == 0, (args, res.stderr.decode(errors="replace"))
-        return res.stdout
-
-    def inspect(self, container: str, template: str) -> str:
-        return self.ok("inspect", "-f", template, container).decode().rstrip("\n")
-
-    def follow(self, container: str) -> subprocess.Popen:
-        """``logpipe logs -f CONTAINER`` in the background, stopped at teardown."""
-        env = dict(os.environ, LOGPIPE_HOST=self.host, LOGPIPE_NO_AUTOSTART="1")
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "logs", "-f", container],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.followers.append(proc)
-        return proc
-
-    def container_dirs(self) -> list[str]:
-        return sorted(os.listdir(os.path.join(self.root, "containers")))
-
-    def close(self) -> None:
-        for proc in self.followers:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate()
-        if self.current is not None:
-            # A live daemon removes its containers (runc state, mounts); then the shims and
-            # containers of any daemon killed mid-test are killed from their state.json.
-            stop_daemon(self.current)
-        cdir = os.path.join(self.root, "containers")
-        for cid in os.listdir(cdir) if os.path.isdir(cdir) else []:
-            if self.runtime != "process":
-                # runc's init may not lead a process group: its own delete kills it for sure.
-                subprocess.run([self.runtime, "--root", os.path.join(self.root, self.runtime),
-                                "delete", "--force", cid], capture_output=True)
-            rootfs = os.path.join(cdir, cid, "rootfs")
-            if os.path.ismount(rootfs):
-                subprocess.run(["umount", "-l", rootfs], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def busybox_tar(tmp_path_factory) -> str | None:
-    """The busybox rootfs tarball, built once for the module (None with ``process``)."""
-    if not RUNC:
-        return None
-    return build_tarball(str(tmp_path_factory.mktemp("image") / "busybox.tar"))
-
-
-@contextlib.contextmanager
-def running_daemon(runtime: str, busybox_tar: str | None) -> Iterator[RestartableDaemon]:
-    """A running daemon with ``IMAGE`` imported; everything it started is gone afterwards."""
-    d = RestartableDaemon(runtime)
-    try:
-        d.start()
-        if busybox_tar:
-            d.ok("import", busybox_tar, IMAGE)
-        else:  # the process runtime runs host commands: any rootfs will do
-            Client(d.host, autostart=False).request(
-                "POST", "/images/create", {"fromSrc": "-", "repo": "empty", "tag": "latest"},
-                body=_empty_image_tar()).read()
-        yield d
-    finally:
-        d.close()
-
-
-@pytest.fixture(params=[ENGINE])
-def daemon(request, busybox_tar):
-    with running_daemon(request.param, busybox_tar) as d:
-        yield d
+@pytest.fixture
+def daemon(engine_daemon):
+    """This module's tests run on ``engine_daemon`` (conftest.py)."""
+    return engine_daemon
 
 
 def file_size(path: str) -> int:
@@ -168,21 +57,6 @@ def assert_lines(got: bytes, expected: bytes, what: str) -> None:
     pytest.fail(f"{what}: {len(have) - 1} lines, expected {len(want) - 1}; {missing} missing, "
                 f"{repeated} repeated; first difference at line {first + 1}: "
                 f"{have[first:first + 3]!r} instead of {want[first:first + 3]!r}")
-
-
-def raw_create(host: str, name: str, body: dict) -> tuple[int, dict]:
-    """``POST /containers/create`` over plain HTTP on the unix socket, as any Docker client
-    sends it: the status code and the decoded JSON answer."""
-    conn = http.client.HTTPConnection("localhost", timeout=60)
-    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.sock.connect(host.removeprefix("unix://"))
-    try:
-        conn.request("POST", f"/v1.41/containers/create?name={name}", json.dumps(body),
-                     {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
 
 
 # -- the daemon dies, the container does not ----------------------------------------------------

@@ -13,6 +13,8 @@ from drivers.rotation import RotatingFile
 from logpipe.errors import LogWriterBusy
 from logpipe.fileset import read_seq, rotated_files, writer_alive
 
+pytestmark = pytest.mark.unit
+
 LINE = lambda i: b"%05d " % i + b"x" * 94 + b"\n"  # 101 bytes  # noqa: E731
 NEWLINE = lambda data, i: data.find(b"\n", i) + 1  # noqa: E731
 

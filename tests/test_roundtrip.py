@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from logpipe.driver import LogInfo
@@ -17,6 +18,8 @@ from logpipe.reading import ReadConfig
 from logpipe.registry import get_driver
 
 from conftest import LOGPIPE, wait_for_path
+
+pytestmark = pytest.mark.integration
 
 SPECIAL = st.sampled_from([b"\n", b"\r", b"\x00", b"\xff", b"\xe2\x80\xa8", b"\xc3\xa9", b"\x1b[31m",
                            b'"', b"\\", b"<>&", b"\t", b"\xed\xa0\x80", b"\xef\xbf\xbd"])

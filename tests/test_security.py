@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import logpipe
-from test_reliability import (IMAGE, RUNC, busybox_tar, raw_create,  # noqa: F401 (fixture)
-                              running_daemon)
+from conftest import IMAGE, RUNC, logpipe, raw_create, running_daemon
+
+pytestmark = pytest.mark.e2e
 
 needs_runc = pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (plants files as nobody)")
@@ -27,7 +27,7 @@ NOBODY = 65534
 
 
 @pytest.fixture(scope="module")
-def daemon(busybox_tar):  # noqa: F811 - the fixture imported above
+def daemon(busybox_tar):
     """One runc daemon for the module's container tests (starting one costs ~1 s)."""
     if not RUNC:
         pytest.skip("needs root, runc and busybox-static")
@@ -124,7 +124,6 @@ def test_user_lookup_never_opens_what_is_not_a_regular_file(tmp_path):
     (tmp_path / "etc" / "passwd").mkdir()
     with pytest.raises(OCIConfigError, match="unable to find user someone"):
         resolve_user(str(tmp_path), "someone")
-
 
 
 # -- seccomp -------------------------------------------------------------------------------
@@ -373,8 +372,7 @@ def test_the_docker_cli_security_opt_reaches_runc(daemon, tmp_path):
 @needs_runc
 def test_load_of_an_archive_whose_layer_is_not_the_configs_answers_400(daemon, busybox_tar,
                                                                       tmp_path):
-    from test_images import add, diff_id, tar_bytes, write_save_archive
-
+    from conftest import add, diff_id, tar_bytes, write_save_archive
     from runtime.cli.client import APIError, Client
 
     with open(busybox_tar, "rb") as f:

@@ -12,12 +12,16 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from logpipe.reading import ReadConfig
 from logpipe.registry import LogPlan, get_driver
 from runtime import shim as shim_module
 from runtime.shimclient import ShimClient, ShimError, _is_shim, recover_state, spawn_shim
 from runtime.spec import SHIM_SOCKET, ContainerSpec
 from runtime.state import ZERO_TIME, read_state
+
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def python():
@@ -75,13 +79,6 @@ def log_lines(spec):
     for chunk in get_driver(spec.log_type).read(spec.log_info(), ReadConfig()):
         out += [(m.source, m.line.decode()) for m in chunk.messages()]
     return out
-
-
-def wait_until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("driver", ["json-file", "local"])
@@ -267,7 +264,7 @@ def test_state_of_a_container_whose_shim_died_is_exited_with_shim_died(container
 def test_shim_outlives_a_full_disk_and_still_records_the_exit(containers, tmp_path):
     """Its log, shim.log and state.json on a full tmpfs: the shim counts what it cannot store,
     answers status, and records the container's exit in state.json all the same."""
-    from test_disk_full import fill, tmpfs
+    from conftest import fill, tmpfs
 
     with tmpfs(str(tmp_path / "disk"), "4m") as disk:
         import pathlib

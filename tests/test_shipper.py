@@ -21,6 +21,8 @@ from logpipe.errors import LogOptError, PermanentError, RetryableError
 from logpipe.message import STDOUT, Chunk
 from logpipe.shipper import Shipper
 
+pytestmark = pytest.mark.unit
+
 
 class RecordingDriver:
     """Keeps what it is sent; ``fail`` scripts the answer to each send (an exception to

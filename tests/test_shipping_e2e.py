@@ -17,10 +17,17 @@ import time
 
 import pytest
 
+from conftest import IMAGE, wait_until
 from drivers.fluentd import MAX_BATCH_COUNT
 from receivers.fluentd import FakeFluentd
-from test_reliability import IMAGE, busybox_tar, daemon  # noqa: F401  (fixtures)
-from test_shim import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def daemon(engine_daemon):
+    """This module's tests run on ``engine_daemon`` (conftest.py)."""
+    return engine_daemon
 
 
 def writer(n: int, width: int = 0) -> str:

@@ -13,6 +13,8 @@ from logpipe.driver import LogInfo
 from logpipe.errors import LogOptError, TemplateError
 from logpipe.template import DEFAULT_TAG, Template, compile_template, render_tag
 
+pytestmark = pytest.mark.unit
+
 CONTAINER_ID = "565eb619b2ca" + "0123456789abcdef" * 3 + "0123"
 IMAGE_ID = "sha256:bc8de" + "f" * 59
 
