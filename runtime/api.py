@@ -53,6 +53,7 @@ from .containers import ContainerStore, parse_signal
 from .executors import available_runtimes, default_runtime
 from .images import ImageStore
 from .state import RUNNING
+from .volumes import label_matches, matches as volume_matches
 from .views import (GOARCH, container_inspect_live, container_summary, image_inspect,
                     image_summary)
 
@@ -485,7 +486,8 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
 
 
 async def remove_container(request: web.Request) -> web.Response:
-    await store_of(request).remove(container_of(request), force=qbool(request, "force"))
+    await store_of(request).remove(container_of(request), force=qbool(request, "force"),
+                                   volumes=qbool(request, "v"))
     return web.Response(status=204)
 
 
@@ -670,6 +672,51 @@ def _end_own_socket(sock) -> None:
         pass
 
 
+# -- volumes --------------------------------------------------------------------------------
+
+
+async def create_volume(request: web.Request) -> web.Response:
+    req = schema.volume_create(await json_body(request))
+    vol = await asyncio.to_thread(store_of(request).volumes.create, req.Name or "",
+                                  req.Driver or "", req.Labels, req.DriverOpts)
+    return web.json_response(vol.to_json(), status=201)
+
+
+async def list_volumes(request: web.Request) -> web.Response:
+    store = store_of(request)
+    filters = schema.filters(request.query.get("filters", ""))
+    vols = await asyncio.to_thread(store.volumes.list)
+    items = [v.to_json() for v in vols
+             if volume_matches(v, filters, bool(store.volume_users(v.name)))]
+    return web.json_response({"Volumes": items, "Warnings": None})
+
+
+async def inspect_volume(request: web.Request) -> web.Response:
+    vol = store_of(request).volumes.get(request.match_info["name"])
+    return web.json_response(vol.to_json())
+
+
+async def remove_volume(request: web.Request) -> web.Response:
+    await asyncio.to_thread(store_of(request).volumes.remove, request.match_info["name"],
+                            qbool(request, "force"))
+    return web.Response(status=204)
+
+
+async def prune_volumes(request: web.Request) -> web.Response:
+    filters = schema.filters(request.query.get("filters", ""))
+    for key in filters:
+        if key not in ("label", "label!"):
+            raise InvalidParameter(f"Invalid filter '{key}'")
+
+    def keep(vol) -> bool:
+        labels = vol.labels or {}
+        return bool(filters.get("label") and not label_matches(labels, filters["label"])
+                    or any(label_matches(labels, [v]) for v in filters.get("label!", [])))
+
+    deleted, size = await asyncio.to_thread(store_of(request).volumes.prune, keep)
+    return web.json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": size})
+
+
 # -- images ---------------------------------------------------------------------------------
 
 
@@ -816,6 +863,9 @@ ROUTES: list[tuple[str, str, Callable]] = [
     ("DELETE", "/containers/{id}", remove_container),
     ("GET", "/containers/{id}/logs", container_logs),
     ("POST", "/containers/{id}/attach", attach_container),
+    ("POST", "/volumes/create", create_volume), ("GET", "/volumes", list_volumes),
+    ("POST", "/volumes/prune", prune_volumes),
+    ("GET", "/volumes/{name}", inspect_volume), ("DELETE", "/volumes/{name}", remove_volume),
     ("GET", "/images/json", list_images),
     ("GET", "/images/{name:.+}/json", inspect_image),
     ("POST", "/images/load", load_images),

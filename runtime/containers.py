@@ -56,6 +56,7 @@ from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_
 from .shipping import Shipping
 from .spec import ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
+from .volumes import VolumeStore
 from .watcher import watch_run
 
 log = logging.getLogger("logpipe.daemon")
@@ -224,6 +225,7 @@ class ContainerStore:
         self.shutting_down = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.shipping = Shipping()
+        self.volumes = VolumeStore(config.data_root, self.volume_users)
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -278,6 +280,11 @@ class ContainerStore:
             return any(v in (c.spec.image, c.spec.image_id) for v in values)
         raise InvalidParameter(f"invalid filter '{key}'")
 
+    def volume_users(self, name: str) -> list[str]:
+        """The ids of the containers that mount the volume ``name`` (rm refuses while any)."""
+        return [c.id for c in self.containers.values()
+                if any(m.type == "volume" and m.source == name for m in c.spec.mounts)]
+
     def image_user(self, image_id: str) -> str | None:
         """The id of a container created from ``image_id`` (rmi refuses while one exists)."""
         for c in self.containers.values():
@@ -318,6 +325,11 @@ class ContainerStore:
         cdir = os.path.join(self.dir, cid)
         spec, warnings = container_spec(req, name, image_ref, image, cid, cdir, self.config)
         self._check_name(name)
+        for m in spec.mounts:  # Docker makes a missing volume at create, and copies up
+            if m.type == "volume":
+                self.volumes.create(m.source, anonymous=m.anonymous)
+                if not m.nocopy:
+                    self.volumes.copy_up(m.source, spec.rootfs, m.target)
         os.mkdir(cdir, 0o710)
         try:
             spec.save()
@@ -462,7 +474,7 @@ class ContainerStore:
         except TimeoutError:
             log.warning("removing container %s while a client is still attached", c.id[:12])
         try:
-            await self.remove(c, force=True)
+            await self.remove(c, force=True, volumes=True)  # --rm takes anonymous volumes
         except LogpipeError as err:
             log.warning("auto-removing container %s failed: %s", c.id[:12], err)
 
@@ -641,7 +653,7 @@ class ContainerStore:
         c.start_waiters.append(fut)
         return fut
 
-    async def remove(self, c: Container, force: bool = False) -> None:
+    async def remove(self, c: Container, force: bool = False, volumes: bool = False) -> None:
         if c.removing or c.removed:
             raise ContainerConflict(f"removal of container {c.id} is already in progress")
         if c.running and not force:
@@ -675,6 +687,13 @@ class ContainerStore:
             self.shipping.drain_then_remove(c.spec, _remove_dir)
         else:
             await asyncio.to_thread(_remove_dir, c.spec.dir)
+        if volumes:  # ``rm -v``: its anonymous volumes go with it, named ones stay
+            for m in c.spec.mounts:
+                if m.type == "volume" and m.anonymous:
+                    try:
+                        await asyncio.to_thread(self.volumes.remove, m.source, True)
+                    except LogpipeError as err:
+                        log.info("keeping volume %s: %s", m.source, err)
         _resolve(c.start_waiters, None)
         _resolve(c.exit_waiters, c.state)
         _resolve(c.remove_waiters, c.state)

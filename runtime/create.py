@@ -18,9 +18,10 @@ from . import schema
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import Image
+from .mounts import container_mounts
 from .restart import restart_policy
 from .seccomp import has_profile, parse_security_opt
-from .spec import Bind, ContainerSpec
+from .spec import ContainerSpec
 from .state import now_rfc3339
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
@@ -110,7 +111,7 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are "
                                f"only {ncpu} CPUs available")
     pids_limit = max(0, host.PidsLimit or 0)
-    binds = tuple(_parse_bind(b) for b in host.Binds or [])
+    binds, mounts, tmpfs = container_mounts(req, host, icfg.Volumes, config.data_root)
 
     lc = host.LogConfig or schema.LogConfig()
     log_type, log_opts = merge_log_config(config, lc.Type or "", lc.Config or {})
@@ -122,7 +123,7 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
         nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
         runtime=runtime, restart_policy=policy, restart_max=max_retry,
-        auto_remove=auto_remove, security_opt=security_opt)
+        auto_remove=auto_remove, security_opt=security_opt, mounts=mounts, tmpfs=tmpfs)
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())
@@ -154,22 +155,3 @@ def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
     for item in list(image_env) + list(env):
         merged[item.split("=", 1)[0]] = item
     return list(merged.values())
-
-
-def _parse_bind(text: str) -> Bind:
-    """``/host:/ctr[:ro|rw]``; named volumes do not exist in logpipe."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidParameter(f"invalid volume specification: '{text}'")
-    mode = parts[2].split(",") if len(parts) == 3 else []
-    if any(m not in ("ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared",
-                     "slave", "rslave") for m in mode):
-        raise InvalidParameter(f"invalid mode: {parts[2]}")
-    if not os.path.isabs(parts[0]):
-        raise InvalidParameter(f"invalid volume specification: '{text}': the host path must be "
-                               "absolute (named volumes are not supported)")
-    if not os.path.isabs(parts[1]):
-        raise InvalidParameter(f"invalid volume specification: '{text}': mount path must be absolute")
-    return Bind(os.path.normpath(parts[0]), os.path.normpath(parts[1]), "ro" in mode)
-
-

@@ -17,6 +17,7 @@ from typing import Any
 from logpipe.errors import LogpipeError
 
 from runtime import seccomp
+from runtime.mounts import oci_mounts
 from runtime.rootfs import bind_mountpoint, resolve_in_root
 from runtime.spec import ContainerSpec, write_json_atomic
 
@@ -219,6 +220,7 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
         bind_mountpoint(root, b.source, b.target)
         mounts.append({"destination": b.target, "type": "bind", "source": b.source,
                        "options": ["rbind", "rprivate", "ro" if b.readonly else "rw"]})
+    mounts += oci_mounts(spec)
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if spec.memory:
         resources["memory"] = {"limit": spec.memory}

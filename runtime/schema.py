@@ -68,6 +68,56 @@ class HealthConfig(GoStruct):
     Retries: Int | None = None
 
 
+class BindOptions(GoStruct):
+    go_type: ClassVar[str] = "mount.BindOptions"
+    Propagation: str | None = None
+    NonRecursive: bool | None = None
+
+
+class Driver(GoStruct):
+    go_type: ClassVar[str] = "mount.Driver"
+    Name: str | None = None
+    Options: dict[str, str] | None = None
+
+
+class VolumeOptions(GoStruct):
+    go_type: ClassVar[str] = "mount.VolumeOptions"
+    NoCopy: bool | None = None
+    Labels: dict[str, str] | None = None
+    DriverConfig: Driver | None = None
+
+
+class TmpfsOptions(GoStruct):
+    go_type: ClassVar[str] = "mount.TmpfsOptions"
+    SizeBytes: Int64 | None = None
+    Mode: Annotated[int, msgspec.Meta(ge=0, le=(1 << 32) - 1,
+                                      extra={"go": "fs.FileMode"})] | None = None
+
+
+class Mount(GoStruct):
+    """``mount.Mount``: one item of ``HostConfig.Mounts`` (``--mount``)."""
+
+    go_type: ClassVar[str] = "mount.Mount"
+    Type: str | None = None
+    Source: str | None = None
+    Target: str | None = None
+    ReadOnly: bool | None = None
+    Consistency: str | None = None
+    BindOptions: BindOptions | None = None
+    VolumeOptions: VolumeOptions | None = None
+    TmpfsOptions: TmpfsOptions | None = None
+
+
+class VolumeCreate(GoStruct):
+    """``POST /volumes/create``: ``volume.VolumeCreateBody``."""
+
+    go_type: ClassVar[str] = "volume.VolumeCreateBody"
+    Name: str | None = None
+    Driver: str | None = None
+    DriverOpts: dict[str, str] | None = None
+    Labels: dict[str, str] | None = None
+
+
 class HostConfig(GoStruct):
     """``container.HostConfig`` with its embedded ``Resources`` (Go promotes their fields)."""
 
@@ -130,7 +180,7 @@ class HostConfig(GoStruct):
     OomKillDisable: bool | None = None
     PidsLimit: Int64 | None = None
     Ulimits: list[Object] | None = None
-    Mounts: list[Object] | None = None
+    Mounts: list[Mount] | None = None
     MaskedPaths: list[str] | None = None
     ReadonlyPaths: list[str] | None = None
     Init: bool | None = None
@@ -190,6 +240,7 @@ class ImageConfig(GoStruct):
     Env: list[str] | None = None
     WorkingDir: str | None = None
     User: str | None = None
+    Volumes: Object | None = None
 
 
 #: ``filters`` query values: ``{"key": {"value": true}}``, or the legacy ``{"key": ["value"]}``.
@@ -222,6 +273,11 @@ def container_create(body: Any) -> ContainerCreate:
     if isinstance(body, ContainerCreate):
         return body
     return convert(body, ContainerCreate)
+
+
+def volume_create(body: Any) -> VolumeCreate:
+    """The ``/volumes/create`` body as a typed request, or Go's refusal."""
+    return VolumeCreate() if body is None else convert(body, VolumeCreate)
 
 
 def image_config(ref: str, config: Any) -> ImageConfig:

@@ -28,6 +28,21 @@ class Bind(NamedTuple):
     readonly: bool = False
 
 
+class Mount(NamedTuple):
+    """A volume, a ``--mount`` bind or tmpfs: ``MountPoints`` of ``config.json``."""
+
+    type: str  # "volume" | "bind" | "tmpfs"
+    source: str  # the volume's name, the host path; "" for a tmpfs
+    target: str
+    path: str = ""  # what is mounted: the volume's _data, the host path ("" for a tmpfs)
+    readonly: bool = False
+    mode: str = ""  # Docker's Mode in inspect: "z" for ``-v name:/p``, "ro", ""
+    options: str = ""  # a tmpfs's mount options (size=…,mode=…)
+    anonymous: bool = False  # made for this container: ``rm -v`` removes it
+    nocopy: bool = False  # no copy-up of the image's content
+    origin: str = "mounts"  # "binds" (-v), "mounts" (--mount), "volumes" (Config/image)
+
+
 class ContainerSpec(NamedTuple):
     """Everything needed to run one container and log for it."""
 
@@ -58,6 +73,8 @@ class ContainerSpec(NamedTuple):
     auto_remove: bool = False
     security_opt: tuple[str, ...] = ()  # --security-opt, as given (seccomp=<JSON> inline)
     log_plan: LogPlan | None = None  # decided by the registry at create (None: created before)
+    mounts: tuple[Mount, ...] = ()  # volumes, --mount; sorted by target, as mounted
+    tmpfs: Mapping[str, str] = {}  # --tmpfs path → options (HostConfig.Tmpfs)
 
     @property
     def argv(self) -> list[str]:
@@ -92,7 +109,12 @@ class ContainerSpec(NamedTuple):
             "HostConfig": {
                 "LogConfig": {"Type": self.log_type, "Config": dict(self.log_opts)},
                 "Binds": [f"{b.source}:{b.target}" + (":ro" if b.readonly else "")
-                          for b in self.binds],
+                          for b in self.binds] + [
+                    f"{m.source}:{m.target}" + (":ro" if m.readonly else "")
+                    for m in self.mounts if m.origin == "binds"],
+                "Mounts": [_mount_json(m) for m in self.mounts if m.origin == "mounts"]
+                or None,
+                "Tmpfs": dict(self.tmpfs) or None,
                 "Memory": self.memory, "NanoCpus": self.nano_cpus,
                 "PidsLimit": self.pids_limit or None, "NetworkMode": self.network_mode,
                 "Runtime": self.runtime, "AutoRemove": self.auto_remove,
@@ -100,6 +122,10 @@ class ContainerSpec(NamedTuple):
                 "RestartPolicy": {"Name": self.restart_policy,
                                   "MaximumRetryCount": self.restart_max}},
         }
+        volumes = {m.target: {} for m in self.mounts if m.origin == "volumes"}
+        data["Config"]["Volumes"] = volumes or None
+        if self.mounts:
+            data["MountPoints"] = [m._asdict() for m in self.mounts]
         if self.log_plan is not None:
             data["LogPlan"] = self.log_plan.to_json()
         return data
@@ -110,6 +136,8 @@ class ContainerSpec(NamedTuple):
         binds = []
         for text in host.get("Binds") or []:
             parts = text.split(":")
+            if not parts[0].startswith("/"):
+                continue  # a volume: in MountPoints
             binds.append(Bind(parts[0], parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
         restart = host.get("RestartPolicy") or {}
         return cls(
@@ -127,7 +155,9 @@ class ContainerSpec(NamedTuple):
             restart_max=restart.get("MaximumRetryCount") or 0,
             auto_remove=bool(host.get("AutoRemove")),
             security_opt=tuple(host.get("SecurityOpt") or ()),
-            log_plan=LogPlan.from_json(data["LogPlan"]) if data.get("LogPlan") else None)
+            log_plan=LogPlan.from_json(data["LogPlan"]) if data.get("LogPlan") else None,
+            mounts=tuple(Mount(**m) for m in data.get("MountPoints") or ()),
+            tmpfs=dict(host.get("Tmpfs") or {}))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())
@@ -136,6 +166,16 @@ class ContainerSpec(NamedTuple):
     def load(cls, directory: str) -> "ContainerSpec":
         with open(os.path.join(directory, CONFIG_FILE)) as f:
             return cls.from_json(json.load(f), directory)
+
+
+def _mount_json(m: Mount) -> dict[str, Any]:
+    """One ``HostConfig.Mounts`` item as the client sent it (Docker's ``mount.Mount``)."""
+    out: dict[str, Any] = {"Type": m.type, "Source": m.source, "Target": m.target}
+    if m.readonly:
+        out["ReadOnly"] = True
+    if m.nocopy:
+        out["VolumeOptions"] = {"NoCopy": True}
+    return out
 
 
 def write_json_atomic(path: str, data: Any) -> None:

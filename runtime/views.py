@@ -21,6 +21,7 @@ from logpipe.timespec import parse_rfc3339
 
 from .create import PROCESS_WARNING
 from .images import Image
+from .mounts import inspect_mounts
 from .shimclient import live_state
 from .spec import ContainerSpec
 from .state import RUNNING, State
@@ -64,6 +65,7 @@ def container_inspect(c: Container) -> dict[str, Any]:
     """``GET /containers/{id}/json``: Docker's inspect shape."""
     data = c.spec.to_json()
     data.pop("LogPlan", None)  # logpipe's own record, not part of Docker's inspect
+    data.pop("MountPoints", None)  # shown as Docker's Mounts
     log_config = data["HostConfig"]["LogConfig"]
     log_config["Config"] = redacted_log_opts(log_config["Type"], log_config["Config"])
     argv = c.spec.argv
@@ -72,9 +74,7 @@ def container_inspect(c: Container) -> dict[str, Any]:
         "RestartCount": c.restart_count, "LogPath": log_path(c.spec),
         "Driver": "", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
         "AppArmorProfile": "", "ExecIDs": None,
-        "Mounts": [{"Type": "bind", "Source": b.source, "Destination": b.target,
-                    "Mode": "ro" if b.readonly else "", "RW": not b.readonly,
-                    "Propagation": "rprivate"} for b in c.spec.binds],
+        "Mounts": inspect_mounts(c.spec),
         "NetworkSettings": {"Networks": {c.spec.network_mode: {}}, "Ports": {}},
     })
     # logpipe has no TTY or stdin: Docker's clients read these to choose the framing.
@@ -110,8 +110,7 @@ def container_summary(c: Container) -> dict[str, Any]:
         "State": c.status, "Status": c.status_text(),
         "HostConfig": {"NetworkMode": c.spec.network_mode},
         "NetworkSettings": {"Networks": {c.spec.network_mode: {}}},
-        "Mounts": [{"Type": "bind", "Source": b.source, "Destination": b.target,
-                    "RW": not b.readonly} for b in c.spec.binds],
+        "Mounts": inspect_mounts(c.spec),
     }
 
 

@@ -22,6 +22,7 @@ from .client import APIError, Client, client_of, read_frames, ref
 from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandError, daemon_command
 from .flags import key_values
 from .tables import ago, go_render, print_table, table_format
+from .volumes import mount_fields
 
 
 def _container_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,8 +45,10 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
                                f"an integer: {count}") from None
     host: dict[str, Any] = {
         "LogConfig": {"Type": args.log_driver or "", "Config": opts},
-        "RestartPolicy": restart, "AutoRemove": bool(args.rm), "Binds": args.volume or None,
+        "RestartPolicy": restart, "AutoRemove": bool(args.rm),
         "NetworkMode": args.network or "default"}
+    mount_host, anonymous = mount_fields(args)
+    host.update(mount_host)
     if args.memory:
         from logpipe.units import parse_ram_size
 
@@ -71,6 +74,8 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
         "Image": args.image, "Cmd": command or None, "Env": env,
         "Labels": key_values(args.label, "--label"), "WorkingDir": args.workdir or "",
         "User": args.user or "", "HostConfig": host}
+    if anonymous:
+        body["Volumes"] = anonymous
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint] if args.entrypoint else []
     return body

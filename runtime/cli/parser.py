@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import capture, containers, images, system
+from . import capture, containers, images, system, volumes
 from . import logs as logs_command
 
 
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _container_commands(sub)
     _image_commands(sub)
     _system_commands(sub)
+    volumes.add_commands(sub)
     return parser
 
 
@@ -53,6 +54,9 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rm", action="store_true", help="Remove the container when it exits")
     p.add_argument("-e", "--env", action="append", default=[])
     p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("--mount", action="append", default=[],
+                   help="type=volume|bind|tmpfs,source=…,target=…[,readonly]")
+    p.add_argument("--tmpfs", action="append", default=[], help="PATH[:OPTIONS]")
     p.add_argument("-w", "--workdir", default="")
     p.add_argument("-u", "--user", default="")
     p.add_argument("-l", "--label", action="append", default=[])
