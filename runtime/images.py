@@ -527,7 +527,8 @@ class ImageStore:
                     return {"Cmd": c.get("Cmd"), "Entrypoint": c.get("Entrypoint"),
                             "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",
                             "User": c.get("User") or "",
-                            "_created": image_config.get("created")}
+                            "_created": image_config.get("created"),
+                            "Volumes": c.get("Volumes") or None}  # VOLUME: anonymous ones
 
                 self._install(hex_id, build)
                 tags = [normalize_ref(t) for t in entry.get("RepoTags") or []]

@@ -68,7 +68,8 @@ def parse_bind(text: str, data_root: str) -> Bind | Mount:
         return Bind(os.path.normpath(source), os.path.normpath(target), readonly)
     check_name(source)
     return Mount("volume", source, os.path.normpath(target), volume_path(data_root, source),
-                 readonly, "ro" if readonly else "z", nocopy="nocopy" in mode, origin="binds")
+                 readonly, parts[2] if len(parts) == 3 else "z", nocopy="nocopy" in mode,
+                 origin="binds")
 
 
 def parse_mount(m: schema.Mount, data_root: str) -> Mount:

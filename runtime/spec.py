@@ -110,7 +110,7 @@ class ContainerSpec(NamedTuple):
                 "LogConfig": {"Type": self.log_type, "Config": dict(self.log_opts)},
                 "Binds": [f"{b.source}:{b.target}" + (":ro" if b.readonly else "")
                           for b in self.binds] + [
-                    f"{m.source}:{m.target}" + (":ro" if m.readonly else "")
+                    f"{m.source}:{m.target}" + (f":{m.mode}" if m.mode != "z" else "")
                     for m in self.mounts if m.origin == "binds"],
                 "Mounts": [_mount_json(m) for m in self.mounts if m.origin == "mounts"]
                 or None,

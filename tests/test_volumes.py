@@ -15,7 +15,8 @@ import subprocess
 
 import pytest
 
-from conftest import EMPTY_IMAGE, IMAGE, RUNC, busybox_tar, running_daemon  # noqa: F401
+from conftest import (EMPTY_IMAGE, IMAGE, RUNC, add, busybox_tar,  # noqa: F401
+                      diff_id, running_daemon, tar_bytes)
 from runtime.cli.client import APIError
 
 pytestmark = pytest.mark.e2e
@@ -157,6 +158,42 @@ def test_volume_api_create_list_filters_inspect_and_prune(api):
     err = api_error(lambda: api.json("GET", "/volumes/v2"))
     assert (err.status, str(err)) == (404, "get v2: no such volume")
     api.request("DELETE", "/volumes/v2", {"force": 1}).read()  # force: a missing one is fine
+
+
+def test_an_images_volume_is_anonymous_filled_from_the_image_and_removed_by_rm_v(api):
+    def layer(tar):
+        add(tar, "srv")
+        add(tar, "srv/seed")
+        add(tar, "srv/seed/file", b"seeded\n")
+    layer_tar = tar_bytes(layer)
+    config = json.dumps({"config": {"Cmd": ["sh"], "Volumes": {"/srv/seed": {}}},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id(layer_tar)]}})
+    manifest = [{"Config": "cfg.json", "RepoTags": ["withvol:2"], "Layers": ["l0/layer.tar"]}]
+    archive = tar_bytes(lambda tar: (add(tar, "l0"), add(tar, "l0/layer.tar", layer_tar),
+                                     add(tar, "cfg.json", config.encode()),
+                                     add(tar, "manifest.json", json.dumps(manifest).encode())))
+    api.request("POST", "/images/load", body=archive).read()
+    assert api.json("GET", "/images/withvol:2/json")["Config"]["Volumes"] == {"/srv/seed": {}}
+    cid = api.json("POST", "/containers/create", None,
+                   {"Image": "withvol:2", "Cmd": ["true"]})["Id"]
+    mounts = api.json("GET", f"/containers/{cid}/json")["Mounts"]
+    assert [(m["Type"], m["Destination"], len(m["Name"])) for m in mounts] == \
+        [("volume", "/srv/seed", 64)]
+    with open(os.path.join(mounts[0]["Source"], "file")) as f:
+        assert f.read() == "seeded\n"  # copy-up from the image
+    api.request("DELETE", f"/containers/{cid}", {"v": 1}).read()
+    assert api.json("GET", "/volumes")["Volumes"] == []
+
+
+def test_prune_keeps_what_its_label_filter_excludes(api):
+    api.json("POST", "/volumes/create", None, {"Name": "keep1", "Labels": {"keep": "1"}})
+    api.json("POST", "/volumes/create", None, {"Name": "drop1", "Labels": {"tier": "x"}})
+    api.json("POST", "/volumes/create", None, {"Name": "drop2"})
+    q = {"filters": json.dumps({"label": ["tier=x"]})}
+    assert api.json("POST", "/volumes/prune", q)["VolumesDeleted"] == ["drop1"]
+    q = {"filters": json.dumps({"label!": ["keep"]})}
+    assert api.json("POST", "/volumes/prune", q)["VolumesDeleted"] == ["drop2"]
+    assert [v["Name"] for v in api.json("GET", "/volumes")["Volumes"]] == ["keep1"]
 
 
 @pytest.mark.parametrize("host, text", [
