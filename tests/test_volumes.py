@@ -118,6 +118,12 @@ def test_anonymous_volumes_go_with_rm_v_and_named_ones_stay(rd):
     assert len(anon) == 64
     names = rd.ok("volume", "ls", "-q").decode().split()
     assert anon in names and "named" in names
+    rd.sigkill()  # what uses a volume is known again after a restart
+    rd.start()
+    assert rd.lp("volume", "rm", "named").stderr.startswith(
+        b"Error response from daemon: remove named: volume is in use - [")
+    assert set(rd.ok("ps", "-a", "--format", "{{.Mounts}}", "-f", "name=anon").decode()
+               .strip().split(",")) == {"named", anon}
     rd.ok("rm", "-v", "anon")
     assert rd.ok("volume", "ls", "-q").decode().split() == ["named"]
     rd.ok("volume", "rm", "named")

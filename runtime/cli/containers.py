@@ -284,7 +284,7 @@ def _ps_item(c: dict[str, Any], no_trunc: bool) -> dict[str, Any]:
         "State": c.get("State", ""),
         "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []),
         "Labels": ",".join(f"{k}={v}" for k, v in sorted((c.get("Labels") or {}).items())),
-        "Mounts": ",".join(m.get("Source", "") for m in c.get("Mounts") or []),
+        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []),
         "Networks": ",".join((c.get("NetworkSettings") or {}).get("Networks") or {}),
         "Size": ""}
 
