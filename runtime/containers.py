@@ -327,7 +327,7 @@ class ContainerStore:
         self._check_name(name)
         for m in spec.mounts:  # Docker makes a missing volume at create, and copies up
             if m.type == "volume":
-                self.volumes.create(m.source, anonymous=m.anonymous)
+                self.volumes.create(m.source, labels=m.labels, anonymous=m.anonymous)
                 if not m.nocopy:
                     self.volumes.copy_up(m.source, spec.rootfs, m.target)
         os.mkdir(cdir, 0o710)

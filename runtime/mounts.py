@@ -27,6 +27,7 @@ TMPFS_FLAGS = {"ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "
                "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
                "nostrictatime", "sync", "async", "dirsync", "mand", "nomand"}
 TMPFS_KEYS = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"}
+PROPAGATIONS = ("", "private", "rprivate", "shared", "rshared", "slave", "rslave")
 #: Docker's default options of a tmpfs mount.
 TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
 
@@ -94,7 +95,10 @@ def parse_mount(m: schema.Mount, data_root: str) -> Mount:
         if not os.path.exists(source):
             raise MountConfigError(kind, f"bind source path does not exist: {source}")
         source = os.path.normpath(source)
-        return Mount("bind", source, target, source, ro, "")
+        propagation = (m.BindOptions.Propagation if m.BindOptions else "") or ""
+        if propagation not in PROPAGATIONS:
+            raise MountConfigError(kind, f"invalid propagation mode: {propagation}")
+        return Mount("bind", source, target, source, ro, "", propagation=propagation)
     if kind == "volume":
         if m.BindOptions is not None:
             raise MountConfigError(kind, "field BindOptions must not be specified")
@@ -110,7 +114,7 @@ def parse_mount(m: schema.Mount, data_root: str) -> Mount:
             source = os.urandom(32).hex()
         check_name(source)
         return Mount("volume", source, target, volume_path(data_root, source), ro, "",
-                     anonymous=anonymous, nocopy=bool(vo.NoCopy))
+                     anonymous=anonymous, nocopy=bool(vo.NoCopy), labels=vo.Labels)
     if source:
         raise MountConfigError(kind, "field Source must not be specified")
     if m.BindOptions is not None:
@@ -189,7 +193,8 @@ def oci_mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
                         "options": opts + (["ro"] if m.readonly else [])})
         else:
             out.append({"destination": m.target, "type": "bind", "source": m.path,
-                        "options": ["rbind", "rprivate", "ro" if m.readonly else "rw"]})
+                        "options": ["rbind", m.propagation or "rprivate",
+                                    "ro" if m.readonly else "rw"]})
     for path, text in sorted(spec.tmpfs.items()):
         out.append({"destination": path, "type": "tmpfs", "source": "tmpfs",
                     "options": tmpfs_options(path, text).split(",")})
@@ -210,6 +215,6 @@ def inspect_mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
         else:
             item.update({"Source": m.path, "Destination": m.target})
         item.update({"Mode": m.mode, "RW": not m.readonly,
-                     "Propagation": "rprivate" if m.type == "bind" else ""})
+                     "Propagation": (m.propagation or "rprivate") if m.type == "bind" else ""})
         out.append(item)
     return out

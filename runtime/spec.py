@@ -41,6 +41,8 @@ class Mount(NamedTuple):
     anonymous: bool = False  # made for this container: ``rm -v`` removes it
     nocopy: bool = False  # no copy-up of the image's content
     origin: str = "mounts"  # "binds" (-v), "mounts" (--mount), "volumes" (Config/image)
+    propagation: str = ""  # a bind's (BindOptions.Propagation); "" is rprivate
+    labels: Mapping[str, str] | None = None  # a new volume's (VolumeOptions.Labels)
 
 
 class ContainerSpec(NamedTuple):
@@ -173,8 +175,10 @@ def _mount_json(m: Mount) -> dict[str, Any]:
     out: dict[str, Any] = {"Type": m.type, "Source": m.source, "Target": m.target}
     if m.readonly:
         out["ReadOnly"] = True
-    if m.nocopy:
-        out["VolumeOptions"] = {"NoCopy": True}
+    if m.nocopy or m.labels:
+        out["VolumeOptions"] = {"NoCopy": m.nocopy, "Labels": m.labels}
+    if m.propagation:
+        out["BindOptions"] = {"Propagation": m.propagation}
     return out
 
 

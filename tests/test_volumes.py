@@ -82,7 +82,8 @@ def test_mount_and_tmpfs_flags_mount_binds_volumes_and_real_tmpfs(rd, tmp_path):
     rd.ok("create", "--name", "mnt", "--tmpfs", "/scratch:size=1m",
           "--mount", "type=tmpfs,target=/t2,tmpfs-size=2m",
           "--mount", f"type=bind,source={host},target=/b,readonly",
-          "--mount", "type=volume,source=mv,target=/mv", IMAGE, "sh", "-c",
+          "--mount", "type=volume,source=mv,target=/mv,volume-label=made=by-mount", IMAGE,
+          "sh", "-c",
           "grep -E ' /(scratch|t2) ' /proc/mounts; cat /b/in; echo x > /b/out || echo ro;"
           "echo v > /mv/v")
     mounts = json.loads(rd.inspect("mnt", "{{json .Mounts}}"))
@@ -94,6 +95,7 @@ def test_mount_and_tmpfs_flags_mount_binds_volumes_and_real_tmpfs(rd, tmp_path):
         {"Type": "tmpfs", "Source": "", "Destination": "/t2", "Mode": "", "RW": True,
          "Propagation": ""}]
     assert rd.inspect("mnt", "{{json .HostConfig.Tmpfs}}") == '{"/scratch":"size=1m"}'
+    assert json.loads(rd.ok("volume", "inspect", "mv"))[0]["Labels"] == {"made": "by-mount"}
     assert rd.ok("start", "-a", "mnt").decode().splitlines()[2:] == ["from host", "ro"]
     out = rd.ok("logs", "mnt").decode().splitlines()
     scratch = next(line for line in out if " /scratch " in line).split()
@@ -222,6 +224,9 @@ def test_prune_keeps_what_its_label_filter_excludes(api):
      "json: cannot unmarshal number into Go struct field Mount.HostConfig.Mounts.Target "
      "of type string"),
     ({"Binds": ["ab:/d"], "Tmpfs": {"/d": ""}}, "Duplicate mount point: /d"),
+    ({"Mounts": [{"Type": "bind", "Source": "/tmp", "Target": "/t",
+                  "BindOptions": {"Propagation": "sideways"}}]},
+     'invalid mount config for type "bind": invalid propagation mode: sideways'),
     ({"Tmpfs": {"/t": "size=1m,bogus"}}, None),
 ])
 def test_bad_mounts_are_refused_at_create_with_dockers_text(api, host, text):
