@@ -270,6 +270,9 @@ def test_docker_cli_volume_commands_and_run_with_v_and_mount(rd):
                  "cat", "/d/x")
     assert res.stdout == b"via-cli\n", res.stderr
     assert docker("volume", "rm", "dv").stdout == b"dv\n"
+    assert docker("volume", "create", "--label", "gone=1", "dv2").returncode == 0
+    res = docker("volume", "prune", "-f", "--filter", "label=gone")
+    assert res.stdout == b"Deleted Volumes:\ndv2\n\nTotal reclaimed space: 0B\n", res.stderr
     res = docker("volume", "inspect", "dv")
     assert res.returncode == 1 and b"no such volume" in res.stderr.lower()
 
