@@ -389,7 +389,7 @@ async def info(request: web.Request) -> web.Response:
     body = {"ID": "", "Name": uname.nodename, "ServerVersion": SERVER_VERSION,
             **store.counts(), "Images": len(images), "Driver": "", "DriverStatus": [],
             "LoggingDriver": store.config.log_driver, "DockerRootDir": store.config.data_root,
-            "Plugins": {"Log": driver_names(), "Volume": ["local"], "Network": ["host", "none"],
+            "Plugins": {"Log": driver_names(), "Volume": [], "Network": ["host", "none"],
                         "Authorization": None},
             "OSType": "linux", "OperatingSystem": platform.platform(),
             "Architecture": uname.machine, "KernelVersion": uname.release,

@@ -123,13 +123,14 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
         nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
         runtime=runtime, restart_policy=policy, restart_max=max_retry,
-        auto_remove=auto_remove, security_opt=security_opt, mounts=mounts, tmpfs=tmpfs)
+        auto_remove=auto_remove, security_opt=security_opt)
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())
         except DriverInitError as err:  # Docker finds these at start: its words
             raise InvalidParameter(f"failed to initialize logging driver: {err}") from None
     spec = spec._replace(log_plan=log_plan(log_type))  # decided once, kept with it
+    spec = spec._replace(mounts=mounts, tmpfs=tmpfs)
     return spec, warnings
 
 
