@@ -18,6 +18,7 @@ from . import schema
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import Image
+from .network import netavark, ports
 from .restart import restart_policy
 from .seccomp import has_profile, parse_security_opt
 from .spec import Bind, ContainerSpec
@@ -98,9 +99,14 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
     network = host.NetworkMode or "default"
     if network in ("default", "bridge"):
-        network = "none"  # logpipe has no bridge: the default is no network at all
-    if network not in ("none", "host"):
+        network = netavark.default_mode(get_executor(runtime).isolated)
+    if network not in ("none", "host", "bridge"):
         raise LogpipeError(f"network {network} not found")
+    bindings = ports.from_request(host.PortBindings)
+    exposed = dict.fromkeys(ports.split_port_key(k) for k in
+                            [*(image.config.get("ExposedPorts") or {}),
+                             *(req.ExposedPorts or {})])
+    exposed.update(dict.fromkeys((b.container_port, b.proto) for b in bindings))
     memory = host.Memory or 0
     if 0 < memory < MIN_MEMORY:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
@@ -122,7 +128,9 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
         nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
         runtime=runtime, restart_policy=policy, restart_max=max_retry,
-        auto_remove=auto_remove, security_opt=security_opt)
+        auto_remove=auto_remove, security_opt=security_opt, ports=bindings,
+        publish_all=bool(host.PublishAllPorts),
+        exposed_ports=tuple(f"{p}/{proto}" for p, proto in exposed))
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())

@@ -169,12 +169,13 @@ def _etc_files(spec: ContainerSpec, hostname: str) -> list[dict[str, Any]]:
     files = {"hostname": f"{hostname}\n",
              "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                       f"127.0.1.1\t{hostname}\n"}
-    if spec.network_mode == "host":
+    if spec.network_mode in ("host", "bridge"):
         try:
             with open("/etc/resolv.conf") as f:
                 files["resolv.conf"] = f.read()
         except OSError:
             pass
+    if spec.network_mode == "host":
         try:
             with open("/etc/hosts") as f:
                 files["hosts"] = f.read()
@@ -196,7 +197,11 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
         raise OCIConfigError("No command specified")
     hostname = hostname_of(spec)
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if spec.network_mode != "host":
+    if spec.network_mode == "bridge":  # the namespace netavark set up (runtime.network)
+        from runtime.network.netavark import netns_path
+
+        namespaces.append({"type": "network", "path": netns_path(spec)})
+    elif spec.network_mode != "host":
         namespaces.append({"type": "network"})
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},

@@ -21,6 +21,7 @@ from logpipe.timespec import parse_rfc3339
 
 from .create import PROCESS_WARNING
 from .images import Image
+from .network.settings import network_settings, summary_ports
 from .shimclient import live_state
 from .spec import ContainerSpec
 from .state import RUNNING, State
@@ -75,7 +76,7 @@ def container_inspect(c: Container) -> dict[str, Any]:
         "Mounts": [{"Type": "bind", "Source": b.source, "Destination": b.target,
                     "Mode": "ro" if b.readonly else "", "RW": not b.readonly,
                     "Propagation": "rprivate"} for b in c.spec.binds],
-        "NetworkSettings": {"Networks": {c.spec.network_mode: {}}, "Ports": {}},
+        "NetworkSettings": network_settings(c.spec),
     })
     # logpipe has no TTY or stdin: Docker's clients read these to choose the framing.
     data["Config"].update({"Tty": False, "OpenStdin": False, "StdinOnce": False,
@@ -106,7 +107,8 @@ def container_summary(c: Container) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": [c.spec.name], "Image": c.spec.image,
         "ImageID": c.spec.image_id, "Command": " ".join(c.spec.argv),
-        "Created": _created_unix(c.spec.created), "Ports": [], "Labels": dict(c.spec.labels),
+        "Created": _created_unix(c.spec.created), "Ports": summary_ports(c.spec),
+        "Labels": dict(c.spec.labels),
         "State": c.status, "Status": c.status_text(),
         "HostConfig": {"NetworkMode": c.spec.network_mode},
         "NetworkSettings": {"Networks": {c.spec.network_mode: {}}},

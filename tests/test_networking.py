@@ -1,0 +1,257 @@
+"""Networking on netavark: the default bridge, published ports (on 127.0.0.1 too),
+``NetworkSettings``/``ps``/``port`` as Docker prints them, and teardown that leaves no veth,
+namespace, firewall rule or address behind (rm, exit, failed start, daemon restart).
+
+Traffic goes only to 127.0.0.1 and to the addresses of containers these tests start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from typing import Iterator
+
+import pytest
+
+from conftest import IMAGE, RUNC, RestartableDaemon, stop_daemon, wait_until
+from runtime.network import netavark, store
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
+    not RUNC or netavark.binary() is None or subprocess.run(
+        ["which", "iptables-save"], capture_output=True).returncode != 0,
+    reason="needs root, runc, busybox-static, netavark and iptables")]
+
+
+@pytest.fixture
+def net_daemon(busybox_tar) -> Iterator[RestartableDaemon]:
+    """A runc daemon whose endpoints are all torn down afterwards, even when a test killed
+    the daemon and left containers behind."""
+    d = RestartableDaemon("runc")
+    try:
+        d.start()
+        d.ok("import", busybox_tar, IMAGE)
+        yield d
+    finally:
+        if d.current is not None and d.current.proc.poll() is None:
+            stop_daemon(d.current)  # removes its containers: their endpoints go with them
+        d.current = None
+        d.close()  # runc state, overlays and endpoints of a killed daemon's containers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 10.0) -> bytes:
+    """The body of ``url``, retried until the server in the container listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def httpd(d: RestartableDaemon, name: str, *flags: str) -> str:
+    """A busybox web server serving the container's /etc (its hostname file: its id)."""
+    return d.ok("run", "-d", "--name", name, *flags, IMAGE,
+                "httpd", "-f", "-vv", "-p", "80", "-h", "/etc").decode().strip()
+
+
+def settings(d: RestartableDaemon, name: str) -> dict:
+    return json.loads(d.inspect(name, "{{json .NetworkSettings}}"))
+
+
+def leftovers(d: RestartableDaemon, *needles: str) -> dict[str, list[str]]:
+    """What networking state exists on the host for this daemon (or mentions ``needles``)."""
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if os.path.join(d.root, "run", "netns") in line]
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    netns_dir = os.path.join(d.root, "run", "netns")
+    ep_dir = os.path.join(d.root, "network", "endpoints")
+    return {
+        "veth": sorted(line.split(":")[1].strip().split("@")[0]
+                       for line in links.splitlines() if "veth" in line),
+        "mounts": mounts,
+        "rules": [r for r in rules.splitlines() if any(n in r for n in needles)],
+        "netns": sorted(os.listdir(netns_dir)) if os.path.isdir(netns_dir) else [],
+        "endpoints": sorted(os.listdir(ep_dir)) if os.path.isdir(ep_dir) else [],
+    }
+
+
+def test_default_bridge_gives_an_address_and_publishes_on_loopback(net_daemon):
+    d = net_daemon
+    port = free_port()
+    cid = httpd(d, "web", "-p", f"{port}:80")
+    ns = settings(d, "web")
+    net = store.load(d.root, "bridge")
+    assert d.inspect("web", "{{.HostConfig.NetworkMode}}") == "bridge"
+    ip = ns["IPAddress"]
+    assert ns["Networks"]["bridge"]["IPAddress"] == ip
+    assert ns["Gateway"] == net.gateway == ns["Networks"]["bridge"]["Gateway"]
+    assert ns["Networks"]["bridge"]["NetworkID"] == net.id
+    assert ns["IPPrefixLen"] == 16 and len(ns["MacAddress"].split(":")) == 6
+    assert ns["Networks"]["bridge"]["EndpointID"] == ns["EndpointID"] != ""
+    assert ns["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+    # Through the published port on loopback, and straight to the container's address.
+    assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == cid[:12].encode()
+    assert http_get(f"http://{ip}:80/hostname").strip() == cid[:12].encode()
+    # The log pipeline sees the web server's access log (-vv) of those requests.
+    wait_until(lambda: b"/hostname" in d.lp("logs", "web").stdout + d.lp("logs", "web").stderr)
+    # ps's PORTS column, logpipe port and the docker CLI's port (it reads inspect).
+    assert f"0.0.0.0:{port}->80/tcp" in d.ok("ps").decode()
+    assert d.ok("port", "web").decode() == f"80/tcp -> 0.0.0.0:{port}\n"
+    assert d.ok("port", "web", "80").decode() == f"0.0.0.0:{port}\n"
+    docker = subprocess.run(["docker", "-H", d.host, "port", "web"], capture_output=True,
+                            text=True, timeout=30)
+    assert f"80/tcp -> 0.0.0.0:{port}" in docker.stdout, docker.stderr
+    # A second container gets the next address.
+    d.ok("run", "-d", "--name", "second", IMAGE, "sleep", "30")
+    assert settings(d, "second")["IPAddress"] not in ("", ip)
+
+
+def test_default_subnet_avoids_host_routes_and_bip_sets_it(net_daemon, busybox_tar):
+    net = store.load(net_daemon.root, "bridge")
+    import ipaddress
+    routes = store.host_routes(exclude_iface=net.interface)
+    assert not any(ipaddress.ip_network(net.subnet).overlaps(r) for r in routes)
+    stop_daemon(net_daemon.current)
+    net_daemon.current = None
+    other = store.free_subnet()  # not the one above if its bridge is up; any free one
+    gw = str(next(other.hosts()))
+    net_daemon.config["bip"] = f"{gw}/24"
+    net_daemon.start()
+    d = net_daemon
+    d.ok("run", "-d", "--name", "bip1", IMAGE, "sleep", "30")
+    ns = settings(d, "bip1")
+    assert ns["Gateway"] == gw and ns["IPPrefixLen"] == 24
+    assert ipaddress.ip_address(ns["IPAddress"]) in ipaddress.ip_network(f"{gw}/24", strict=False)
+
+
+def test_none_and_host_modes_have_no_endpoint(net_daemon):
+    d = net_daemon
+    for mode in ("none", "host"):
+        d.ok("run", "-d", "--name", f"{mode}net", "--network", mode, IMAGE, "sleep", "30")
+        ns = settings(d, f"{mode}net")
+        assert ns["IPAddress"] == "" and list(ns["Networks"]) == [mode]
+    assert leftovers(d)["endpoints"] == [] and leftovers(d)["netns"] == []
+
+
+def test_rm_exit_and_failed_start_leave_no_veth_namespace_or_rule(net_daemon):
+    d = net_daemon
+    before = leftovers(d)
+    port = free_port()
+    httpd(d, "web", "-p", f"{port}:80")
+    ip = settings(d, "web")["IPAddress"]
+    during = leftovers(d, ip, f"--dport {port} ")
+    assert len(during["veth"]) == len(before["veth"]) + 1
+    assert len(during["mounts"]) == 1 and len(during["netns"]) == 1
+    assert during["rules"], "netavark's DNAT rule for the published port"
+    d.ok("rm", "-f", "web")
+    assert leftovers(d, ip, f"--dport {port} ") == before
+    # A container that exits on its own releases its endpoint too.
+    d.ok("run", "--name", "short", "-p", f"{port}:80", IMAGE, "true")
+    assert d.inspect("short", "{{.State.Status}}") == "exited"
+    assert leftovers(d, ip, f"--dport {port} ") == before
+    assert settings(d, "short")["IPAddress"] == ""
+    # A start that fails (no such command) leaves nothing either.
+    res = d.lp("run", "-d", "--name", "bad", "-p", f"{port}:80", IMAGE, "/no/such/command")
+    assert res.returncode != 0
+    assert leftovers(d, ip, f"--dport {port} ") == before
+
+
+def test_port_already_allocated_is_refused_with_nothing_left(net_daemon):
+    d = net_daemon
+    port = free_port()
+    httpd(d, "web", "-p", f"{port}:80")
+    before = leftovers(d)
+    res = d.lp("run", "-d", "--name", "web2", "-p", f"{port}:80", IMAGE, "sleep", "30")
+    assert res.returncode != 0
+    assert (f"Bind for 0.0.0.0:{port} failed: port is already allocated"
+            in res.stderr.decode()), res.stderr
+    assert leftovers(d) == before
+    # A host process on the port is refused the same way.
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        res = d.lp("run", "-d", "-p", f"{busy}:80", IMAGE, "sleep", "30")
+        assert f"Bind for 0.0.0.0:{busy} failed: port is already allocated" in res.stderr.decode()
+    assert leftovers(d) == before
+    # The first one still serves.
+    assert http_get(f"http://127.0.0.1:{port}/hostname")
+
+
+def test_publish_forms_random_ip_udp_and_publish_all(net_daemon):
+    d = net_daemon
+    port = free_port()
+    httpd(d, "web", "-p", "80", "-p", f"127.0.0.1:{port}:80", "-p", "53/udp",
+          "--expose", "8080")
+    ports = settings(d, "web")["Ports"]
+    random_port = next(h["HostPort"] for h in ports["80/tcp"] if h["HostIp"] == "0.0.0.0")
+    assert {"HostIp": "127.0.0.1", "HostPort": str(port)} in ports["80/tcp"]
+    assert ports["53/udp"][0]["HostPort"].isdigit() and ports["8080/tcp"] is None
+    assert http_get(f"http://127.0.0.1:{random_port}/hostname")
+    assert http_get(f"http://127.0.0.1:{port}/hostname")
+    ps = d.ok("ps", "--format", "{{.Ports}}").decode()
+    assert f"127.0.0.1:{port}->80/tcp" in ps and "8080/tcp" in ps and "/udp" in ps
+    # /udp: netavark's DNAT rule for the datagrams (busybox has no UDP server to ask).
+    udp_port = ports["53/udp"][0]["HostPort"]
+    assert leftovers(d, f"-p udp -m udp --dport {udp_port} ")["rules"]
+    # -P: every exposed port (here --expose, as an image's EXPOSE) on a random host port.
+    httpd(d, "all", "-P", "--expose", "80", "--expose", "7/udp")
+    ports = settings(d, "all")["Ports"]
+    assert set(ports) == {"80/tcp", "7/udp"}
+    assert http_get(f"http://127.0.0.1:{ports['80/tcp'][0]['HostPort']}/hostname")
+
+
+def test_bad_publish_is_refused_at_create(net_daemon):
+    d = net_daemon
+    for bad in ("abc", "1:2:3:4", "70000:80", "8080:80/xyz"):
+        res = d.lp("create", "-p", bad, IMAGE, "true")
+        assert res.returncode != 0 and b"Traceback" not in res.stderr, (bad, res.stderr)
+
+
+def test_running_container_keeps_address_and_ports_across_daemon_sigkill(net_daemon):
+    d = net_daemon
+    port = free_port()
+    cid = httpd(d, "web", "-p", f"{port}:80")
+    ip = settings(d, "web")["IPAddress"]
+    d.sigkill()
+    assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == cid[:12].encode()
+    d.start()
+    ns = settings(d, "web")
+    assert ns["IPAddress"] == ip and ns["Ports"]["80/tcp"][0]["HostPort"] == str(port)
+    assert http_get(f"http://{ip}/hostname").strip() == cid[:12].encode()
+    # A new container does not take the address of the one that kept running.
+    d.ok("run", "-d", "--name", "other", IMAGE, "sleep", "30")
+    assert settings(d, "other")["IPAddress"] != ip
+
+
+def test_daemon_restart_tears_down_a_container_that_died_meanwhile(net_daemon):
+    d = net_daemon
+    before = leftovers(d)
+    port = free_port()
+    httpd(d, "web", "-p", f"{port}:80")
+    ip = settings(d, "web")["IPAddress"]
+    cdir = os.path.join(d.root, "containers", d.container_dirs()[0])
+    with open(os.path.join(cdir, "state.json")) as f:
+        st = json.load(f)
+    d.sigkill()
+    os.kill(st["ShimPid"], signal.SIGKILL)  # the shim dies without cleaning up
+    wait_until(lambda: not os.path.exists(f"/proc/{st['ShimPid']}"))
+    assert leftovers(d, ip)["endpoints"]
+    d.start()
+    assert d.inspect("web", "{{.State.Running}}") == "false"
+    assert leftovers(d, ip, f"--dport {port} ") == before
