@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import re
 
-from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
+from logpipe.errors import DriverInitError, InvalidParameter
 from logpipe.registry import log_plan, validate_log_config
 
 from . import schema
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import Image
-from .network import netavark, ports
+from .network import netavark, ports, store
 from .restart import restart_policy
 from .seccomp import has_profile, parse_security_opt
 from .spec import Bind, ContainerSpec
@@ -101,7 +101,12 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
     if network in ("default", "bridge"):
         network = netavark.default_mode(get_executor(runtime).isolated)
     if network not in ("none", "host", "bridge"):
-        raise LogpipeError(f"network {network} not found")
+        network = store.resolve(config.data_root, network).name  # NotFound: Docker's 404
+    aliases = []
+    for ep_name, ep in ((req.NetworkingConfig or schema.NetworkingConfig()).EndpointsConfig
+                        or {}).items():
+        if ep is not None and ep_name in (network, host.NetworkMode):
+            aliases += [a for a in ep.Aliases or [] if isinstance(a, str) and a]
     bindings = ports.from_request(host.PortBindings)
     exposed = dict.fromkeys(ports.split_port_key(k) for k in
                             [*(image.config.get("ExposedPorts") or {}),
@@ -130,7 +135,8 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         runtime=runtime, restart_policy=policy, restart_max=max_retry,
         auto_remove=auto_remove, security_opt=security_opt, ports=bindings,
         publish_all=bool(host.PublishAllPorts),
-        exposed_ports=tuple(f"{p}/{proto}" for p, proto in exposed))
+        exposed_ports=tuple(f"{p}/{proto}" for p, proto in exposed),
+        network_aliases=tuple(dict.fromkeys(aliases)))
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())

@@ -127,9 +127,9 @@ class OCIExecutor:
         from runtime import oci, rootfs  # used at start and exit only: not kept in the shim
 
         root = rootfs.prepare(spec)
-        if spec.network_mode == "bridge":
-            from runtime.network import netavark
+        from runtime.network import netavark
 
+        if netavark.uses_netns(spec):
             try:
                 netavark.attach(spec)
             except LogpipeError as err:

@@ -63,6 +63,7 @@ class ContainerSpec(NamedTuple):
     ports: tuple[PortBinding, ...] = ()  # -p / PortBindings (host port 0: chosen at start)
     publish_all: bool = False  # -P
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's EXPOSE and the request's
+    network_aliases: tuple[str, ...] = ()  # names it answers to on a user-defined network
 
     @property
     def argv(self) -> list[str]:
@@ -109,6 +110,8 @@ class ContainerSpec(NamedTuple):
         }
         if self.log_plan is not None:
             data["LogPlan"] = self.log_plan.to_json()
+        if self.network_aliases:
+            data["NetworkAliases"] = list(self.network_aliases)
         return data
 
     @classmethod
@@ -137,7 +140,8 @@ class ContainerSpec(NamedTuple):
             log_plan=LogPlan.from_json(data["LogPlan"]) if data.get("LogPlan") else None,
             ports=from_docker(host.get("PortBindings")),
             publish_all=bool(host.get("PublishAllPorts")),
-            exposed_ports=tuple(cfg.get("ExposedPorts") or ()))
+            exposed_ports=tuple(cfg.get("ExposedPorts") or ()),
+            network_aliases=tuple(data.get("NetworkAliases") or ()))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

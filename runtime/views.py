@@ -65,6 +65,7 @@ def container_inspect(c: Container) -> dict[str, Any]:
     """``GET /containers/{id}/json``: Docker's inspect shape."""
     data = c.spec.to_json()
     data.pop("LogPlan", None)  # logpipe's own record, not part of Docker's inspect
+    data.pop("NetworkAliases", None)  # shown in NetworkSettings.Networks
     log_config = data["HostConfig"]["LogConfig"]
     log_config["Config"] = redacted_log_opts(log_config["Type"], log_config["Config"])
     argv = c.spec.argv

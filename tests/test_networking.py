@@ -255,3 +255,122 @@ def test_daemon_restart_tears_down_a_container_that_died_meanwhile(net_daemon):
     d.start()
     assert d.inspect("web", "{{.State.Running}}") == "false"
     assert leftovers(d, ip, f"--dport {port} ") == before
+
+
+def docker(d: RestartableDaemon, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "-H", d.host, *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture
+def user_nets(net_daemon) -> Iterator[list[str]]:
+    """Names of the networks a test creates: removed afterwards, containers first."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        if net_daemon.current is not None and net_daemon.current.proc.poll() is None:
+            docker(net_daemon, "network", "rm", name)
+
+
+def test_user_network_names_and_aliases_resolve_and_rm_cleans_up(net_daemon, user_nets):
+    d = net_daemon
+    before = leftovers(d)
+    user_nets.append("proj_default")
+    # docker-compose 1.29's first two calls: the network is looked up, then created.
+    assert "not found" in docker(d, "network", "inspect", "proj_default").stderr
+    res = docker(d, "network", "create", "--label", "com.docker.compose.project=proj",
+                 "proj_default")
+    assert res.returncode == 0, res.stderr
+    net = json.loads(docker(d, "network", "inspect", "proj_default").stdout)[0]
+    assert net["Driver"] == "bridge" and net["Labels"] == {"com.docker.compose.project": "proj"}
+    subnet = net["IPAM"]["Config"][0]["Subnet"]
+    assert subnet != store.load(d.root, "bridge").subnet
+    ls = docker(d, "network", "ls", "--filter", "label=com.docker.compose.project=proj",
+                "--format", "{{.Name}}")
+    assert ls.stdout.split() == ["proj_default"]
+    assert docker(d, "network", "create", "proj_default").returncode != 0  # exists
+    res = docker(d, "run", "-d", "--network", "proj_default", "--network-alias", "www",
+                 "--name", "web", IMAGE, "httpd", "-f", "-p", "80", "-h", "/etc")
+    assert res.returncode == 0, res.stderr
+    cid = res.stdout.strip()
+    out = docker(d, "run", "--rm", "--network", "proj_default", IMAGE, "sh", "-c",
+                 "wget -qO- http://web/hostname && wget -qO- http://www/hostname")
+    assert out.stdout.split() == [cid[:12], cid[:12]], out.stderr
+    inspect = json.loads(docker(d, "network", "inspect", "proj_default").stdout)[0]
+    assert list(inspect["Containers"]) == [cid]
+    ns = settings(d, "web")
+    assert list(ns["Networks"]) == ["proj_default"] and "www" in ns["Networks"][
+        "proj_default"]["Aliases"]
+    res = docker(d, "network", "rm", "proj_default")
+    assert res.returncode != 0 and "has active endpoints" in res.stderr
+    d.ok("rm", "-f", "web")
+    assert docker(d, "network", "rm", "proj_default").returncode == 0
+    assert leftovers(d, subnet) == before
+    assert docker(d, "network", "inspect", "proj_default").returncode != 0
+    assert "not found" in d.lp("run", "--network", "proj_default", IMAGE, "true").stderr.decode()
+
+
+def test_network_prune_and_predefined_networks(net_daemon, user_nets):
+    d = net_daemon
+    user_nets += ["keep1", "gone1"]
+    assert docker(d, "network", "create", "--label", "keep=yes", "keep1").returncode == 0
+    assert docker(d, "network", "create", "--subnet", "10.213.0.0/24", "gone1").returncode == 0
+    gone = json.loads(docker(d, "network", "inspect", "gone1").stdout)[0]
+    assert gone["IPAM"]["Config"] == [{"Subnet": "10.213.0.0/24", "Gateway": "10.213.0.1"}]
+    res = docker(d, "network", "prune", "-f", "--filter", "label!=keep=yes")
+    names = docker(d, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert sorted(names) == ["bridge", "host", "keep1", "none"], (names, res.stderr)
+    assert "pre-defined" in docker(d, "network", "rm", "bridge").stderr
+    assert docker(d, "network", "create", "host").returncode != 0
+
+
+COMPOSE_FILE = """\
+version: "3.7"
+services:
+  web:
+    image: busybox:latest
+    command: httpd -f -vv -p 80 -h /etc
+    ports:
+      - "{port}:80"
+    logging:
+      driver: json-file
+      options:
+        max-size: "1m"
+  client:
+    image: busybox:latest
+    command: sh -c "until wget -qO- http://web/hostname; do sleep 0.1; done; sleep 60"
+"""
+
+
+@pytest.mark.skipif(subprocess.run(["which", "docker-compose"], capture_output=True)
+                    .returncode != 0, reason="needs docker-compose (apt-get install docker-compose)")
+def test_docker_compose_project_on_its_default_network(net_daemon, tmp_path):
+    d = net_daemon
+    before = leftovers(d)
+    port = free_port()
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.format(port=port))
+    env = dict(os.environ, DOCKER_HOST=d.host, COMPOSE_INTERACTIVE_NO_CLI="1")
+
+    def compose(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker-compose", "-p", "lpnet", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    try:
+        res = compose("up", "-d")
+        assert res.returncode == 0, res.stderr
+        web_id = d.inspect("lpnet_web_1", "{{.Id}}")
+        # The client reached the web server by its service name on lpnet_default...
+        wait_until(lambda: web_id[:12] in d.lp("logs", "lpnet_client_1").stdout.decode(),
+                   what="the client's fetch by service name")
+        # ...the host reaches it on the published port, and its access log is in logs.
+        assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == web_id[:12].encode()
+        wait_until(lambda: "/hostname" in compose("logs", "--tail", "20", "web").stdout,
+                   what="httpd's access log through compose logs")
+        ps = compose("ps").stdout
+        assert f"0.0.0.0:{port}->80/tcp" in ps and "Up" in ps
+        assert d.inspect("lpnet_web_1", "{{.HostConfig.LogConfig.Config}}") == "map[max-size:1m]"
+    finally:
+        res = compose("down", "-t", "1")
+    assert res.returncode == 0, res.stderr
+    assert docker(d, "network", "inspect", "lpnet_default").returncode != 0
+    assert leftovers(d, f"--dport {port} ") == before

@@ -31,6 +31,7 @@ from runtime.spec import ContainerSpec, write_json_atomic
 from . import netns, ports, store
 
 CANDIDATES = ("/usr/libexec/podman/netavark", "/usr/lib/podman/netavark")
+AARDVARK = ("/usr/libexec/podman/aardvark-dns", "/usr/lib/podman/aardvark-dns")
 SETUP_TIMEOUT = 30.0
 RANDOM_PORT_TRIES = 50
 
@@ -53,6 +54,11 @@ def default_mode(isolated: bool) -> str:
     return "bridge" if isolated and os.geteuid() == 0 and binary() is not None else "none"
 
 
+def uses_netns(spec: ContainerSpec) -> bool:
+    """The container is on a bridge network (the default or a user-defined one)."""
+    return spec.network_mode not in ("none", "host")
+
+
 def data_root_of(spec: ContainerSpec) -> str:
     """``<data-root>/containers/<id>`` → ``<data-root>``."""
     return os.path.dirname(os.path.dirname(spec.dir))
@@ -63,7 +69,7 @@ def netns_path(spec: ContainerSpec) -> str:
 
 
 def _endpoint_dir(data_root: str) -> str:
-    return os.path.join(store.network_dir(data_root), "endpoints")
+    return store.endpoint_dir(data_root)
 
 
 def _endpoint_file(data_root: str, cid: str) -> str:
@@ -93,15 +99,7 @@ def _locked(data_root: str) -> Iterator[None]:
 
 
 def _others(data_root: str, cid: str) -> list[dict[str, Any]]:
-    out = []
-    for entry in os.listdir(_endpoint_dir(data_root)):
-        if entry.endswith(".json") and entry != f"{cid}.json":
-            try:
-                with open(os.path.join(_endpoint_dir(data_root), entry)) as f:
-                    out.append(json.load(f))
-            except (OSError, ValueError):
-                continue
-    return out
+    return [ep for other, ep in store.endpoints(data_root).items() if other != cid]
 
 
 def _host_port_free(proto: str, ip: str, port: int) -> bool:
@@ -149,7 +147,7 @@ def _allocate_ports(wanted: list[ports.PortBinding],
 
 
 def _free_ip(net: store.Network, others: list[dict[str, Any]]) -> str:
-    used = {o.get("IPAddress") for o in others} | {net.gateway}
+    used = {o.get("IPAddress") for o in others if o.get("Network") == net.name} | {net.gateway}
     for ip in ipaddress.IPv4Network(net.subnet).hosts():
         if str(ip) not in used and int(ip) & 0xFF != 0:
             return str(ip)
@@ -163,12 +161,14 @@ def _request(spec: ContainerSpec, net: store.Network, ip: str,
         "port_mappings": [{"host_ip": b.host_ip, "container_port": b.container_port,
                            "host_port": b.host_port, "range": 1, "protocol": b.proto}
                           for b in mappings],
-        "networks": {net.name: {"static_ips": [ip], "interface_name": "eth0", "aliases": []}},
+        "networks": {net.name: {"static_ips": [ip], "interface_name": "eth0",
+                                "aliases": list(dict.fromkeys([*spec.network_aliases,
+                                                               spec.id[:12]]))}},
         "network_info": {net.name: {
             "name": net.name, "id": net.id, "driver": "bridge",
             "network_interface": net.interface,
             "subnets": [{"subnet": net.subnet, "gateway": net.gateway}],
-            "ipv6_enabled": False, "internal": False, "dns_enabled": False,
+            "ipv6_enabled": False, "internal": net.internal, "dns_enabled": net.dns,
             "ipam_options": {"driver": "host-local"}}},
     }
 
@@ -179,8 +179,10 @@ def _netavark(data_root: str, verb: str, path: str, request: dict[str, Any]) -> 
         raise NetworkError("netavark is not installed (apt-get install netavark aardvark-dns)")
     config_dir = os.path.join(data_root, "run", "netavark")
     os.makedirs(config_dir, exist_ok=True)
+    aardvark = next((p for p in AARDVARK if os.access(p, os.X_OK)), None)
+    extra = ["--aardvark-binary", aardvark] if aardvark else []
     try:
-        r = subprocess.run([exe, "--config", config_dir, verb, path],
+        r = subprocess.run([exe, "--config", config_dir, *extra, verb, path],
                            input=json.dumps(request).encode(), capture_output=True,
                            timeout=SETUP_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -203,9 +205,10 @@ def attach(spec: ContainerSpec) -> dict[str, Any]:
     data_root = data_root_of(spec)
     detach(spec)  # whatever a previous run of this container left
     with _locked(data_root):
-        net = store.load(data_root, store.DEFAULT_NETWORK)
-        if net is None:
-            raise NetworkError(f"network {store.DEFAULT_NETWORK} not found")
+        try:
+            net = store.resolve(data_root, spec.network_mode)
+        except LogpipeError as err:
+            raise NetworkError(str(err)) from None
         others = _others(data_root, spec.id)
         try:
             mappings = _allocate_ports(
@@ -218,6 +221,7 @@ def attach(spec: ContainerSpec) -> dict[str, Any]:
         path = netns.netns_path(data_root, spec.id)
         record: dict[str, Any] = {
             "Network": net.name, "NetworkID": net.id, "EndpointID": "", "NetNS": path,
+            "Name": spec.name.lstrip("/"), "Aliases": list(spec.network_aliases),
             "Request": request, "IPAddress": ip,
             "PortList": [list(b) for b in mappings]}
         efile = _endpoint_file(data_root, spec.id)
@@ -236,7 +240,8 @@ def attach(spec: ContainerSpec) -> dict[str, Any]:
             "EndpointID": os.urandom(32).hex(), "IPAddress": str(ipnet.ip),
             "IPPrefixLen": ipnet.network.prefixlen,
             "Gateway": subnet.get("gateway") or net.gateway,
-            "MacAddress": iface.get("mac_address", "")})
+            "MacAddress": iface.get("mac_address", ""),
+            "DNS": (result.get(net.name) or {}).get("dns_server_ips") or []})
         write_json_atomic(efile, record)
         return record
 

@@ -16,7 +16,7 @@ EMPTY_ENDPOINT = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID
 
 
 def _endpoint(spec: ContainerSpec) -> dict[str, Any] | None:
-    if spec.network_mode != "bridge":
+    if not netavark.uses_netns(spec):
         return None
     return netavark.endpoint(netavark.data_root_of(spec), spec.id)
 
@@ -37,6 +37,7 @@ def network_settings(spec: ContainerSpec) -> dict[str, Any]:
         ep.update({k: record.get(k, ep[k]) for k in
                    ("NetworkID", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen",
                     "MacAddress")})
+        ep["Aliases"] = [*record.get("Aliases", []), spec.id[:12]] if record.get("DNS") else None
         for key in spec.exposed_ports:
             port_map[key] = None
         for b in published(record):
@@ -46,7 +47,7 @@ def network_settings(spec: ContainerSpec) -> dict[str, Any]:
     top = {k: ep[k] for k in ("EndpointID", "Gateway", "GlobalIPv6Address",
                               "GlobalIPv6PrefixLen", "IPAddress", "IPPrefixLen",
                               "IPv6Gateway", "MacAddress")}
-    if name not in ("bridge",):
+    if name != "bridge":  # Docker fills the top-level fields for the default bridge only
         top = {k: ("" if isinstance(v, str) else 0) for k, v in top.items()}
     return {"Bridge": "", "SandboxID": record.get("EndpointID", "") if record else "",
             "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
