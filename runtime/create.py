@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from logpipe.errors import DriverInitError, InvalidParameter
+from logpipe.errors import DriverInitError, InvalidParameter, NotFound
 from logpipe.registry import log_plan, validate_log_config
 
 from . import schema
@@ -100,7 +100,12 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
     network = host.NetworkMode or "default"
     if network in ("default", "bridge"):
         network = netavark.default_mode(get_executor(runtime).isolated)
-    if network not in ("none", "host", "bridge"):
+    if network.startswith("container:"):  # stored with the full id, as Docker does
+        other = netavark.find_container(config.data_root, network.partition(":")[2])
+        if other is None:
+            raise NotFound(f"No such container: {network.partition(':')[2]}")
+        network = f"container:{other}"
+    elif network not in ("none", "host", "bridge"):
         network = store.resolve(config.data_root, network).name  # NotFound: Docker's 404
     aliases = []
     for ep_name, ep in ((req.NetworkingConfig or schema.NetworkingConfig()).EndpointsConfig

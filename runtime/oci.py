@@ -17,7 +17,8 @@ from typing import Any
 from logpipe.errors import LogpipeError
 
 from runtime import seccomp
-from runtime.network.netavark import data_root_of, endpoint, netns_path, uses_netns
+from runtime.network.netavark import (data_root_of, endpoint, joined_netns, netns_path,
+                                     uses_netns)
 from runtime.rootfs import bind_mountpoint, resolve_in_root
 from runtime.spec import ContainerSpec, write_json_atomic
 
@@ -206,6 +207,8 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if uses_netns(spec):  # the namespace netavark set up (runtime.network)
         namespaces.append({"type": "network", "path": netns_path(spec)})
+    elif spec.network_mode.startswith("container:"):
+        namespaces.append({"type": "network", "path": joined_netns(spec)})
     elif spec.network_mode != "host":
         namespaces.append({"type": "network"})
     mounts: list[dict[str, Any]] = [

@@ -374,3 +374,18 @@ def test_docker_compose_project_on_its_default_network(net_daemon, tmp_path):
     assert res.returncode == 0, res.stderr
     assert docker(d, "network", "inspect", "lpnet_default").returncode != 0
     assert leftovers(d, f"--dport {port} ") == before
+
+
+def test_network_container_mode_shares_the_other_containers_namespace(net_daemon):
+    d = net_daemon
+    cid = httpd(d, "web")
+    res = d.lp("run", "--network", "container:web", IMAGE, "wget", "-qO-",
+               "http://127.0.0.1/hostname")
+    assert res.stdout.decode().strip() == cid[:12], res.stderr
+    res = d.lp("run", "--network", "container:nosuch", IMAGE, "true")
+    assert "No such container: nosuch" in res.stderr.decode()
+    d.ok("create", "--name", "idle", IMAGE, "true")
+    res = d.lp("run", "-d", "--network", "container:idle", IMAGE, "true")
+    assert "cannot join network of a non running container" in res.stderr.decode()
+    # Nothing of its own to tear down: web's endpoint is the only one.
+    assert len(leftovers(d)["endpoints"]) == 1

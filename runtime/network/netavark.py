@@ -56,7 +56,47 @@ def default_mode(isolated: bool) -> str:
 
 def uses_netns(spec: ContainerSpec) -> bool:
     """The container is on a bridge network (the default or a user-defined one)."""
-    return spec.network_mode not in ("none", "host")
+    return spec.network_mode not in ("none", "host") and not spec.network_mode.startswith(
+        "container:")
+
+
+def find_container(data_root: str, ref: str) -> str | None:
+    """The id of the container named ``ref`` (or with that id or unique id prefix)."""
+    cdir = os.path.join(data_root, "containers")
+    try:
+        ids = [e for e in os.listdir(cdir) if len(e) == 64]
+    except FileNotFoundError:
+        return None
+    if ref in ids:
+        return ref
+    for cid in ids:
+        try:
+            with open(os.path.join(cdir, cid, "config.json")) as f:
+                if json.load(f).get("Name") == "/" + ref.lstrip("/"):
+                    return cid
+        except (OSError, ValueError, AttributeError):
+            continue
+    matches = [cid for cid in ids if ref and cid.startswith(ref)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def joined_netns(spec: ContainerSpec) -> str:
+    """``--network container:<id>``: the namespace of that container, which must run (its
+    bind-mounted one on a bridge network, else its init's)."""
+    data_root = data_root_of(spec)
+    other = spec.network_mode.partition(":")[2]
+    record = endpoint(data_root, other)
+    if record is not None:
+        return record["NetNS"]
+    try:
+        with open(os.path.join(data_root, "containers", other, "state.json")) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        state = {}
+    pid = state.get("Pid") or 0 if state.get("Running") else 0
+    if not pid or not os.path.exists(f"/proc/{pid}/ns/net"):
+        raise NetworkError(f"cannot join network of a non running container: {other}")
+    return f"/proc/{pid}/ns/net"
 
 
 def data_root_of(spec: ContainerSpec) -> str:
@@ -107,6 +147,8 @@ def _host_port_free(proto: str, ip: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     with socket.socket(family, kind) as s:
+        # SO_REUSEADDR: a connection in TIME_WAIT is no user of the port; a listener still is.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((ip or "0.0.0.0", port))
         except OSError as err:

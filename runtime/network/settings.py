@@ -53,7 +53,7 @@ def network_settings(spec: ContainerSpec) -> dict[str, Any]:
             "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
             "Ports": port_map, "SandboxKey": record.get("NetNS", "") if record else "",
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, **top,
-            "Networks": {name: ep}}
+            "Networks": {} if name.startswith("container:") else {name: ep}}
 
 
 def summary_ports(spec: ContainerSpec) -> list[dict[str, Any]]:
