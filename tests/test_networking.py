@@ -389,3 +389,24 @@ def test_network_container_mode_shares_the_other_containers_namespace(net_daemon
     assert "cannot join network of a non running container" in res.stderr.decode()
     # Nothing of its own to tear down: web's endpoint is the only one.
     assert len(leftovers(d)["endpoints"]) == 1
+
+
+def test_two_daemons_never_share_a_subnet(net_daemon, busybox_tar):
+    """Both daemons pick the same free subnet while neither has a bridge up; the second to
+    start a container moves to another one (its bridge does not exist yet)."""
+    import ipaddress
+    a = net_daemon
+    b = RestartableDaemon("runc")
+    try:
+        b.start()
+        b.ok("import", busybox_tar, IMAGE)
+        assert store.load(a.root, "bridge").subnet == store.load(b.root, "bridge").subnet
+        a.ok("run", "-d", "--name", "ina", IMAGE, "sleep", "30")
+        b.ok("run", "-d", "--name", "inb", IMAGE, "sleep", "30")
+        ip_a, ip_b = settings(a, "ina")["IPAddress"], settings(b, "inb")["IPAddress"]
+        net_a = ipaddress.ip_network(store.load(a.root, "bridge").subnet)
+        net_b = ipaddress.ip_network(store.load(b.root, "bridge").subnet)
+        assert not net_a.overlaps(net_b)
+        assert ipaddress.ip_address(ip_a) in net_a and ipaddress.ip_address(ip_b) in net_b
+    finally:
+        b.close()

@@ -33,6 +33,8 @@ from . import netns, ports, store
 CANDIDATES = ("/usr/libexec/podman/netavark", "/usr/lib/podman/netavark")
 AARDVARK = ("/usr/libexec/podman/aardvark-dns", "/usr/lib/podman/aardvark-dns")
 SETUP_TIMEOUT = 30.0
+HOST_LOCK = "/run/lock/logpipe-network.lock" if os.path.isdir("/run/lock") else \
+    "/tmp/logpipe-network.lock"
 RANDOM_PORT_TRIES = 50
 
 
@@ -128,14 +130,19 @@ def endpoint(data_root: str, cid: str) -> dict[str, Any] | None:
 
 @contextmanager
 def _locked(data_root: str) -> Iterator[None]:
+    """One setup or teardown at a time on the host: addresses and ports are allocated
+    from this data root's records, and subnets against the host's routes, which other
+    daemons (other data roots) change too."""
     os.makedirs(_endpoint_dir(data_root), exist_ok=True)
-    fd = os.open(os.path.join(store.network_dir(data_root), "lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fds = []
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        for path in (HOST_LOCK, os.path.join(store.network_dir(data_root), "lock")):
+            fds.append(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            fcntl.flock(fds[-1], fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def _others(data_root: str, cid: str) -> list[dict[str, Any]]:
@@ -248,7 +255,7 @@ def attach(spec: ContainerSpec) -> dict[str, Any]:
     detach(spec)  # whatever a previous run of this container left
     with _locked(data_root):
         try:
-            net = store.resolve(data_root, spec.network_mode)
+            net = store.repick_if_taken(data_root, store.resolve(data_root, spec.network_mode))
         except LogpipeError as err:
             raise NetworkError(str(err)) from None
         others = _others(data_root, spec.id)

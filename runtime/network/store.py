@@ -38,16 +38,19 @@ class Network(NamedTuple):
     labels: Mapping[str, str] = {}
     internal: bool = False
     dns: bool = False  # aardvark-dns: names resolve (user-defined networks, as in Docker)
+    auto: bool = False  # the subnet was picked by logpipe (not bip, not --subnet)
 
     def to_json(self) -> dict[str, Any]:
         return {"Name": self.name, "Id": self.id, "Created": self.created,
                 "Interface": self.interface, "Subnet": self.subnet, "Gateway": self.gateway,
-                "Labels": dict(self.labels), "Internal": self.internal, "DNS": self.dns}
+                "Labels": dict(self.labels), "Internal": self.internal, "DNS": self.dns,
+                "Auto": self.auto}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Network":
         return cls(d["Name"], d["Id"], d["Created"], d["Interface"], d["Subnet"], d["Gateway"],
-                   dict(d.get("Labels") or {}), bool(d.get("Internal")), bool(d.get("DNS")))
+                   dict(d.get("Labels") or {}), bool(d.get("Internal")), bool(d.get("DNS")),
+                   bool(d.get("Auto")))
 
 
 def network_dir(data_root: str) -> str:
@@ -147,18 +150,34 @@ def ensure_default(data_root: str, bip: str = "") -> Network:
     subnet is kept (running containers hold addresses in it); else a free one."""
     iface = bridge_interface(data_root)
     old = load(data_root, DEFAULT_NETWORK)
+    auto = not bip
     if bip:
         subnet, gateway = parse_bip(bip)
-    elif old is not None:
+    elif old is not None and old.auto:
         subnet, gateway = old.subnet, old.gateway
     else:
         net = free_subnet(iface, _taken(data_root, DEFAULT_NETWORK))
         subnet, gateway = str(net), str(net.network_address + 1)
     net = Network(DEFAULT_NETWORK, old.id if old else secrets.token_hex(32),
-                  old.created if old else now_rfc3339(), iface, subnet, gateway)
+                  old.created if old else now_rfc3339(), iface, subnet, gateway, auto=auto)
     if net != old:
         os.makedirs(_dir(data_root), exist_ok=True)
         write_json_atomic(_file(data_root, DEFAULT_NETWORK), net.to_json())
+    return net
+
+
+def repick_if_taken(data_root: str, net: Network) -> Network:
+    """An automatic subnet that the host routes elsewhere by now (another daemon's bridge,
+    a VPN that came up) is replaced by a free one, while the network is unused (its bridge
+    does not exist): checked at each first attach, under the host-wide lock."""
+    if not net.auto or os.path.exists(f"/sys/class/net/{net.interface}"):
+        return net
+    mine = ipaddress.IPv4Network(net.subnet)
+    if not any(mine.overlaps(r) for r in host_routes(net.interface)):
+        return net
+    new = free_subnet(net.interface, _taken(data_root, net.name))
+    net = net._replace(subnet=str(new), gateway=str(new.network_address + 1))
+    write_json_atomic(_file(data_root, net.name), net.to_json())
     return net
 
 
@@ -236,7 +255,9 @@ def create(data_root: str, body: Mapping[str, Any]) -> Network:
         net = free_subnet(iface, taken)
         gateway = str(net.network_address + 1)
     network = Network(name, secrets.token_hex(32), now_rfc3339(), iface, str(net), gateway,
-                      dict(labels), bool(body.get("Internal")), dns=True)
+                      dict(labels), bool(body.get("Internal")), dns=True,
+                      auto=not (configs and isinstance(configs[0], dict)
+                                and configs[0].get("Subnet")))
     os.makedirs(_dir(data_root), exist_ok=True)
     write_json_atomic(_file(data_root, name), network.to_json())
     return network
