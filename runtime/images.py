@@ -527,6 +527,9 @@ class ImageStore:
                     return {"Cmd": c.get("Cmd"), "Entrypoint": c.get("Entrypoint"),
                             "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",
                             "User": c.get("User") or "",
+                            # EXPOSE: what -P publishes
+                            **({"ExposedPorts": c["ExposedPorts"]}
+                               if isinstance(c.get("ExposedPorts"), dict) else {}),
                             "_created": image_config.get("created")}
 
                 self._install(hex_id, build)

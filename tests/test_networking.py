@@ -410,3 +410,27 @@ def test_two_daemons_never_share_a_subnet(net_daemon, busybox_tar):
         assert ipaddress.ip_address(ip_a) in net_a and ipaddress.ip_address(ip_b) in net_b
     finally:
         b.close()
+
+
+def test_publish_all_publishes_the_images_expose(net_daemon, busybox_tar, tmp_path):
+    """``-P`` with an image whose config says ``EXPOSE 80`` (a ``docker save`` archive)."""
+    import tarfile
+    from conftest import add, diff_id
+    with open(busybox_tar, "rb") as f:
+        layer = f.read()
+    config = json.dumps({"created": "2024-01-02T03:04:05Z", "config": {
+        "Cmd": ["httpd", "-f", "-p", "80", "-h", "/etc"], "ExposedPorts": {"80/tcp": {}}},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id(layer)]}}).encode()
+    archive = str(tmp_path / "web.tar")
+    with tarfile.open(archive, "w") as tar:
+        add(tar, "l0")
+        add(tar, "l0/layer.tar", layer)
+        add(tar, "cfg.json", config)
+        add(tar, "manifest.json", json.dumps([{"Config": "cfg.json", "RepoTags": ["web:1"],
+                                               "Layers": ["l0/layer.tar"]}]).encode())
+    net_daemon.ok("load", "-i", archive)
+    cid = net_daemon.ok("run", "-d", "--name", "exposed", "-P", "web:1").decode().strip()
+    ports = settings(net_daemon, "exposed")["Ports"]
+    assert list(ports) == ["80/tcp"]
+    host_port = ports["80/tcp"][0]["HostPort"]
+    assert http_get(f"http://127.0.0.1:{host_port}/hostname").strip() == cid[:12].encode()
