@@ -434,3 +434,25 @@ def test_publish_all_publishes_the_images_expose(net_daemon, busybox_tar, tmp_pa
     assert list(ports) == ["80/tcp"]
     host_port = ports["80/tcp"][0]["HostPort"]
     assert http_get(f"http://127.0.0.1:{host_port}/hostname").strip() == cid[:12].encode()
+
+
+def test_docker_py_ports_and_networks(net_daemon):
+    docker_py = pytest.importorskip("docker")
+    d = net_daemon
+    client = docker_py.DockerClient(base_url=d.host, version="auto", timeout=60)
+    port = free_port()
+    net = client.networks.create("pynet", driver="bridge", labels={"by": "docker-py"})
+    try:
+        assert [n.name for n in client.networks.list(names=["pynet"])] == ["pynet"]
+        assert client.networks.get("pynet").attrs["Labels"] == {"by": "docker-py"}
+        web = client.containers.run(IMAGE, ["httpd", "-f", "-p", "80", "-h", "/etc"],
+                                    name="pyweb", detach=True, ports={"80/tcp": port},
+                                    network="pynet")
+        web.reload()
+        assert web.ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+        assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == web.id[:12].encode()
+        assert [c.name for c in client.networks.get("pynet").containers] == ["pyweb"]
+        web.remove(force=True)
+    finally:
+        net.remove()
+    assert client.networks.list(names=["pynet"]) == []
