@@ -456,3 +456,23 @@ def test_docker_py_ports_and_networks(net_daemon):
     finally:
         net.remove()
     assert client.networks.list(names=["pynet"]) == []
+
+
+def test_logpipe_network_commands(net_daemon):
+    d = net_daemon
+    nid = d.ok("network", "create", "--label", "team=a", "--subnet", "10.214.0.0/24",
+               "clinet").decode().strip()
+    try:
+        assert len(nid) == 64
+        ls = d.ok("network", "ls").decode().splitlines()
+        assert ls[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+        assert any(line.split()[:3] == [nid[:12], "clinet", "bridge"] for line in ls[1:])
+        assert d.ok("network", "ls", "-q", "--filter", "label=team=a").decode() == nid[:12] + "\n"
+        assert d.ok("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                    "clinet").decode() == "10.214.0.0/24\n"
+        res = d.lp("network", "inspect", "nosuch")
+        assert res.returncode == 1 and b"network nosuch not found" in res.stderr
+    finally:
+        assert d.ok("network", "rm", "clinet").decode() == "clinet\n"
+    d.ok("network", "create", "prunable")
+    assert d.ok("network", "prune", "-f").decode() == "Deleted Networks:\nprunable\n"

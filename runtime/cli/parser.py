@@ -10,6 +10,7 @@ import argparse
 
 from . import capture, containers, images, system
 from . import logs as logs_command
+from . import networks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(func=logs_command.cmd_logs)
 
     _container_commands(sub)
+    networks.add_commands(sub)
     _image_commands(sub)
     _system_commands(sub)
     return parser
