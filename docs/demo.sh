@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # runc: isolated containers; busybox-static: the demo image's only binary.
-  apt-get install -y -qq --no-install-recommends python3-venv python3-pip runc busybox-static >/dev/null
+  # runc: isolated containers; busybox-static: the demo image's only binary;
+  # netavark, aardvark-dns, iptables: the default bridge network and -p (docs/networking.md).
+  apt-get install -y -qq --no-install-recommends python3-venv python3-pip runc busybox-static \
+    netavark aardvark-dns iptables >/dev/null
 fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q -e .

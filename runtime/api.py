@@ -52,6 +52,7 @@ from . import schema
 from .containers import ContainerStore, parse_signal
 from .executors import available_runtimes, default_runtime
 from .images import ImageStore
+from .network import api as network_api
 from .state import RUNNING
 from .volumes import label_matches, matches as volume_matches
 from .views import (GOARCH, container_inspect_live, container_summary, image_inspect,
@@ -884,4 +885,5 @@ def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{version:[0-9.]+}" + path, handler)
+    network_api.add_routes(app, store)  # /networks
     return app

@@ -23,7 +23,7 @@ from .hosts import default_host, socket_path
 
 SYSTEM_CONFIG = "/etc/logpipe/daemon.json"
 DEFAULT_LOG_DRIVER = "json-file"
-KNOWN_KEYS = ("log-driver", "log-opts", "data-root", "default-runtime", "hosts")
+KNOWN_KEYS = ("log-driver", "log-opts", "data-root", "default-runtime", "hosts", "bip")
 
 #: Options the pipeline (not the driver) interprets; ``cache-*`` are merged into every
 #: container's config whatever its driver (moby dl/loggerutils/cache/validate.go).
@@ -52,6 +52,7 @@ class DaemonConfig:
     log_opts: Mapping[str, str] = field(default_factory=dict)
     default_runtime: str = ""  # "" → runtime.executors.default_runtime()
     config_file: str = ""
+    bip: str = ""  # the default bridge network's gateway/prefix ("172.26.0.1/16")
 
     @property
     def socket(self) -> str:
@@ -98,7 +99,7 @@ def load_config(config_file: str = "", data_root: str = "", host: str = "",
         log_driver=log_driver or data.get("log-driver") or DEFAULT_LOG_DRIVER,
         log_opts=dict(log_opts if log_opts else data.get("log-opts") or {}),
         default_runtime=default_runtime or data.get("default-runtime") or "",
-        config_file=path if data else "")
+        config_file=path if data else "", bip=data.get("bip") or "")
     validate_defaults(cfg)
     return cfg
 

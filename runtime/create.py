@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from logpipe.errors import DriverInitError, InvalidParameter, LogpipeError
+from logpipe.errors import DriverInitError, InvalidParameter, NotFound
 from logpipe.registry import log_plan, validate_log_config
 
 from . import schema
@@ -19,6 +19,7 @@ from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import Image
 from .mounts import container_mounts
+from .network import netavark, ports, store
 from .restart import restart_policy
 from .seccomp import has_profile, parse_security_opt
 from .spec import ContainerSpec
@@ -99,9 +100,24 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
     network = host.NetworkMode or "default"
     if network in ("default", "bridge"):
-        network = "none"  # logpipe has no bridge: the default is no network at all
-    if network not in ("none", "host"):
-        raise LogpipeError(f"network {network} not found")
+        network = netavark.default_mode(get_executor(runtime).isolated)
+    if network.startswith("container:"):  # stored with the full id, as Docker does
+        other = netavark.find_container(config.data_root, network.partition(":")[2])
+        if other is None:
+            raise NotFound(f"No such container: {network.partition(':')[2]}")
+        network = f"container:{other}"
+    elif network not in ("none", "host", "bridge"):
+        network = store.resolve(config.data_root, network).name  # NotFound: Docker's 404
+    aliases = []
+    for ep_name, ep in ((req.NetworkingConfig or schema.NetworkingConfig()).EndpointsConfig
+                        or {}).items():
+        if ep is not None and ep_name in (network, host.NetworkMode):
+            aliases += [a for a in ep.Aliases or [] if isinstance(a, str) and a]
+    bindings = ports.from_request(host.PortBindings)
+    exposed = dict.fromkeys(ports.split_port_key(k) for k in
+                            [*(image.config.get("ExposedPorts") or {}),
+                             *(req.ExposedPorts or {})])
+    exposed.update(dict.fromkeys((b.container_port, b.proto) for b in bindings))
     memory = host.Memory or 0
     if 0 < memory < MIN_MEMORY:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
@@ -123,7 +139,10 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         log_type=log_type, log_opts=log_opts, binds=binds, memory=memory,
         nano_cpus=nano_cpus, pids_limit=pids_limit, network_mode=network,
         runtime=runtime, restart_policy=policy, restart_max=max_retry,
-        auto_remove=auto_remove, security_opt=security_opt)
+        auto_remove=auto_remove, security_opt=security_opt, ports=bindings,
+        publish_all=bool(host.PublishAllPorts),
+        exposed_ports=tuple(f"{p}/{proto}" for p, proto in exposed),
+        network_aliases=tuple(dict.fromkeys(aliases)))
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())

@@ -67,11 +67,15 @@ async def serve(cfg: DaemonConfig, ready: "asyncio.Future[None] | None" = None) 
     from .api import SHUTDOWN_GRACE, make_app
     from .containers import ContainerStore
     from .images import ImageStore
+    from .network import netavark
+    from .network import store as netstore
 
     images = ImageStore(cfg.data_root)
     if removed := images.clean_tmp():
         log.info("removed %d temporary image files left by an interrupted import or load",
                  removed)
+    if netavark.binary() is not None and os.geteuid() == 0:
+        netstore.ensure_default(cfg.data_root, cfg.bip)  # before containers start on it
     store = ContainerStore(cfg, images)
     await store.adopt()
     # Streams (logs -f, attach, wait) end as soon as the shutdown begins; other requests get

@@ -127,6 +127,14 @@ class OCIExecutor:
         from runtime import oci, rootfs  # used at start and exit only: not kept in the shim
 
         root = rootfs.prepare(spec)
+        from runtime.network import netavark
+
+        if netavark.uses_netns(spec):
+            try:
+                netavark.attach(spec)
+            except LogpipeError as err:
+                rootfs.release(spec)
+                raise ExecutorError(str(err)) from None
         bundle = oci.bundle(spec, root)
         pid_file = os.path.join(spec.dir, "container.pid")
         for stale in (pid_file, os.path.join(spec.dir, f"{self.name}.log")):
@@ -171,9 +179,11 @@ class OCIExecutor:
 
     def cleanup(self, spec: ContainerSpec) -> None:
         from runtime import rootfs
+        from runtime.network import netavark
 
         self._delete(spec)
         rootfs.release(spec)
+        netavark.detach(spec)  # after runc: nothing holds the namespace any more
 
     def destroy(self, spec: ContainerSpec, pid: int, started_ns: int) -> bool:
         """What is left of a run whose shim died: ``runc delete --force`` kills every process

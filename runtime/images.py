@@ -528,6 +528,9 @@ class ImageStore:
                             "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",
                             "User": c.get("User") or "",
                             "_created": image_config.get("created"),
+                            # EXPOSE: what -P publishes
+                            **({"ExposedPorts": c["ExposedPorts"]}
+                               if isinstance(c.get("ExposedPorts"), dict) else {}),
                             "Volumes": c.get("Volumes") or None}  # VOLUME: anonymous ones
 
                 self._install(hex_id, build)

@@ -18,6 +18,8 @@ from logpipe.errors import LogpipeError
 
 from runtime import seccomp
 from runtime.mounts import oci_mounts
+from runtime.network.netavark import (data_root_of, endpoint, joined_netns, netns_path,
+                                     uses_netns)
 from runtime.rootfs import bind_mountpoint, resolve_in_root
 from runtime.spec import ContainerSpec, write_json_atomic
 
@@ -165,17 +167,24 @@ def environment(spec: ContainerSpec, hostname: str) -> list[str]:
 
 
 def _etc_files(spec: ContainerSpec, hostname: str) -> list[dict[str, Any]]:
-    """``/etc/hostname``, ``/etc/hosts`` (and ``resolv.conf`` with host networking), written
+    """``/etc/hostname``, ``/etc/hosts`` (the container's address on a bridge network), and
+    ``resolv.conf`` (the host's, or aardvark-dns on a user-defined network), written
     into the container directory and bind-mounted, like Docker."""
     files = {"hostname": f"{hostname}\n",
              "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                       f"127.0.1.1\t{hostname}\n"}
-    if spec.network_mode == "host":
+    record = endpoint(data_root_of(spec), spec.id) if uses_netns(spec) else None
+    if record and record.get("DNS"):  # aardvark-dns: the names of the network, then the host's
+        files["resolv.conf"] = "".join(f"nameserver {ip}\n" for ip in record["DNS"])
+    elif spec.network_mode != "none":
         try:
             with open("/etc/resolv.conf") as f:
                 files["resolv.conf"] = f.read()
         except OSError:
             pass
+    if record:  # Docker: the container's address names it
+        files["hosts"] = files["hosts"].replace("127.0.1.1", record["IPAddress"])
+    if spec.network_mode == "host":
         try:
             with open("/etc/hosts") as f:
                 files["hosts"] = f.read()
@@ -197,7 +206,11 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
         raise OCIConfigError("No command specified")
     hostname = hostname_of(spec)
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if spec.network_mode != "host":
+    if uses_netns(spec):  # the namespace netavark set up (runtime.network)
+        namespaces.append({"type": "network", "path": netns_path(spec)})
+    elif spec.network_mode.startswith("container:"):
+        namespaces.append({"type": "network", "path": joined_netns(spec)})
+    elif spec.network_mode != "host":
         namespaces.append({"type": "network"})
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},

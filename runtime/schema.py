@@ -188,10 +188,12 @@ class HostConfig(GoStruct):
 
 class EndpointSettings(GoStruct):
     go_type: ClassVar[str] = "network.EndpointSettings"
+    Aliases: list[str] | None = None
 
 
 class NetworkingConfig(GoStruct):
-    """Passed through unread (logpipe has the ``none`` and ``host`` networks only)."""
+    """The aliases of the container on its network (``--network-alias``, compose's service
+    name); the rest is passed through unread."""
 
     go_type: ClassVar[str] = "network.NetworkingConfig"
     EndpointsConfig: dict[str, EndpointSettings | None] | None = None

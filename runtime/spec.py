@@ -15,6 +15,8 @@ from typing import Any, Mapping, NamedTuple
 from logpipe.driver import LogInfo
 from logpipe.registry import LogPlan, stored_plan
 
+from runtime.network.ports import PortBinding, from_docker, to_docker
+
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 SHIM_SOCKET = "shim.sock"
@@ -68,7 +70,7 @@ class ContainerSpec(NamedTuple):
     memory: int = 0  # bytes, 0 = unlimited
     nano_cpus: int = 0  # 1e9 = one CPU
     pids_limit: int = 0  # 0 = unlimited
-    network_mode: str = "none"  # "none" | "host"
+    network_mode: str = "none"  # "none" | "host" | "bridge"
     runtime: str = "runc"  # "runc" | "crun" | "process"
     restart_policy: str = "no"
     restart_max: int = 0
@@ -77,6 +79,10 @@ class ContainerSpec(NamedTuple):
     log_plan: LogPlan | None = None  # decided by the registry at create (None: created before)
     mounts: tuple[Mount, ...] = ()  # volumes, --mount; sorted by target, as mounted
     tmpfs: Mapping[str, str] = {}  # --tmpfs path → options (HostConfig.Tmpfs)
+    ports: tuple[PortBinding, ...] = ()  # -p / PortBindings (host port 0: chosen at start)
+    publish_all: bool = False  # -P
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's EXPOSE and the request's
+    network_aliases: tuple[str, ...] = ()  # names it answers to on a user-defined network
 
     @property
     def argv(self) -> list[str]:
@@ -107,7 +113,8 @@ class ContainerSpec(NamedTuple):
             "Config": {"Image": self.image, "Entrypoint": list(self.entrypoint) or None,
                        "Cmd": list(self.cmd) or None, "Env": list(self.env),
                        "WorkingDir": self.working_dir, "User": self.user,
-                       "Hostname": self.hostname, "Labels": dict(self.labels)},
+                       "Hostname": self.hostname, "Labels": dict(self.labels),
+                       "ExposedPorts": {p: {} for p in self.exposed_ports} or None},
             "HostConfig": {
                 "LogConfig": {"Type": self.log_type, "Config": dict(self.log_opts)},
                 "Binds": [f"{b.source}:{b.target}" + (":ro" if b.readonly else "")
@@ -121,6 +128,7 @@ class ContainerSpec(NamedTuple):
                 "PidsLimit": self.pids_limit or None, "NetworkMode": self.network_mode,
                 "Runtime": self.runtime, "AutoRemove": self.auto_remove,
                 "SecurityOpt": list(self.security_opt) or None,
+                "PortBindings": to_docker(self.ports), "PublishAllPorts": self.publish_all,
                 "RestartPolicy": {"Name": self.restart_policy,
                                   "MaximumRetryCount": self.restart_max}},
         }
@@ -130,6 +138,8 @@ class ContainerSpec(NamedTuple):
             data["MountPoints"] = [m._asdict() for m in self.mounts]
         if self.log_plan is not None:
             data["LogPlan"] = self.log_plan.to_json()
+        if self.network_aliases:
+            data["NetworkAliases"] = list(self.network_aliases)
         return data
 
     @classmethod
@@ -159,7 +169,11 @@ class ContainerSpec(NamedTuple):
             security_opt=tuple(host.get("SecurityOpt") or ()),
             log_plan=LogPlan.from_json(data["LogPlan"]) if data.get("LogPlan") else None,
             mounts=tuple(Mount(**m) for m in data.get("MountPoints") or ()),
-            tmpfs=dict(host.get("Tmpfs") or {}))
+            tmpfs=dict(host.get("Tmpfs") or {}),
+            ports=from_docker(host.get("PortBindings")),
+            publish_all=bool(host.get("PublishAllPorts")),
+            exposed_ports=tuple(cfg.get("ExposedPorts") or ()),
+            network_aliases=tuple(data.get("NetworkAliases") or ()))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

@@ -22,6 +22,7 @@ from logpipe.timespec import parse_rfc3339
 from .create import PROCESS_WARNING
 from .images import Image
 from .mounts import inspect_mounts
+from .network.settings import network_settings, summary_ports
 from .shimclient import live_state
 from .spec import ContainerSpec
 from .state import RUNNING, State
@@ -66,6 +67,7 @@ def container_inspect(c: Container) -> dict[str, Any]:
     data = c.spec.to_json()
     data.pop("LogPlan", None)  # logpipe's own record, not part of Docker's inspect
     data.pop("MountPoints", None)  # shown as Docker's Mounts
+    data.pop("NetworkAliases", None)  # shown in NetworkSettings.Networks
     log_config = data["HostConfig"]["LogConfig"]
     log_config["Config"] = redacted_log_opts(log_config["Type"], log_config["Config"])
     argv = c.spec.argv
@@ -75,7 +77,7 @@ def container_inspect(c: Container) -> dict[str, Any]:
         "Driver": "", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
         "AppArmorProfile": "", "ExecIDs": None,
         "Mounts": inspect_mounts(c.spec),
-        "NetworkSettings": {"Networks": {c.spec.network_mode: {}}, "Ports": {}},
+        "NetworkSettings": network_settings(c.spec),
     })
     # logpipe has no TTY or stdin: Docker's clients read these to choose the framing.
     data["Config"].update({"Tty": False, "OpenStdin": False, "StdinOnce": False,
@@ -106,7 +108,8 @@ def container_summary(c: Container) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": [c.spec.name], "Image": c.spec.image,
         "ImageID": c.spec.image_id, "Command": " ".join(c.spec.argv),
-        "Created": _created_unix(c.spec.created), "Ports": [], "Labels": dict(c.spec.labels),
+        "Created": _created_unix(c.spec.created), "Ports": summary_ports(c.spec),
+        "Labels": dict(c.spec.labels),
         "State": c.status, "Status": c.status_text(),
         "HostConfig": {"NetworkMode": c.spec.network_mode},
         "NetworkSettings": {"Networks": {c.spec.network_mode: {}}},

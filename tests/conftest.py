@@ -49,6 +49,7 @@ from hypothesis import settings
 
 from busybox import build_tarball, find_busybox
 from runtime.cli.client import Client
+from runtime.network import netavark
 from logpipe.errors import LogpipeError
 
 # A failing property test prints ``@reproduce_failure(...)``, which replays that exact input.
@@ -401,6 +402,7 @@ class RestartableDaemon:
             rootfs = os.path.join(cdir, cid, "rootfs")
             if os.path.ismount(rootfs):
                 subprocess.run(["umount", "-l", rootfs], capture_output=True)
+        netavark.teardown_all(self.root)  # bridge endpoints of a killed daemon's containers
         shutil.rmtree(self.base, ignore_errors=True)
 
 

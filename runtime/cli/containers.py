@@ -1,5 +1,5 @@
 """The container commands: ``run``, ``create``, ``start``, ``stop``, ``restart``, ``kill``,
-``pause``, ``unpause``, ``rm``, ``wait``, ``ps``, ``inspect``; thin clients of the Engine API.
+``pause``, ``unpause``, ``rm``, ``wait``, ``ps``, ``port``, ``inspect``; thin clients of the Engine API.
 
 ``run`` without ``-d`` attaches before it starts the container, prints stdout to stdout and
 stderr to stderr, and exits with the container's code. Flags, columns and error texts follow
@@ -17,6 +17,8 @@ import time
 from typing import Any, Callable
 
 from logpipe.errors import LogpipeError
+
+from runtime.network.ports import parse_publish, port_lines, ps_column
 
 from .client import APIError, Client, client_of, read_frames, ref
 from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandError, daemon_command
@@ -67,13 +69,23 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
         host["Runtime"] = args.runtime
     if args.security_opt:
         host["SecurityOpt"] = [_security_opt(o) for o in args.security_opt]
+    exposed: dict[str, Any] = {}
+    if args.publish:
+        try:
+            exposed, host["PortBindings"] = parse_publish(args.publish)
+        except LogpipeError as err:
+            raise CommandError(str(err)) from None
+    for port in args.expose:
+        port, _, proto = port.partition("/")
+        exposed[f"{port}/{proto or 'tcp'}"] = {}
+    host["PublishAllPorts"] = bool(args.publish_all)
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     body: dict[str, Any] = {
         "Image": args.image, "Cmd": command or None, "Env": env,
         "Labels": key_values(args.label, "--label"), "WorkingDir": args.workdir or "",
-        "User": args.user or "", "HostConfig": host}
+        "User": args.user or "", "HostConfig": host, "ExposedPorts": exposed or None}
     if anonymous:
         body["Volumes"] = anonymous
     if args.entrypoint is not None:
@@ -262,6 +274,21 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return _each(args, lambda c, n: str(c.json("POST", f"/containers/{ref(n)}/wait")["StatusCode"]))
 
 
+@daemon_command()
+def cmd_port(args: argparse.Namespace) -> int:
+    """``docker port``: the published ports, from ``inspect``'s ``NetworkSettings.Ports``."""
+    c = client_of(args)
+    data = c.json("GET", f"/containers/{ref(args.container)}/json")
+    lines = port_lines((data.get("NetworkSettings") or {}).get("Ports"), args.port)
+    if args.port and not lines:
+        wanted = args.port if "/" in args.port else f"{args.port}/tcp"
+        sys.stderr.write(f"Error: No public port '{wanted}' published for {args.container}\n")
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
 _PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
                "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
                "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Labels": "LABELS",
@@ -280,7 +307,8 @@ def _ps_item(c: dict[str, Any], no_trunc: bool) -> dict[str, Any]:
         "Image": c.get("Image", ""),
         "Command": json.dumps(command if no_trunc else _ellipsis(command, 20), ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
-        "RunningFor": ago(created), "Ports": "", "Status": c.get("Status", ""),
+        "RunningFor": ago(created), "Ports": ps_column(c.get("Ports") or []),
+        "Status": c.get("Status", ""),
         "State": c.get("State", ""),
         "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []),
         "Labels": ",".join(f"{k}={v}" for k, v in sorted((c.get("Labels") or {}).items())),

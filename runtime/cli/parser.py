@@ -10,6 +10,7 @@ import argparse
 
 from . import capture, containers, images, system, volumes
 from . import logs as logs_command
+from . import networks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(func=logs_command.cmd_logs)
 
     _container_commands(sub)
+    networks.add_commands(sub)
     _image_commands(sub)
     _system_commands(sub)
     volumes.add_commands(sub)
@@ -70,6 +72,12 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--security-opt", action="append", default=[],
                    help="Security options: seccomp=unconfined|PROFILE.json, no-new-privileges")
     p.add_argument("--network", "--net", default="")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   help="Publish a container's port to the host ([ip:][hostPort:]port[/proto])")
+    p.add_argument("--expose", action="append", default=[],
+                   help="Expose a port (port[/proto]) without publishing it")
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="Publish all exposed ports to random ports")
     p.add_argument("--entrypoint", default=None)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -119,6 +127,11 @@ def _container_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("wait", help="Block until containers stop, then print their exit codes")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=containers.cmd_wait)
+
+    p = sub.add_parser("port", help="List port mappings or a specific mapping for the container")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?", default="")
+    p.set_defaults(func=containers.cmd_port)
 
     p = sub.add_parser("ps", help="List containers")
     p.add_argument("-a", "--all", action="store_true")
