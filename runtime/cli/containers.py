@@ -23,7 +23,7 @@ from runtime.network.ports import parse_publish, port_lines, ps_column
 from .client import APIError, Client, client_of, read_frames, ref
 from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandError, daemon_command
 from .flags import key_values
-from .tables import ago, go_render, print_table, table_format
+from .tables import ago, print_documents, print_table, table_format
 from .volumes import mount_fields
 
 
@@ -360,9 +360,5 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             failed = True
             continue
         results.append(obj)
-    if args.format:
-        for obj in results:
-            print(go_render(args.format, obj))
-    else:
-        print(json.dumps(results, indent=4, ensure_ascii=False))
+    print_documents(results, args.format)
     return 1 if failed else 0

@@ -11,7 +11,7 @@ from typing import Any
 from .client import APIError, client_of, ref
 from .errors import daemon_command
 from .flags import key_values
-from .tables import go_render, print_table, table_format
+from .tables import print_documents, print_table, table_format
 
 _LS_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                "Labels": "LABELS", "Internal": "INTERNAL", "CreatedAt": "CREATED AT"}
@@ -64,11 +64,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except APIError as err:
             print(f"Error response from daemon: {err}", file=sys.stderr)
             failed = True
-    if args.format:
-        for doc in docs:
-            print(go_render(args.format, doc))
-    else:
-        print(json.dumps(docs, indent=4))
+    print_documents(docs, args.format)
     return 1 if failed else 0
 
 

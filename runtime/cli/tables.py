@@ -3,6 +3,7 @@ and the ``2 minutes ago`` of a CREATED column."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Iterable, Sequence
 
@@ -15,6 +16,16 @@ def go_render(fmt: str, data: Any) -> str:
     from logpipe.template.cliformat import render_format
 
     return render_format(fmt, data)
+
+
+def print_documents(docs: list[Any], fmt: str) -> None:
+    """What every ``inspect`` prints: each document through ``--format``, else all of them as
+    one indented JSON array, UTF-8 as it is (Docker's ``IndentedJSON``)."""
+    if fmt:
+        for doc in docs:
+            print(go_render(fmt, doc))
+    else:
+        print(json.dumps(docs, indent=4, ensure_ascii=False))
 
 
 def ago(rfc3339_or_unix: Any) -> str:

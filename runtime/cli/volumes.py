@@ -13,7 +13,7 @@ from logpipe.units import human_size
 from .client import APIError, client_of, ref
 from .errors import CommandError, daemon_command
 from .flags import key_values
-from .tables import go_render, print_table, table_format
+from .tables import print_documents, print_table, table_format
 
 _LS_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
@@ -71,11 +71,7 @@ def cmd_volume_inspect(args: argparse.Namespace) -> int:
                 raise
             sys.stderr.write(f"Error: No such volume: {name}\n")
             failed = True
-    if args.format:
-        for obj in results:
-            print(go_render(args.format, obj))
-    else:
-        print(json.dumps(results, indent=4, ensure_ascii=False))
+    print_documents(results, args.format)
     return 1 if failed else 0
 
 
