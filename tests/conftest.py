@@ -468,6 +468,18 @@ def runc_daemon(busybox_tar) -> Iterator[RestartableDaemon]:
         yield d
 
 
+def image_of(d: RestartableDaemon) -> str:
+    """The image a ``daemon_per_runtime`` test runs: busybox under runc, host commands else."""
+    return "busybox:latest" if d.runtime == "runc" else "empty:latest"
+
+
+def docker_cli(d: RestartableDaemon, *args: str, limit: int = 60) -> subprocess.CompletedProcess:
+    """The docker CLI against ``d``, without stdin. SIGKILL after ``limit`` seconds: on a
+    SIGTERM the CLI forwards it to the container and would go on waiting."""
+    return subprocess.run(["timeout", "-s", "KILL", str(limit), shutil.which("docker") or "docker",
+                           "-H", d.host, *args], capture_output=True, stdin=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="module", params=RUNTIMES)
 def daemon_per_runtime(request, tmp_path_factory) -> Iterator[RestartableDaemon]:
     runtime = request.param

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import RestartableDaemon
 from conftest import cli_errors as errors
+from conftest import docker_cli as docker
+from conftest import image_of
 
 pytestmark = pytest.mark.e2e
 
@@ -28,15 +28,6 @@ NOT_READABLE = "Error response from daemon: configured logging driver does not s
 def daemon(daemon_per_runtime):
     """This module's tests run on each runtime: ``daemon_per_runtime`` (conftest.py)."""
     return daemon_per_runtime
-
-
-def image_of(d: RestartableDaemon) -> str:
-    return "busybox:latest" if d.runtime == "runc" else "empty:latest"
-
-
-def docker(d: RestartableDaemon, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["timeout", "-s", "KILL", "60", DOCKER, "-H", d.host, *args],
-                          capture_output=True, stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import RestartableDaemon
 from conftest import cli_errors as errors
+from conftest import docker_cli, image_of
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +48,8 @@ def daemon(daemon_per_runtime):
     return daemon_per_runtime
 
 
-def image_of(d: RestartableDaemon) -> str:
-    return "busybox:latest" if d.runtime == "runc" else "empty:latest"
-
-
 def docker(d: RestartableDaemon, *args: str) -> subprocess.CompletedProcess:
-    # SIGKILL on timeout: the CLI forwards a SIGTERM to the container and would go on waiting.
-    return subprocess.run(["timeout", "-s", "KILL", "30", DOCKER, "-H", d.host, *args],
-                          capture_output=True, stdin=subprocess.DEVNULL)
+    return docker_cli(d, *args, limit=30)
 
 
 def no_containers(d: RestartableDaemon) -> bool:
