@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 import zlib
 from typing import Callable
 
@@ -36,6 +37,8 @@ from logpipe.reading import RecordFormat, count_records
 from logpipe.timespec import format_rfc3339nano
 
 FILE_MODE = 0o640
+#: How long a writer retries a lock held by someone else before calling it busy (s).
+LOCK_PATIENCE = 0.25
 
 Boundary = Callable[[bytes, int], int]
 
@@ -122,14 +125,23 @@ class RotatingFile:
         self.size = os.fstat(self._fd).st_size
 
     def _take_lock(self) -> int:
+        """The writer's lock. ``writer_alive`` probes it by taking a shared lock for a few
+        microseconds (a reader waiting for a container to start probes every few ms), so
+        a refusal is retried for a moment: only a lock still held after that is a writer."""
         fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                      FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LogWriterBusy(f"log file {self.path} is already being written by another process")
-        return fd
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LogWriterBusy(
+                        f"log file {self.path} is already being written by another process"
+                    ) from None
+                time.sleep(0.001)
 
     def room(self) -> int:
         """Bytes that may still be written before the next write rotates."""

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import struct
+import threading
 
 import pytest
 
@@ -113,3 +114,23 @@ def test_a_second_writer_is_refused_and_the_lock_tells_readers_when_writing_ends
         RotatingFile(path)
     rf.close()
     assert not writer_alive(path)
+
+
+def test_a_reader_probing_the_lock_never_makes_a_writer_look_busy(tmp_path):
+    """A reader waiting for a container to start probes ``writer_alive`` every few ms; the
+    shim opening the log at that moment must not be refused as a second writer."""
+    path = str(tmp_path / "c-json.log")
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            writer_alive(path)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(300):
+            RotatingFile(path).close()
+    finally:
+        stop.set()
+        prober.join()
