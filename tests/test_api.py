@@ -219,7 +219,9 @@ def test_on_failure_policy_restarts_up_to_the_limit_and_appends_to_the_same_log(
 
 def test_restarted_daemon_readopts_a_running_container_and_its_log(daemon, tmp_path):
     api = Client(daemon.host, autostart=False)
-    cid = run(api, ["sh", "-c", "echo before; read x < /dev/null; sleep 2; echo after"])
+    go = tmp_path / "go"  # the container runs on until the test has seen it adopted
+    cid = run(api, ["sh", "-c",
+                    f"echo before; until [ -e {go} ]; do sleep 0.01; done; echo after"])
     os.kill(daemon.proc.pid, signal.SIGKILL)
     daemon.proc.wait()
     base = os.path.dirname(daemon.root)
@@ -228,6 +230,7 @@ def test_restarted_daemon_readopts_a_running_container_and_its_log(daemon, tmp_p
     try:
         info = api.container(cid)
         assert info["State"]["Status"] == "running"
+        go.touch()
         assert wait(api, cid) == 0
         assert [p for _, p in logs(api, cid)] == [b"before\n", b"after\n"]
     finally:
