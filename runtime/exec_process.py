@@ -36,8 +36,7 @@ from runtime.console import set_size
 from runtime.executors import _exec_failure, get_executor, start_failure, which
 from runtime.spec import ContainerSpec
 
-#: Every capability of Linux 5.x/6.x, in number order (``--privileged``); those above the
-#: running kernel's ``cap_last_cap`` are left out, as runc would refuse them.
+#: Every capability of Linux 6.x, in number order (``--privileged``).
 ALL_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
     "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
@@ -86,12 +85,15 @@ def check_supported(spec: ContainerSpec, cfg: ExecConfig) -> None:
 
 
 def _all_caps() -> list[str]:
+    """Every capability the daemon itself may hold (its bounding set), as moby's
+    ``GetAllCapabilities`` gives ``--privileged``: asking for more makes runc fail."""
     try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-    except (OSError, ValueError):
-        last = 40
-    return ALL_CAPS[:last + 1]
+        with open("/proc/self/status") as f:
+            bounding = next(int(line.split()[1], 16) for line in f
+                            if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return list(oci.DEFAULT_CAPS)
+    return [name for bit, name in enumerate(ALL_CAPS) if bounding >> bit & 1]
 
 
 def replace_or_append(env: list[str], extra: tuple[str, ...]) -> list[str]:
