@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import RUNC, docker_cli, running_daemon, wait_until
+from conftest import LOGPIPE, RUNC, docker_cli, running_daemon, wait_until
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")]
@@ -45,6 +45,10 @@ def client(d):
 def ctr(client):
     """A running busybox container that sleeps."""
     return client.containers.run(IMAGE, ["sleep", "300"], detach=True)
+
+
+def _logpipe() -> list[str]:
+    return list(LOGPIPE)
 
 
 def _processes(marker: str) -> list[int]:
@@ -289,3 +293,45 @@ def test_daemon_sigkill_during_an_exec_ends_it_and_the_container_lives_on(d, ctr
     with pytest.raises(docker.errors.NotFound):
         c.exec_inspect(eid)
     c.close()
+
+
+# -- logpipe's own CLI ---------------------------------------------------------------------------
+
+
+def test_logpipe_exec_flags_stdin_exit_codes_and_detach(d, ctr, tmp_path):
+    envs = tmp_path / "env"
+    envs.write_text("# a comment\nFROM_FILE=f\n\n")
+    out = d.lp("exec", "-e", "X=1", "--env-file", str(envs), "-w", "/tmp", "-u", "nobody",
+               ctr.id, "sh", "-c", "echo $X $FROM_FILE; pwd; id -u; echo err >&2; exit 6")
+    assert (out.returncode, out.stdout, out.stderr) == (6, b"1 f\n/tmp\n65534\n", b"err\n")
+    env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
+    piped = subprocess.run([*_logpipe(), "exec", "-i", ctr.id, "tr", "a-z", "A-Z"],
+                           input=b"abc\n", capture_output=True, env=env, timeout=60)
+    assert (piped.returncode, piped.stdout) == (0, b"ABC\n")
+    out = d.lp("exec", ctr.id, "nope")
+    assert out.returncode == 127 and b"executable file not found in $PATH" in out.stdout
+    assert d.lp("exec", "-d", ctr.id, "touch", "/tmp/by-logpipe").returncode == 0
+    wait_until(lambda: d.lp("exec", ctr.id, "test", "-f", "/tmp/by-logpipe").returncode == 0,
+               what="the detached exec's file")
+    out = d.lp("exec", "nosuch", "true")
+    assert (out.returncode, out.stderr) == (1, b"Error response from daemon: No such "
+                                               b"container: nosuch\n")
+
+
+def test_logpipe_exec_it_on_a_terminal(d, ctr):
+    pexpect = pytest.importorskip("pexpect")
+    env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
+    cmd = _logpipe()
+    child = pexpect.spawn(cmd[0], [*cmd[1:], "exec", "-it", ctr.id, "sh"], env=env,
+                          timeout=30)
+    try:
+        child.setwinsize(25, 90)
+        child.expect(r"# ")
+        child.sendline("echo $((6*7)); stty size")
+        child.expect(r"42\r\n")
+        child.expect(r"25 90\r\n")
+        child.sendline("exit 2")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 2
