@@ -255,6 +255,12 @@ class ExecProcess:
                 pass
 
 
+def failed(cfg: ExecConfig, message: str) -> ExecProcess:
+    """An exec that could not be started at all: ``message`` is what its client is told."""
+    return ExecProcess(None, [], None, None, None, cfg.cmd[0], message,
+                       _failure_code(cfg.cmd[0], message))
+
+
 def _failure_code(command: str, message: str) -> int:
     """Docker's ``translateContainerdStartErr`` as ``run`` applies it (127 not found, 126
     cannot be invoked), and 126 for any other failure to start an exec."""
@@ -301,9 +307,8 @@ def start(spec: ContainerSpec, pid: int, cfg: ExecConfig,
     try:
         document = process_document(spec, cfg, f"/proc/{pid}/root")
     except LogpipeError as err:  # an unknown user: runc's words, as Docker shows them
-        message = ("OCI runtime exec failed: exec failed: unable to start container process: "
-                   f"{err}: unknown")
-        return ExecProcess(None, [], None, None, None, cfg.cmd[0], message, EXIT_EXEC_FAILED)
+        return failed(cfg, "OCI runtime exec failed: exec failed: unable to start container "
+                           f"process: {err}: unknown")
     workdir = tempfile.mkdtemp(prefix="exec-", dir=spec.dir)
     with open(os.path.join(workdir, "process.json"), "w") as f:
         json.dump(document, f)
@@ -364,7 +369,5 @@ def _start_on_host(spec: ContainerSpec, cfg: ExecConfig,
                       {"cwd": cwd, "env": env, "start_new_session": True})
     except OSError as err:
         why = _exec_failure(cfg.cmd[0], type(err).__name__) or str(err)
-        message = ("OCI runtime exec failed: exec failed: unable to start container process: "
-                   f"{why}: unknown")
-        return ExecProcess(None, [], None, None, None, cfg.cmd[0], message,
-                           _failure_code(cfg.cmd[0], message))
+        return failed(cfg, "OCI runtime exec failed: exec failed: unable to start container "
+                           f"process: {why}: unknown")

@@ -81,16 +81,29 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     registry.begin(e, c)
     size = tuple(body.ConsoleSize) if body.ConsoleSize and len(body.ConsoleSize) == 2 \
         else e.size
+    if body.Detach:
+        process = _launch(e, c, size)
+        return await _start_detached(process, _on_exit(store, registry, e, c))
+    # The answer's headers go first: a client that reads them in one gulp with the first
+    # output would lose that output (docker-py reads the stream from the raw socket).
+    resp, hijack = await _answer(request)
+    try:
+        process = _launch(e, c, size)
+    except BaseException:
+        registry.finish(e, c, exec_process.EXIT_EXEC_FAILED)
+        raise
+    return await _serve_attached(request, resp, hijack, process,
+                                 _on_exit(store, registry, e, c))
+
+
+def _launch(e: Exec, c: Container, size: tuple[int, int] | None) -> exec_process.ExecProcess:
+    """The exec's process; a runtime that cannot be run at all is a failed start."""
     try:
         process = exec_process.start(c.spec, c.state.pid, e.config, size)
     except OSError as err:
-        registry.finish(e, c, exec_process.EXIT_EXEC_FAILED)
-        raise exec_process.ExecRefused(f"OCI runtime exec failed: {err}: unknown") from None
+        process = exec_process.failed(e.config, f"OCI runtime exec failed: {err}: unknown")
     e.process = process
-    ended = _on_exit(store, registry, e, c)
-    if body.Detach:
-        return await _start_detached(e, process, ended)
-    return await _start_attached(request, e, process, ended)
+    return process
 
 
 def _on_exit(store: ContainerStore, registry: ExecRegistry, e: Exec,
@@ -122,7 +135,7 @@ def _on_exit(store: ContainerStore, registry: ExecRegistry, e: Exec,
     return ended
 
 
-async def _start_detached(e: Exec, process: exec_process.ExecProcess,
+async def _start_detached(process: exec_process.ExecProcess,
                           ended: Callable[[int], None]) -> web.Response:
     """Docker's ``Detach``: the exec runs to its end without a client; a command that cannot
     start is the request's error."""
@@ -156,19 +169,19 @@ class _PlainStream(web.StreamResponse):
         self._length_check = False
 
 
-async def _start_attached(request: web.Request, e: Exec, process: exec_process.ExecProcess,
-                          ended: Callable[[int], None]) -> web.StreamResponse:
+async def _answer(request: web.Request) -> tuple[web.StreamResponse, bool]:
+    """The prepared answer of an attached start, and whether it is hijacked."""
     hijack = request.headers.get("Upgrade", "").lower() == "tcp"
     resp: web.StreamResponse = Hijacked() if hijack else _PlainStream()
     resp.force_close()
-    try:
-        await resp.prepare(request)
-        await flush_headers(resp)
-    except BaseException:
-        threading.Thread(target=_run_session, args=(process, None, ended),
-                         name="exec-orphan", daemon=True).start()
-        process.send_signal(signal.SIGHUP)
-        raise
+    await resp.prepare(request)
+    await flush_headers(resp)
+    return resp, hijack
+
+
+async def _serve_attached(request: web.Request, resp: web.StreamResponse, hijack: bool,
+                          process: exec_process.ExecProcess,
+                          ended: Callable[[int], None]) -> web.StreamResponse:
     # The client's bytes after the request are the exec's stdin: aiohttp stops reading
     # them, and hands over what it already read.
     tail = _Tail()
