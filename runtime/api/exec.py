@@ -79,16 +79,16 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     body = schema.exec_start(await json_body(request))
     c = store.containers[e.container_id]
     registry.begin(e, c)
-    size = tuple(body.ConsoleSize) if body.ConsoleSize and len(body.ConsoleSize) == 2 \
-        else e.size
+    if body.ConsoleSize and len(body.ConsoleSize) == 2:
+        e.size = (body.ConsoleSize[0], body.ConsoleSize[1])
     if body.Detach:
-        process = _launch(e, c, size)
+        process = _launch(e, c)
         return await _start_detached(process, _on_exit(store, registry, e, c))
     # The answer's headers go first: a client that reads them in one gulp with the first
     # output would lose that output (docker-py reads the stream from the raw socket).
     resp, hijack = await _answer(request)
     try:
-        process = _launch(e, c, size)
+        process = _launch(e, c)  # with the size a resize sent meanwhile
     except BaseException:
         registry.finish(e, c, exec_process.EXIT_EXEC_FAILED)
         raise
@@ -96,10 +96,10 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
                                  _on_exit(store, registry, e, c))
 
 
-def _launch(e: Exec, c: Container, size: tuple[int, int] | None) -> exec_process.ExecProcess:
+def _launch(e: Exec, c: Container) -> exec_process.ExecProcess:
     """The exec's process; a runtime that cannot be run at all is a failed start."""
     try:
-        process = exec_process.start(c.spec, c.state.pid, e.config, size)
+        process = exec_process.start(c.spec, c.state.pid, e.config, e.size)
     except OSError as err:
         process = exec_process.failed(e.config, f"OCI runtime exec failed: {err}: unknown")
     e.process = process
