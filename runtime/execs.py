@@ -6,7 +6,7 @@ daemon's memory only, as Docker's does: a daemon restart forgets every exec (the
 processes end with the daemon: see ``runtime.exec_process``), and the container keeps
 running. It is bounded: a finished exec is forgotten ``KEEP_FINISHED`` seconds after its
 end (Docker's exec GC runs every 5 minutes), at most ``MAX_EXECS`` are kept, and a removed
-container's execs go with it.
+container's execs go with it (when the next exec is created, or one of them is asked for).
 
 Owns: the exec's Docker-visible state (Running, ExitCode, Pid, CanRemove), Docker's
 refusals and their words, and the one call site of exec events. Must not: drive processes
@@ -109,9 +109,10 @@ class ExecRegistry:
     def __init__(self) -> None:
         self.execs: dict[str, Exec] = {}
 
-    def create(self, c: "Container", ref: str, config: ExecConfig) -> Exec:
+    def create(self, c: "Container", ref: str, config: ExecConfig,
+               alive: "dict[str, Container]") -> Exec:
         check_running(c, ref)
-        self._collect()
+        self._collect(alive)
         e = Exec(os.urandom(32).hex(), c.id, config)
         self.execs[e.id] = e
         c.exec_ids.append(e.id)
@@ -149,21 +150,12 @@ class ExecRegistry:
             c.exec_ids.remove(e.id)
         announce("exec_die", e, execID=e.id, exitCode=str(exit_code))
 
-    def forget(self, container_id: str) -> None:
-        """A removed container's execs go with it."""
-        for eid in [i for i, e in self.execs.items() if e.container_id == container_id]:
-            del self.execs[eid]
-
-    def running_of(self, container_id: str) -> list[Exec]:
-        return [e for e in self.execs.values()
-                if e.container_id == container_id and e.running]
-
-    def _collect(self) -> None:
-        """Forget finished execs older than ``KEEP_FINISHED``, and the oldest finished ones
-        beyond ``MAX_EXECS``."""
+    def _collect(self, alive: "dict[str, Container]") -> None:
+        """Forget the execs of removed containers, finished ones older than
+        ``KEEP_FINISHED``, and the oldest finished ones beyond ``MAX_EXECS``."""
         now = time.monotonic()
-        for eid in [i for i, e in self.execs.items()
-                    if e.finished_at and now - e.finished_at > KEEP_FINISHED]:
+        for eid in [i for i, e in self.execs.items() if e.container_id not in alive
+                    or e.finished_at and now - e.finished_at > KEEP_FINISHED]:
             del self.execs[eid]
         excess = len(self.execs) - MAX_EXECS + 1
         if excess <= 0:

@@ -145,15 +145,15 @@ def redacted_log_opts(driver: str, opts: dict[str, str]) -> dict[str, str]:
 
 
 def exec_inspect(e: Exec) -> dict[str, Any]:
-    """``GET /exec/{id}/json``: Docker's ``ExecInspect`` (ExitCode null until it ends)."""
+    """``GET /exec/{id}/json``: Docker's ``ExecInspect`` (ExitCode null until it ends;
+    ``user`` only when one was asked for, as Docker's ``omitempty``)."""
     cfg = e.config
+    process = {"tty": cfg.tty, "entrypoint": cfg.cmd[0], "arguments": list(cfg.cmd[1:]),
+               "privileged": cfg.privileged}
+    if cfg.user:
+        process["user"] = cfg.user
     return {
-        "ID": e.id, "Running": e.running, "ExitCode": e.exit_code,
-        "ProcessConfig": {"tty": cfg.tty, "entrypoint": cfg.cmd[0],
-                          "arguments": list(cfg.cmd[1:]), "privileged": cfg.privileged,
-                          "user": cfg.user} if cfg.user else
-                         {"tty": cfg.tty, "entrypoint": cfg.cmd[0],
-                          "arguments": list(cfg.cmd[1:]), "privileged": cfg.privileged},
+        "ID": e.id, "Running": e.running, "ExitCode": e.exit_code, "ProcessConfig": process,
         "OpenStdin": cfg.attach_stdin, "OpenStderr": cfg.attach_stderr,
         "OpenStdout": cfg.attach_stdout, "CanRemove": e.finished_at > 0,
         "ContainerID": e.container_id, "DetachKeys": cfg.detach_keys, "Pid": e.pid,

@@ -47,6 +47,16 @@ def ctr(client):
     return client.containers.run(IMAGE, ["sleep", "300"], detach=True)
 
 
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Docker's multiplexed frames: ``[stream, 0, 0, 0, length u32 BE]`` + payload."""
+    out = []
+    while data:
+        stream, length = struct.unpack(">BxxxL", data[:8])
+        out.append((stream, data[8:8 + length]))
+        data = data[8 + length:]
+    return out
+
+
 def _logpipe() -> list[str]:
     return list(LOGPIPE)
 
@@ -101,14 +111,31 @@ def test_exec_socket_carries_stdin_and_its_eof(client, ctr):
     while chunk := raw.recv(4096):
         data += chunk
     sock.close()
-    payload = b""
-    while data:  # Docker's frames: [stream, 0, 0, 0, length]
-        stream, length = struct.unpack(">BxxxL", data[:8])
-        assert stream == 1
-        payload += data[8:8 + length]
-        data = data[8 + length:]
-    assert payload == b"HELLO\ndone\n"
+    assert b"".join(p for _, p in _frames(data)) == b"HELLO\ndone\n"
+    assert {n for n, _ in _frames(data)} == {1}
     assert api.exec_inspect(eid)["ExitCode"] == 0
+
+
+def test_a_start_without_upgrade_is_a_plain_200_stream(d, client, ctr):
+    """Docker answers a start that does not ask to upgrade with ``200`` and the raw stream
+    until the connection closes."""
+    import http.client
+
+    eid = client.api.exec_create(ctr.id, ["sh", "-c", "echo plain; echo e >&2"])["Id"]
+    conn = http.client.HTTPConnection("localhost", timeout=60)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect(d.host.removeprefix("unix://"))
+    try:
+        conn.request("POST", f"/v1.41/exec/{eid}/start", b'{"Detach": false}',
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.getheader("Content-Type") == "application/vnd.docker.raw-stream"
+        body = resp.read()
+    finally:
+        conn.close()
+    assert sorted(_frames(body)) == [(1, b"plain\n"), (2, b"e\n")]
+    assert client.api.exec_inspect(eid)["ExitCode"] == 0
 
 
 def test_exec_inspect_and_container_exec_ids_and_dockers_refusals(client, ctr):

@@ -53,7 +53,8 @@ async def create_exec(request: web.Request) -> web.Response:
     c = container_of(request)
     config = exec_config(schema.exec_create(await json_body(request)))
     exec_process.check_supported(c.spec, config)
-    e = execs_of(request).create(c, request.match_info["id"], config)
+    e = execs_of(request).create(c, request.match_info["id"], config,
+                                 store_of(request).containers)
     return web.json_response({"Id": e.id}, status=201)
 
 
@@ -86,10 +87,10 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
         return await _start_detached(process, _on_exit(store, registry, e, c))
     # The answer's headers go first: a client that reads them in one gulp with the first
     # output would lose that output (docker-py reads the stream from the raw socket).
-    resp, hijack = await _answer(request)
     try:
+        resp, hijack = await _answer(request)
         process = _launch(e, c)  # with the size a resize sent meanwhile
-    except BaseException:
+    except BaseException:  # the client left before its answer: the exec never ran
         registry.finish(e, c, exec_process.EXIT_EXEC_FAILED)
         raise
     return await _serve_attached(request, resp, hijack, process,
