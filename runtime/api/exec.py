@@ -140,7 +140,7 @@ async def _start_detached(process: exec_process.ExecProcess,
                           ended: Callable[[int], None]) -> web.Response:
     """Docker's ``Detach``: the exec runs to its end without a client; a command that cannot
     start is the request's error."""
-    threading.Thread(target=_run_session, args=(process, None, ended),
+    threading.Thread(target=_run_alone, args=(process, ended),
                      name="exec-detached", daemon=True).start()
     started = await asyncio.to_thread(_wait_started, process)
     if not started and process.failure:
@@ -223,7 +223,8 @@ def _serve(process: exec_process.ExecProcess, sock: socket.socket, with_stdin: b
         _run_session(process, sock.sendall, ended)
     finally:
         os.write(wake_w, b"x")
-        reader.join()
+        reader.join()  # before the descriptors it writes to are closed
+        process.close()
         os.close(wake_r)
         os.close(wake_w)
         end_own_socket(sock)
@@ -234,26 +235,31 @@ def _serve(process: exec_process.ExecProcess, sock: socket.socket, with_stdin: b
             pass  # the loop is gone: the daemon has exited
 
 
+def _run_alone(process: exec_process.ExecProcess, ended: Callable[[int], None]) -> None:
+    """A detached exec: its output is drained and dropped (Docker discards it)."""
+    try:
+        _run_session(process, None, ended)
+    finally:
+        process.close()
+
+
 def _run_session(process: exec_process.ExecProcess, send: Callable[[bytes], None] | None,
                  ended: Callable[[int], None]) -> None:
     """Copy the output to ``send`` until it ends (all of it: runc must not block on a full
     pipe), record the exit, and tell a client why a command could not start. A client that
     goes away (``send`` fails) gets the exec hung up."""
+    held = _copy_output(process, send)
+    ended(process.wait())
+    if send is None:
+        return
     try:
-        held = _copy_output(process, send)
-        code = process.wait()
-        ended(code)
-        if send is not None:
-            try:
-                if process.failure:
-                    message = (process.failure + "\r\n").encode()
-                    send(message if process.terminal is not None else frame(1, message))
-                elif held:
-                    send(held)
-            except OSError:
-                pass
-    finally:
-        process.close()
+        if process.failure:
+            message = (process.failure + "\r\n").encode()
+            send(message if process.terminal is not None else frame(1, message))
+        elif held:
+            send(held)
+    except OSError:
+        pass
 
 
 def _copy_output(process: exec_process.ExecProcess,
