@@ -168,6 +168,21 @@ def test_exec_inspect_and_container_exec_ids_and_dockers_refusals(client, ctr):
     assert err.value.explanation == "No such container: nosuch"
 
 
+def test_bad_exec_bodies_and_queries_are_400s_with_gos_words(client, ctr):
+    api = client.api
+    res = api._post_json(api._url("/containers/{0}/exec", ctr.id), data={"Cmd": "echo"})
+    assert res.status_code == 400
+    assert res.json()["message"] == ("json: cannot unmarshal string into Go struct field "
+                                     "ExecConfig.Cmd of type []string")
+    eid = api.exec_create(ctr.id, ["true"])["Id"]
+    res = api._post_json(api._url("/exec/{0}/start", eid), data={"Detach": "yes"})
+    assert res.status_code == 400 and "ExecStartCheck.Detach of type bool" in res.text
+    res = api._post(api._url("/exec/{0}/resize", eid), params={"h": "x", "w": "1"})
+    assert res.status_code == 400
+    assert res.json()["message"] == 'strconv.Atoi: parsing "x": invalid syntax'
+    assert api.exec_inspect(eid)["Running"] is False  # none of it started the exec
+
+
 def test_exec_in_a_paused_or_stopped_container_gets_dockers_409(client, ctr):
     ctr.pause()
     with pytest.raises(docker.errors.APIError) as err:
