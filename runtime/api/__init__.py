@@ -1,6 +1,6 @@
 """The daemon's HTTP API: a subset of the Docker Engine API with v1.41 semantics.
 
-One module per resource (``containers``, ``logs`` for logs and attach, ``images``,
+One module per resource (``containers``, ``logs`` for logs and attach, ``exec``, ``images``,
 ``volumes``, ``system``; ``/networks`` lives with the networking in
 ``runtime.network.api``), each with its ``ROUTES``; ``common`` holds what they share and
 ``streams`` how lasting answers are written. Routes are served with and without a version
