@@ -313,6 +313,22 @@ def test_killing_the_container_ends_an_exec_stream_with_its_exit_code(client, ct
     assert info["Running"] is False and info["ExitCode"] == 128 + signal.SIGKILL
 
 
+def test_sigkill_of_runc_ends_the_exec_stream_and_records_137(client, ctr):
+    eid = client.api.exec_create(ctr.id, ["sh", "-c", "echo up; exec sleep 4646"])["Id"]
+    stream = client.api.exec_start(eid, stream=True)
+    assert next(stream) == b"up\n"
+    wait_until(lambda: client.api.exec_inspect(eid)["Pid"], what="runc's pid file")
+    pid = client.api.exec_inspect(eid)["Pid"]
+    with open(f"/proc/{pid}/stat") as f:
+        runc = int(f.read().rsplit(")", 1)[1].split()[1])  # the exec's parent: runc
+    os.kill(runc, signal.SIGKILL)
+    assert list(stream) == []  # the client is not left hanging
+    info = client.api.exec_inspect(eid)
+    assert info["Running"] is False and info["ExitCode"] == 128 + signal.SIGKILL
+    ctr.kill()  # the orphaned command dies with the container's pid namespace
+    wait_until(lambda: not _processes("sleep 4646"), what="the orphaned exec to end")
+
+
 def test_daemon_sigkill_during_an_exec_ends_it_and_the_container_lives_on(d, ctr):
     proc = subprocess.Popen([DOCKER, "-H", d.host, "exec", ctr.id, "sh", "-c",
                              "echo started; exec sleep 4343"], stdout=subprocess.PIPE,
