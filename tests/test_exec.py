@@ -279,6 +279,34 @@ def test_testcontainers_starts_a_container_and_execs_in_it(d, monkeypatch):
         assert (code, out) == (0, b"from-testcontainers\n")
 
 
+@pytest.mark.skipif(shutil.which("docker-compose") is None,
+                    reason="needs docker-compose (apt-get install docker-compose)")
+def test_docker_compose_exec(d, tmp_path):
+    (tmp_path / "docker-compose.yml").write_text(
+        "version: '2.4'\nservices:\n  box:\n    image: busybox:latest\n"
+        "    command: sleep 300\n    network_mode: none\n")
+    env = dict(os.environ, DOCKER_HOST=d.host)
+
+    def compose(*args: str, no_cli: str = "", **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker-compose", "-p", "lpexec", *args], cwd=tmp_path,
+                              env=dict(env, COMPOSE_INTERACTIVE_NO_CLI=no_cli),
+                              capture_output=True, timeout=120, **kw)
+
+    try:
+        res = compose("up", "-d")
+        assert res.returncode == 0, res.stderr
+        # Through docker-py (compose's own exec; it forwards no stdin with -T)...
+        res = compose("exec", "-T", "-e", "X=composed", "box", "sh", "-c", "echo $X; exit 3",
+                      no_cli="1", stdin=subprocess.DEVNULL)
+        assert (res.returncode, res.stdout) == (3, b"composed\n")
+        # ...and through the docker CLI, compose's default, stdin included.
+        res = compose("exec", "-T", "box", "cat", input=b"through stdin\n")
+        assert (res.returncode, res.stdout) == (0, b"through stdin\n"), res.stderr
+    finally:
+        res = compose("down", "-t", "1")
+    assert res.returncode == 0, res.stderr
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 
