@@ -148,7 +148,6 @@ class ExecProcess:
         self.terminal = terminal
         self.workdir = workdir  # runc's files for this exec (process.json, pid, log)
         self._failure = failure
-        self._failure_code = failure_code
         self.exit_code: int | None = None if popen is not None else failure_code
         self._pid = popen.pid if popen is not None and workdir is None else 0
 
@@ -285,13 +284,15 @@ def _runc_error(path: str) -> str:
     return ""
 
 
-def _terminal(size: tuple[int, int] | None) -> tuple[int, int]:
-    """(master, slave) of a new pty for a ``-t`` exec; the slave is raw: it is a transport
-    only, the pty inside the container does the line discipline."""
+def _terminal(size: tuple[int, int] | None, raw: bool) -> tuple[int, int]:
+    """(master, slave) of a new pty for a ``-t`` exec. For runc the slave is raw: it is a
+    transport only, the pty runc makes inside the container does the line discipline; a
+    host command's terminal is this one, in its default (cooked) mode."""
     import tty
 
     master, slave = os.openpty()
-    tty.setraw(slave)
+    if raw:
+        tty.setraw(slave)
     if size:
         set_size(master, *size)
     return master, slave
@@ -325,7 +326,7 @@ def _spawn(argv: list[str], cfg: ExecConfig, size: tuple[int, int] | None,
     """``argv`` with pipes, or a pty for ``-t``; the daemon keeps raw descriptors."""
     null = subprocess.DEVNULL
     if cfg.tty:
-        master, slave = _terminal(size)
+        master, slave = _terminal(size, raw=workdir is not None)
         try:
             # runc's own messages go to its log, not to the terminal: stderr is /dev/null.
             popen = subprocess.Popen(argv, stdin=slave, stdout=slave,
