@@ -157,6 +157,12 @@ def test_exec_inspect_and_container_exec_ids_and_dockers_refusals(client, ctr):
         api.exec_start(eid)
     assert err.value.status_code == 409
     assert err.value.explanation == f"Error: Exec command {eid} has already run"
+    busy = api.exec_create(ctr.id, ["sleep", "30"])["Id"]
+    api.exec_start(busy, detach=True)
+    with pytest.raises(docker.errors.APIError) as err:
+        api.exec_start(busy)
+    assert (err.value.status_code, err.value.explanation) == (
+        409, f"Error: Exec command {busy} is already running")
     with pytest.raises(docker.errors.NotFound) as err:
         api.exec_inspect("nope")
     assert err.value.explanation == "No such exec instance: nope"
