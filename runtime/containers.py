@@ -139,6 +139,8 @@ class Container:
         self.attached = 0
         self.attach_idle = asyncio.Event()
         self.attach_idle.set()
+        # Its exec instances not finished yet (``runtime.execs``): inspect's ``ExecIDs``.
+        self.exec_ids: list[str] = []
 
     @property
     def id(self) -> str:

@@ -213,6 +213,15 @@ class OCIExecutor:
             return None
 
 
+    def exec_command(self, spec: ContainerSpec, process_file: str, pid_file: str,
+                     log_file: str) -> list[str]:
+        """``runc exec`` of the OCI process in ``process_file`` in the running container
+        (its namespaces and cgroup), in the foreground: runc exits with the process's
+        status. Its own errors go to ``log_file`` (``runtime.exec_process`` reads them)."""
+        return [self.binary, "--root", self._root(spec), "--log", log_file, "--log-format",
+                "json", "exec", "--process", process_file, "--pid-file", pid_file, spec.id]
+
+
 class RuncExecutor(OCIExecutor):
     name: ClassVar[str] = "runc"
 

@@ -233,6 +233,32 @@ class ContainerCreate(GoStruct):
     NetworkingConfig: NetworkingConfig | None = None
 
 
+class ExecCreate(GoStruct):
+    """``POST /containers/{id}/exec``: Docker's ``types.ExecConfig``."""
+
+    go_type: ClassVar[str] = "types.ExecConfig"
+    User: str | None = None
+    Privileged: bool | None = None
+    Tty: bool | None = None
+    AttachStdin: bool | None = None
+    AttachStderr: bool | None = None
+    AttachStdout: bool | None = None
+    Detach: bool | None = None
+    DetachKeys: str | None = None
+    Env: list[str] | None = None
+    WorkingDir: str | None = None
+    Cmd: list[str] | None = None
+
+
+class ExecStart(GoStruct):
+    """``POST /exec/{id}/start``: Docker's ``types.ExecStartCheck``."""
+
+    go_type: ClassVar[str] = "types.ExecStartCheck"
+    Detach: bool | None = None
+    Tty: bool | None = None
+    ConsoleSize: list[UInt] | None = None
+
+
 class ImageConfig(GoStruct):
     """The part of an image's config a container is made from (``Config`` of image.json)."""
 
@@ -280,6 +306,16 @@ def container_create(body: Any) -> ContainerCreate:
 def volume_create(body: Any) -> VolumeCreate:
     """The ``/volumes/create`` body as a typed request, or Go's refusal."""
     return VolumeCreate() if body is None else convert(body, VolumeCreate)
+
+
+def exec_create(body: Any) -> ExecCreate:
+    """The exec create body as a typed request, or Go's refusal."""
+    return ExecCreate() if body is None else convert(body, ExecCreate)
+
+
+def exec_start(body: Any) -> ExecStart:
+    """The exec start body (may be empty: docker-py sends ``{}``) as a typed request."""
+    return ExecStart() if body is None else convert(body, ExecStart)
 
 
 def image_config(ref: str, config: Any) -> ImageConfig:

@@ -29,6 +29,7 @@ from .state import RUNNING, State
 
 if TYPE_CHECKING:
     from .containers import Container
+    from .execs import Exec
     from .shipping import Shipping
 
 #: Go's names of the machines (``GOARCH``), as Docker reports them.
@@ -75,7 +76,7 @@ def container_inspect(c: Container) -> dict[str, Any]:
         "Path": argv[0] if argv else "", "Args": argv[1:], "State": container_state(c),
         "RestartCount": c.restart_count, "LogPath": log_path(c.spec),
         "Driver": "", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
-        "AppArmorProfile": "", "ExecIDs": None,
+        "AppArmorProfile": "", "ExecIDs": list(c.exec_ids) or None,
         "Mounts": inspect_mounts(c.spec),
         "NetworkSettings": network_settings(c.spec),
     })
@@ -138,6 +139,25 @@ def redacted_log_opts(driver: str, opts: dict[str, str]) -> dict[str, str]:
         return hook(get_driver(driver), "redacted_opts")(opts)
     except LogpipeError:
         return opts
+
+
+# -- execs ----------------------------------------------------------------------------------
+
+
+def exec_inspect(e: Exec) -> dict[str, Any]:
+    """``GET /exec/{id}/json``: Docker's ``ExecInspect`` (ExitCode null until it ends;
+    ``user`` only when one was asked for, as Docker's ``omitempty``)."""
+    cfg = e.config
+    process = {"tty": cfg.tty, "entrypoint": cfg.cmd[0], "arguments": list(cfg.cmd[1:]),
+               "privileged": cfg.privileged}
+    if cfg.user:
+        process["user"] = cfg.user
+    return {
+        "ID": e.id, "Running": e.running, "ExitCode": e.exit_code, "ProcessConfig": process,
+        "OpenStdin": cfg.attach_stdin, "OpenStderr": cfg.attach_stderr,
+        "OpenStdout": cfg.attach_stdout, "CanRemove": e.finished_at > 0,
+        "ContainerID": e.container_id, "DetachKeys": cfg.detach_keys, "Pid": e.pid,
+    }
 
 
 # -- images ---------------------------------------------------------------------------------

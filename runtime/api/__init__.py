@@ -1,6 +1,6 @@
 """The daemon's HTTP API: a subset of the Docker Engine API with v1.41 semantics.
 
-One module per resource (``containers``, ``logs`` for logs and attach, ``images``,
+One module per resource (``containers``, ``logs`` for logs and attach, ``exec``, ``images``,
 ``volumes``, ``system``; ``/networks`` lives with the networking in
 ``runtime.network.api``), each with its ``ROUTES``; ``common`` holds what they share and
 ``streams`` how lasting answers are written. Routes are served with and without a version
@@ -23,16 +23,17 @@ import asyncio
 from aiohttp import web
 
 from ..containers import ContainerStore
+from ..execs import ExecRegistry
 from ..images import ImageStore
 from ..network import api as network_api
-from . import containers, images as image_routes, logs, system, volumes
+from . import containers, exec as exec_routes, images as image_routes, logs, system, volumes
 from .common import (ENDING_KEY, IMAGES_KEY, SHUTDOWN_GRACE, STORE_KEY, docker_headers,
                      error_middleware)
 from .streams import end_streams
 
 __all__ = ["SHUTDOWN_GRACE", "make_app"]
 
-ROUTE_MODULES = (system, containers, logs, volumes, image_routes)
+ROUTE_MODULES = (system, containers, logs, volumes, image_routes, exec_routes)
 
 
 def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
@@ -40,6 +41,7 @@ def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
     app[STORE_KEY] = store
     app[IMAGES_KEY] = images
     app[ENDING_KEY] = asyncio.Event()
+    app[exec_routes.EXECS_KEY] = ExecRegistry()
     app.on_response_prepare.append(docker_headers)
     app.on_shutdown.append(end_streams)
     for module in ROUTE_MODULES:

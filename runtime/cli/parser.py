@@ -10,6 +10,7 @@ import argparse
 
 from . import capture, containers, images, system, volumes
 from . import logs as logs_command
+from . import exec as exec_command
 from . import networks
 
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(func=logs_command.cmd_logs)
 
     _container_commands(sub)
+    exec_command.add_command(sub)
     networks.add_commands(sub)
     _image_commands(sub)
     _system_commands(sub)
