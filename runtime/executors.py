@@ -66,6 +66,7 @@ class Executor(Protocol):
     def pause(self, spec: ContainerSpec, pid: int, paused: bool) -> None: ...
     def cleanup(self, spec: ContainerSpec) -> None: ...
     def destroy(self, spec: ContainerSpec, pid: int, started_ns: int) -> bool: ...
+    def update(self, spec: ContainerSpec, limits) -> None: ...
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -212,6 +213,18 @@ class OCIExecutor:
         except (ValueError, AttributeError):
             return None
 
+    def update(self, spec: ContainerSpec, limits) -> None:
+        """``docker update`` of a running container: ``runc update`` writes the new limits
+        (a ``runtime.resources.Limits``; 0 leaves one as it is) into its cgroup."""
+        flags = {"--memory": limits.memory, "--memory-swap": limits.memory_swap,
+                 "--cpu-share": limits.cpu_shares, "--cpu-quota": limits.cpu_quota,
+                 "--cpu-period": limits.cpu_period, "--pids-limit": limits.pids_limit}
+        args = [f"{flag}={value}" for flag, value in flags.items() if value]
+        r = run_command(self._cmd(spec, "update", *args, spec.id))
+        if r.returncode != 0:
+            raise ExecutorError(self._last_error(spec) or r.stderr.decode(errors="replace")
+                                .strip() or f"{self.name} exited with status {r.returncode}")
+
 
 class RuncExecutor(OCIExecutor):
     name: ClassVar[str] = "runc"
@@ -303,6 +316,11 @@ class ProcessExecutor:
         while _same_process(pid, started_ns) and time.monotonic() < deadline:
             time.sleep(0.01)
         return True
+
+    def update(self, spec: ContainerSpec, limits) -> None:
+        """No cgroup of its own: a running process's limits cannot change."""
+        raise ExecutorError("the process runtime runs a container without a cgroup: it has "
+                            "no limits to change")
 
 
 def _same_process(pid: int, started_ns: int) -> bool:
