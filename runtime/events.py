@@ -15,9 +15,11 @@ caller and never grows without bound:
 - **Subscribers**: each has a queue of at most ``QUEUE_LIMIT`` (1024, Docker's
   ``bufferSize``) events. Docker's publisher waits up to 100 ms per event for a subscriber
   that does not read, then drops that event for it; here emitters never wait: a subscriber
-  whose queue is full is cut off (``Subscription.overflowed``) and its stream ends, with a
-  warning in the daemon's log. A client that falls that far behind has lost events anyway;
-  an ended stream says so, a silently gappy one would not.
+  whose queue is full is cut off (``Subscription.overflowed``; ``on_overflow`` runs, which
+  for ``/events`` aborts the connection: what its socket holds is dropped, and the client
+  sees its stream end without the clean end of a chunked response — Docker's clients say
+  "unexpected EOF"), with a warning in the daemon's log. A client that falls that far
+  behind has lost events anyway; a broken stream says so, a silently gappy one would not.
 
 What emits what (Docker's actions and attributes; container events also carry the
 container's labels, ``image`` and ``name``):
@@ -165,8 +167,10 @@ def matcher(filters: Mapping[str, list[str]]) -> Callable[[Message], bool] | Non
 class Subscription:
     """One ``/events`` stream's queue; lives on the daemon's loop."""
 
-    def __init__(self, include: Callable[[Message], bool] | None) -> None:
+    def __init__(self, include: Callable[[Message], bool] | None,
+                 on_overflow: Callable[[], None] | None = None) -> None:
         self.include = include
+        self.on_overflow = on_overflow
         self.queue: collections.deque[Message] = collections.deque()
         self.ready = asyncio.Event()
         self.overflowed = False
@@ -179,6 +183,8 @@ class Subscription:
             self.queue.clear()
             log.warning("an /events client fell %d events behind: its stream is ended",
                         QUEUE_LIMIT)
+            if self.on_overflow is not None:
+                self.on_overflow()
         else:
             self.queue.append(msg)
         self.ready.set()
@@ -287,10 +293,13 @@ class Events:
         return msg
 
     def subscribe(self, since_ns: int, until_ns: int,
-                  include: Callable[[Message], bool] | None) -> tuple[list[Message], Subscription]:
+                  include: Callable[[Message], bool] | None,
+                  on_overflow: Callable[[], None] | None = None
+                  ) -> tuple[list[Message], Subscription]:
         """Docker's ``SubscribeTopic``: the kept events between ``since`` and ``until`` (none
-        when neither is given) that match, and a subscription to what comes next."""
-        sub = Subscription(include)
+        when neither is given) that match, and a subscription to what comes next;
+        ``on_overflow`` runs on the loop if the subscriber falls ``QUEUE_LIMIT`` behind."""
+        sub = Subscription(include, on_overflow)
         with self.lock:
             past = [] if not since_ns and not until_ns else [
                 m for m in self.ring if m["timeNano"] >= since_ns

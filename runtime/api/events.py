@@ -5,7 +5,8 @@ first, then, unless ``until`` is past, each new one as it happens, until ``until
 the client goes. ``since``/``until`` are Unix seconds with an optional fraction (what the
 docker CLI and docker-py send); RFC 3339 times and Go durations (counted back from now) are
 accepted too. A client that stops reading is cut off once ``QUEUE_LIMIT`` events wait for
-it; one that goes away is noticed within ``IDLE_CHECK`` seconds even when nothing happens.
+it (its connection is aborted, see ``runtime.events``); one that goes away is noticed
+within ``IDLE_CHECK`` seconds even when nothing happens.
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                                f"`until` time ({request.query['until']})")
     include = matcher(schema.filters(request.query.get("filters", "")))
     hub = store_of(request).events
-    past, sub = hub.subscribe(since, until, include)
+    def cut_off() -> None:  # it stopped reading: drop what its socket holds, and it
+        if request.transport is not None:
+            request.transport.abort()
+
+    past, sub = hub.subscribe(since, until, include, cut_off)
     only_past = bool(until) and until < time.time_ns()
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     try:
