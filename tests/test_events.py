@@ -15,12 +15,19 @@ import time
 
 import pytest
 
-from conftest import docker_cli, wait_until
+from conftest import clean_daemon, docker_cli, wait_until
 from runtime.events import QUEUE_LIMIT
 
 pytestmark = pytest.mark.e2e
 
 docker = pytest.importorskip("docker")
+
+
+@pytest.fixture
+def runc_daemon(runc_module_daemon):
+    """The module's runc daemon, emptied after each test (one daemon: seconds saved each)."""
+    yield runc_module_daemon
+    clean_daemon(runc_module_daemon)
 
 
 def now() -> str:
