@@ -253,3 +253,33 @@ def test_docker_compose_up_prints_the_logs_and_exits_when_the_services_exit(runc
     finally:
         res = compose("down")
     assert res.returncode == 0, res.stderr
+
+
+def test_network_volume_and_image_events(runc_daemon, busybox_tar):
+    d = runc_daemon
+    since = now()
+    cid = ok(d, "create", "--name", "ev-net", "--network", "none", "-v", "ev-data:/data",
+             "busybox", "true")
+    net = ok(d, "network", "create", "ev-net1")
+    ok(d, "network", "connect", "ev-net1", "ev-net")
+    ok(d, "network", "disconnect", "ev-net1", "ev-net")
+    ok(d, "network", "rm", "ev-net1")
+    ok(d, "start", "-a", "ev-net")
+    ok(d, "rm", "-v", "ev-net")  # a named volume stays
+    ok(d, "volume", "rm", "ev-data")
+    image = ok(d, "import", busybox_tar, "ev-image:1")
+    ok(d, "rmi", "ev-image:1")
+    evs = events(d, since, "--filter", "type=network")
+    assert [(e["Action"], e["Actor"]["ID"]) for e in evs] == [
+        ("create", net), ("connect", net), ("disconnect", net), ("destroy", net)]
+    assert evs[1]["Actor"]["Attributes"] == {"container": cid, "name": "ev-net1",
+                                             "type": "bridge"}
+    evs = events(d, since, "--filter", "volume=ev-data")
+    assert actions(evs) == ["create", "mount", "unmount", "destroy"]
+    assert evs[1]["Actor"]["Attributes"] == {
+        "container": cid, "destination": "/data", "driver": "local", "propagation": "",
+        "read/write": "true"}
+    evs = events(d, since, "--filter", "type=image")
+    # The same files as busybox: the same image, so only the name goes.
+    assert [(e["Action"], e["Actor"]["ID"]) for e in evs] == [("import", image), ("untag", image)]
+    assert evs[0]["status"] == "import" and "from" not in evs[0]

@@ -73,16 +73,11 @@ async def create_image(request: web.Request) -> web.Response:
 
 async def remove_image(request: web.Request) -> web.Response:
     store = store_of(request)
+    image_id = (await asyncio.to_thread(request.app[IMAGES_KEY].resolve,
+                                        request.match_info["name"])).id
     result = await asyncio.to_thread(request.app[IMAGES_KEY].remove, request.match_info["name"],
                                      store.image_user, qbool(request, "force"))
-    image_id = ""
     for item in result:  # Docker: "untag" per name, then "delete"; both named by the id
-        if "Deleted" in item:
-            image_id = item["Deleted"]
-    if not image_id:
-        image_id = (await asyncio.to_thread(request.app[IMAGES_KEY].resolve,
-                                            request.match_info["name"])).id
-    for item in result:
         action = "untag" if "Untagged" in item else "delete"
         store.events.emit("image", action, image_id, {"name": image_id})
     return web.json_response(result)
