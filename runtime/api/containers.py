@@ -1,10 +1,11 @@
-"""``/containers``: create, list, inspect and the lifecycle operations; the store does
-the work (``runtime.containers``), the documents come from ``runtime.views``."""
+"""``/containers``: create, list, inspect, the lifecycle operations, rename, update and
+prune; the store does the work (``runtime.containers``), the documents come from ``runtime.views``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Callable
 
 from aiohttp import web
 
@@ -12,7 +13,7 @@ from logpipe.errors import InvalidParameter
 from logpipe.timespec import parse_rfc3339, parse_time_arg
 
 from .. import schema
-from ..containers import parse_signal
+from ..containers import Container, parse_signal
 from ..volumes import label_matches
 from ..views import container_inspect_live, container_sizes, container_summary
 from .common import IMAGES_KEY, container_of, json_body, qbool, qint, store_of
@@ -121,7 +122,7 @@ async def prune_containers(request: web.Request) -> web.Response:
                               "SpaceReclaimed": reclaimed})
 
 
-def prune_filter(filters: dict[str, list[str]]):
+def prune_filter(filters: dict[str, list[str]]) -> Callable[[Container], bool]:
     """Docker's container prune filters (``until``, ``label``, ``label!``): what to keep."""
     for key in filters:
         if key not in ("until", "label", "label!"):
@@ -133,7 +134,7 @@ def prune_filter(filters: dict[str, list[str]]):
         except ValueError as err:
             raise InvalidParameter(str(err)) from None
 
-    def keep(c) -> bool:
+    def keep(c: Container) -> bool:
         if until and parse_rfc3339(c.spec.created) > until:
             return True
         labels = c.spec.labels
