@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import clean_daemon, docker_cli, wait_until
+from runtime.network import netavark
 
 pytestmark = pytest.mark.e2e
 
@@ -184,3 +185,25 @@ def test_system_df_and_ps_size_count_the_writable_layer(runc_daemon):
     assert ours == lines  # logpipe's table is the docker CLI's
     verbose = d.ok("system", "df", "-v").decode()
     assert "Containers space usage:" in verbose and "dfvol" in verbose
+
+
+@pytest.mark.skipif(netavark.binary() is None, reason="needs netavark and aardvark-dns")
+def test_rename_on_a_user_network_renames_its_dns_name(runc_daemon):
+    d = runc_daemon
+    ok(d, "network", "create", "ops-net")
+    try:
+        cid = ok(d, "run", "-d", "--name", "dns-old", "--network", "ops-net", "busybox",
+                 "sleep", "1000")
+        ip = json.loads(ok(d, "inspect", cid))[0]["NetworkSettings"]["IPAddress"]
+        ok(d, "rename", "dns-old", "dns-new")
+
+        def lookup(name: str) -> str:
+            res = docker_cli(d, "run", "--rm", "--network", "ops-net", "busybox",
+                             "nslookup", name)
+            return res.stdout.decode() + res.stderr.decode()
+
+        assert f"Address: {ip}" in lookup("dns-new")
+        assert "NXDOMAIN" in lookup("dns-old")
+    finally:
+        clean_daemon(d)
+        ok(d, "network", "rm", "ops-net")
