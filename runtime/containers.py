@@ -39,7 +39,7 @@ import re
 import shutil
 import signal
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from logpipe.units import human_duration
 from logpipe.errors import InvalidParameter, LogpipeError, NotModified
@@ -658,7 +658,7 @@ class ContainerStore:
         self.container_event(c, "update")
         return []
 
-    async def prune(self, keep: Any) -> tuple[list[str], int]:
+    async def prune(self, keep: Callable[[Container], bool]) -> tuple[list[str], int]:
         """``POST /containers/prune``: every container not running (nor paused, nor
         restarting) that ``keep`` does not protect is removed; its ids and the bytes of
         writable layers freed. One that cannot be removed is skipped (Docker logs it)."""
