@@ -28,17 +28,21 @@ container's labels, ``image`` and ``name``):
 type       actions
 ========== ==================================================================================
 container  create, attach, start, kill (``signal``), die (``exitCode``), stop, pause, unpause,
-           restart, rename (``oldName``), update, destroy, prune (``reclaimed``); from exec:
-           ``exec_create: <cmd>``, ``exec_start: <cmd>`` (``execID``) and ``exec_die``
-           (``execID``, ``exitCode``) — emit them with ``container_event``
-image      delete, untag, load, import, tag, pull, push (``name``: the reference or the id)
+           restart, rename (``oldName``), update, destroy, prune (``reclaimed``); from exec
+           (Docker's words: the command joined by spaces after the colon):
+           ``store.container_event(c, f"exec_create: {cmd}", {"execID": eid})``, the same
+           for ``exec_start: {cmd}``, and ``exec_die`` with ``{"execID": eid,
+           "exitCode": "0"}``; a terminal's ``resize`` with ``{"height", "width"}``
+image      delete, untag, load, import (``name``: the id), and for a registry: tag, pull,
+           push (``name``: the reference, ``store.events.emit("image", "pull", ref,
+           {"name": ref})``)
 network    create, connect, disconnect, destroy (``name``, ``type``; ``container`` for
            connect and disconnect)
 volume     create, mount (``container``, ``destination``, ``read/write``, ``propagation``),
            unmount (``container``), destroy (``driver`` always)
 ========== ==================================================================================
 
-Filters (``filter``) are Docker's (daemon/events/filter.go), with its fuzzy and exact
+Filters (``matcher``) are Docker's (daemon/events/filter.go), with its fuzzy and exact
 matches. Nothing here knows the container store: callers pass what an event says.
 """
 
