@@ -54,6 +54,7 @@ from .events import Events, container_attributes
 from .executors import get_executor
 from .images import ImageStore
 from .network import netavark
+from .network import store as netstore
 from .resources import cannot_update, check_request, updated
 from .restart import next_backoff, should_restart
 from .rootfs import writable_size
@@ -250,6 +251,18 @@ class ContainerStore:
                               "propagation": ""})
             self.events.emit("volume", action, m.source, attrs)
 
+    def _network_event(self, c: Container, action: str) -> None:
+        """``connect`` at start, ``disconnect`` at exit, for the bridge network ``c`` runs
+        on (Docker's, with the network's id and name)."""
+        if not netavark.uses_netns(c.spec):
+            return
+        try:
+            net = netstore.resolve(self.config.data_root, c.spec.network_mode)
+        except LogpipeError:
+            return  # removed meanwhile: nothing to name
+        self.events.emit("network", action, net.id,
+                         {"container": c.id, "name": net.name, "type": "bridge"})
+
     # -- lookup ---------------------------------------------------------------------------
 
     def get(self, ref: str) -> Container:
@@ -419,6 +432,7 @@ class ContainerStore:
             raise error(c.state.error or "the container failed to start")
         c.run_began = time.monotonic()
         self.shipping.ensure(c.spec)  # after the shim holds the spool: see Shipper's exit rule
+        self._network_event(c, "connect")
         self.container_event(c, "start")
         _resolve(c.start_waiters, c.state)
         self._watch(c)
@@ -456,6 +470,7 @@ class ContainerStore:
             return
         c.run_token = None
         c.state = state
+        self._network_event(c, "disconnect")
         self._volume_events(c, "unmount")
         self.container_event(c, "die", {"exitCode": str(state.exit_code)})
         if c.paused:

@@ -143,8 +143,9 @@ def test_events_since_survive_a_daemon_sigkill_and_restart(runc_daemon):
     assert res.returncode == 0, res.stderr.decode()
     lines = res.stdout.decode().splitlines()
     assert [" ".join(x.split()[:2]) for x in lines] == [
-        "container create", "container attach", "container start", "container die",
-        "volume create", "container destroy", "volume destroy"], lines
+        "container create", "container attach", "network connect", "container start",
+        "network disconnect", "container die", "volume create", "container destroy",
+        "volume destroy"], lines
     # The restarted daemon goes on appending.
     since = now()
     ok(d, "volume", "create", "ev-vol2")
