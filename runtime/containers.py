@@ -470,6 +470,8 @@ class ContainerStore:
             return
         c.run_token = None
         c.state = state
+        if state.oom_killed:  # Docker reports the kernel's OOM kill before the exit
+            self.container_event(c, "oom")
         self._network_event(c, "disconnect")
         self._volume_events(c, "unmount")
         self.container_event(c, "die", {"exitCode": str(state.exit_code)})

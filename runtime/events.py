@@ -27,7 +27,7 @@ container's labels, ``image`` and ``name``):
 ========== ==================================================================================
 type       actions
 ========== ==================================================================================
-container  create, attach, start, kill (``signal``), die (``exitCode``), stop, pause, unpause,
+container  create, attach, start, kill (``signal``), oom, die (``exitCode``), stop, pause, unpause,
            restart, rename (``oldName``), update, destroy, prune (``reclaimed``); from exec
            (Docker's words: the command joined by spaces after the colon):
            ``store.container_event(c, f"exec_create: {cmd}", {"execID": eid})``, the same

@@ -284,3 +284,15 @@ def test_network_volume_and_image_events(runc_daemon, busybox_tar):
     # The same files as busybox: the same image, so only the name goes.
     assert [(e["Action"], e["Actor"]["ID"]) for e in evs] == [("import", image), ("untag", image)]
     assert evs[0]["status"] == "import" and "from" not in evs[0]
+
+
+def test_an_oom_kill_is_reported_before_the_die(runc_daemon):
+    d = runc_daemon
+    since = now()
+    res = docker_cli(d, "run", "--name", "ev-oom", "--memory", "8m", "--memory-swap", "8m",
+                     "busybox", "sh", "-c", "a=$(head -c 100000000 /dev/zero | tr '\\0' x)")
+    if res.returncode != 137 or ok(d, "inspect", "-f", "{{.State.OOMKilled}}", "ev-oom") != "true":
+        pytest.skip(f"no OOM kill on this host (exit {res.returncode}): no memory cgroup?")
+    evs = events(d, since, "--filter", "container=ev-oom")
+    assert actions(evs)[-2:] == ["oom", "die"]
+    assert evs[-1]["Actor"]["Attributes"]["exitCode"] == "137"
