@@ -11,9 +11,10 @@ carries its HTTP status; ``common.error_middleware`` is the one place where it b
 Docker's ``{"message": ...}`` answer. Handlers stay a few lines: the documents they answer
 are built in ``runtime.views``, the operations done by the stores.
 
-Streams that last (``logs -f``, ``attach``, ``wait``, ``events``) go through ``streams.serve_stream``: a
-client that hangs up is normal and costs one debug line, and a daemon that shuts down ends
-them at once rather than waiting for them (it would keep its data root locked meanwhile).
+Streams that last (``logs -f``, ``attach``, ``wait``, ``events``) go through
+``streams.serve_stream``: a client that hangs up is normal and costs one debug line, and a
+daemon that shuts down ends them at once rather than waiting for them (it would keep its
+data root locked meanwhile).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """``/containers``: create, list, inspect, the lifecycle operations, rename, update and
-prune; the store does the work (``runtime.containers``), the documents come from ``runtime.views``."""
+prune; the store does the work (``runtime.containers``), the documents come from
+``runtime.views``."""
 
 from __future__ import annotations
 

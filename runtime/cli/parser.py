@@ -206,7 +206,8 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-swap", default="",
                    help="Swap limit equal to memory plus swap: -1 to enable unlimited swap")
     p.add_argument("--cpus", default="", help="Number of CPUs")
-    p.add_argument("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight)")
+    p.add_argument("-c", "--cpu-shares", type=int, default=None,
+                   help="CPU shares (relative weight)")
     p.add_argument("--cpu-period", type=int, default=None, help="Limit CPU CFS period")
     p.add_argument("--cpu-quota", type=int, default=None, help="Limit CPU CFS quota")
     p.add_argument("--pids-limit", type=int, default=None,
@@ -225,7 +226,8 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("system", help="Manage logpipe")
     ssub = group.add_subparsers(dest="system_cmd", metavar="COMMAND")
     p = ssub.add_parser("df", help="Show logpipe disk usage")
-    p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information on space usage")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="Show detailed information on space usage")
     p.add_argument("--format", default="", help="Pretty-print using a Go template")
     p.set_defaults(func=system.cmd_df)
     p = ssub.add_parser("events", help="Get real time events from the server")
