@@ -125,6 +125,20 @@ def test_docker_py_streams_events_while_a_container_starts(runc_daemon):
     assert not reader.is_alive()
 
 
+def test_an_until_in_the_future_ends_the_stream_then(runc_daemon):
+    d = runc_daemon
+    client = docker.APIClient(base_url=d.host, timeout=30)
+    try:
+        until = time.time() + 2
+        stream = client.events(until=until, decode=True, filters={"type": "volume"})
+        client.create_volume("ev-until")
+        got = list(stream)  # ends by itself at until
+        assert time.time() >= until - 0.05
+        assert [(e["Action"], e["Actor"]["ID"]) for e in got] == [("create", "ev-until")]
+    finally:
+        client.close()
+
+
 def test_events_since_survive_a_daemon_sigkill_and_restart(runc_daemon):
     d = runc_daemon
     since = now()
