@@ -8,7 +8,8 @@ threads (``runtime.watcher``), the API's JSON (``runtime.views``), the errors
 (``runtime.errors``).
 
 A container is a directory ``<data-root>/containers/<id>/`` holding ``config.json`` (its
-``ContainerSpec``, written here at create time and never changed), ``state.json`` (written
+``ContainerSpec``, written here at create time; ``rename`` and ``update`` rewrite it, and
+the next start reads it), ``state.json`` (written
 by its shim, only), its logs (written by its shim), and ``lifecycle.json``: what only the
 daemon decides — ``RestartCount`` and whether the user stopped it (Docker's
 ``HasBeenManuallyStopped``, which disables ``always``/``on-failure`` restarts).
@@ -38,7 +39,7 @@ import re
 import shutil
 import signal
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from logpipe.units import human_duration
 from logpipe.errors import InvalidParameter, LogpipeError, NotModified
@@ -49,9 +50,14 @@ from . import schema
 from .config import DaemonConfig
 from .create import container_name, container_spec, requested_image
 from .errors import ContainerConflict, NameConflict, NoSuchContainer, StartFailed, StartInvalidConfig
+from .events import Events, container_attributes
 from .executors import get_executor
 from .images import ImageStore
+from .network import netavark
+from .network import store as netstore
+from .resources import cannot_update, check_request, updated
 from .restart import next_backoff, should_restart
+from .rootfs import writable_size
 from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_shim
 from .shipping import Shipping
 from .spec import ContainerSpec, write_json_atomic
@@ -228,6 +234,36 @@ class ContainerStore:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.shipping = Shipping()
         self.volumes = VolumeStore(config.data_root, self.volume_users)
+        self.events = Events(config.data_root)
+
+    def container_event(self, c: Container, action: str,
+                        extra: Mapping[str, str] | None = None) -> None:
+        """A container event with Docker's attributes (labels, ``image``, ``name``)."""
+        self.events.emit("container", action, c.id,
+                         container_attributes(c.spec.name, c.spec.image, c.spec.labels, extra))
+
+    def _volume_events(self, c: Container, action: str) -> None:
+        """``mount`` at start, ``unmount`` at exit, for each volume of ``c`` (Docker's)."""
+        for m in c.spec.mounts:
+            if m.type != "volume":
+                continue
+            attrs = {"driver": "local", "container": c.id}
+            if action == "mount":
+                attrs.update({"destination": m.target, "read/write": str(not m.readonly).lower(),
+                              "propagation": ""})
+            self.events.emit("volume", action, m.source, attrs)
+
+    def _network_event(self, c: Container, action: str) -> None:
+        """``connect`` at start, ``disconnect`` at exit, for the bridge network ``c`` runs
+        on (Docker's, with the network's id and name)."""
+        if not netavark.uses_netns(c.spec):
+            return
+        try:
+            net = netstore.resolve(self.config.data_root, c.spec.network_mode)
+        except LogpipeError:
+            return  # removed meanwhile: nothing to name
+        self.events.emit("network", action, net.id,
+                         {"container": c.id, "name": net.name, "type": "bridge"})
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -330,6 +366,7 @@ class ContainerStore:
         for m in spec.mounts:  # Docker makes a missing volume at create, and copies up
             if m.type == "volume":
                 self.volumes.create(m.source, labels=m.labels, anonymous=m.anonymous)
+                self.events.emit("volume", "create", m.source, {"driver": "local"})
                 if not m.nocopy:
                     self.volumes.copy_up(m.source, spec.rootfs, m.target)
         os.mkdir(cdir, 0o710)
@@ -342,6 +379,7 @@ class ContainerStore:
             raise
         self.containers[cid] = c
         self.names[name] = cid
+        self.container_event(c, "create")
         return c, warnings
 
     def _check_name(self, name: str) -> None:
@@ -379,6 +417,7 @@ class ContainerStore:
     async def _spawn(self, c: Container) -> None:
         if c.spec.plan().ships:
             await self._probe(c)
+        self._volume_events(c, "mount")
         try:
             await asyncio.to_thread(spawn_shim, c.spec.dir)
         except ShimError as err:
@@ -395,6 +434,8 @@ class ContainerStore:
             raise error(c.state.error or "the container failed to start")
         c.run_began = time.monotonic()
         self.shipping.ensure(c.spec)  # after the shim holds the spool: see Shipper's exit rule
+        self._network_event(c, "connect")
+        self.container_event(c, "start")
         _resolve(c.start_waiters, c.state)
         self._watch(c)
 
@@ -431,6 +472,11 @@ class ContainerStore:
             return
         c.run_token = None
         c.state = state
+        if state.oom_killed:  # Docker reports the kernel's OOM kill before the exit
+            self.container_event(c, "oom")
+        self._network_event(c, "disconnect")
+        self._volume_events(c, "unmount")
+        self.container_event(c, "die", {"exitCode": str(state.exit_code)})
         if c.paused:
             c.paused = False
             c.save_lifecycle()
@@ -488,6 +534,8 @@ class ContainerStore:
         return fut
 
     async def _signal(self, c: Container, sig: int) -> None:
+        # Before the signal goes: its ``die`` must not be reported ahead of it.
+        self.container_event(c, "kill", {"signal": str(int(sig))})
         try:
             await asyncio.to_thread(ShimClient(c.spec.dir).signal, sig)
         except ShimError as err:  # exited meanwhile: the watcher reports it
@@ -510,6 +558,7 @@ class ContainerStore:
             c.save_lifecycle()
             exited = await self._send_stop(c)
         await self._wait_stopped(c, exited, timeout)
+        self.container_event(c, "stop")
 
     async def _send_stop(self, c: Container) -> asyncio.Future:
         """SIGTERM (thawing a paused container); the future of the exit it asks for."""
@@ -572,6 +621,80 @@ class ContainerStore:
                                    f"{c.id}: {err}") from None
             c.paused = paused
             c.save_lifecycle()
+        self.container_event(c, "pause" if paused else "unpause")
+
+    # -- rename / update / prune ------------------------------------------------------------
+
+    async def rename(self, c: Container, new: str) -> None:
+        """``POST /containers/{id}/rename``, running or not: Docker's checks and texts. The
+        name is taken before anything is written, so no create can race for it."""
+        if not new:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        if new.lstrip("/") == c.name:
+            raise InvalidParameter("Renaming a container with the same name as its current "
+                                   "name")
+        new = container_name(new)
+        try:
+            self._check_name(new)
+        except NameConflict as err:
+            raise NameConflict(f"Error when allocating new name: {err}") from None
+        old = c.spec.name
+        self.names[new] = c.id
+        try:
+            async with c.lock:
+                c.spec = c.spec._replace(name="/" + new)
+                await asyncio.to_thread(c.spec.save)
+        except BaseException:
+            del self.names[new]
+            c.spec = c.spec._replace(name=old)
+            raise
+        if self.names.get(old.lstrip("/")) == c.id:
+            del self.names[old.lstrip("/")]
+        if c.state.status == RUNNING:  # its DNS name on a user-defined network follows
+            try:
+                await asyncio.to_thread(netavark.rename, c.spec, old)
+            except OSError as err:
+                log.warning("renaming %s in aardvark-dns: %s", c.id[:12], err)
+        self.container_event(c, "rename", {"oldName": old})
+
+    async def update(self, c: Container, body: Any) -> list[str]:
+        """``POST /containers/{id}/update``: new limits and restart policy, kept in the
+        spec; a running container gets its limits now (``runc update``). The warnings."""
+        req = schema.container_update(body)
+        check_request(req)
+        async with c.lock:
+            if c.removing or c.removed:
+                raise cannot_update(c.id, 'container is marked for removal and cannot be '
+                                          '"update"')
+            spec, limits = updated(c.spec, req)
+            if limits.any() and c.state.status == RUNNING and not c.restarting:
+                try:
+                    await asyncio.to_thread(get_executor(c.spec.runtime).update, c.spec, limits)
+                except LogpipeError as err:
+                    raise cannot_update(c.id, str(err)) from None
+            c.spec = spec
+            await asyncio.to_thread(spec.save)
+        self.container_event(c, "update")
+        return []
+
+    async def prune(self, keep: Callable[[Container], bool]) -> tuple[list[str], int]:
+        """``POST /containers/prune``: every container not running (nor paused, nor
+        restarting) that ``keep`` does not protect is removed; its ids and the bytes of
+        writable layers freed. One that cannot be removed is skipped (Docker logs it)."""
+        deleted, reclaimed = [], 0
+        for c in list(self.containers.values()):
+            if c.running or c.removing or c.removed or keep(c):
+                continue
+            size = await asyncio.to_thread(writable_size, c.spec)
+            try:
+                await self.remove(c)
+            except LogpipeError as err:
+                log.warning("prune: removing %s failed: %s", c.id[:12], err)
+                continue
+            deleted.append(c.id)
+            reclaimed += size
+        self.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return deleted, reclaimed
 
     async def _thaw(self, c: Container) -> None:
         """A signal to a paused container is delivered when it thaws: Docker unpauses it
@@ -614,6 +737,7 @@ class ContainerStore:
         try:
             if exited is not None:
                 await self._wait_stopped(c, exited, timeout)
+                self.container_event(c, "stop")
             async with c.lock:
                 if c.removing or c.removed:
                     raise ContainerConflict(f"removal of container {c.id} is already in "
@@ -625,6 +749,7 @@ class ContainerStore:
                 c.restart_count = 0
                 c.save_lifecycle()
                 await self._spawn(c)
+            self.container_event(c, "restart")
         finally:
             c.restarting_manually = False
 
@@ -682,6 +807,7 @@ class ContainerStore:
         if self.names.get(c.name) == c.id:
             del self.names[c.name]
         c.removed = True
+        self.container_event(c, "destroy")
         if c.spec.plan().ships:
             # The logs it wrote are still delivered (Docker gives up 10 s after exit): the
             # directory goes once its spool is shipped, even across a daemon restart.
@@ -694,6 +820,7 @@ class ContainerStore:
                 if m.type == "volume" and m.anonymous:
                     try:
                         await asyncio.to_thread(self.volumes.remove, m.source, True)
+                        self.events.emit("volume", "destroy", m.source, {"driver": "local"})
                     except LogpipeError as err:
                         log.info("keeping volume %s: %s", m.source, err)
         _resolve(c.start_waiters, None)
@@ -715,6 +842,7 @@ class ContainerStore:
         ``always``/``unless-stopped`` ones the user did not stop are started, exited ``--rm``
         ones removed (Docker's restore)."""
         self.loop = asyncio.get_running_loop()
+        self.events.bind(self.loop)
         for entry in sorted(os.listdir(self.dir)):
             cdir = os.path.join(self.dir, entry)
             if not ID_RE.fullmatch(entry):
@@ -767,6 +895,7 @@ class ContainerStore:
         for c in self.containers.values():
             self._cancel_restart(c)
         self.shipping.shutdown()
+        self.events.close()
 
     def counts(self) -> dict[str, int]:
         statuses = [c.status for c in self.containers.values()]

@@ -12,12 +12,15 @@ import json
 import os
 import signal
 import time
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from logpipe.errors import InvalidParameter, LogpipeError
 
 from runtime.command import run_command
 from runtime.spec import ContainerSpec
+
+if TYPE_CHECKING:
+    from runtime.resources import Limits
 
 
 #: Docker's exit codes for a container that could not be started (daemon/start.go): its
@@ -66,6 +69,7 @@ class Executor(Protocol):
     def pause(self, spec: ContainerSpec, pid: int, paused: bool) -> None: ...
     def cleanup(self, spec: ContainerSpec) -> None: ...
     def destroy(self, spec: ContainerSpec, pid: int, started_ns: int) -> bool: ...
+    def update(self, spec: ContainerSpec, limits: Limits) -> None: ...
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -212,6 +216,18 @@ class OCIExecutor:
         except (ValueError, AttributeError):
             return None
 
+    def update(self, spec: ContainerSpec, limits: Limits) -> None:
+        """``docker update`` of a running container: ``runc update`` writes the new limits
+        (a ``runtime.resources.Limits``; 0 leaves one as it is) into its cgroup."""
+        flags = {"--memory": limits.memory, "--memory-swap": limits.memory_swap,
+                 "--cpu-share": limits.cpu_shares, "--cpu-quota": limits.cpu_quota,
+                 "--cpu-period": limits.cpu_period, "--pids-limit": limits.pids_limit}
+        args = [f"{flag}={value}" for flag, value in flags.items() if value]
+        r = run_command(self._cmd(spec, "update", *args, spec.id))
+        if r.returncode != 0:
+            raise ExecutorError(self._last_error(spec) or r.stderr.decode(errors="replace")
+                                .strip() or f"{self.name} exited with status {r.returncode}")
+
 
     def exec_command(self, spec: ContainerSpec, process_file: str, pid_file: str,
                      log_file: str) -> list[str]:
@@ -312,6 +328,11 @@ class ProcessExecutor:
         while _same_process(pid, started_ns) and time.monotonic() < deadline:
             time.sleep(0.01)
         return True
+
+    def update(self, spec: ContainerSpec, limits: Limits) -> None:
+        """No cgroup of its own: a running process's limits cannot change."""
+        raise ExecutorError("the process runtime runs a container without a cgroup: it has "
+                            "no limits to change")
 
 
 def _same_process(pid: int, started_ns: int) -> bool:

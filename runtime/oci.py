@@ -237,9 +237,17 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if spec.memory:
         resources["memory"] = {"limit": spec.memory}
+        if spec.memory_swap:
+            resources["memory"]["swap"] = spec.memory_swap
+    cpu: dict[str, int] = {}
     if spec.nano_cpus:
-        resources["cpu"] = {"quota": spec.nano_cpus * CPU_PERIOD // 1_000_000_000,
-                            "period": CPU_PERIOD}
+        cpu = {"quota": spec.nano_cpus * CPU_PERIOD // 1_000_000_000, "period": CPU_PERIOD}
+    elif spec.cpu_quota or spec.cpu_period:
+        cpu = {"quota": spec.cpu_quota or -1, "period": spec.cpu_period or CPU_PERIOD}
+    if spec.cpu_shares:
+        cpu["shares"] = spec.cpu_shares
+    if cpu:
+        resources["cpu"] = cpu
     if spec.pids_limit:
         resources["pids"] = {"limit": spec.pids_limit}
     caps = list(DEFAULT_CAPS)

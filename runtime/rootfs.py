@@ -190,3 +190,37 @@ def release(spec: ContainerSpec) -> None:
         if r.returncode != 0:
             raise RootfsError(f"unmounting {target}: "
                               + r.stderr.decode(errors="replace").strip())
+
+
+def writable_size(spec: ContainerSpec) -> int:
+    """Bytes in the container's writable layer (Docker's ``SizeRw``): its overlay's upper
+    directory, or what a full copy holds beyond the image (blocking I/O)."""
+    target, upper, _work = _paths(spec)
+    if os.path.isdir(upper):
+        return tree_size(upper)
+    if os.path.exists(os.path.join(spec.dir, COPY_MARKER)):
+        return max(0, tree_size(target) - tree_size(spec.rootfs))
+    return 0
+
+
+def tree_size(path: str) -> int:
+    """Bytes of the regular files and symlinks under ``path``, not following links, not
+    crossing into mounts (``/etc/hosts`` binds, volumes) — Docker's ``directory.Size``."""
+    total = 0
+    dev = None
+    for root, dirs, files in os.walk(path):
+        try:
+            st = os.lstat(root)
+        except OSError:
+            continue
+        if dev is None:
+            dev = st.st_dev
+        elif st.st_dev != dev:
+            dirs[:] = []
+            continue
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -186,6 +186,14 @@ class HostConfig(GoStruct):
     Init: bool | None = None
 
 
+class ContainerUpdate(HostConfig):
+    """``POST /containers/{id}/update``: Docker's ``container.UpdateConfig``, the
+    ``Resources`` of a ``HostConfig`` and its ``RestartPolicy`` (the docker CLI sends every
+    field, zero when unchanged)."""
+
+    go_type: ClassVar[str] = "container.UpdateConfig"
+
+
 class EndpointSettings(GoStruct):
     go_type: ClassVar[str] = "network.EndpointSettings"
     Aliases: list[str] | None = None
@@ -301,6 +309,11 @@ def container_create(body: Any) -> ContainerCreate:
     if isinstance(body, ContainerCreate):
         return body
     return convert(body, ContainerCreate)
+
+
+def container_update(body: Any) -> ContainerUpdate:
+    """The update body (parsed JSON) as a typed request, or Go's refusal."""
+    return ContainerUpdate() if body is None else convert(body, ContainerUpdate)
 
 
 def volume_create(body: Any) -> VolumeCreate:

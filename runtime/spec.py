@@ -83,6 +83,10 @@ class ContainerSpec(NamedTuple):
     publish_all: bool = False  # -P
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's EXPOSE and the request's
     network_aliases: tuple[str, ...] = ()  # names it answers to on a user-defined network
+    memory_swap: int = 0  # bytes of memory + swap (-1 unlimited, 0 unset); ``update`` sets it
+    cpu_shares: int = 0  # relative weight (0 = the kernel's default, 1024)
+    cpu_quota: int = 0  # µs per ``cpu_period`` (0 = none); exclusive with nano_cpus
+    cpu_period: int = 0  # µs (0 = the kernel's default, 100000)
 
     @property
     def argv(self) -> list[str]:
@@ -125,6 +129,8 @@ class ContainerSpec(NamedTuple):
                 or None,
                 "Tmpfs": dict(self.tmpfs) or None,
                 "Memory": self.memory, "NanoCpus": self.nano_cpus,
+                "MemorySwap": self.memory_swap, "CpuShares": self.cpu_shares,
+                "CpuQuota": self.cpu_quota, "CpuPeriod": self.cpu_period,
                 "PidsLimit": self.pids_limit or None, "NetworkMode": self.network_mode,
                 "Runtime": self.runtime, "AutoRemove": self.auto_remove,
                 "SecurityOpt": list(self.security_opt) or None,
@@ -173,7 +179,9 @@ class ContainerSpec(NamedTuple):
             ports=from_docker(host.get("PortBindings")),
             publish_all=bool(host.get("PublishAllPorts")),
             exposed_ports=tuple(cfg.get("ExposedPorts") or ()),
-            network_aliases=tuple(data.get("NetworkAliases") or ()))
+            network_aliases=tuple(data.get("NetworkAliases") or ()),
+            memory_swap=host.get("MemorySwap") or 0, cpu_shares=host.get("CpuShares") or 0,
+            cpu_quota=host.get("CpuQuota") or 0, cpu_period=host.get("CpuPeriod") or 0)
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

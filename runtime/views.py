@@ -1,5 +1,5 @@
 """The Engine API's JSON views: a container's ``inspect``, a ``ps`` item, an image's
-``inspect`` and ``images`` item, and the ``LogStorage`` counters.
+``inspect`` and ``images`` item, the ``LogStorage`` counters, and ``/system/df``.
 
 Every document the API answers about a container or an image is assembled here, from what
 the store knows (``Container``: spec, state, lifecycle) and, for ``inspect``, the shim's live
@@ -23,6 +23,7 @@ from .create import PROCESS_WARNING
 from .images import Image
 from .mounts import inspect_mounts
 from .network.settings import network_settings, summary_ports
+from .rootfs import tree_size, writable_size
 from .shimclient import live_state
 from .spec import ContainerSpec
 from .state import RUNNING, State
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .containers import Container
     from .execs import Exec
     from .shipping import Shipping
+    from .volumes import Volume
 
 #: Go's names of the machines (``GOARCH``), as Docker reports them.
 GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
@@ -176,3 +178,38 @@ def image_inspect(im: Image) -> dict[str, Any]:
             "Created": im.created, "Size": im.size, "VirtualSize": im.size,
             "Config": im.config, "Os": "linux", "Architecture":
             GOARCH.get(os.uname().machine, os.uname().machine)}
+
+
+# -- disk usage -----------------------------------------------------------------------------
+
+
+def container_sizes(c: Container, image_size: int = 0) -> dict[str, int]:
+    """``SizeRw`` (its writable layer) and ``SizeRootFs`` (that and its image) of a ``ps``
+    item with ``size=1`` (blocking I/O: a walk of the layer)."""
+    rw = writable_size(c.spec)
+    return {"SizeRw": rw, "SizeRootFs": rw + image_size}
+
+
+def disk_usage(containers: list[Container], images: list[Image], volumes: list[Volume],
+               volume_users: Any) -> dict[str, Any]:
+    """``GET /system/df`` (blocking I/O). logpipe's images are one flattened layer each, so
+    nothing is shared between them (``SharedSize`` 0) and ``LayersSize`` is their sum."""
+    image_size = {im.id: im.size for im in images}
+    image_docs = []
+    for im in images:
+        doc = image_summary(im)
+        doc.update({"SharedSize": 0, "Containers": sum(c.spec.image_id == im.id
+                                                       for c in containers)})
+        image_docs.append(doc)
+    container_docs = []
+    for c in containers:
+        doc = container_summary(c)
+        doc.update(container_sizes(c, image_size.get(c.spec.image_id, 0)))
+        container_docs.append(doc)
+    volume_docs = []
+    for v in volumes:
+        doc = v.to_json()
+        doc["UsageData"] = {"Size": tree_size(v.mountpoint), "RefCount": len(volume_users(v.name))}
+        volume_docs.append(doc)
+    return {"LayersSize": sum(image_size.values()), "Images": image_docs,
+            "Containers": container_docs, "Volumes": volume_docs, "BuildCache": []}

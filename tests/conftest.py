@@ -13,6 +13,7 @@ when the test failed):
 - ``engine_daemon``: a ``RestartableDaemon`` on runc with the busybox image as root (``RUNC``),
   else the ``process`` runtime on ``empty:latest``; ``IMAGE`` names the image. One per test.
 - ``runc_daemon``: the same on runc only, skipped without root, runc and busybox-static.
+- ``runc_module_daemon``: one such daemon for a module, whose tests ``clean_daemon`` it.
 - ``daemon_per_runtime``: one daemon for the module per runtime of ``RUNTIMES`` (runc skipped
   without it), so each test runs on both.
 
@@ -466,6 +467,25 @@ def runc_daemon(busybox_tar) -> Iterator[RestartableDaemon]:
         pytest.skip("needs root, runc and busybox-static")
     with running_daemon("runc", busybox_tar) as d:
         yield d
+
+
+@pytest.fixture(scope="module")
+def runc_module_daemon(busybox_tar) -> Iterator[RestartableDaemon]:
+    """One runc daemon for a whole module (skipped without root, runc and busybox-static);
+    a module using it removes what each test made with ``clean_daemon``."""
+    if not RUNC:
+        pytest.skip("needs root, runc and busybox-static")
+    with running_daemon("runc", busybox_tar) as d:
+        yield d
+
+
+def clean_daemon(d: RestartableDaemon) -> None:
+    """Every container (forced) and volume of ``d`` removed: the next test starts clean."""
+    client = Client(d.host, autostart=False)
+    for c in client.json("GET", "/containers/json", {"all": 1}):
+        client.request("DELETE", f"/containers/{c['Id']}", {"force": 1, "v": 1}).read()
+    for v in client.json("GET", "/volumes")["Volumes"] or []:
+        client.request("DELETE", f"/volumes/{v['Name']}", {"force": 1}).read()
 
 
 def image_of(d: RestartableDaemon) -> str:

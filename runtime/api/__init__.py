@@ -1,7 +1,7 @@
 """The daemon's HTTP API: a subset of the Docker Engine API with v1.41 semantics.
 
 One module per resource (``containers``, ``logs`` for logs and attach, ``exec``, ``images``,
-``volumes``, ``system``; ``/networks`` lives with the networking in
+``volumes``, ``system``, ``events``; ``/networks`` lives with the networking in
 ``runtime.network.api``), each with its ``ROUTES``; ``common`` holds what they share and
 ``streams`` how lasting answers are written. Routes are served with and without a version
 prefix (``/v1.41/containers/json``), so that docker-py and the docker CLI work unchanged.
@@ -11,9 +11,10 @@ carries its HTTP status; ``common.error_middleware`` is the one place where it b
 Docker's ``{"message": ...}`` answer. Handlers stay a few lines: the documents they answer
 are built in ``runtime.views``, the operations done by the stores.
 
-Streams that last (``logs -f``, ``attach``, ``wait``) go through ``streams.serve_stream``: a
-client that hangs up is normal and costs one debug line, and a daemon that shuts down ends
-them at once rather than waiting for them (it would keep its data root locked meanwhile).
+Streams that last (``logs -f``, ``attach``, ``wait``, ``events``) go through
+``streams.serve_stream``: a client that hangs up is normal and costs one debug line, and a
+daemon that shuts down ends them at once rather than waiting for them (it would keep its
+data root locked meanwhile).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from ..containers import ContainerStore
 from ..execs import ExecRegistry
 from ..images import ImageStore
 from ..network import api as network_api
-from . import containers, exec as exec_routes, images as image_routes, logs, system, volumes
+from . import (containers, events, exec as exec_routes, images as image_routes, logs, system,
+               volumes)
 from .common import (ENDING_KEY, IMAGES_KEY, SHUTDOWN_GRACE, STORE_KEY, docker_headers,
                      error_middleware)
 from .streams import end_streams
 
 __all__ = ["SHUTDOWN_GRACE", "make_app"]
 
-ROUTE_MODULES = (system, containers, logs, volumes, image_routes, exec_routes)
+ROUTE_MODULES = (system, containers, logs, volumes, image_routes, exec_routes, events)
 
 
 def make_app(store: ContainerStore, images: ImageStore) -> web.Application:

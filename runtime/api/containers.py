@@ -1,17 +1,23 @@
-"""``/containers``: create, list, inspect and the lifecycle operations; the store does
-the work (``runtime.containers``), the documents come from ``runtime.views``."""
+"""``/containers``: create, list, inspect, the lifecycle operations, rename, update and
+prune; the store does the work (``runtime.containers``), the documents come from
+``runtime.views``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Callable
 
 from aiohttp import web
 
+from logpipe.errors import InvalidParameter
+from logpipe.timespec import parse_rfc3339, parse_time_arg
+
 from .. import schema
-from ..containers import parse_signal
-from ..views import container_inspect_live, container_summary
-from .common import container_of, json_body, qbool, qint, store_of
+from ..containers import Container, parse_signal
+from ..volumes import label_matches
+from ..views import container_inspect_live, container_sizes, container_summary
+from .common import IMAGES_KEY, container_of, json_body, qbool, qint, store_of
 from .streams import flush_headers, serve_stream
 
 
@@ -28,7 +34,12 @@ async def list_containers(request: web.Request) -> web.Response:
     limit = qint(request, "limit")
     if limit and limit > 0:
         items = items[:limit]
-    return web.json_response([container_summary(c) for c in items])
+    docs = [container_summary(c) for c in items]
+    if qbool(request, "size"):  # SizeRw and SizeRootFs: a walk of each writable layer
+        images = {im.id: im.size for im in await asyncio.to_thread(request.app[IMAGES_KEY].list)}
+        for doc, c in zip(docs, items):
+            doc.update(await asyncio.to_thread(container_sizes, c, images.get(c.spec.image_id, 0)))
+    return web.json_response(docs)
 
 
 async def inspect_container(request: web.Request) -> web.Response:
@@ -94,6 +105,47 @@ async def remove_container(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def rename_container(request: web.Request) -> web.Response:
+    await store_of(request).rename(container_of(request), request.query.get("name", ""))
+    return web.Response(status=204)
+
+
+async def update_container(request: web.Request) -> web.Response:
+    c = container_of(request)
+    warnings = await store_of(request).update(c, await json_body(request))
+    return web.json_response({"Warnings": warnings})
+
+
+async def prune_containers(request: web.Request) -> web.Response:
+    keep = prune_filter(schema.filters(request.query.get("filters", "")))
+    deleted, reclaimed = await store_of(request).prune(keep)
+    return web.json_response({"ContainersDeleted": deleted or None,
+                              "SpaceReclaimed": reclaimed})
+
+
+def prune_filter(filters: dict[str, list[str]]) -> Callable[[Container], bool]:
+    """Docker's container prune filters (``until``, ``label``, ``label!``): what to keep."""
+    for key in filters:
+        if key not in ("until", "label", "label!"):
+            raise InvalidParameter(f"invalid filter '{key}'")
+    until = 0
+    if filters.get("until"):
+        try:
+            until = parse_time_arg(filters["until"][0], name="until")
+        except ValueError as err:
+            raise InvalidParameter(str(err)) from None
+
+    def keep(c: Container) -> bool:
+        if until and parse_rfc3339(c.spec.created) > until:
+            return True
+        labels = c.spec.labels
+        if filters.get("label") and not label_matches(labels, filters["label"]):
+            return True
+        return any(label_matches(labels, [v]) for v in filters.get("label!", []))
+
+    return keep
+
+
 ROUTES = [
     ("POST", "/containers/create", create_container),
     ("GET", "/containers/json", list_containers),
@@ -105,5 +157,8 @@ ROUTES = [
     ("POST", "/containers/{id}/pause", pause_container),
     ("POST", "/containers/{id}/unpause", unpause_container),
     ("POST", "/containers/{id}/wait", wait_container),
+    ("POST", "/containers/{id}/rename", rename_container),
+    ("POST", "/containers/{id}/update", update_container),
+    ("POST", "/containers/prune", prune_containers),
     ("DELETE", "/containers/{id}", remove_container),
 ]

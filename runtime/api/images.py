@@ -46,6 +46,9 @@ async def load_images(request: web.Request) -> web.Response:
         refs = await asyncio.to_thread(request.app[IMAGES_KEY].load, path)
     finally:
         os.unlink(path)
+    for r in refs:  # Docker: "load", named by the image's id
+        image_id = (await asyncio.to_thread(request.app[IMAGES_KEY].resolve, r)).id
+        store_of(request).events.emit("image", "load", image_id, {"name": image_id})
     text = "".join(json.dumps({"stream": f"Loaded image{' ID' if r.startswith('sha256:') else ''}: {r}\n"}) + "\n"
                    for r in refs)
     return web.Response(text=text, content_type="application/json")
@@ -63,14 +66,20 @@ async def create_image(request: web.Request) -> web.Response:
         image = await asyncio.to_thread(request.app[IMAGES_KEY].import_tar, path, ref)
     finally:
         os.unlink(path)
+    store_of(request).events.emit("image", "import", image.id, {"name": image.id})
     return web.Response(text=json.dumps({"status": image.id}) + "\n",
                         content_type="application/json")
 
 
 async def remove_image(request: web.Request) -> web.Response:
     store = store_of(request)
+    image_id = (await asyncio.to_thread(request.app[IMAGES_KEY].resolve,
+                                        request.match_info["name"])).id
     result = await asyncio.to_thread(request.app[IMAGES_KEY].remove, request.match_info["name"],
                                      store.image_user, qbool(request, "force"))
+    for item in result:  # Docker: "untag" per name, then "delete"; both named by the id
+        action = "untag" if "Untagged" in item else "delete"
+        store.events.emit("image", action, image_id, {"name": image_id})
     return web.json_response(result)
 
 

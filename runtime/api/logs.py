@@ -171,6 +171,7 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
     since = time.time_ns()
     c.attached += 1
     c.attach_idle.clear()
+    store.container_event(c, "attach")
     try:
         return await _attached_stream(request, c, streams, history, stream, started, since)
     finally:

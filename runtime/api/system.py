@@ -1,4 +1,5 @@
-"""``/_ping``, ``/version``, ``/info`` and ``/metrics`` (Prometheus' text, not Docker's)."""
+"""``/_ping``, ``/version``, ``/info``, ``/system/df`` and ``/metrics`` (Prometheus' text,
+not Docker's)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from logpipe.registry import driver_names
 
 from ..executors import available_runtimes, default_runtime
-from ..views import GOARCH
+from ..views import GOARCH, disk_usage
 from .common import API_VERSION, IMAGES_KEY, MIN_API_VERSION, SERVER_VERSION, store_of
 
 
@@ -58,6 +59,16 @@ async def info(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def system_df(request: web.Request) -> web.Response:
+    """``docker system df``: images, containers and volumes with what they hold on disk."""
+    store = store_of(request)
+    images = await asyncio.to_thread(request.app[IMAGES_KEY].list)
+    volumes = await asyncio.to_thread(store.volumes.list)
+    body = await asyncio.to_thread(disk_usage, store.list(all=True), images, volumes,
+                                   store.volume_users)
+    return web.json_response(body)
+
+
 # -- containers -----------------------------------------------------------------------------
 
 
@@ -74,4 +85,5 @@ async def metrics(request: web.Request) -> web.Response:
 ROUTES = [
     ("GET", "/_ping", ping), ("HEAD", "/_ping", ping),
     ("GET", "/version", version), ("GET", "/info", info), ("GET", "/metrics", metrics),
+    ("GET", "/system/df", system_df),
 ]

@@ -18,6 +18,7 @@ async def create_volume(request: web.Request) -> web.Response:
     req = schema.volume_create(await json_body(request))
     vol = await asyncio.to_thread(store_of(request).volumes.create, req.Name or "",
                                   req.Driver or "", req.Labels, req.DriverOpts)
+    store_of(request).events.emit("volume", "create", vol.name, {"driver": "local"})
     return web.json_response(vol.to_json(), status=201)
 
 
@@ -36,8 +37,12 @@ async def inspect_volume(request: web.Request) -> web.Response:
 
 
 async def remove_volume(request: web.Request) -> web.Response:
-    await asyncio.to_thread(store_of(request).volumes.remove, request.match_info["name"],
-                            qbool(request, "force"))
+    name = request.match_info["name"]
+    store = store_of(request)
+    existed = await asyncio.to_thread(store.volumes.list)
+    await asyncio.to_thread(store.volumes.remove, name, qbool(request, "force"))
+    if any(v.name == name for v in existed):
+        store.events.emit("volume", "destroy", name, {"driver": "local"})
     return web.Response(status=204)
 
 
@@ -53,6 +58,9 @@ async def prune_volumes(request: web.Request) -> web.Response:
                     or any(label_matches(labels, [v]) for v in filters.get("label!", [])))
 
     deleted, size = await asyncio.to_thread(store_of(request).volumes.prune, keep)
+    for name in deleted:
+        store_of(request).events.emit("volume", "destroy", name, {"driver": "local"})
+    store_of(request).events.emit("volume", "prune", "", {"reclaimed": str(size)})
     return web.json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": size})
 
 

@@ -12,6 +12,7 @@ from . import capture, containers, images, system, volumes
 from . import logs as logs_command
 from . import exec as exec_command
 from . import networks
+from . import events
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _image_commands(sub)
     _system_commands(sub)
     volumes.add_commands(sub)
+    events.add_commands(sub)
+    _container_ops_commands(sub)
     return parser
 
 
@@ -190,3 +193,48 @@ def _system_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-opt", action="append", default=[])
     p.add_argument("--default-runtime", default="")
     p.set_defaults(func=system.cmd_daemon)
+
+
+def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
+    """``rename``, ``update``, ``container prune`` and ``system df``."""
+    p = sub.add_parser("rename", help="Rename a container")
+    p.add_argument("container")
+    p.add_argument("new_name")
+    p.set_defaults(func=containers.cmd_rename)
+
+    p = sub.add_parser("update", help="Update configuration of one or more containers")
+    p.add_argument("--restart", default="", help="Restart policy to apply when a container exits")
+    p.add_argument("-m", "--memory", default="", help="Memory limit")
+    p.add_argument("--memory-swap", default="",
+                   help="Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+    p.add_argument("--cpus", default="", help="Number of CPUs")
+    p.add_argument("-c", "--cpu-shares", type=int, default=None,
+                   help="CPU shares (relative weight)")
+    p.add_argument("--cpu-period", type=int, default=None, help="Limit CPU CFS period")
+    p.add_argument("--cpu-quota", type=int, default=None, help="Limit CPU CFS quota")
+    p.add_argument("--pids-limit", type=int, default=None,
+                   help="Tune container pids limit (set -1 for unlimited)")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=containers.cmd_update)
+
+    group = sub.add_parser("container", help="Manage containers")
+    csub = group.add_subparsers(dest="container_cmd", metavar="COMMAND")
+    p = csub.add_parser("prune", help="Remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[],
+                   help="Provide filter values (e.g. 'until=<timestamp>')")
+    p.set_defaults(func=containers.cmd_container_prune)
+
+    group = sub.add_parser("system", help="Manage logpipe")
+    ssub = group.add_subparsers(dest="system_cmd", metavar="COMMAND")
+    p = ssub.add_parser("df", help="Show logpipe disk usage")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="Show detailed information on space usage")
+    p.add_argument("--format", default="", help="Pretty-print using a Go template")
+    p.set_defaults(func=system.cmd_df)
+    p = ssub.add_parser("events", help="Get real time events from the server")
+    p.add_argument("--since", default="")
+    p.add_argument("--until", default="")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format", default="")
+    p.set_defaults(func=events.cmd_events)

@@ -101,16 +101,26 @@ async def inspect_network(request: web.Request) -> web.Response:
 async def create_network(request: web.Request) -> web.Response:
     body = await _body(request)
     net = await asyncio.to_thread(store.create, _root(request), body)
+    _emit(request, "create", net)
     return web.json_response({"Id": net.id, "Warning": ""}, status=201)
 
 
 async def remove_network(request: web.Request) -> web.Response:
+    nets = await asyncio.to_thread(store.load_all, _root(request))
     await asyncio.to_thread(store.remove, _root(request), request.match_info["id"])
+    ref = request.match_info["id"]
+    for net in nets:
+        if ref in (net.name, net.id) or net.id.startswith(ref):
+            _emit(request, "destroy", net)
+            break
     return web.Response(status=204)
 
 
 async def prune_networks(request: web.Request) -> web.Response:
+    nets = {n.name: n for n in await asyncio.to_thread(store.load_all, _root(request))}
     removed = await asyncio.to_thread(store.prune, _root(request), _filters(request))
+    for name in removed:
+        _emit(request, "destroy", nets[name])
     return web.json_response({"NetworksDeleted": removed or None})
 
 
@@ -145,6 +155,7 @@ async def connect_network(request: web.Request) -> web.Response:
                            "container is on one network at a time (disconnect it first)")
         await asyncio.to_thread(_set_network, c, net.name,
                                 tuple(dict.fromkeys(a for a in aliases or [] if a)))
+    _emit(request, "connect", net, c.id)
     return web.Response(status=200)
 
 
@@ -157,7 +168,15 @@ async def disconnect_network(request: web.Request) -> web.Response:
             raise Conflict(f"cannot disconnect the running container {c.name} from network "
                            f"{net.name}")
         await asyncio.to_thread(_set_network, c, "none", ())
+    _emit(request, "disconnect", net, c.id)
     return web.Response(status=200)
+
+
+def _emit(request: web.Request, action: str, net: store.Network, container: str = "") -> None:
+    """A network event (``runtime.events``), with Docker's attributes."""
+    attrs = {"container": container} if container else {}
+    attrs.update({"name": net.name, "type": "bridge"})
+    _containers(request).events.emit("network", action, net.id, attrs)
 
 
 ROUTES: list[tuple[str, str, Callable]] = [

@@ -342,3 +342,39 @@ def teardown_all(data_root: str) -> int:
                                  "", "", {}, "", {}))
             count += 1
     return count
+
+
+def rename(spec: ContainerSpec, old_name: str) -> bool:
+    """A running container's new name in aardvark-dns, at once (``docker rename``): its line
+    in the network's file (``<id> <ipv4> <ipv6> <name>,<aliases…>``) names it anew and
+    aardvark-dns re-reads its files on SIGHUP. False when it has no entry (not on a
+    user-defined network, or not running: its next start writes the new name anyway)."""
+    if not uses_netns(spec):
+        return False
+    directory = os.path.join(data_root_of(spec), "run", "netavark", "aardvark-dns")
+    path = os.path.join(directory, spec.network_mode)
+    old, new = old_name.lstrip("/"), spec.name.lstrip("/")
+    with _locked(data_root_of(spec)):
+        try:
+            with open(path) as f:
+                lines = f.read().split("\n")
+        except OSError:
+            return False
+        found = False
+        for i, line in enumerate(lines):
+            fields = line.split(" ")
+            if len(fields) == 4 and fields[0] == spec.id:
+                fields[3] = ",".join(new if n == old else n for n in fields[3].split(","))
+                lines[i], found = " ".join(fields), True
+        if not found:
+            return False
+        tmp = f"{path}.tmp.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines))
+        os.replace(tmp, path)
+        try:
+            with open(os.path.join(directory, "aardvark.pid")) as f:
+                os.kill(int(f.read().strip()), 1)  # SIGHUP: reload the files
+        except (OSError, ValueError):
+            pass  # not running: it reads the file when it starts
+    return True
