@@ -242,6 +242,12 @@ class ContainerStore:
         self.events.emit("container", action, c.id,
                          container_attributes(c.spec.name, c.spec.image, c.spec.labels, extra))
 
+    def exec_event(self, container_id: str, action: str, extra: Mapping[str, str]) -> None:
+        """An exec's event (``runtime.execs``), as an event of its container."""
+        c = self.containers.get(container_id)
+        if c is not None:
+            self.container_event(c, action, extra)
+
     def _volume_events(self, c: Container, action: str) -> None:
         """``mount`` at start, ``unmount`` at exit, for each volume of ``c`` (Docker's)."""
         for m in c.spec.mounts:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from logpipe.errors import Conflict, InvalidParameter, NotFound
 
@@ -42,14 +42,6 @@ class NoSuchExec(NotFound):
 
 class ExecConflict(Conflict):
     """The exec or its container is not in a state that allows the request."""
-
-
-def announce(action: str, e: "Exec", **attributes: str) -> None:
-    """The one call site of exec events (``exec_create: CMD``, ``exec_start: CMD``,
-    ``exec_die``), with Docker's attributes (``execID``, ``exitCode``): the daemon's event
-    stream publishes them from here."""
-    log.debug("event %s container=%s execID=%s %s", action, e.container_id[:12], e.id,
-              attributes)
 
 
 class Exec:
@@ -106,8 +98,16 @@ def check_running(c: "Container", ref: str) -> None:
 class ExecRegistry:
     """Every exec of the daemon by id; each container lists its own in ``exec_ids``."""
 
-    def __init__(self) -> None:
+    def __init__(self, notify: "Callable[[str, str, dict[str, str]], None] | None" = None) -> None:
         self.execs: dict[str, Exec] = {}
+        #: ``notify(container_id, action, attributes)``: the daemon's event stream.
+        self.notify = notify
+
+    def announce(self, action: str, e: Exec, **attributes: str) -> None:
+        """The one call site of exec events (``exec_create: CMD``, ``exec_start: CMD``,
+        ``exec_die``), with Docker's attributes (``execID``, ``exitCode``)."""
+        if self.notify is not None:
+            self.notify(e.container_id, action, attributes)
 
     def create(self, c: "Container", ref: str, config: ExecConfig,
                alive: "dict[str, Container]") -> Exec:
@@ -116,7 +116,7 @@ class ExecRegistry:
         e = Exec(os.urandom(32).hex(), c.id, config)
         self.execs[e.id] = e
         c.exec_ids.append(e.id)
-        announce(f"exec_create: {e.command}", e, execID=e.id)
+        self.announce(f"exec_create: {e.command}", e, execID=e.id)
         return e
 
     def get(self, ref: str, alive: "dict[str, Container]") -> Exec:
@@ -138,7 +138,7 @@ class ExecRegistry:
             raise ExecConflict(f"Error: Exec command {e.id} has already run")
         check_running(c, c.id)
         e.started = e.running = True
-        announce(f"exec_start: {e.command}", e, execID=e.id)
+        self.announce(f"exec_start: {e.command}", e, execID=e.id)
 
     def finish(self, e: Exec, c: "Container | None", exit_code: int) -> None:
         """The exec ended: its code is recorded, the container no longer lists it (Docker
@@ -148,7 +148,7 @@ class ExecRegistry:
         e.finished_at = time.monotonic()
         if c is not None and e.id in c.exec_ids:
             c.exec_ids.remove(e.id)
-        announce("exec_die", e, execID=e.id, exitCode=str(exit_code))
+        self.announce("exec_die", e, execID=e.id, exitCode=str(exit_code))
 
     def _collect(self, alive: "dict[str, Container]") -> None:
         """Forget the execs of removed containers, finished ones older than

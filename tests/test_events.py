@@ -310,3 +310,17 @@ def test_an_oom_kill_is_reported_before_the_die(runc_daemon):
     evs = events(d, since, "--filter", "container=ev-oom")
     assert actions(evs)[-2:] == ["oom", "die"]
     assert evs[-1]["Actor"]["Attributes"]["exitCode"] == "137"
+
+
+def test_exec_events_name_the_command_and_its_exit_code(runc_daemon):
+    d = runc_daemon
+    ok(d, "run", "-d", "--name", "ev-exec", "busybox", "sleep", "60")
+    since = now()
+    assert docker_cli(d, "exec", "ev-exec", "sh", "-c", "exit 4").returncode == 4
+    evs = events(d, since, "--filter", "container=ev-exec", "--filter", "event=exec_start")
+    assert actions(evs) == ["exec_start: sh -c exit 4"]
+    evs = events(d, since, "--filter", "container=ev-exec")
+    assert actions(evs) == ["exec_create: sh -c exit 4", "exec_start: sh -c exit 4", "exec_die"]
+    die = evs[-1]["Actor"]["Attributes"]
+    assert die["exitCode"] == "4" and die["execID"] == evs[0]["Actor"]["Attributes"]["execID"]
+    assert die["name"] == "ev-exec"

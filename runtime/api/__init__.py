@@ -43,7 +43,7 @@ def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
     app[STORE_KEY] = store
     app[IMAGES_KEY] = images
     app[ENDING_KEY] = asyncio.Event()
-    app[exec_routes.EXECS_KEY] = ExecRegistry()
+    app[exec_routes.EXECS_KEY] = ExecRegistry(store.exec_event)
     app.on_response_prepare.append(docker_headers)
     app.on_shutdown.append(end_streams)
     for module in ROUTE_MODULES:
