@@ -15,7 +15,6 @@ refusals and their words, and the one call site of exec events. Must not: drive 
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -28,7 +27,6 @@ from .state import RUNNING
 if TYPE_CHECKING:
     from .containers import Container
 
-log = logging.getLogger("logpipe.daemon")
 #: How long a finished exec stays inspectable (Docker: its GC, every 5 minutes).
 KEEP_FINISHED = 300.0
 #: At most this many execs are kept; the oldest finished ones go first.
