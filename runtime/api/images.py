@@ -11,6 +11,7 @@ from aiohttp import web
 
 from logpipe.errors import InvalidParameter
 
+from ..commit import hide_intermediate
 from ..views import image_inspect, image_summary
 from .common import IMAGES_KEY, qbool, store_of
 
@@ -18,6 +19,8 @@ from .common import IMAGES_KEY, qbool, store_of
 
 async def list_images(request: web.Request) -> web.Response:
     images = await asyncio.to_thread(request.app[IMAGES_KEY].list)
+    if not qbool(request, "all"):  # a build's intermediate images are listed with -a only
+        images = await asyncio.to_thread(hide_intermediate, images)
     return web.json_response([image_summary(im) for im in images])
 
 

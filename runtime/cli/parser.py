@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import capture, containers, images, system, volumes
+from . import build as build_commands, capture, containers, images, system, volumes
 from . import logs as logs_command
 from . import networks
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _container_commands(sub)
     networks.add_commands(sub)
     _image_commands(sub)
+    build_commands.add_commands(sub)
     _system_commands(sub)
     volumes.add_commands(sub)
     return parser
