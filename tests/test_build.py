@@ -178,3 +178,65 @@ def test_client_that_goes_away_cancels_the_build(runc_daemon, tmp_path):
     sock.close()
     wait_until(lambda: d.ok("ps", "-a", "-q") == b"", timeout=30)
     assert d.lp("inspect", "gone:1").returncode != 0
+
+
+def test_add_chown_wildcards_shell_and_quiet_target_nocache(runc_daemon, tmp_path):
+    d = runc_daemon
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as tar:
+        data = b"from the archive\n"
+        info = tarfile.TarInfo("inside/file")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "bundle.tar.gz").write_bytes(inner.getvalue())
+    for name in ("one.conf", "two.conf", "skip.txt"):
+        (tmp_path / name).write_text(name + "\n")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox AS first\n"
+        "ADD bundle.tar.gz /opt/\n"
+        "COPY --chown=nobody:nogroup *.conf /etc/app/\n"
+        'SHELL ["/bin/sh", "-ec"]\n'
+        "USER nobody\n"
+        "STOPSIGNAL SIGINT\n"
+        "VOLUME /data\n"
+        "RUN id -u > /tmp/uid\n"
+        "FROM first AS second\n"
+        "RUN echo never built\n")
+    res = d.lp("build", "-q", "--target", "first", "-t", "t:1", "-t", "t:2", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    image_id = res.stdout.decode().strip()
+    assert image_id.startswith("sha256:") and len(res.stdout.splitlines()) == 1
+    out = d.ok("run", "--rm", "t:2", "sh", "-c",
+               "cat /opt/inside/file; stat -c '%u %g %n' /etc/app/*; cat /tmp/uid")
+    assert out.decode().split("\n") == ["from the archive", "65534 65534 /etc/app/one.conf",
+                                        "65534 65534 /etc/app/two.conf", "65534", ""]
+    cfg = json.loads(d.inspect("t:1", "{{json .Config}}"))
+    assert cfg["User"] == "nobody" and cfg["StopSignal"] == "SIGINT"
+    assert cfg["Volumes"] == {"/data": {}} and cfg["Shell"] == ["/bin/sh", "-ec"]
+    res = d.lp("build", "--no-cache", "--target", "first", str(tmp_path))
+    assert res.returncode == 0 and b"Using cache" not in res.stdout, res.stderr
+
+
+def test_daemon_killed_mid_build_leaves_no_image_and_lists_the_step_container(runc_daemon,
+                                                                            tmp_path):
+    d = runc_daemon
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo started; sleep 60\n")
+    env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
+    from conftest import LOGPIPE
+
+    client = subprocess.Popen(LOGPIPE + ["build", "-t", "killed:1", str(tmp_path)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: d.ok("ps", "-q") != b"", timeout=30, what="the RUN's container")
+        d.sigkill()
+        client.communicate(timeout=30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    d.start()
+    assert os.listdir(os.path.join(d.root, "images", "tmp")) == []
+    assert d.lp("inspect", "killed:1").returncode != 0
+    left = d.ok("ps", "-a", "-q").split()
+    assert len(left) == 1  # a build step's container, as Docker lists one after a crash
+    d.ok("rm", "-f", left[0].decode())

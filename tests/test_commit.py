@@ -3,11 +3,16 @@ the logpipe CLI and docker-py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import tarfile
 
 import pytest
 
-from conftest import docker_cli
+from conftest import (IMAGE, RUNC, RestartableDaemon, add, diff_id, docker_cli, fill, tar_bytes,
+                      tmpfs)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +81,71 @@ def test_history_rows_newest_first_with_missing_below_parents(runc_daemon):
 def test_commit_of_missing_container_is_404(runc_daemon):
     res = runc_daemon.lp("commit", "nosuch", "x:y")
     assert res.returncode != 0 and b"No such container: nosuch" in res.stderr
+
+
+def test_history_of_loaded_image_comes_from_its_config(api, tmp_path):
+    """Rows from the archive's ``history``: an empty layer is 0 B, layer sizes are their
+    files' bytes, only the top row has an id (a loaded image has no parent chain)."""
+    layers = [tar_bytes(lambda t: add(t, "a", b"x" * 100)),
+              tar_bytes(lambda t: add(t, "b", b"y" * 7))]
+    config = json.dumps({
+        "created": "2024-01-02T03:04:05Z", "config": {"Cmd": ["sh"]},
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD a"},
+                    {"created": "2024-01-01T00:00:01Z",
+                     "created_by": "/bin/sh -c #(nop)  ENV X=1", "empty_layer": True},
+                    {"created": "2024-01-02T03:04:05Z", "created_by": "/bin/sh -c echo",
+                     "comment": "last"}],
+        "rootfs": {"type": "layers", "diff_ids": [diff_id(layer) for layer in layers]}}).encode()
+    path = tmp_path / "saved.tar"
+    with tarfile.open(path, "w") as tar:
+        for i, layer in enumerate(layers):
+            add(tar, f"l{i}/layer.tar", layer)
+        add(tar, "cfg.json", config)
+        add(tar, "manifest.json", json.dumps([{"Config": "cfg.json", "RepoTags": ["hl:1"],
+                                               "Layers": ["l0/layer.tar", "l1/layer.tar"]}]
+                                             ).encode())
+    with open(path, "rb") as f:
+        api.request("POST", "/images/load", body=f.read()).read()
+    rows = api.json("GET", "/images/hl:1/history")
+    image_id = "sha256:" + hashlib.sha256(config).hexdigest()
+    assert [(r["Id"], r["CreatedBy"], r["Size"], r["Comment"], r["Tags"]) for r in rows] == [
+        (image_id, "/bin/sh -c echo", 7, "last", ["hl:1"]),
+        ("<missing>", "/bin/sh -c #(nop)  ENV X=1", 0, "", None),
+        ("<missing>", "/bin/sh -c #(nop) ADD a", 100, "", None)]
+    assert rows[0]["Created"] == 1704164645
+
+
+@pytest.fixture
+def tmpfs_daemon(busybox_tar, tmp_path):
+    """A daemon whose data root is a 64 MB tmpfs, with the busybox image imported."""
+    if not RUNC:
+        pytest.skip("needs root, runc and busybox-static (a real container on a real tmpfs)")
+    d = RestartableDaemon("runc")
+    try:
+        with tmpfs(d.root, "64m"):
+            try:
+                d.start()
+                d.ok("import", busybox_tar, IMAGE)
+                yield d
+            finally:
+                d.close()
+    finally:
+        shutil.rmtree(d.base, ignore_errors=True)
+
+
+def test_disk_full_during_commit_is_an_error_and_leaves_no_half_image(tmpfs_daemon):
+    d = tmpfs_daemon
+    d.ok("run", "--name", "big", "busybox", "sh", "-c",
+         "dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null")
+    images_before = d.ok("images", "-a", "-q")
+    filler = fill(d.root, leave=1 << 20)
+    try:
+        res = d.lp("commit", "big", "big:1")
+        assert res.returncode != 0
+        assert b"no space left on device" in res.stderr
+        assert d.ok("images", "-a", "-q") == images_before
+        assert os.listdir(os.path.join(d.root, "images", "tmp")) == []
+    finally:
+        os.unlink(filler)
+    d.ok("commit", "big", "big:1")
+    assert d.ok("run", "--rm", "big:1", "wc", "-c", "/big").split()[0] == b"8388608"

@@ -24,7 +24,7 @@ from ..build.builder import BuildCancelled, BuildError, Builder, BuildOptions
 from ..build.context import apply_dockerignore, extract_context
 from ..commit import CommitOptions, commit_container, history
 from ..images import normalize_ref
-from .common import IMAGES_KEY, json_body, qbool, store_of
+from .common import IMAGES_KEY, qbool, store_of
 from .images import _spool_body
 
 
