@@ -152,6 +152,16 @@ def test_parse_errors_and_missing_dockerfile_are_400(runc_daemon, tmp_path):
     assert b"unknown instruction: FROBNICATE" in res.stderr
     res = d.lp("build", "-f", str(tmp_path / "Nope"), str(tmp_path))
     assert b"Cannot locate specified Dockerfile: Nope" in res.stderr
+    # ``docker build - < Dockerfile``: the body is the Dockerfile, not a tar
+    with open(tmp_path / "Dockerfile", "w") as f:
+        f.write("FROM busybox\nENV FROM_STDIN=1\n")
+    with open(tmp_path / "Dockerfile", "rb") as f:
+        res = subprocess.run(["docker", "-H", d.host, "build", "-q", "-"], stdin=f,
+                             capture_output=True, env=dict(os.environ, DOCKER_BUILDKIT="0"),
+                             timeout=60)
+    assert res.returncode == 0, res.stderr
+    image_id = res.stdout.decode().strip()
+    assert "FROM_STDIN=1" in d.inspect(image_id, "{{json .Config.Env}}")
 
 
 def test_client_that_goes_away_cancels_the_build(runc_daemon, tmp_path):
@@ -240,3 +250,19 @@ def test_daemon_killed_mid_build_leaves_no_image_and_lists_the_step_container(ru
     left = d.ok("ps", "-a", "-q").split()
     assert len(left) == 1  # a build step's container, as Docker lists one after a crash
     d.ok("rm", "-f", left[0].decode())
+
+
+def test_run_is_refused_on_the_process_runtime(api, tmp_path):
+    """Without isolation a RUN would change the host: refused, nothing left behind."""
+    (tmp_path / "Dockerfile").write_text("FROM empty\nENV A=1\nRUN touch /should-not-exist\n")
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        tar.add(tmp_path / "Dockerfile", "Dockerfile")
+    resp = api.request("POST", "/build", {"t": "p:1"}, body=body.getvalue(),
+                       headers={"Content-Type": "application/x-tar"})
+    messages = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    assert messages[-1]["error"].startswith("RUN needs an isolated runtime")
+    assert messages[1] == {"stream": " ---> " + api.json("GET", "/images/empty/json")["Id"][
+        7:19] + "\n"}
+    assert not os.path.exists("/should-not-exist")
+    assert api.json("GET", "/containers/json", {"all": 1}) == []

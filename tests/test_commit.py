@@ -47,8 +47,11 @@ def test_commit_of_running_container_pauses_it_and_resumes(runc_daemon):
     d = runc_daemon
     d.ok("run", "-d", "--name", "live", "busybox", "sh", "-c",
          "echo up > /state; exec sleep 60")
-    d.ok("commit", "live", "live:snap")
+    res = docker_cli(d, "commit", "-c", "EXPOSE 8080", "live", "live:snap")  # the docker CLI
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().strip().startswith("sha256:")
     assert d.inspect("live", "{{.State.Status}}") == "running"
+    assert json.loads(d.inspect("live:snap", "{{json .Config.ExposedPorts}}")) == {"8080/tcp": {}}
     assert d.ok("run", "--rm", "live:snap", "cat", "/state") == b"up\n"
 
 

@@ -121,7 +121,7 @@ async def build(request: web.Request) -> web.StreamResponse:
             raise BuildCancelled("the client went away: build cancelled") from None
 
     try:
-        await asyncio.to_thread(extract_context, upload, context)
+        await asyncio.to_thread(extract_context, upload, context, opts.dockerfile)
         text = await asyncio.to_thread(_read_dockerfile, context, opts.dockerfile)
         await asyncio.to_thread(apply_dockerignore, context)
         builder = Builder(store, context, opts, emit, gone)
