@@ -13,9 +13,19 @@ import tarfile
 
 import pytest
 
-from conftest import wait_until
+from conftest import LOGPIPE, RUNC, running_daemon, wait_until
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def runc_daemon(busybox_tar):
+    """One runc daemon for the module (conftest's is one per test): each test names its own
+    images and containers, and removes the containers it leaves."""
+    if not RUNC:
+        pytest.skip("needs root, runc and busybox-static")
+    with running_daemon("runc", busybox_tar) as d:
+        yield d
 
 MULTI_STAGE = """\
 # escape=\\
@@ -114,17 +124,20 @@ def test_second_build_is_all_cache_and_a_changed_file_breaks_it_from_its_copy(ru
 def test_failing_run_reports_docker_text_and_exit_status(runc_daemon, tmp_path):
     d = runc_daemon
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo about to fail; exit 3\n")
+    before = d.ok("ps", "-a", "-q")
     res = docker_build(d, "--force-rm", "-t", "fails:1", str(tmp_path))
     assert res.returncode == 3
     assert b"about to fail\n" in res.stdout
     assert res.stderr.decode().strip().endswith(
         "The command '/bin/sh -c echo about to fail; exit 3' returned a non-zero code: 3")
     assert d.lp("inspect", "fails:1").returncode != 0  # no image
-    assert d.ok("ps", "-a", "-q") == b""  # --force-rm: no container either
+    assert d.ok("ps", "-a", "-q") == before  # --force-rm: no container either
     # Without --force-rm, Docker's classic builder keeps the failed step's container.
     res = d.lp("build", str(tmp_path))
     assert res.returncode == 3
-    assert len(d.ok("ps", "-a", "-q").split()) == 1
+    kept = set(d.ok("ps", "-a", "-q").split()) - set(before.split())
+    assert len(kept) == 1
+    d.ok("rm", kept.pop().decode())
 
 
 def test_docker_py_builds_and_tags(runc_daemon, tmp_path):
@@ -173,6 +186,7 @@ def test_client_that_goes_away_cancels_the_build(runc_daemon, tmp_path):
         info = tarfile.TarInfo("Dockerfile")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
+    before = d.ok("ps", "-a", "-q")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(d.host.removeprefix("unix://"))
     payload = body.getvalue()
@@ -186,7 +200,7 @@ def test_client_that_goes_away_cancels_the_build(runc_daemon, tmp_path):
         assert chunk, seen
         seen += chunk
     sock.close()
-    wait_until(lambda: d.ok("ps", "-a", "-q") == b"", timeout=30)
+    wait_until(lambda: d.ok("ps", "-a", "-q") == before, timeout=30)
     assert d.lp("inspect", "gone:1").returncode != 0
 
 
@@ -232,12 +246,14 @@ def test_daemon_killed_mid_build_leaves_no_image_and_lists_the_step_container(ru
     d = runc_daemon
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo started; sleep 60\n")
     env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
-    from conftest import LOGPIPE
+    before = d.ok("ps", "-a", "-q")
 
+    before_running = d.ok("ps", "-q")
     client = subprocess.Popen(LOGPIPE + ["build", "-t", "killed:1", str(tmp_path)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: d.ok("ps", "-q") != b"", timeout=30, what="the RUN's container")
+        wait_until(lambda: d.ok("ps", "-q") != before_running, timeout=30,
+                   what="the RUN's container")
         d.sigkill()
         client.communicate(timeout=30)
     finally:
@@ -247,9 +263,9 @@ def test_daemon_killed_mid_build_leaves_no_image_and_lists_the_step_container(ru
     d.start()
     assert os.listdir(os.path.join(d.root, "images", "tmp")) == []
     assert d.lp("inspect", "killed:1").returncode != 0
-    left = d.ok("ps", "-a", "-q").split()
+    left = set(d.ok("ps", "-a", "-q").split()) - set(before.split())
     assert len(left) == 1  # a build step's container, as Docker lists one after a crash
-    d.ok("rm", "-f", left[0].decode())
+    d.ok("rm", "-f", left.pop().decode())
 
 
 def test_run_is_refused_on_the_process_runtime(api, tmp_path):

@@ -11,10 +11,20 @@ import tarfile
 
 import pytest
 
-from conftest import (IMAGE, RUNC, RestartableDaemon, add, diff_id, docker_cli, fill, tar_bytes,
-                      tmpfs)
+from conftest import (IMAGE, RUNC, RestartableDaemon, add, diff_id, docker_cli, fill,
+                      running_daemon, tar_bytes, tmpfs)
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def runc_daemon(busybox_tar):
+    """One runc daemon for the module (conftest's is one per test): each test names its own
+    images and containers, and removes the containers it leaves."""
+    if not RUNC:
+        pytest.skip("needs root, runc and busybox-static")
+    with running_daemon("runc", busybox_tar) as d:
+        yield d
 
 
 def test_commit_keeps_new_file_and_whiteout_of_deleted_one(runc_daemon):
@@ -33,6 +43,7 @@ def test_commit_keeps_new_file_and_whiteout_of_deleted_one(runc_daemon):
     assert res.stdout == b"y\nA=1\n"
     cfg = json.loads(d.inspect("made:v1", "{{json .Config}}"))
     assert cfg["Cmd"] == ["cat", "/hello"] and "A=1" in cfg["Env"]
+    d.ok("rm", "maker")
 
 
 def test_commit_refuses_instruction_it_cannot_apply(runc_daemon):
@@ -41,6 +52,7 @@ def test_commit_refuses_instruction_it_cannot_apply(runc_daemon):
     res = d.lp("commit", "-c", "RUN echo no", "c1", "x:y")
     assert res.returncode != 0
     assert b"run is not a valid change command" in res.stderr
+    d.ok("rm", "c1")
 
 
 def test_commit_of_running_container_pauses_it_and_resumes(runc_daemon):
@@ -53,6 +65,7 @@ def test_commit_of_running_container_pauses_it_and_resumes(runc_daemon):
     assert d.inspect("live", "{{.State.Status}}") == "running"
     assert json.loads(d.inspect("live:snap", "{{json .Config.ExposedPorts}}")) == {"8080/tcp": {}}
     assert d.ok("run", "--rm", "live:snap", "cat", "/state") == b"up\n"
+    d.ok("rm", "-f", "live")
 
 
 def test_history_rows_newest_first_with_missing_below_parents(runc_daemon):
@@ -79,6 +92,7 @@ def test_history_rows_newest_first_with_missing_below_parents(runc_daemon):
                      "hist:1")
     assert res.returncode == 0, res.stderr
     assert res.stdout.decode().splitlines()[0] == "sh -c echo 12345 > /five|five bytes and a newline"
+    d.ok("rm", "hist")
 
 
 def test_commit_of_missing_container_is_404(runc_daemon):
