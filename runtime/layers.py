@@ -80,12 +80,23 @@ def write_layer(changes: str, out: str) -> Layer:
                     continue
                 info = _info(tar, path, rel)
                 if info.isreg():
-                    size += info.size
-                    with open(path, "rb") as data:
+                    with _open_regular(path) as data:
+                        info.size = os.fstat(data.fileno()).st_size
+                        size += info.size
                         tar.addfile(info, data)
                 else:
                     tar.addfile(info)
     return Layer(out, "sha256:" + _sha256_file(out), size, count == 0)
+
+
+def _open_regular(path: str):
+    """A file of the changes, never through a symlink: a container that is not paused
+    (``commit --pause=false``) could swap a file for a link to a host path meanwhile."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: changed while it was being read")
+    return os.fdopen(fd, "rb")
 
 
 def _whiteout(name: str) -> tarfile.TarInfo:
