@@ -30,7 +30,6 @@ from logpipe.timespec import parse_rfc3339
 
 from runtime.images import Image, ImageStore, normalize_ref
 from runtime.layers import Layer, apply_layer, copy_rootfs, write_layer
-from runtime.views import GOARCH
 
 if TYPE_CHECKING:
     from runtime.containers import Container, ContainerStore
@@ -91,6 +90,10 @@ def keep_document(work: str, blob: bytes, sizes: list[int]) -> None:
 
 def parent_of(image: Image) -> str:
     return image_document(image).config.get("parent") or ""
+
+
+#: Go's names of the machines (``GOARCH``), as Docker writes them in an image config.
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
 def _arch() -> str:

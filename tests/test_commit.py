@@ -43,6 +43,12 @@ def test_commit_keeps_new_file_and_whiteout_of_deleted_one(runc_daemon):
     assert res.stdout == b"y\nA=1\n"
     cfg = json.loads(d.inspect("made:v1", "{{json .Config}}"))
     assert cfg["Cmd"] == ["cat", "/hello"] and "A=1" in cfg["Env"]
+    made = json.loads(d.inspect("made:v1", "{{json .}}"))
+    assert made["Parent"] == json.loads(d.inspect("busybox", "{{json .Id}}"))
+    assert made["Author"] == "tester" and made["Container"] == d.inspect("maker", "{{.Id}}")
+    assert made["ContainerConfig"]["Cmd"] == ["sh", "-c", "echo hello > /hello && rm "
+                                              "/etc/group && mkdir -p /tmp/x && echo y > /tmp/x/y"]
+    assert len(made["RootFS"]["Layers"]) == 2
     d.ok("rm", "maker")
 
 
