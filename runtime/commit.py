@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from logpipe import __version__
 from logpipe.errors import LogpipeError
@@ -216,6 +216,28 @@ def hide_intermediate(images: list[Image]) -> list[Image]:
     an intermediate one (a build step) and is not listed."""
     parents = {parent_of(im) for im in images}
     return [im for im in images if im.repo_tags or im.id not in parents]
+
+
+def remove_with_parents(images: ImageStore, ref: str, in_use: Callable[[str], Any],
+                        force: bool = False) -> list[dict[str, str]]:
+    """``rmi`` as Docker does it for built images: once an image is deleted, its untagged
+    parents that nothing else uses (no other child, no container) go too — a build's
+    intermediate images — each answered as one more ``Deleted``."""
+    parent = parent_of(images.resolve(ref))
+    result = images.remove(ref, in_use, force)
+    if not any("Deleted" in item for item in result):
+        return result
+    while parent:
+        try:
+            image = images.resolve(parent)
+        except LogpipeError:
+            break
+        if image.repo_tags or in_use(image.id) or any(
+                parent_of(other) == image.id for other in images.list()):
+            break
+        parent = parent_of(image)
+        result += images.remove(image.id, in_use)
+    return result
 
 
 # -- commit ---------------------------------------------------------------------------------

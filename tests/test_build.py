@@ -119,6 +119,13 @@ def test_second_build_is_all_cache_and_a_changed_file_breaks_it_from_its_copy(ru
     plain = d.ok("images", "-q").decode().split()
     every = d.ok("images", "-a", "-q").decode().split()
     assert len(every) > len(plain)
+    # rmi of the last build's image deletes it and its intermediate images (not the ones
+    # cached:1 still stands on), as Docker does
+    removed = d.ok("rmi", "cached:2").decode().splitlines()
+    assert removed[0] == "Untagged: cached:2"
+    assert [line.split(":")[0] for line in removed[1:]] == ["Deleted", "Deleted"]
+    assert d.ok("images", "-a", "-q").decode().split() == \
+        [i for i in every if i not in [x.split(":")[-1][:12] for x in removed[1:]]]
 
 
 def test_failing_run_reports_docker_text_and_exit_status(runc_daemon, tmp_path):

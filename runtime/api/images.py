@@ -11,7 +11,7 @@ from aiohttp import web
 
 from logpipe.errors import InvalidParameter
 
-from ..commit import hide_intermediate
+from ..commit import hide_intermediate, remove_with_parents
 from ..views import image_inspect, image_summary
 from .common import IMAGES_KEY, qbool, store_of
 
@@ -72,8 +72,9 @@ async def create_image(request: web.Request) -> web.Response:
 
 async def remove_image(request: web.Request) -> web.Response:
     store = store_of(request)
-    result = await asyncio.to_thread(request.app[IMAGES_KEY].remove, request.match_info["name"],
-                                     store.image_user, qbool(request, "force"))
+    result = await asyncio.to_thread(remove_with_parents, request.app[IMAGES_KEY],
+                                     request.match_info["name"], store.image_user,
+                                     qbool(request, "force"))
     return web.json_response(result)
 
 
