@@ -172,6 +172,11 @@ def test_parse_errors_and_missing_dockerfile_are_400(runc_daemon, tmp_path):
     assert b"unknown instruction: FROBNICATE" in res.stderr
     res = d.lp("build", "-f", str(tmp_path / "Nope"), str(tmp_path))
     assert b"Cannot locate specified Dockerfile: Nope" in res.stderr
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "Other.dockerfile").write_text("FROM busybox\nLABEL from=other\n")
+    res = docker_build(d, "-q", "-f", str(tmp_path / "sub" / "Other.dockerfile"), str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert d.inspect(res.stdout.decode().strip(), "{{.Config.Labels.from}}") == "other"
     # ``docker build - < Dockerfile``: the body is the Dockerfile, not a tar
     with open(tmp_path / "Dockerfile", "w") as f:
         f.write("FROM busybox\nENV FROM_STDIN=1\n")

@@ -58,6 +58,11 @@ def test_commit_refuses_instruction_it_cannot_apply(runc_daemon):
     res = d.lp("commit", "-c", "RUN echo no", "c1", "x:y")
     assert res.returncode != 0
     assert b"run is not a valid change command" in res.stderr
+    # No change at all is still a commit: an empty layer, as Docker marks one in history.
+    d.ok("commit", "c1", "nochange:1")
+    top = json.loads(d.ok("history", "--format", "{{json .}}", "nochange:1").splitlines()[0])
+    assert top["Size"] == "0B" and top["CreatedBy"] == "true"
+    assert len(json.loads(d.inspect("nochange:1", "{{json .RootFS.Layers}}"))) == 1
     d.ok("rm", "c1")
 
 
