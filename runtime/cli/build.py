@@ -115,7 +115,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
         repo, _, tag = args.reference.rpartition(":")
     query = {"container": args.container, "repo": repo, "tag": tag, "comment": args.message,
              "author": args.author, "changes": args.change,
-             "pause": int(args.pause not in ("false", "0"))}
+             "pause": int(args.pause.lstrip("=").lower() not in ("false", "0"))}
     out = client_of(args).json("POST", "/commit", query, {})
     print(out["Id"])
     return 0
