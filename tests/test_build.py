@@ -177,6 +177,14 @@ def test_parse_errors_and_missing_dockerfile_are_400(runc_daemon, tmp_path):
     res = docker_build(d, "-q", "-f", str(tmp_path / "sub" / "Other.dockerfile"), str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert d.inspect(res.stdout.decode().strip(), "{{.Config.Labels.from}}") == "other"
+    outside = tmp_path.parent / f"{tmp_path.name}.Dockerfile"  # -f outside the context
+    outside.write_text("FROM busybox\nLABEL from=outside\n")
+    try:
+        res = d.lp("build", "-q", "-f", str(outside), str(tmp_path))
+    finally:
+        outside.unlink()
+    assert res.returncode == 0, res.stderr
+    assert d.inspect(res.stdout.decode().strip(), "{{.Config.Labels.from}}") == "outside"
     # ``docker build - < Dockerfile``: the body is the Dockerfile, not a tar
     with open(tmp_path / "Dockerfile", "w") as f:
         f.write("FROM busybox\nENV FROM_STDIN=1\n")

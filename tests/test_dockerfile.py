@@ -7,8 +7,8 @@ import pytest
 
 from logpipe.errors import InvalidParameter
 from runtime.build.context import Matcher, read_patterns
-from runtime.build.dockerfile import (DockerfileError, apply_changes, expand_word,
-                                      expand_words, key_values, parse)
+from runtime.build.dockerfile import (DockerfileError, apply_changes, apply_metadata,
+                                      expand_word, expand_words, key_values, parse)
 
 pytestmark = pytest.mark.unit
 
@@ -76,6 +76,20 @@ def test_commit_changes_apply_and_refuse_like_docker():
     assert out["Volumes"] == {"/data": {}}
     with pytest.raises(InvalidParameter, match="^copy is not a valid change command$"):
         apply_changes({}, ["COPY a b"])
+
+
+def test_healthcheck_is_recorded_as_docker_records_it():
+    config: dict = {}
+    text = apply_metadata(config, parse(
+        "HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD curl -f http://x/ || exit 1")[0],
+        {})
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "curl -f http://x/ || exit 1"],
+                                     "Interval": 300 * 10**9, "Timeout": 3 * 10**9,
+                                     "Retries": 3}
+    assert text == ('HEALTHCHECK &{["CMD-SHELL" "curl -f http://x/ || exit 1"] "5m0s" "3s" '
+                    "\"0s\" '\\x03'}")
+    with pytest.raises(DockerfileError, match='Unknown type "PING" in HEALTHCHECK'):
+        apply_metadata({}, parse("HEALTHCHECK PING x")[0], {})
 
 
 # -- .dockerignore: cases of docker's fileutils tests ------------------------------------------

@@ -213,8 +213,6 @@ class Builder:
             return await self.do_copy(stage, ins)
         if ins.name == "arg":
             return await self.do_arg(stage, ins)
-        if ins.name == "healthcheck":
-            raise BuildError("HEALTHCHECK is not supported by logpipe")
         if ins.name == "workdir":
             return await self.do_workdir(stage, ins)
         config = dict(stage.config)

@@ -152,12 +152,20 @@ def apply_dockerignore(context: str) -> None:
             os.rmdir(dirpath)
 
 
-def context_tar(path: str, out, dockerfile: str = "") -> None:
+def context_tar(path: str, out, dockerfile: str = "", outside: str | None = None) -> None:
     """The CLI's side: the directory ``path`` as a tar on ``out``, without what
-    ``.dockerignore`` excludes (the Dockerfile and ``.dockerignore`` always go)."""
+    ``.dockerignore`` excludes (the Dockerfile and ``.dockerignore`` always go); a
+    Dockerfile from ``outside`` the context is added under the name ``dockerfile``."""
     matcher = load_matcher(path)
     always = {DOCKERIGNORE, os.path.normpath(dockerfile or "Dockerfile")}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        if outside is not None:
+            try:
+                info = tar.gettarinfo(outside, dockerfile)
+                with open(outside, "rb") as f:
+                    tar.addfile(info, f)
+            except OSError as err:
+                raise InvalidParameter(f"unable to prepare context: {err}") from None
         for dirpath, dirs, files in os.walk(path):
             dirs.sort()
             for name in sorted(files + dirs):

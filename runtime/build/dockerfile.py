@@ -97,7 +97,7 @@ def _instruction(text: str, line: int) -> Instruction:
         raise DockerfileError(f"dockerfile parse error line {line}: heredocs are only "
                               "supported with BuildKit")
     flags: dict[str, str] = {}
-    if lname in ("from", "copy", "add", "run"):
+    if lname in ("from", "copy", "add", "run", "healthcheck"):
         while rest.startswith("--"):
             word, _, rest = rest.partition(" ")
             key, eq, value = word[2:].partition("=")
@@ -314,7 +314,7 @@ def normalize_port(port: str) -> str:
 
 #: What ``commit --change`` accepts (moby's ``validCommitCommands``).
 COMMIT_CHANGES = {"cmd", "entrypoint", "env", "expose", "label", "onbuild", "user", "volume",
-                  "workdir", "stopsignal"}
+                  "workdir", "stopsignal", "healthcheck"}
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 
 
@@ -380,9 +380,89 @@ def apply_metadata(config: dict[str, Any], ins: Instruction, env: dict[str, str]
     if name == "onbuild":
         config["OnBuild"] = (config.get("OnBuild") or []) + [ins.args]
         return "ONBUILD " + ins.args
+    if name == "healthcheck":
+        config["Healthcheck"] = healthcheck(ins)
+        return "HEALTHCHECK " + _healthcheck_text(config["Healthcheck"])
     if name == "maintainer":
         return "MAINTAINER " + ins.args
     raise DockerfileError(f"{ins.name} is not a metadata instruction")
+
+
+_HEALTH_FLAGS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod"}
+
+
+def healthcheck(ins: Instruction) -> dict[str, Any]:
+    """HEALTHCHECK's ``container.HealthConfig``: ``NONE``, or ``CMD`` (exec form, or the
+    shell form as ``CMD-SHELL``) with its durations in ns; stored in the image's config.
+    logpipe records it; it does not run health checks."""
+    from logpipe.units import parse_duration
+
+    kind, _, rest = ins.args.strip().partition(" ") if isinstance(ins.args, str) else ("", "", "")
+    rest = rest.strip()
+    if not kind:
+        raise DockerfileError("HEALTHCHECK requires at least one argument")
+    if kind.upper() == "NONE":
+        if rest or ins.flags:
+            raise DockerfileError("HEALTHCHECK NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind.upper() != "CMD":
+        raise DockerfileError(f'Unknown type "{kind.upper()}" in HEALTHCHECK (try CMD)')
+    if not rest:
+        raise DockerfileError("Missing command after HEALTHCHECK CMD")
+    try:
+        parsed = json.loads(rest) if rest.startswith("[") else None
+    except ValueError:
+        parsed = None
+    test = (["CMD", *parsed] if isinstance(parsed, list) and all(isinstance(a, str)
+                                                                 for a in parsed)
+            else ["CMD-SHELL", rest])
+    out: dict[str, Any] = {"Test": test}
+    for flag, value in ins.flags.items():
+        if flag == "retries":
+            if not value.lstrip("-").isdigit() or int(value) < 0:
+                raise DockerfileError("--retries cannot be negative")
+            out["Retries"] = int(value)
+        elif flag in _HEALTH_FLAGS:
+            try:
+                ns = parse_duration(value)
+            except ValueError as err:
+                raise DockerfileError(str(err)) from None
+            if 0 < ns < 10**6 or ns < 0:
+                raise DockerfileError(f"{_HEALTH_FLAGS[flag]} \"--{flag}\" cannot be less "
+                                      "than 1ms")
+            out[_HEALTH_FLAGS[flag]] = ns
+        else:
+            raise DockerfileError(f"Unknown flag: {flag}")
+    return out
+
+
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String``: ``0s``, ``500ms``, ``30s``, ``5m0s``, ``1h0m0s``."""
+    if ns == 0:
+        return "0s"
+    if ns < 10**9:
+        for unit, div in (("ms", 10**6), ("µs", 10**3), ("ns", 1)):
+            if ns >= div:
+                return f"{ns / div:.9f}".rstrip("0").rstrip(".") + unit
+    hours, rem = divmod(ns, 3600 * 10**9)
+    minutes, rem = divmod(rem, 60 * 10**9)
+    secs = f"{rem / 10**9:.9f}".rstrip("0").rstrip(".")
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + \
+        f"{secs}s"
+
+
+_RUNE_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
+
+
+def _healthcheck_text(h: dict[str, Any]) -> str:
+    """Go's ``%q`` of the HealthConfig, as Docker's history shows it:
+    ``&{["CMD-SHELL" "curl -f http://x/"] "30s" "3s" "0s" '\\x03'}``."""
+    retries = h.get("Retries", 0)
+    rune = _RUNE_ESCAPES.get(retries) or (chr(retries) if 32 <= retries < 127 and retries != 39
+                                          else f"\\x{retries:02x}")
+    return ("&{" + go_quote_list(h["Test"]) + " " + " ".join(
+        f'"{go_duration(h.get(k, 0))}"' for k in ("Interval", "Timeout", "StartPeriod"))
+        + f" '{rune}'}}")
 
 
 def go_quote_list(items: list[str]) -> str:

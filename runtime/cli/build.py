@@ -68,6 +68,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.path):
         raise CommandError(f'unable to prepare context: path "{args.path}" not found')
     dockerfile = os.path.relpath(args.file, args.path) if args.file else "Dockerfile"
+    outside = None
+    if dockerfile.startswith(".."):  # the docker CLI sends it in the context, renamed
+        outside, dockerfile = args.file, f".dockerfile.{os.urandom(10).hex()}"
     query: dict = {"t": args.tag, "dockerfile": dockerfile, "rm": int(args.rm != "false"),
                    "forcerm": int(args.force_rm), "nocache": int(args.no_cache),
                    "q": int(args.quiet), "target": args.target,
@@ -76,7 +79,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.network:
         query["networkmode"] = args.network
     with tempfile.TemporaryFile() as body:
-        context_tar(args.path, body, dockerfile)
+        context_tar(args.path, body, dockerfile, outside)
         size = body.tell()
         body.seek(0)
         if not args.quiet:
