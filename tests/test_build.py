@@ -153,12 +153,14 @@ def test_docker_py_builds_and_tags(runc_daemon, tmp_path):
         'FROM busybox\nLABEL purpose=test\nEXPOSE 8080\nENTRYPOINT ["echo"]\nCMD ["hi"]\n')
     client = docker.DockerClient(base_url=runc_daemon.host)
     try:
-        image, logs = client.images.build(path=str(tmp_path), tag="pyb:1", rm=True)
+        image, logs = client.images.build(path=str(tmp_path), tag="pyb:1", rm=True,
+                                          labels={"built-by": "docker-py"})
         assert "pyb:1" in image.tags
-        assert image.labels == {"purpose": "test"}
+        assert image.labels == {"purpose": "test", "built-by": "docker-py"}
         assert image.attrs["Config"]["ExposedPorts"] == {"8080/tcp": {}}
         streams = "".join(item.get("stream", "") for item in logs)
-        assert "Step 5/5 : CMD [\"hi\"]" in streams
+        assert "Step 5/6 : CMD [\"hi\"]" in streams
+        assert "Step 6/6 : LABEL \"built-by\"='docker-py'" in streams  # as Docker appends it
         assert client.containers.run("pyb:1", remove=True) == b"hi\n"
     finally:
         client.close()
