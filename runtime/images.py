@@ -516,13 +516,18 @@ class ImageStore:
 
                 def build(rootfs: str) -> dict[str, Any]:
                     ex = _Extractor(rootfs)
+                    sizes = []  # what ``history`` shows per layer
                     for layer in layers:
                         tar = _open_tar(read_member(layer), f"layer {layer}")
                         members = _members(tar, f"layer {layer}")
+                        sizes.append(sum(m.size for m in members if m.isreg()))
                         ex.apply_whiteouts(members)
                         ex.extract(tar, members, lambda: progress and progress(
                             min(f.tell() - start, size), size))
                         ex.finish_dirs()
+                    from runtime.commit import keep_document  # the config, for history
+
+                    keep_document(os.path.dirname(rootfs), config_bytes, sizes)
                     c = image_config.get("config") or image_config.get("Config") or {}
                     return {"Cmd": c.get("Cmd"), "Entrypoint": c.get("Entrypoint"),
                             "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",

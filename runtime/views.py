@@ -20,6 +20,7 @@ from logpipe.registry import get_driver
 from logpipe.timespec import parse_rfc3339
 
 from .create import PROCESS_WARNING
+from .commit import image_document, parent_of
 from .images import Image
 from .mounts import inspect_mounts
 from .network.settings import network_settings, summary_ports
@@ -167,17 +168,25 @@ def exec_inspect(e: Exec) -> dict[str, Any]:
 
 def image_summary(im: Image) -> dict[str, Any]:
     """One item of ``GET /images/json``."""
-    return {"Id": im.id, "ParentId": "", "RepoTags": list(im.repo_tags) or None,
+    return {"Id": im.id, "ParentId": parent_of(im), "RepoTags": list(im.repo_tags) or None,
             "RepoDigests": None, "Created": _created_unix(im.created), "Size": im.size,
             "VirtualSize": im.size, "SharedSize": -1, "Labels": {}, "Containers": -1}
 
 
 def image_inspect(im: Image) -> dict[str, Any]:
-    """``GET /images/{name}/json``."""
+    """``GET /images/{name}/json``; what the image config says of how the image was made
+    (parent, commit's comment and author, the container it came from) as Docker shows it."""
+    doc = image_document(im).config
     return {"Id": im.id, "RepoTags": list(im.repo_tags), "RepoDigests": [],
-            "Created": im.created, "Size": im.size, "VirtualSize": im.size,
+            "Parent": doc.get("parent") or "", "Comment": doc.get("comment") or "",
+            "Created": im.created, "Container": doc.get("container") or "",
+            "ContainerConfig": doc.get("container_config") or {},
+            "DockerVersion": doc.get("docker_version") or "", "Author": doc.get("author") or "",
+            "Size": im.size, "VirtualSize": im.size,
             "Config": im.config, "Os": "linux", "Architecture":
-            GOARCH.get(os.uname().machine, os.uname().machine)}
+            GOARCH.get(os.uname().machine, os.uname().machine),
+            "RootFS": {"Type": "layers", "Layers": (doc.get("rootfs") or {}).get("diff_ids")
+                       or []}}
 
 
 # -- disk usage -----------------------------------------------------------------------------

@@ -27,15 +27,15 @@ from ..containers import ContainerStore
 from ..execs import ExecRegistry
 from ..images import ImageStore
 from ..network import api as network_api
-from . import (containers, events, exec as exec_routes, images as image_routes, logs, system,
-               volumes)
+from . import (build, containers, events, exec as exec_routes, images as image_routes, logs,
+               system, volumes)
 from .common import (ENDING_KEY, IMAGES_KEY, SHUTDOWN_GRACE, STORE_KEY, docker_headers,
                      error_middleware)
 from .streams import end_streams
 
 __all__ = ["SHUTDOWN_GRACE", "make_app"]
 
-ROUTE_MODULES = (system, containers, logs, volumes, image_routes, exec_routes, events)
+ROUTE_MODULES = (system, containers, logs, volumes, image_routes, exec_routes, events, build)
 
 
 def make_app(store: ContainerStore, images: ImageStore) -> web.Application:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from logpipe.errors import InvalidParameter
 
+from ..commit import hide_intermediate, remove_with_parents
 from ..views import image_inspect, image_summary
 from .common import IMAGES_KEY, qbool, store_of
 
@@ -18,6 +19,8 @@ from .common import IMAGES_KEY, qbool, store_of
 
 async def list_images(request: web.Request) -> web.Response:
     images = await asyncio.to_thread(request.app[IMAGES_KEY].list)
+    if not qbool(request, "all"):  # a build's intermediate images are listed with -a only
+        images = await asyncio.to_thread(hide_intermediate, images)
     return web.json_response([image_summary(im) for im in images])
 
 
@@ -75,8 +78,9 @@ async def remove_image(request: web.Request) -> web.Response:
     store = store_of(request)
     image_id = (await asyncio.to_thread(request.app[IMAGES_KEY].resolve,
                                         request.match_info["name"])).id
-    result = await asyncio.to_thread(request.app[IMAGES_KEY].remove, request.match_info["name"],
-                                     store.image_user, qbool(request, "force"))
+    result = await asyncio.to_thread(remove_with_parents, request.app[IMAGES_KEY],
+                                     request.match_info["name"], store.image_user,
+                                     qbool(request, "force"))
     for item in result:  # Docker: "untag" per name, then "delete"; both named by the id
         action = "untag" if "Untagged" in item else "delete"
         store.events.emit("image", action, image_id, {"name": image_id})

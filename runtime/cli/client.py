@@ -94,7 +94,7 @@ class Client:
             if q:
                 from urllib.parse import urlencode  # 5 ms: only when a query is sent
 
-                url += "?" + urlencode(q)
+                url += "?" + urlencode(q, doseq=True)  # lists: a key repeated
         hdrs = dict(headers or {})
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()

@@ -17,7 +17,7 @@ from .tables import ago, print_table
 
 @daemon_command()
 def cmd_images(args: argparse.Namespace) -> int:
-    images = client_of(args).json("GET", "/images/json")
+    images = client_of(args).json("GET", "/images/json", {"all": int(args.all)} if args.all else None)
     rows = []
     for im in images:
         short = im["Id"].split(":", 1)[-1][:12]

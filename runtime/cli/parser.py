@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import capture, containers, images, system, volumes
+from . import build as build_commands, capture, containers, images, system, volumes
 from . import logs as logs_command
 from . import exec as exec_command
 from . import networks
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     exec_command.add_command(sub)
     networks.add_commands(sub)
     _image_commands(sub)
+    build_commands.add_commands(sub)
     _system_commands(sub)
     volumes.add_commands(sub)
     events.add_commands(sub)
