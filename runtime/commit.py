@@ -29,7 +29,7 @@ from logpipe.errors import LogpipeError
 from logpipe.timespec import parse_rfc3339
 
 from runtime.images import Image, ImageStore, normalize_ref
-from runtime.layers import Layer, apply_layer, copy_rootfs, write_layer
+from runtime.layer_diff import Layer, apply_layer, copy_rootfs, write_layer
 
 if TYPE_CHECKING:
     from runtime.containers import Container, ContainerStore

@@ -57,7 +57,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     for f in args.filter:
         key, sep, value = f.partition("=")
         if not sep:
-            raise CommandError(f"bad format of filter (expected name=value)")
+            raise CommandError("bad format of filter (expected name=value)")
         filters.setdefault(key, {})[value] = True
     if filters:
         query["filters"] = json.dumps(filters)
