@@ -169,9 +169,11 @@ def _labels_match(im: Image, wanted: list[str]) -> bool:
     return True
 
 
-def image_filter(text: str, images: list[Image], all_: bool = False) -> Callable[[Image], bool]:
+def filter_images(text: str, images: list[Image]) -> list[Image]:
     """``GET /images/json?filters=``: ``dangling``, ``label``, ``before``, ``since``,
-    ``reference`` (a glob on ``name`` or ``name:tag``, as Docker matches it)."""
+    ``reference`` (a glob on ``name`` or ``name:tag``; as in Docker, an image matched by
+    reference lists only the tags that match)."""
+    import dataclasses
     import fnmatch
 
     from .schema import filters as parse_filters
@@ -183,28 +185,31 @@ def image_filter(text: str, images: list[Image], all_: bool = False) -> Callable
     for v in f.get("dangling", []):
         if v.lower() not in ("true", "false", "1", "0"):
             raise InvalidParameter(f"invalid filter 'dangling={v}'")
-    by_ref = {}
-    for key in ("before", "since"):
-        for ref in f.get(key, []):
-            by_ref[key] = _find(images, ref).created
+    bounds = {key: _find(images, ref).created for key in ("before", "since")
+              for ref in f.get(key, [])}
 
-    def keep(im: Image) -> bool:
-        for v in f.get("dangling", []):
-            if (v.lower() in ("true", "1")) != (not im.repo_tags):
-                return False
+    def matching_tags(im: Image) -> tuple[str, ...]:
+        return tuple(tag for tag in im.repo_tags for pat in f["reference"]
+                     if fnmatch.fnmatchcase(tag, pat)
+                     or fnmatch.fnmatchcase(tag.rpartition(":")[0], pat))
+
+    out = []
+    for im in images:
+        if any((v.lower() in ("true", "1")) != (not im.repo_tags) for v in f.get("dangling", [])):
+            continue
         if "label" in f and not _labels_match(im, f["label"]):
-            return False
-        if "before" in by_ref and not im.created < by_ref["before"]:
-            return False
-        if "since" in by_ref and not im.created > by_ref["since"]:
-            return False
+            continue
+        if "before" in bounds and not im.created < bounds["before"]:
+            continue
+        if "since" in bounds and not im.created > bounds["since"]:
+            continue
         if "reference" in f:
-            names = [t for tag in im.repo_tags for t in (tag, tag.rpartition(":")[0])]
-            if not any(fnmatch.fnmatchcase(n, pat) for pat in f["reference"] for n in names):
-                return False
-        return True
-
-    return keep
+            tags = matching_tags(im)
+            if not tags:
+                continue
+            im = dataclasses.replace(im, repo_tags=tags)
+        out.append(im)
+    return out
 
 
 def _find(images: list[Image], ref: str) -> Image:

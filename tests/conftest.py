@@ -512,3 +512,91 @@ def create(api: Client, cmd: list[str], name: str | None = None, **extra: Any) -
 def wait(api: Client, cid: str, condition: str = "") -> int:
     query = {"condition": condition} if condition else None
     return api.json("POST", f"/containers/{cid}/wait", query)["StatusCode"]
+
+
+# -- a real registry (Debian's docker-registry, distribution 2.x) -------------------------------
+
+
+REGISTRY_BINARY = shutil.which("docker-registry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """``docker-registry serve`` on 127.0.0.1:<port>, its storage in ``storage``; ``kill``
+    and ``start`` again on the same port and storage (a registry that vanishes and returns)."""
+
+    def __init__(self, base: str, auth: dict[str, Any] | None = None) -> None:
+        self.base, self.port = base, free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.storage = os.path.join(base, "storage")
+        self.config = os.path.join(base, "config.yml")
+        lines = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:",
+                 f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
+                 "http:", f"  addr: {self.host}"]
+        if auth and "htpasswd" in auth:
+            lines += ["auth:", "  htpasswd:", "    realm: basic-realm",
+                      f"    path: {auth['htpasswd']}"]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(os.path.join(self.base, "registry.log"), "ab")
+        self.proc = subprocess.Popen([REGISTRY_BINARY, "serve", self.config], stdout=log,
+                                     stderr=log, start_new_session=True)
+        log.close()
+
+        def answers() -> bool:
+            assert self.proc.poll() is None, "docker-registry exited"
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            return False
+
+        wait_until(answers, timeout=20)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def blob_path(self, digest: str) -> str:
+        hex_ = digest.split(":", 1)[1]
+        return os.path.join(self.storage, "docker/registry/v2/blobs/sha256", hex_[:2], hex_,
+                            "data")
+
+
+@contextlib.contextmanager
+def running_registry(auth: dict[str, Any] | None = None) -> Iterator[Registry]:
+    if REGISTRY_BINARY is None:
+        pytest.skip("needs Debian's docker-registry (apt-get install docker-registry)")
+    base = tempfile.mkdtemp(prefix="lpreg-")
+    reg = Registry(base, auth)
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def registry() -> Iterator[Registry]:
+    """A real registry without authentication, on loopback (plain HTTP, as Docker allows)."""
+    with running_registry() as reg:
+        yield reg
+
+
+@pytest.fixture
+def htpasswd_registry(tmp_path) -> Iterator[Registry]:
+    """A real registry with basic auth: user ``lp``, password ``secret`` (bcrypt htpasswd)."""
+    bcrypt = pytest.importorskip("bcrypt")
+    path = tmp_path / "htpasswd"
+    path.write_bytes(b"lp:" + bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)) + b"\n")
+    with running_registry({"htpasswd": str(path)}) as reg:
+        yield reg

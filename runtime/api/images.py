@@ -20,7 +20,7 @@ from aiohttp import web
 
 from logpipe.errors import InvalidParameter, LogpipeError
 
-from ..views import image_filter, image_inspect, image_summary
+from ..views import filter_images, image_inspect, image_summary
 from .common import IMAGES_KEY, qbool, store_of
 
 
@@ -31,8 +31,8 @@ def image_event(request: web.Request, action: str, image_id: str, name: str = ""
 
 async def list_images(request: web.Request) -> web.Response:
     images = await asyncio.to_thread(request.app[IMAGES_KEY].list)
-    keep = image_filter(request.query.get("filters", ""), images, qbool(request, "all"))
-    return web.json_response([image_summary(im) for im in images if keep(im)])
+    images = filter_images(request.query.get("filters", ""), images)
+    return web.json_response([image_summary(im) for im in images])
 
 
 async def inspect_image(request: web.Request) -> web.Response:
@@ -205,7 +205,12 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
         if not name.startswith("sha256:") and not image.id.split(":", 1)[1].startswith(name):
             familiar = reference.parse(name).familiar
             tags = [familiar] if familiar in image.repo_tags else list(image.repo_tags)
-        selected.append((image, tags))
+        for i, (seen, seen_tags) in enumerate(selected):
+            if seen.id == image.id:  # one entry per image, with every name asked for
+                selected[i] = (seen, seen_tags + [t for t in tags if t not in seen_tags])
+                break
+        else:
+            selected.append((image, tags))
     fd, path = tempfile.mkstemp(dir=images.tmp, prefix="save-")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -249,7 +249,10 @@ def cmd_save(args: argparse.Namespace) -> int:
     if not args.output and sys.stdout.isatty():
         raise CommandError("cowardly refusing to save to a terminal. Use the -o flag or "
                            "redirect")
-    resp = client_of(args).request("GET", "/images/get", {"names": args.images})
+    from urllib.parse import urlencode
+
+    resp = client_of(args).request("GET", "/images/get?" + urlencode(
+        [("names", name) for name in args.images]))
     if args.output:
         tmp = f"{args.output}.tmp{os.getpid()}"
         with open(tmp, "wb") as f:

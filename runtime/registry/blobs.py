@@ -24,6 +24,7 @@ class LayerSink:
         self.inflate: Any = None
         self.kind = ""  # decided on the first bytes
         self.head = b""
+        self.damage = ""  # why the bytes stopped inflating; the digest check speaks first
 
     def feed(self, chunk: bytes) -> None:
         self.blob.update(chunk)
@@ -47,6 +48,8 @@ class LayerSink:
             self.kind = "tar"
 
     def _write(self, chunk: bytes) -> None:
+        if self.damage:
+            return
         try:
             if self.kind == "gzip":
                 data = self.inflate.decompress(chunk)
@@ -59,7 +62,8 @@ class LayerSink:
             else:
                 data = chunk
         except Exception as err:  # zlib.error, zstd.ZstdError: the blob is damaged
-            raise RegistryError(f"damaged compressed layer: {err}") from None
+            self.damage = f"damaged compressed layer: {err}"
+            return
         self.tar.update(data)
         self.out.write(data)
 
@@ -68,10 +72,18 @@ class LayerSink:
             chunk, self.head = self.head, b""
             self._start(chunk)
             self._write(chunk)
+        if self.damage:
+            return
         if self.kind == "gzip":
             data = self.inflate.flush()
             self.tar.update(data)
             self.out.write(data)
+
+    def check(self) -> None:
+        """After the digest matched: a blob that is what the registry promised but does not
+        inflate is refused too."""
+        if self.damage:
+            raise RegistryError(self.damage)
 
     @property
     def digest(self) -> str:

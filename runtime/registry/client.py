@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 from typing import Any, Iterable, Mapping
 
 import aiohttp
@@ -195,6 +196,9 @@ class RegistryClient:
         if resp.status in ok:
             return body
         code, message = error_text(resp.status, body)
+        if not body and resp.status in (401, 403):  # a HEAD: no error document
+            code, message = (("unauthorized", "authentication required") if resp.status == 401
+                             else ("denied", "requested access to the resource is denied"))
         text = f"{code}: {message}" if code else message
         if resp.status in (401, 403):
             raise RegistryUnauthorized(text)
@@ -206,5 +210,7 @@ class RegistryClient:
 
 def _reason(err: BaseException | None) -> str:
     if isinstance(err, aiohttp.ClientConnectorError):
-        return f"dial tcp {err.host}:{err.port}: connect: {err.os_error.strerror or err.os_error}"
+        errno_ = err.os_error.errno
+        why = os.strerror(errno_).lower() if errno_ else str(err.os_error)
+        return f"dial tcp {err.host}:{err.port}: connect: {why}"
     return str(err) or type(err).__name__

@@ -20,10 +20,12 @@ def bar(current: int, total: int) -> str:
     return f"[{arrow.ljust(BAR_WIDTH)}] {human_size(current):>8}/{human_size(total)}"
 
 
-def status(text: str, id_: str = "") -> dict[str, Any]:
+def status(text: str, id_: str = "", detail: bool = True) -> dict[str, Any]:
+    """A status line; a layer's (``id_``) carries an empty ``progressDetail`` as in dockerd,
+    the "Pulling from" one (``detail=False``) does not."""
     msg: dict[str, Any] = {"status": text}
     if id_:
-        msg.update(progressDetail={}, id=id_)
+        msg.update(progressDetail={}, id=id_) if detail else msg.update(id=id_)
     return msg
 
 

@@ -125,6 +125,7 @@ async def _download(client: RegistryClient, ref: Reference, desc: manifests.Desc
         await emit(status("Verifying Checksum", id_))
         if sink.digest != desc.digest:
             raise PullError(f"filesystem layer verification failed for digest {desc.digest}")
+        sink.check()
         if sink.diff_id != diff_id:
             raise PullError(f"failed to register layer: layer {desc.digest} has diff id "
                             f"{sink.diff_id}, the image config says {diff_id}")
@@ -143,7 +144,7 @@ async def pull(images: ImageStore, ref: Reference, creds: Credentials, emit: Emi
     answer (dockerd's 404s), later ones go in the stream."""
     async with session() as s:
         client, digest, manifest = await _connect(s, ref, creds, platform, insecure, mirrors)
-        await emit(status(f"Pulling from {ref.path}", ref.tag or ref.digest))
+        await emit(status(f"Pulling from {ref.path}", ref.tag or ref.digest, detail=False))
         config_data = await _fetch_config(client, ref, manifest.config)
         image_id = "sha256:" + hashlib.sha256(config_data).hexdigest()
         if _current(images, ref) == image_id or (ref.digest and _exists(images, image_id)):
