@@ -1,14 +1,20 @@
-"""The image store: ``docker import`` rootfs tarballs and ``docker load`` archives, on disk.
+"""The image store: ``docker import`` rootfs tarballs, ``docker load`` archives and pulled
+images, on disk; tags, registry digests and prune.
 
-Size: longer than 500 lines because import, load (with its diffID checks) and removal share
-the extractor and the store's one lock; registry pulls will get a module of their own.
+Size: longer than 500 lines because import, load (with its diffID checks), pull's install
+and removal share the extractor and the store's one lock; the registry protocol lives in
+``runtime.registry`` and the layer files in ``runtime.layers``.
 
 Layout under ``<data-root>/images/``::
 
     <id-hex>/rootfs/          the image's files, flattened (the containers' read-only lower layer)
     <id-hex>/image.json       {"Id", "RepoTags", "Created", "Size", "Config": {...}}
+    <id-hex>/config.json      the image config as a registry has it (pulled images; made on the
+                              first push or save of an imported or loaded one)
+    layers/                   each layer once, by diff id (``runtime.layers``)
     repositories.json         {"busybox:latest": "sha256:<hex>", ...}
-    tmp/                      half-extracted images; an image appears by one rename
+    repodigests.json          {"busybox@sha256:<manifest>": "sha256:<hex>", ...}
+    tmp/                      half-extracted images and layers; an image appears by one rename
 
 Extraction is the security boundary: every tar member is placed with ``resolve_in_root``
 (symlinks resolved as if chrooted), so absolute names, ``..``, hostile symlinks and hard links
