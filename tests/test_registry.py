@@ -23,8 +23,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import (RUNC, RestartableDaemon, add, cli_errors, diff_id, docker_cli, logpipe,
-                      running_daemon, stop_daemon, tar_bytes, tmpfs)
+from conftest import (RUNC, RestartableDaemon, add, api_daemon, cli_errors, diff_id, docker_cli,
+                      logpipe, running_daemon, running_registry, stop_daemon, tar_bytes, tmpfs)
 from runtime.cli.client import APIError, Client
 
 pytestmark = pytest.mark.e2e
@@ -108,6 +108,32 @@ def pull_messages(api: Client, image: str, tag: str = "", **query: str) -> list[
     return [json.loads(line) for line in resp.read().splitlines() if line.strip()]
 
 
+@pytest.fixture(scope="module")
+def shared_registry() -> Iterator[Any]:
+    """One registry for the tests that do not kill it (each uses its own repositories)."""
+    with running_registry() as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def shared_daemon() -> Iterator[Any]:
+    """One ``process`` daemon (``empty:latest``) for the tests that do not prune or kill it."""
+    with api_daemon({"default-runtime": "process"}) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def shared_engine(busybox_tar) -> Iterator[RestartableDaemon]:
+    """One daemon on runc with busybox (root), else ``process`` with ``empty:latest``."""
+    with running_daemon("runc" if RUNC else "process", busybox_tar) as d:
+        yield d
+
+
+@pytest.fixture
+def shared_api(shared_daemon) -> Client:
+    return Client(shared_daemon.host, autostart=False)
+
+
 @pytest.fixture
 def lp_env(tmp_path) -> Iterator[dict[str, str]]:
     """The environment of a CLI run with its own ``~/.docker`` (``DOCKER_CONFIG``)."""
@@ -123,14 +149,14 @@ def lp(d, env: dict[str, str], *args: str, stdin: bytes | None = None
 
 
 @pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")
-def test_push_then_pull_on_a_second_daemon_runs_the_image(runc_daemon, registry, lp_env):
-    d = runc_daemon
-    name = f"{registry.host}/team/busybox:v1"
+def test_push_then_pull_on_a_second_daemon_runs_the_image(shared_engine, shared_registry, lp_env):
+    d = shared_engine
+    name = f"{shared_registry.host}/team/busybox:v1"
     assert lp(d, lp_env, "tag", "busybox", name).returncode == 0
     res = lp(d, lp_env, "push", name)
     assert res.returncode == 0, cli_errors(res)
     lines = res.stdout.decode().splitlines()
-    assert lines[0] == f"The push refers to repository [{registry.host}/team/busybox]"
+    assert lines[0] == f"The push refers to repository [{shared_registry.host}/team/busybox]"
     assert lines[1].endswith(": Pushed") and lines[2].startswith("v1: digest: sha256:")
     digest = lines[2].split()[2]
     again = lp(d, lp_env, "push", name).stdout.decode().splitlines()
@@ -147,18 +173,18 @@ def test_push_then_pull_on_a_second_daemon_runs_the_image(runc_daemon, registry,
         res = lp(other, lp_env, "run", "--rm", name, "echo", "pulled and running")
         assert (res.returncode, res.stdout) == (0, b"pulled and running\n"), cli_errors(res)
         digests = other.inspect(name, "{{json .RepoDigests}}")
-        assert json.loads(digests) == [f"{registry.host}/team/busybox@{digest}"]
+        assert json.loads(digests) == [f"{shared_registry.host}/team/busybox@{digest}"]
         table = lp(other, lp_env, "images", "--digests").stdout.decode()
         assert digest in table and "DIGEST" in table.splitlines()[0]
         up = lp(other, lp_env, "pull", name).stdout.decode().splitlines()
         assert up[1:] == [f"Digest: {digest}", f"Status: Image is up to date for {name}", name]
 
 
-def test_pull_progress_messages_are_dockers(api, registry):
+def test_pull_progress_messages_are_dockers(shared_api, shared_registry):
     layer = layer_of({"hello.txt": b"hello\n" * 50000})
-    digest, image_id = push_image(registry.host, "lib/app", "1.0",
+    digest, image_id = push_image(shared_registry.host, "lib/app", "1.0",
                                   [(layer, gz(layer), GZIP_LAYER)])
-    msgs = pull_messages(api, f"{registry.host}/lib/app", "1.0")
+    msgs = pull_messages(shared_api, f"{shared_registry.host}/lib/app", "1.0")
     short = hashlib.sha256(gz(layer)).hexdigest()[:12]
     statuses = [(m.get("status"), m.get("id")) for m in msgs]
     assert statuses[0] == ("Pulling from lib/app", "1.0")
@@ -166,101 +192,100 @@ def test_pull_progress_messages_are_dockers(api, registry):
     assert statuses.index(("Verifying Checksum", short)) < statuses.index(
         ("Download complete", short)) < statuses.index(("Pull complete", short))
     assert statuses[-2:] == [(f"Digest: {digest}", None),
-                             (f"Status: Downloaded newer image for {registry.host}/lib/app:1.0",
+                             (f"Status: Downloaded newer image for {shared_registry.host}/lib/app:1.0",
                               None)]
-    image = api.json("GET", f"/images/{registry.host}/lib/app:1.0/json")
+    image = shared_api.json("GET", f"/images/{shared_registry.host}/lib/app:1.0/json")
     assert image["Id"] == image_id
-    assert image["RepoDigests"] == [f"{registry.host}/lib/app@{digest}"]
+    assert image["RepoDigests"] == [f"{shared_registry.host}/lib/app@{digest}"]
     assert image["Config"]["Labels"] == {"built": "by-test"}
 
 
-def test_unknown_manifest_and_bad_references_are_dockers_errors(api, registry, daemon, lp_env):
+def test_unknown_manifest_and_bad_references_are_dockers_errors(shared_api, shared_registry, shared_daemon, lp_env):
     with pytest.raises(APIError) as err:
-        api.request("POST", "/images/create", {"fromImage": f"{registry.host}/nope",
+        shared_api.request("POST", "/images/create", {"fromImage": f"{shared_registry.host}/nope",
                                                "tag": "x"})
     assert (err.value.status, str(err.value)) == (
-        404, f"manifest for {registry.host}/nope:x not found: manifest unknown: manifest unknown")
+        404, f"manifest for {shared_registry.host}/nope:x not found: manifest unknown: manifest unknown")
     for bad in ("Busybox", "a b", "busybox:", "x@sha256:12"):
         with pytest.raises(APIError) as err:
-            api.request("POST", "/images/create", {"fromImage": bad})
+            shared_api.request("POST", "/images/create", {"fromImage": bad})
         assert err.value.status == 400 and str(err.value).startswith("invalid reference format")
-    res = lp(daemon, lp_env, "pull", "UPPER")
+    res = lp(shared_daemon, lp_env, "pull", "UPPER")
     assert (res.returncode, res.stderr) == (
         1, b"invalid reference format: repository name must be lowercase\n")
-    res = lp(daemon, lp_env, "pull", "127.0.0.1:1/nothing-listens")
+    res = lp(shared_daemon, lp_env, "pull", "127.0.0.1:1/nothing-listens")
     assert res.returncode == 1 and b"connection refused" in res.stderr.lower()
 
 
 def test_manifest_list_picks_the_platform_and_oci_zstd_and_plain_layers_work(
-        api, registry, daemon):
+        shared_api, shared_registry, shared_daemon):
     zstandard = pytest.importorskip("zstandard")
     base = layer_of({"etc/os": b"base\n", "shared/big": os.urandom(1 << 16)})
     top = layer_of({"etc/top": b"zstd layer\n"})
     plain = layer_of({"etc/plain": b"uncompressed\n"})
-    amd, amd_id = push_image(registry.host, "multi", "amd", [
+    amd, amd_id = push_image(shared_registry.host, "multi", "amd", [
         (base, gz(base), GZIP_LAYER), (top, zstandard.ZstdCompressor().compress(top), OCI_ZSTD),
         (plain, plain, OCI_TAR)], OCI_MANIFEST)
-    arm, arm_id = push_image(registry.host, "multi", "arm", [(base, gz(base), GZIP_LAYER)],
+    arm, arm_id = push_image(shared_registry.host, "multi", "arm", [(base, gz(base), GZIP_LAYER)],
                              OCI_MANIFEST, arch="arm64")
 
     def entry(digest: str, arch: str) -> dict:
-        size = len(_http("GET", f"http://{registry.host}/v2/multi/manifests/{digest}",
+        size = len(_http("GET", f"http://{shared_registry.host}/v2/multi/manifests/{digest}",
                          headers={"Accept": OCI_MANIFEST})[2])
         return {"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
                 "platform": {"os": "linux", "architecture": arch}}
 
-    index = put_manifest(registry.host, "multi", "latest", {
+    index = put_manifest(shared_registry.host, "multi", "latest", {
         "schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [entry(arm, "arm64"), entry(amd, "amd64")]}, OCI_INDEX)
-    msgs = pull_messages(api, f"{registry.host}/multi", "latest", platform="linux/amd64")
+    msgs = pull_messages(shared_api, f"{shared_registry.host}/multi", "latest", platform="linux/amd64")
     assert msgs[-2]["status"] == f"Digest: {index}"
-    image = api.json("GET", f"/images/{registry.host}/multi:latest/json")
-    assert image["Id"] == amd_id and image["RepoDigests"] == [f"{registry.host}/multi@{index}"]
-    rootfs = os.path.join(daemon.root, "images", amd_id[7:], "rootfs")
+    image = shared_api.json("GET", f"/images/{shared_registry.host}/multi:latest/json")
+    assert image["Id"] == amd_id and image["RepoDigests"] == [f"{shared_registry.host}/multi@{index}"]
+    rootfs = os.path.join(shared_daemon.root, "images", amd_id[7:], "rootfs")
     with open(os.path.join(rootfs, "etc/top"), "rb") as f:
         assert f.read() == b"zstd layer\n"
     with open(os.path.join(rootfs, "etc/plain"), "rb") as f:
         assert f.read() == b"uncompressed\n"
 
     # The arm64 image shares the base layer: it is stored once, and not fetched again.
-    msgs = pull_messages(api, f"{registry.host}/multi", "latest", platform="linux/arm64")
+    msgs = pull_messages(shared_api, f"{shared_registry.host}/multi", "latest", platform="linux/arm64")
     assert ("Already exists", hashlib.sha256(gz(base)).hexdigest()[:12]) in [
         (m.get("status"), m.get("id")) for m in msgs]
-    assert api.json("GET", f"/images/{registry.host}/multi:latest/json")["Id"] == arm_id
-    layers = os.listdir(os.path.join(daemon.root, "images", "layers"))
-    assert sorted(n for n in layers if n.endswith(".tar")) == sorted(
-        f"{diff_id(t)[7:]}.tar" for t in (base, top, plain))
+    assert shared_api.json("GET", f"/images/{shared_registry.host}/multi:latest/json")["Id"] == arm_id
+    layers = os.listdir(os.path.join(shared_daemon.root, "images", "layers"))
+    assert {f"{diff_id(t)[7:]}.tar" for t in (base, top, plain)} <= set(layers)
     with pytest.raises(APIError) as err:
-        api.request("POST", "/images/create", {"fromImage": f"{registry.host}/multi",
+        shared_api.request("POST", "/images/create", {"fromImage": f"{shared_registry.host}/multi",
                                                "platform": "linux/s390x"})
     assert "no matching manifest for linux/s390x" in str(err.value)
 
 
-def test_pull_by_digest_records_the_digest_and_no_tag(api, registry):
+def test_pull_by_digest_records_the_digest_and_no_tag(shared_api, shared_registry):
     layer = layer_of({"a": b"1"})
-    digest, image_id = push_image(registry.host, "bydigest", "t", [(layer, gz(layer),
+    digest, image_id = push_image(shared_registry.host, "bydigest", "t", [(layer, gz(layer),
                                                                      GZIP_LAYER)])
-    msgs = pull_messages(api, f"{registry.host}/bydigest", digest)
+    msgs = pull_messages(shared_api, f"{shared_registry.host}/bydigest", digest)
     assert msgs[0] == {"status": "Pulling from bydigest", "id": digest}
-    image = api.json("GET", f"/images/{registry.host}/bydigest@{digest}/json")
+    image = shared_api.json("GET", f"/images/{shared_registry.host}/bydigest@{digest}/json")
     assert image["Id"] == image_id and image["RepoTags"] == []
 
 
-def test_corrupted_blob_in_the_registry_is_refused_and_nothing_is_stored(api, registry, daemon):
+def test_corrupted_blob_in_the_registry_is_refused_and_nothing_is_stored(shared_api, shared_registry, shared_daemon):
     layer = layer_of({"data": os.urandom(4096)})
     blob = gz(layer)
-    push_image(registry.host, "corrupt", "1", [(layer, blob, GZIP_LAYER)])
-    path = registry.blob_path("sha256:" + hashlib.sha256(blob).hexdigest())
+    push_image(shared_registry.host, "corrupt", "1", [(layer, blob, GZIP_LAYER)])
+    path = shared_registry.blob_path("sha256:" + hashlib.sha256(blob).hexdigest())
     with open(path, "r+b") as f:  # same length, other bytes: only the digest can tell
         f.seek(len(blob) // 2)
         f.write(b"\0" * 16)
-    msgs = pull_messages(api, f"{registry.host}/corrupt", "1")
+    msgs = pull_messages(shared_api, f"{shared_registry.host}/corrupt", "1")
     assert msgs[-1]["error"].startswith("filesystem layer verification failed for digest")
     assert msgs[-1]["errorDetail"] == {"message": msgs[-1]["error"]}
-    images = os.path.join(daemon.root, "images")
-    assert [n for n in os.listdir(os.path.join(images, "layers"))] == []
+    images = os.path.join(shared_daemon.root, "images")
+    assert f"{diff_id(layer)[7:]}.tar" not in os.listdir(os.path.join(images, "layers"))
     assert os.listdir(os.path.join(images, "tmp")) == []
-    assert [im["RepoTags"] for im in api.json("GET", "/images/json")] == [["empty:latest"]]
+    assert "corrupt" not in json.dumps(shared_api.json("GET", "/images/json"))
 
 
 # -- faults mid-pull ---------------------------------------------------------------------------
@@ -331,23 +356,28 @@ def _stream_until_downloading(host: str, image: str) -> Any:
     raise AssertionError("the pull ended before downloading")
 
 
-def _nothing_half_written(root: str, images_before: int = 0) -> None:
+def _nothing_half_written(root: str) -> None:
     images = os.path.join(root, "images")
     assert [n for n in os.listdir(os.path.join(images, "layers"))] == []
-    assert len([n for n in os.listdir(images) if len(n) == 64]) == images_before
+    assert not [n for n in os.listdir(images) if len(n) == 64]
 
 
-def test_registry_killed_mid_pull_then_a_second_pull_works(api, daemon, registry, big_image):
+def test_registry_killed_mid_pull_then_a_second_pull_works(shared_api, shared_daemon, registry,
+                                                           big_image):
     proxy, image = big_image
-    resp = _stream_until_downloading(daemon.host, image)
+    images = os.path.join(shared_daemon.root, "images")
+    before = len([n for n in os.listdir(images) if len(n) == 64])
+    resp = _stream_until_downloading(shared_daemon.host, image)
     registry.kill()
     proxy.close()
     rest = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
-    assert "error" in rest[-1] and "big" not in json.dumps(api.json("GET", "/images/json"))
-    _nothing_half_written(daemon.root, images_before=1)  # empty:latest
-    assert os.listdir(os.path.join(daemon.root, "images", "tmp")) == []
+    assert "error" in rest[-1] and "big" not in json.dumps(shared_api.json("GET", "/images/json"))
+    assert len([n for n in os.listdir(images) if len(n) == 64]) == before
+    assert not [n for n in os.listdir(os.path.join(images, "layers")) if n.endswith(".tar")
+                and os.path.getsize(os.path.join(images, "layers", n)) > 20 << 20]
+    assert os.listdir(os.path.join(images, "tmp")) == []
     registry.start()
-    msgs = pull_messages(api, f"{registry.host}/big", "1")
+    msgs = pull_messages(shared_api, f"{registry.host}/big", "1")
     assert msgs[-1]["status"] == f"Status: Downloaded newer image for {registry.host}/big:1"
 
 
@@ -395,12 +425,12 @@ def test_full_disk_during_pull_is_an_error_and_stores_nothing(registry):
 # -- docker CLI and docker-py ------------------------------------------------------------------
 
 
-def test_docker_cli_pull_push_tag_save_images_digests(engine_daemon, registry, tmp_path):
+def test_docker_cli_pull_push_tag_save_images_digests(shared_engine, shared_registry, tmp_path):
     if shutil.which("docker") is None:
         pytest.skip("needs the docker CLI")
-    d = engine_daemon
+    d = shared_engine
     image = "busybox:latest" if d.runtime == "runc" else "empty:latest"
-    target = f"{registry.host}/cli/img:7"
+    target = f"{shared_registry.host}/cli/img:7"
     assert docker_cli(d, "tag", image, target).returncode == 0
     res = docker_cli(d, "push", target)
     assert res.returncode == 0, res.stderr
@@ -409,9 +439,9 @@ def test_docker_cli_pull_push_tag_save_images_digests(engine_daemon, registry, t
     res = docker_cli(d, "pull", target)
     assert res.returncode == 0, res.stderr
     assert res.stdout.decode().splitlines()[-1] == target
-    res = docker_cli(d, "images", "--digests", f"{registry.host}/cli/img")
+    res = docker_cli(d, "images", "--digests", f"{shared_registry.host}/cli/img")
     assert b"sha256:" in res.stdout, res
-    res = docker_cli(d, "pull", f"{registry.host}/cli/img:nope")
+    res = docker_cli(d, "pull", f"{shared_registry.host}/cli/img:nope")
     assert res.returncode == 1 and b"manifest unknown" in res.stderr
     out = tmp_path / "saved.tar"
     res = docker_cli(d, "save", "-o", str(out), target)
@@ -423,7 +453,7 @@ def test_docker_cli_pull_push_tag_save_images_digests(engine_daemon, registry, t
     assert manifest[0]["RepoTags"] == [target]
     assert all(layer in names for layer in manifest[0]["Layers"])
     assert manifest[0]["Config"] in names
-    assert list(repositories) == [f"{registry.host}/cli/img"]
+    assert list(repositories) == [f"{shared_registry.host}/cli/img"]
     assert all(f"{os.path.dirname(p)}/VERSION" in names for p in manifest[0]["Layers"])
     # and our own load takes it back
     assert docker_cli(d, "rmi", target).returncode == 0
@@ -431,12 +461,12 @@ def test_docker_cli_pull_push_tag_save_images_digests(engine_daemon, registry, t
     assert res.returncode == 0 and res.stdout == f"Loaded image: {target}\n".encode()
 
 
-def test_docker_cli_run_pulls_a_missing_image(engine_daemon, registry):
+def test_docker_cli_run_pulls_a_missing_image(shared_engine, shared_registry):
     if shutil.which("docker") is None:
         pytest.skip("needs the docker CLI")
-    d = engine_daemon
+    d = shared_engine
     image = "busybox:latest" if d.runtime == "runc" else "empty:latest"
-    target = f"{registry.host}/auto:1"
+    target = f"{shared_registry.host}/auto:1"
     d.ok("tag", image, target)
     d.ok("push", target)
     d.ok("rmi", target)
@@ -450,32 +480,32 @@ def test_docker_cli_run_pulls_a_missing_image(engine_daemon, registry):
     err = res.stderr.decode().splitlines()
     assert err[0] == f"Unable to find image '{target}' locally"
     assert err[-1] == target and len(res.stdout.strip()) == 64
-    res = d.lp("create", "--pull", "never", f"{registry.host}/absent:1", "true")
+    res = d.lp("create", "--pull", "never", f"{shared_registry.host}/absent:1", "true")
     assert res.returncode != 0
-    assert b"No such image: " + f"{registry.host}/absent:1".encode() in res.stderr
+    assert b"No such image: " + f"{shared_registry.host}/absent:1".encode() in res.stderr
 
 
-def test_docker_py_pull_push_tag_save(engine_daemon, registry):
+def test_docker_py_pull_push_tag_save(shared_engine, shared_registry):
     docker = pytest.importorskip("docker")
-    d = engine_daemon
+    d = shared_engine
     image = "busybox:latest" if d.runtime == "runc" else "empty:latest"
     client = docker.DockerClient(base_url=d.host)
     try:
         local = client.images.get(image)
-        assert local.tag(f"{registry.host}/py", "1")
-        lines = list(client.images.push(f"{registry.host}/py", tag="1", stream=True,
+        assert local.tag(f"{shared_registry.host}/py", "1")
+        lines = list(client.images.push(f"{shared_registry.host}/py", tag="1", stream=True,
                                         decode=True))
-        assert lines[0] == {"status": f"The push refers to repository [{registry.host}/py]"}
+        assert lines[0] == {"status": f"The push refers to repository [{shared_registry.host}/py]"}
         assert lines[-1]["aux"]["Tag"] == "1"
-        pulled = client.images.pull(f"{registry.host}/py", tag="1")
-        assert f"{registry.host}/py:1" in pulled.tags
-        assert pulled.attrs["RepoDigests"] == [
-            f"{registry.host}/py@{lines[-1]['aux']['Digest']}"]
+        pulled = client.images.pull(f"{shared_registry.host}/py", tag="1")
+        assert f"{shared_registry.host}/py:1" in pulled.tags
+        assert f"{shared_registry.host}/py@{lines[-1]['aux']['Digest']}" in \
+            pulled.attrs["RepoDigests"]
         data = b"".join(pulled.save())
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             assert "manifest.json" in tar.getnames()
         with pytest.raises(docker.errors.NotFound):
-            client.images.pull(f"{registry.host}/py", tag="missing")
+            client.images.pull(f"{shared_registry.host}/py", tag="missing")
     finally:
         client.close()
 
@@ -483,31 +513,31 @@ def test_docker_py_pull_push_tag_save(engine_daemon, registry):
 # -- login ---------------------------------------------------------------------------------------
 
 
-def test_login_logout_and_basic_auth_registry(htpasswd_registry, daemon, lp_env):
+def test_login_logout_and_basic_auth_registry(htpasswd_registry, shared_daemon, lp_env):
     reg = htpasswd_registry
     target = f"{reg.host}/secret:1"
-    assert lp(daemon, lp_env, "tag", "empty:latest", target).returncode == 0
-    res = lp(daemon, lp_env, "push", target)
+    assert lp(shared_daemon, lp_env, "tag", "empty:latest", target).returncode == 0
+    res = lp(shared_daemon, lp_env, "push", target)
     assert res.returncode == 1 and b"unauthorized" in res.stderr.lower(), res
-    res = lp(daemon, lp_env, "login", "-u", "lp", "--password-stdin", reg.host, stdin=b"wrong\n")
+    res = lp(shared_daemon, lp_env, "login", "-u", "lp", "--password-stdin", reg.host, stdin=b"wrong\n")
     assert res.returncode == 1
     assert res.stderr.decode() == (f"Error response from daemon: login attempt to "
                                    f"https://{reg.host}/v2/ failed with status: 401 "
                                    "Unauthorized\n").replace("https", "http")
-    res = lp(daemon, lp_env, "login", "-u", "lp", "-p", "secret", reg.host)
+    res = lp(shared_daemon, lp_env, "login", "-u", "lp", "-p", "secret", reg.host)
     assert res.returncode == 0 and res.stdout == b"Login Succeeded\n", res
     with open(os.path.join(lp_env["DOCKER_CONFIG"], "config.json")) as f:
         auths = json.load(f)["auths"]
     import base64
     assert auths == {reg.host: {"auth": base64.b64encode(b"lp:secret").decode()}}
-    res = lp(daemon, lp_env, "push", target)
+    res = lp(shared_daemon, lp_env, "push", target)
     assert res.returncode == 0, cli_errors(res)
-    assert lp(daemon, lp_env, "rmi", target).returncode == 0
-    res = lp(daemon, lp_env, "pull", target)
+    assert lp(shared_daemon, lp_env, "rmi", target).returncode == 0
+    res = lp(shared_daemon, lp_env, "pull", target)
     assert res.returncode == 0, cli_errors(res)
-    res = lp(daemon, lp_env, "logout", reg.host)
+    res = lp(shared_daemon, lp_env, "logout", reg.host)
     assert res.stdout == f"Removing login credentials for {reg.host}\n".encode()
-    res = lp(daemon, lp_env, "pull", target)
+    res = lp(shared_daemon, lp_env, "pull", target)
     assert res.returncode == 1
     assert res.stderr.decode() == (
         f"Error response from daemon: pull access denied for {reg.host}/secret, repository "
@@ -546,10 +576,10 @@ def test_tag_filters_and_prune(api, daemon, lp_env):
     assert api.json("GET", "/images/json") == []
 
 
-def test_save_of_several_names_is_one_archive_our_load_reads(api, daemon, lp_env, tmp_path):
-    lp(daemon, lp_env, "tag", "empty:latest", "second:1")
+def test_save_of_several_names_is_one_archive_our_load_reads(shared_api, shared_daemon, lp_env, tmp_path):
+    lp(shared_daemon, lp_env, "tag", "empty:latest", "second:1")
     out = tmp_path / "both.tar"
-    res = lp(daemon, lp_env, "save", "-o", str(out), "empty:latest", "second:1")
+    res = lp(shared_daemon, lp_env, "save", "-o", str(out), "empty:latest", "second:1")
     assert res.returncode == 0, cli_errors(res)
     with tarfile.open(out) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))
@@ -557,8 +587,8 @@ def test_save_of_several_names_is_one_archive_our_load_reads(api, daemon, lp_env
     assert len(manifest) == 1 and manifest[0]["RepoTags"] == ["empty:latest", "second:1"]
     assert len(config["rootfs"]["diff_ids"]) == len(manifest[0]["Layers"]) == 1
     for t in ("empty:latest", "second:1"):
-        lp(daemon, lp_env, "rmi", t)
-    res = lp(daemon, lp_env, "load", "-i", str(out))
+        lp(shared_daemon, lp_env, "rmi", t)
+    res = lp(shared_daemon, lp_env, "load", "-i", str(out))
     assert res.stdout == b"Loaded image: empty:latest\nLoaded image: second:1\n", res
-    res = lp(daemon, lp_env, "save", "empty:latest")
+    res = lp(shared_daemon, lp_env, "save", "empty:latest")
     assert res.returncode == 0 and res.stdout[257:262] == b"ustar"  # a tar on stdout
