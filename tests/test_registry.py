@@ -18,13 +18,15 @@ import subprocess
 import tarfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from typing import Any, Iterator
 
 import pytest
 
 from conftest import (RUNC, RestartableDaemon, add, api_daemon, cli_errors, diff_id, docker_cli,
-                      logpipe, running_daemon, running_registry, stop_daemon, tar_bytes, tmpfs)
+                      logpipe, running_daemon, running_registry, stop_daemon, tar_bytes, tmpfs,
+                      wait_until)
 from runtime.cli.client import APIError, Client
 
 pytestmark = pytest.mark.e2e
@@ -381,6 +383,29 @@ def test_registry_killed_mid_pull_then_a_second_pull_works(shared_api, shared_da
     assert msgs[-1]["status"] == f"Status: Downloaded newer image for {registry.host}/big:1"
 
 
+def test_client_that_hangs_up_mid_pull_leaves_nothing_half_written(shared_api, shared_daemon,
+                                                                    registry, big_image):
+    proxy, image = big_image
+    images = os.path.join(shared_daemon.root, "images")
+    before = sorted(os.listdir(images))
+    conn = socket.socket(socket.AF_UNIX)
+    conn.connect(shared_daemon.host.removeprefix("unix://"))
+    conn.sendall(f"POST /v1.41/images/create?fromImage={image}&tag=1 HTTP/1.1\r\n"
+                 "Host: localhost\r\nContent-Length: 0\r\n\r\n".encode())
+    received = b""
+    while b"Downloading" not in received:
+        data = conn.recv(65536)
+        assert data, received
+        received += data
+    conn.close()
+
+    def abandoned() -> bool:
+        return os.listdir(os.path.join(images, "tmp")) == [] and \
+            sorted(os.listdir(images)) == before
+    wait_until(abandoned, timeout=30, what="the abandoned pull to clean up")
+    assert "big" not in json.dumps(shared_api.json("GET", "/images/json"))
+
+
 def test_daemon_killed_mid_pull_leaves_nothing_and_the_pull_works_after_restart(
         registry, big_image, lp_env):
     proxy, image = big_image
@@ -592,3 +617,36 @@ def test_save_of_several_names_is_one_archive_our_load_reads(shared_api, shared_
     assert res.stdout == b"Loaded image: empty:latest\nLoaded image: second:1\n", res
     res = lp(shared_daemon, lp_env, "save", "empty:latest")
     assert res.returncode == 0 and res.stdout[257:262] == b"ustar"  # a tar on stdout
+
+
+def test_token_auth_registry_pull_push_and_login(token_registry, shared_daemon, lp_env):
+    reg, tokens = token_registry
+    target = f"{reg.host}/private/app:1"
+    assert lp(shared_daemon, lp_env, "tag", "empty:latest", target).returncode == 0
+    res = lp(shared_daemon, lp_env, "push", target)  # anonymous: a token granting nothing
+    assert res.returncode == 1 and b"unauthorized" in res.stderr.lower(), res
+    res = lp(shared_daemon, lp_env, "login", "-u", "lp", "-p", "bad", reg.host)
+    assert res.returncode == 1 and b"unauthorized" in res.stderr.lower(), res
+    res = lp(shared_daemon, lp_env, "login", "-u", "lp", "--password-stdin", reg.host,
+             stdin=b"secret\n")
+    assert res.stdout == b"Login Succeeded\n", res
+    res = lp(shared_daemon, lp_env, "push", target)
+    assert res.returncode == 0, cli_errors(res)
+    assert any("scope=repository:private/app:pull,push" in urllib.parse.unquote(r)
+               for r in tokens.requests)
+    assert lp(shared_daemon, lp_env, "rmi", target).returncode == 0
+    res = lp(shared_daemon, lp_env, "pull", target)
+    assert res.returncode == 0, cli_errors(res)
+    # The docker CLI's login goes through our POST /auth, and its pull sends X-Registry-Auth
+    docker = shutil.which("docker")
+    if docker is None:
+        return
+    env = dict(lp_env, DOCKER_CONFIG=os.path.join(lp_env["DOCKER_CONFIG"], "docker"))
+    res = subprocess.run([docker, "-H", shared_daemon.host, "login", "-u", "lp",
+                          "--password-stdin", reg.host], input=b"secret\n", env=env,
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0 and b"Login Succeeded" in res.stdout, res
+    assert lp(shared_daemon, lp_env, "rmi", target).returncode == 0
+    res = subprocess.run([docker, "-H", shared_daemon.host, "pull", target], env=env,
+                         capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr

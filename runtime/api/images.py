@@ -24,7 +24,7 @@ from ..views import filter_images, image_inspect, image_summary
 from .common import IMAGES_KEY, qbool, store_of
 
 
-def image_event(request: web.Request, action: str, image_id: str, name: str = "") -> None:
+def image_event(request: web.Request, action: str, image: str, name: str = "") -> None:
     """An image changed (``pull``, ``push``, ``tag``, ``untag``, ``delete``, ``load``,
     ``import``): Docker's ``type=image`` events. Nothing listens yet."""
 
@@ -91,10 +91,15 @@ async def remove_image(request: web.Request) -> web.Response:
     store = store_of(request)
     result = await asyncio.to_thread(request.app[IMAGES_KEY].remove, request.match_info["name"],
                                      store.image_user, qbool(request, "force"))
-    for item in result:
-        for key, value in item.items():
-            image_event(request, key.lower(), value)
+    _removal_events(request, result)
     return web.json_response(result)
+
+
+def _removal_events(request: web.Request, items: list[dict[str, str]]) -> None:
+    """``[{"Untagged": ref}, {"Deleted": id}]`` as Docker's ``untag`` and ``delete`` events."""
+    for item in items:
+        for key, value in item.items():
+            image_event(request, "untag" if key == "Untagged" else "delete", value)
 
 
 # -- registries -------------------------------------------------------------------------
@@ -120,6 +125,8 @@ class _Progress:
 
         try:
             await work(self.emit)
+        except ConnectionError:
+            raise  # the client went away: nothing to tell it (the pull's files are gone)
         except OSError as err:  # a full disk: the store's files, not the request
             if self.resp is None:
                 raise PullError(f"failed to register layer: {err.strerror or err}".lower()) \
@@ -246,9 +253,7 @@ async def prune_images(request: web.Request) -> web.Response:
     images = request.app[IMAGES_KEY]
     keep = prune_filter(request.query.get("filters", ""))
     deleted, space = await asyncio.to_thread(images.prune, keep, store_of(request).image_user)
-    for item in deleted:
-        for key, value in item.items():
-            image_event(request, key.lower(), value)
+    _removal_events(request, deleted)
     return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": space})
 
 

@@ -221,6 +221,13 @@ def _ref_errors(func):
 @_ref_errors
 @daemon_command()
 def cmd_pull(args: argparse.Namespace) -> int:
+    if args.quiet:  # docker pull -q: only the reference, at the end
+        import io
+
+        buf = io.StringIO()
+        pull(client_of(args), args.name, args.platform, out=buf)
+        print(buf.getvalue().splitlines()[-1])
+        return 0
     pull(client_of(args), args.name, args.platform)
     return 0
 
