@@ -675,8 +675,10 @@ class ImageStore:
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                   "history": [{"created": image.created, "created_by": "logpipe import"}]}
         data = json.dumps(config, separators=(",", ":")).encode()
-        with open(os.path.join(os.path.dirname(image.rootfs), "config.json"), "wb") as f:
+        path = os.path.join(os.path.dirname(image.rootfs), "config.json")
+        with open(f"{path}.tmp{os.getpid()}", "wb") as f:
             f.write(data)
+        os.replace(f"{path}.tmp{os.getpid()}", path)  # a push and a save at once agree
         return data, [diff_id]
 
     def install_layers(self, config_data: bytes, tags: list[str]) -> Image:

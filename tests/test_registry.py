@@ -650,3 +650,17 @@ def test_token_auth_registry_pull_push_and_login(token_registry, shared_daemon, 
     res = subprocess.run([docker, "-H", shared_daemon.host, "pull", target], env=env,
                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stderr
+
+
+def test_docker_hub_names_are_pulled_from_the_registry_mirror(shared_registry):
+    layer = layer_of({"m": b"from the mirror\n"})
+    digest, image_id = push_image(shared_registry.host, "library/mirrored", "1",
+                                  [(layer, gz(layer), GZIP_LAYER)])
+    with api_daemon({"default-runtime": "process",
+                     "registry-mirrors": [f"http://{shared_registry.host}"]}) as d:
+        api = Client(d.host, autostart=False)
+        msgs = pull_messages(api, "mirrored", "1")
+        assert msgs[0] == {"status": "Pulling from library/mirrored", "id": "1"}
+        image = api.json("GET", "/images/mirrored:1/json")
+        assert image["Id"] == image_id and image["RepoDigests"] == [f"mirrored@{digest}"]
+        assert api.json("GET", "/images/docker.io/library/mirrored:1/json")["Id"] == image_id

@@ -78,6 +78,8 @@ class LayerSink:
             data = self.inflate.flush()
             self.tar.update(data)
             self.out.write(data)
+        if self.kind in ("gzip", "zstd") and not self.inflate.eof:
+            self.damage = "damaged compressed layer: unexpected EOF"
 
     def check(self) -> None:
         """After the digest matched: a blob that is what the registry promised but does not
