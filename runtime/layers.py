@@ -20,7 +20,7 @@ import json
 import os
 import tarfile
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .spec import write_json_atomic
 
@@ -32,6 +32,23 @@ class LayerStore:
         self.dir = os.path.join(images_dir, "layers")
         self.tmp = os.path.join(images_dir, "tmp")
         os.makedirs(self.dir, exist_ok=True)
+        #: Layers of pulls under way (no image lists them yet): ``remove_unused`` spares them.
+        self.pinned: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def pin(self, diff_ids: Iterable[str]) -> Iterator[None]:
+        """Keep ``diff_ids`` while a pull downloads and installs them (the daemon is the one
+        process that pulls, so a count in memory is enough)."""
+        ids = list(diff_ids)
+        for d in ids:
+            self.pinned[d] = self.pinned.get(d, 0) + 1
+        try:
+            yield
+        finally:
+            for d in ids:
+                self.pinned[d] -= 1
+                if not self.pinned[d]:
+                    del self.pinned[d]
 
     def path(self, diff_id: str) -> str:
         return os.path.join(self.dir, diff_id.split(":", 1)[-1] + ".tar")
@@ -74,7 +91,7 @@ class LayerStore:
 
     def remove_unused(self, used: Iterable[str]) -> int:
         """Delete the layers no image lists (after ``rmi``/``prune``); how many went."""
-        keep = {d.split(":", 1)[-1] for d in used}
+        keep = {d.split(":", 1)[-1] for d in [*used, *list(self.pinned)]}
         removed = 0
         for name in os.listdir(self.dir):
             hex_id = name.split(".", 1)[0]

@@ -48,7 +48,7 @@ def _image_filters(args: argparse.Namespace) -> dict[str, Any] | None:
     for f in getattr(args, "filter", None) or []:
         key, eq, value = f.partition("=")
         if not eq:
-            raise CommandError(f"bad format of filter (expected name=value)")
+            raise CommandError("bad format of filter (expected name=value)")
         filters.setdefault(key, {})[value] = True
     if getattr(args, "reference", None):
         filters.setdefault("reference", {})[args.reference] = True

@@ -80,10 +80,13 @@ async def resolve(client: RegistryClient, ref: Reference, platform: str
     except (RegistryNotFound, RegistryUnauthorized) as err:
         raise _not_found(ref, err) from None
     digest = ref.digest or "sha256:" + hashlib.sha256(body).hexdigest()
-    if media_type in manifests.LISTS:
-        entry = manifests.pick_platform(body, platform)
-        body, media_type = await _get_manifest(client, ref, entry.digest)
-    return digest, manifests.parse_manifest(body, media_type)
+    try:
+        if media_type in manifests.LISTS:
+            entry = manifests.pick_platform(body, platform)
+            body, media_type = await _get_manifest(client, ref, entry.digest)
+        return digest, manifests.parse_manifest(body, media_type)
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise RegistryError(f"invalid manifest for {ref.familiar}: {err!r}") from None
 
 
 async def _fetch_config(client: RegistryClient, ref: Reference,
@@ -153,35 +156,47 @@ async def pull(images: ImageStore, ref: Reference, creds: Credentials, emit: Emi
             await emit(status(f"Digest: {digest}"))
             await emit(status(f"Status: Image is up to date for {ref.familiar}"))
             return images.resolve(image_id)
-        diff_ids = (json.loads(config_data).get("rootfs") or {}).get("diff_ids") or []
+        try:
+            diff_ids = list((json.loads(config_data).get("rootfs") or {}).get("diff_ids") or [])
+        except (ValueError, AttributeError, TypeError):
+            raise PullError(f"invalid image config {manifest.config.digest}") from None
         if len(diff_ids) != len(manifest.layers):
             raise PullError(f"invalid manifest, layers length mismatch: expected "
                             f"{len(diff_ids)}, got {len(manifest.layers)}")
-        todo = []
-        for desc, diff_id in zip(manifest.layers, diff_ids):
-            if images.layers.has(diff_id):
-                await emit(status("Already exists", short(desc.digest)))
-            else:
-                await emit(status("Pulling fs layer", short(desc.digest)))
-                todo.append((desc, diff_id))
-        gate = asyncio.Semaphore(CONCURRENT_DOWNLOADS)
+        with images.layers.pin(diff_ids):  # a concurrent rmi must not take them meanwhile
+            return await _fetch_and_install(client, ref, manifest, config_data, diff_ids,
+                                            digest, images, emit)
 
-        async def one(desc: manifests.Descriptor, diff_id: str) -> None:
-            async with gate:
-                await _download(client, ref, desc, diff_id, images, emit)
 
-        await _gather([one(d, i) for d, i in todo])
-        for desc, _ in todo:
-            await emit(progress("Extracting", short(desc.digest), desc.size, desc.size))
-        tags = [ref.familiar] if ref.tag else []
-        image = await asyncio.to_thread(images.install_layers, config_data, tags)
-        for desc, _ in todo:
-            await emit(status("Pull complete", short(desc.digest)))
-        await asyncio.to_thread(images.add_repo_digest, image_id,
-                                f"{ref.familiar_name}@{digest}")
-        await emit(status(f"Digest: {digest}"))
-        await emit(status(f"Status: Downloaded newer image for {ref.familiar}"))
-        return image
+async def _fetch_and_install(client: RegistryClient, ref: Reference,
+                             manifest: manifests.Manifest, config_data: bytes,
+                             diff_ids: list[str], digest: str, images: ImageStore,
+                             emit: Emit) -> Image:
+    """The layers not stored yet (three at a time), then the image from all of them."""
+    todo = []
+    for desc, diff_id in zip(manifest.layers, diff_ids):
+        if images.layers.has(diff_id):
+            await emit(status("Already exists", short(desc.digest)))
+        else:
+            await emit(status("Pulling fs layer", short(desc.digest)))
+            todo.append((desc, diff_id))
+    gate = asyncio.Semaphore(CONCURRENT_DOWNLOADS)
+
+    async def one(desc: manifests.Descriptor, diff_id: str) -> None:
+        async with gate:
+            await _download(client, ref, desc, diff_id, images, emit)
+
+    await _gather([one(d, i) for d, i in todo])
+    for desc, _ in todo:
+        await emit(progress("Extracting", short(desc.digest), desc.size, desc.size))
+    tags = [ref.familiar] if ref.tag else []
+    image = await asyncio.to_thread(images.install_layers, config_data, tags)
+    for desc, _ in todo:
+        await emit(status("Pull complete", short(desc.digest)))
+    await asyncio.to_thread(images.add_repo_digest, image.id, f"{ref.familiar_name}@{digest}")
+    await emit(status(f"Digest: {digest}"))
+    await emit(status(f"Status: Downloaded newer image for {ref.familiar}"))
+    return image
 
 
 async def _gather(tasks: list) -> None:
