@@ -101,7 +101,7 @@ def push_image(host: str, repo: str, tag: str, layers: list[tuple[bytes, bytes, 
 
 
 def gz(data: bytes) -> bytes:
-    return gzip.compress(data, mtime=0)
+    return gzip.compress(data, compresslevel=1, mtime=0)
 
 
 def pull_messages(api: Client, image: str, tag: str = "", **query: str) -> list[dict]:
@@ -346,10 +346,10 @@ class ThrottledProxy:
 
 @pytest.fixture
 def big_image(registry) -> Iterator[tuple[ThrottledProxy, str]]:
-    """A 24 MB image (incompressible) behind a 4 MB/s relay: ~6 s of download."""
-    layer = layer_of({"big": os.urandom(24 << 20)})
+    """A 12 MB image (incompressible) behind a 2 MB/s relay: ~6 s of download."""
+    layer = layer_of({"big": os.urandom(12 << 20)})
     push_image(registry.host, "big", "1", [(layer, gz(layer), GZIP_LAYER)])
-    proxy = ThrottledProxy(registry.port)
+    proxy = ThrottledProxy(registry.port, rate=2 << 20)
     try:
         yield proxy, f"{proxy.host}/big"
     finally:
@@ -384,7 +384,7 @@ def test_registry_killed_mid_pull_then_a_second_pull_works(shared_api, shared_da
     assert f"{image}:1" not in json.dumps(shared_api.json("GET", "/images/json"))
     assert len([n for n in os.listdir(images) if len(n) == 64]) == before
     assert not [n for n in os.listdir(os.path.join(images, "layers")) if n.endswith(".tar")
-                and os.path.getsize(os.path.join(images, "layers", n)) > 20 << 20]
+                and os.path.getsize(os.path.join(images, "layers", n)) > 10 << 20]
     assert os.listdir(os.path.join(images, "tmp")) == []
     registry.start()
     msgs = pull_messages(shared_api, f"{registry.host}/big", "1")

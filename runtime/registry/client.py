@@ -211,6 +211,9 @@ class RegistryClient:
 def _reason(err: BaseException | None) -> str:
     if isinstance(err, aiohttp.ClientConnectorError):
         errno_ = err.os_error.errno
+        if isinstance(errno_, int) and errno_ < 0:  # getaddrinfo's: the name did not resolve
+            why = (getattr(err.os_error, "strerror", "") or str(err.os_error)).lower()
+            return f"dial tcp: lookup {err.host}: {why}"
         why = os.strerror(errno_).lower() if errno_ else str(err.os_error)
         return f"dial tcp {err.host}:{err.port}: connect: {why}"
     return str(err) or type(err).__name__
