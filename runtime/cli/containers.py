@@ -128,7 +128,7 @@ def _create(client: Client, args: argparse.Namespace) -> str:
 def _create_pulling(client: Client, args: argparse.Namespace, create: Callable[[], Any]) -> Any:
     """``--pull missing`` (the default) pulls after create's 404 and tries again, as the
     docker CLI does; ``always`` pulls first, ``never`` never. Pull output goes to stderr."""
-    from .images import pull
+    from .images import RefError, pull
 
     policy = getattr(args, "pull", "missing") or "missing"
     if policy not in ("always", "missing", "never"):
@@ -141,10 +141,17 @@ def _create_pulling(client: Client, args: argparse.Namespace, create: Callable[[
     except APIError as err:
         if err.status != 404 or policy != "missing" or "No such image" not in str(err):
             raise
-    from runtime.registry.reference import parse
+    from runtime.registry.reference import InvalidReference, parse
 
-    sys.stderr.write(f"Unable to find image '{parse(args.image).familiar}' locally\n")
-    pull(client, args.image, out=sys.stderr)
+    try:
+        familiar = parse(args.image).familiar
+    except InvalidReference as ref_err:
+        raise CommandError(str(ref_err)) from None
+    sys.stderr.write(f"Unable to find image '{familiar}' locally\n")
+    try:
+        pull(client, args.image, out=sys.stderr)
+    except RefError as ref_err:
+        raise CommandError(str(ref_err)) from None
     return create()
 
 
