@@ -630,6 +630,8 @@ def test_save_of_several_names_is_one_archive_our_load_reads(shared_api, shared_
 
 
 def test_token_auth_registry_pull_push_and_login(token_registry, shared_daemon, lp_env):
+    """Bearer tokens: the registry is real; its token server is ``FakeTokenServer`` because
+    no real one (Docker Hub's, docker_auth, Harbor) installs from Debian or PyPI here."""
     reg, tokens = token_registry
     target = f"{reg.host}/private/app:1"
     assert lp(shared_daemon, lp_env, "tag", "empty:latest", target).returncode == 0
@@ -674,3 +676,30 @@ def test_docker_hub_names_are_pulled_from_the_registry_mirror(shared_registry):
         image = api.json("GET", "/images/mirrored:1/json")
         assert image["Id"] == image_id and image["RepoDigests"] == [f"mirrored@{digest}"]
         assert api.json("GET", "/images/docker.io/library/mirrored:1/json")["Id"] == image_id
+
+
+@pytest.mark.parametrize("method, path, query, body, status, message", [
+    ("POST", "/auth", None, b"{not json", 400, None),
+    ("POST", "/auth", None, b'{"username": 5}', 400, None),
+    ("POST", "/images/nothere:1/push", None, None, 404,
+     "An image does not exist locally with the tag: nothere"),
+    ("POST", "/images/empty:latest/tag", {"tag": "x"}, None, 400, None),
+    ("POST", "/images/empty:latest/tag", {"repo": "ok", "tag": "bad tag"}, None, 400,
+     "invalid reference format"),
+    ("GET", "/images/nothere/get", None, None, 404, "No such image: nothere:latest"),
+    ("GET", "/images/get", None, None, 400, "no images specified"),
+    ("POST", "/images/prune", {"filters": '{"until":["yesterday"]}'}, None, 400, None),
+    ("POST", "/images/prune", {"filters": '{"bogus":["1"]}'}, None, 400,
+     "invalid filter 'bogus'"),
+    ("GET", "/images/json", {"filters": "{"}, None, 400, None),
+    ("POST", "/images/create", {"fromImage": "x", "platform": "linux/amd64", "tag": "a b"},
+     None, 400, "invalid reference format"),
+])
+def test_bad_requests_to_the_registry_routes_are_dockers_4xx(shared_api, method, path, query,
+                                                             body, status, message):
+    with pytest.raises(APIError) as err:
+        shared_api.request(method, path, query, body=body,
+                           headers={"Content-Type": "application/json"} if body else None)
+    assert err.value.status == status
+    if message:
+        assert str(err.value) == message
