@@ -548,6 +548,7 @@ class ImageStore:
                             "Volumes": c.get("Volumes") or None}  # VOLUME: anonymous ones
 
                 self._install(hex_id, build)
+                self._keep_layers(hex_id, config_bytes, image_config, layers, read_member)
                 tags = [normalize_ref(t) for t in entry.get("RepoTags") or []]
                 self._tag(f"sha256:{hex_id}", tags)
                 loaded.extend(tags or [f"sha256:{hex_id}"])
@@ -680,6 +681,38 @@ class ImageStore:
             f.write(data)
         os.replace(f"{path}.tmp{os.getpid()}", path)  # a push and a save at once agree
         return data, [diff_id]
+
+    def _keep_layers(self, hex_id: str, config_data: bytes, image_config: dict[str, Any],
+                     layers: list[str], read_member: Callable[[str], IO[bytes]]) -> None:
+        """A loaded image keeps its config and layers (verified already), so that a push or
+        a save sends what was loaded: same config, same image id as in Docker."""
+        import zlib
+
+        config_path = os.path.join(self.dir, hex_id, "config.json")
+        if os.path.exists(config_path):
+            return
+        diff_ids = (image_config.get("rootfs") or {}).get("diff_ids") or []
+        for name, diff_id in zip(layers, diff_ids):
+            if self.layers.has(diff_id):
+                continue
+            fd, tmp = self.layers.temp_file()
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    src, inflate = read_member(name), None
+                    while block := src.read(1 << 20):
+                        if inflate is None:
+                            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) \
+                                if block[:2] == b"\x1f\x8b" else False
+                        out.write(inflate.decompress(block) if inflate else block)
+                    if inflate:
+                        out.write(inflate.flush())
+                self.layers.put(tmp, diff_id)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        with open(f"{config_path}.tmp", "wb") as f:
+            f.write(config_data)
+        os.replace(f"{config_path}.tmp", config_path)
 
     def install_layers(self, config_data: bytes, tags: list[str]) -> Image:
         """A pulled image: its layers (all in the layer store, verified) applied in order to

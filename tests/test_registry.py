@@ -627,6 +627,10 @@ def test_save_of_several_names_is_one_archive_our_load_reads(shared_api, shared_
     assert res.stdout == b"Loaded image: empty:latest\nLoaded image: second:1\n", res
     res = lp(shared_daemon, lp_env, "save", "empty:latest")
     assert res.returncode == 0 and res.stdout[257:262] == b"ustar"  # a tar on stdout
+    with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:  # what was loaded, kept as is
+        assert json.load(tar.extractfile("manifest.json"))[0]["Config"] == manifest[0]["Config"]
+    image_id = shared_api.json("GET", "/images/empty:latest/json")["Id"]
+    assert f"{image_id[7:]}.json" == manifest[0]["Config"]
 
 
 def test_token_auth_registry_pull_push_and_login(token_registry, shared_daemon, lp_env):
