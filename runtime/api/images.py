@@ -21,7 +21,7 @@ from aiohttp import web
 from logpipe.errors import InvalidParameter, LogpipeError
 
 from ..views import filter_images, image_inspect, image_summary
-from .common import IMAGES_KEY, qbool, store_of
+from .common import IMAGES_KEY, log, qbool, store_of
 
 
 def image_event(request: web.Request, action: str, image: str, name: str = "") -> None:
@@ -136,6 +136,11 @@ class _Progress:
             if self.resp is None:
                 raise
             await self.emit(error(str(err)))
+        except Exception as err:  # a bug or an unforeseen failure: said, and logged once
+            if self.resp is None:
+                raise
+            log.exception("image transfer failed")
+            await self.emit(error(f"{type(err).__name__}: {err}"))
         assert self.resp is not None
         await self.resp.write_eof()
         return self.resp

@@ -192,7 +192,10 @@ class RegistryClient:
 
     async def check(self, resp: aiohttp.ClientResponse, ok: tuple[int, ...]) -> bytes:
         """The body of an expected answer; the registry's error otherwise."""
-        body = await resp.read()
+        try:
+            body = await resp.read()
+        except aiohttp.ClientError as err:  # the registry went away mid-answer
+            raise RegistryError(f"{resp.method} {resp.url}: {_reason(err)}") from None
         if resp.status in ok:
             return body
         code, message = error_text(resp.status, body)
