@@ -1,7 +1,7 @@
 """The one small error hierarchy of logpipe.
 
 Every error a user can cause is a ``LogpipeError``. Its HTTP status comes from its category,
-set here and nowhere else (moby's ``errdefs``): ``InvalidParameter`` 400, ``NotFound`` 404,
+set here and nowhere else (moby's ``errdefs``): ``InvalidParameter`` 400, ``Unauthorized`` 401, ``NotFound`` 404,
 ``Conflict`` 409, ``NotModified`` 304, ``ReadNotSupported`` 501, anything else 500. Errors
 defined elsewhere (``runtime/errors.py``, ``runtime/images.py``) subclass a category and set
 no status; the API's error middleware is the one place that turns an error into a response.
@@ -19,6 +19,12 @@ class InvalidParameter(LogpipeError):
     """Something the user typed is malformed (HTTP 400)."""
 
     status = 400
+
+
+class Unauthorized(LogpipeError):
+    """Credentials were refused, e.g. by a registry at ``docker login`` (HTTP 401)."""
+
+    status = 401
 
 
 class NotFound(LogpipeError):

@@ -133,6 +133,7 @@ def new_image(images: ImageStore, parent: Image | None, changes: str | None, chi
             copy_rootfs(parent.rootfs if parent else None, rootfs)
             if not empty:
                 apply_layer(rootfs, layer.path)
+                images.layers.put(layer.path, layer.diff_id)  # what push and save send
             keep_document(os.path.dirname(rootfs), blob, sizes)
             return {**child.config, "_created": json.loads(blob)["created"]}
 

@@ -1,7 +1,9 @@
 """The daemon's configuration: ``daemon.json``, defaults per user, and Docker's log-config merge.
 
 Keys (Docker's names): ``log-driver``, ``log-opts`` (an object of **string** values, as in
-Docker: ``"max-file": "3"``), ``data-root``, ``default-runtime``, ``hosts``. Command-line
+Docker: ``"max-file": "3"``), ``data-root``, ``default-runtime``, ``hosts``, and for the
+registries ``insecure-registries`` (hosts or CIDRs spoken to over plain HTTP, or HTTPS
+without certificate checks) and ``registry-mirrors`` (URLs tried before Docker Hub). Command-line
 flags win over the file. The default log options are key-validated when the daemon starts
 (Docker: ``failed to set log opts: <err>``); per-container options are merged with them at
 create time by ``merge_log_config`` and the result is persisted with the container, so
@@ -23,7 +25,8 @@ from .hosts import default_host, socket_path
 
 SYSTEM_CONFIG = "/etc/logpipe/daemon.json"
 DEFAULT_LOG_DRIVER = "json-file"
-KNOWN_KEYS = ("log-driver", "log-opts", "data-root", "default-runtime", "hosts", "bip")
+KNOWN_KEYS = ("log-driver", "log-opts", "data-root", "default-runtime", "hosts", "bip",
+              "insecure-registries", "registry-mirrors")
 
 #: Options the pipeline (not the driver) interprets; ``cache-*`` are merged into every
 #: container's config whatever its driver (moby dl/loggerutils/cache/validate.go).
@@ -53,6 +56,8 @@ class DaemonConfig:
     default_runtime: str = ""  # "" → runtime.executors.default_runtime()
     config_file: str = ""
     bip: str = ""  # the default bridge network's gateway/prefix ("172.26.0.1/16")
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
 
     @property
     def socket(self) -> str:
@@ -99,9 +104,25 @@ def load_config(config_file: str = "", data_root: str = "", host: str = "",
         log_driver=log_driver or data.get("log-driver") or DEFAULT_LOG_DRIVER,
         log_opts=dict(log_opts if log_opts else data.get("log-opts") or {}),
         default_runtime=default_runtime or data.get("default-runtime") or "",
-        config_file=path if data else "", bip=data.get("bip") or "")
+        config_file=path if data else "", bip=data.get("bip") or "",
+        **registry_settings(data))
     validate_defaults(cfg)
     return cfg
+
+
+def registry_settings(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """``insecure-registries`` and ``registry-mirrors``: lists of strings, mirrors URLs."""
+    out = {}
+    for key in ("insecure-registries", "registry-mirrors"):
+        value = data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f'unable to configure the daemon: "{key}" must be a list of strings')
+        out[key.replace("-", "_")] = tuple(value)
+    for url in out["registry_mirrors"]:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"invalid mirror: unsupported scheme in {url!r}: "
+                              "must use either 'https://' or 'http://'")
+    return out
 
 
 def validate_defaults(cfg: DaemonConfig) -> None:

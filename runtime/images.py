@@ -1,14 +1,20 @@
-"""The image store: ``docker import`` rootfs tarballs and ``docker load`` archives, on disk.
+"""The image store: ``docker import`` rootfs tarballs, ``docker load`` archives and pulled
+images, on disk; tags, registry digests and prune.
 
-Size: longer than 500 lines because import, load (with its diffID checks) and removal share
-the extractor and the store's one lock; registry pulls will get a module of their own.
+Size: longer than 500 lines because import, load (with its diffID checks), pull's install
+and removal share the extractor and the store's one lock; the registry protocol lives in
+``runtime.registry`` and the layer files in ``runtime.layers``.
 
 Layout under ``<data-root>/images/``::
 
     <id-hex>/rootfs/          the image's files, flattened (the containers' read-only lower layer)
     <id-hex>/image.json       {"Id", "RepoTags", "Created", "Size", "Config": {...}}
+    <id-hex>/config.json      the image config as a registry has it (pulled images; made on the
+                              first push or save of an imported or loaded one)
+    layers/                   each layer once, by diff id (``runtime.layers``)
     repositories.json         {"busybox:latest": "sha256:<hex>", ...}
-    tmp/                      half-extracted images; an image appears by one rename
+    repodigests.json          {"busybox@sha256:<manifest>": "sha256:<hex>", ...}
+    tmp/                      half-extracted images and layers; an image appears by one rename
 
 Extraction is the security boundary: every tar member is placed with ``resolve_in_root``
 (symlinks resolved as if chrooted), so absolute names, ``..``, hostile symlinks and hard links
@@ -34,6 +40,7 @@ from typing import IO, Any, Callable, Iterator
 
 from logpipe.errors import Conflict, InvalidParameter, NotFound
 
+from runtime.layers import LayerStore, tar_rootfs
 from runtime.rootfs import resolve_in_root
 from runtime.spec import write_json_atomic
 
@@ -72,6 +79,7 @@ class Image:
     size: int  # bytes of regular files in the rootfs
     config: dict[str, Any] = field(default_factory=dict)  # Cmd, Entrypoint, Env, WorkingDir
     rootfs: str = ""  # host path of the flattened files
+    repo_digests: tuple[str, ...] = ()  # "busybox@sha256:...": what a registry calls it
 
     @property
     def short_id(self) -> str:
@@ -321,6 +329,8 @@ class ImageStore:
         os.makedirs(self.tmp, exist_ok=True)
         os.chmod(self.dir, 0o700)  # setuid files of images are nobody else's business
         self._repos_path = os.path.join(self.dir, "repositories.json")
+        self._digests_path = os.path.join(self.dir, "repodigests.json")
+        self.layers = LayerStore(self.dir)
 
     def clean_tmp(self) -> int:
         """Delete what an interrupted import, load or rmi left in ``tmp/`` (uploads spooled by
@@ -360,9 +370,10 @@ class ImageStore:
             data = json.load(f)
         repos = self._repos() if repos is None else repos
         tags = tuple(sorted(t for t, i in repos.items() if i == data["Id"]))
+        digests = tuple(sorted(t for t, i in self._digests().items() if i == data["Id"]))
         return Image(id=data["Id"], repo_tags=tags, created=data["Created"],
                      size=data["Size"], config=data.get("Config") or {},
-                     rootfs=os.path.join(d, "rootfs"))
+                     rootfs=os.path.join(d, "rootfs"), repo_digests=digests)
 
     def _ids(self) -> list[str]:
         return [n for n in os.listdir(self.dir)
@@ -385,12 +396,15 @@ class ImageStore:
             image_id = repos.get(normalize_ref(ref))
             if image_id:
                 return self._read(image_id.split(":", 1)[1], repos)
+        by_digest = self._digests().get(ref.replace("docker.io/library/", "", 1))
+        if "@" in ref and by_digest:
+            return self._read(by_digest.split(":", 1)[1], repos)
         hex_part = ref[7:] if ref.startswith("sha256:") else ref
         if hex_part and all(c in "0123456789abcdef" for c in hex_part):
             found = [i for i in self._ids() if i.startswith(hex_part)]
             if len(found) == 1:
                 return self._read(found[0], repos)
-        raise NoSuchImage(ref)
+        raise NoSuchImage(_familiar_or_id(ref))
 
     def list(self) -> list[Image]:
         """Every image, newest first (``docker images`` order)."""
@@ -539,6 +553,7 @@ class ImageStore:
                             "Volumes": c.get("Volumes") or None}  # VOLUME: anonymous ones
 
                 self._install(hex_id, build)
+                self._keep_layers(hex_id, config_bytes, image_config, layers, read_member)
                 tags = [normalize_ref(t) for t in entry.get("RepoTags") or []]
                 self._tag(f"sha256:{hex_id}", tags)
                 loaded.extend(tags or [f"sha256:{hex_id}"])
@@ -584,5 +599,193 @@ class ImageStore:
             trash = os.path.join(self.tmp, f"deleted-{hex_id}")
             os.rename(os.path.join(self.dir, hex_id), trash)
         shutil.rmtree(trash, ignore_errors=True)
+        result.extend({"Untagged": d} for d in self._forget_digests(image.id))
         result.append({"Deleted": image.id})
+        self.layers.remove_unused(self.used_layers())
         return result
+
+    # -- layers, registries, tags, prune ------------------------------------------------
+
+    def _digests(self) -> dict[str, str]:
+        """``repodigests.json``: {"busybox@sha256:<manifest>": "sha256:<image id>"}."""
+        try:
+            with open(self._digests_path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def add_repo_digest(self, image_id: str, name_digest: str) -> None:
+        """After a pull or push: the image is ``name@digest`` on that registry."""
+        with self._locked():
+            digests = self._digests()
+            digests[name_digest] = image_id
+            write_json_atomic(self._digests_path, digests)
+
+    def _forget_digests(self, image_id: str) -> list[str]:
+        with self._locked():
+            digests = self._digests()
+            gone = sorted(k for k, v in digests.items() if v == image_id)
+            for k in gone:
+                del digests[k]
+            if gone:
+                write_json_atomic(self._digests_path, digests)
+        return gone
+
+    def tag(self, ref: str, new_ref: str) -> Image:
+        """``docker tag``: ``new_ref`` names the image ``ref`` names (a former holder of
+        that name keeps its files, untagged)."""
+        image = self.resolve(ref)
+        self._tag(image.id, [normalize_ref(new_ref)])
+        return self._read(image.id.split(":", 1)[1])
+
+    def config_bytes(self, image: Image) -> bytes | None:
+        """The image's config as a registry has it (its digest is the image id), if kept."""
+        try:
+            with open(os.path.join(os.path.dirname(image.rootfs), "config.json"), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def used_layers(self) -> set[str]:
+        used: set[str] = set()
+        for hex_id in self._ids():
+            data = self.config_bytes(Image(f"sha256:{hex_id}", (), "", 0,
+                                           rootfs=os.path.join(self.dir, hex_id, "rootfs")))
+            if data:
+                used.update((json.loads(data).get("rootfs") or {}).get("diff_ids") or [])
+        return used
+
+    def ensure_layers(self, image: Image) -> tuple[bytes, list[str]]:
+        """The config and diff ids of ``image`` for a push or a save. An image stored flat
+        (imported, loaded) gets one layer made of its rootfs and a config naming it, kept,
+        so that pushing twice sends the same digests."""
+        data = self.config_bytes(image)
+        if data is not None:
+            diff_ids = (json.loads(data).get("rootfs") or {}).get("diff_ids") or []
+            if all(self.layers.has(d) for d in diff_ids):
+                return data, diff_ids
+        fd, tmp = self.layers.temp_file()
+        os.close(fd)
+        try:
+            tar_rootfs(image.rootfs, tmp)
+            with open(tmp, "rb") as f:
+                diff_id = "sha256:" + self._hash(f)
+            self.layers.put(tmp, diff_id)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        c = image.config
+        config = {"architecture": _goarch(), "os": "linux", "created": image.created,
+                  "config": {k: c[k] for k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User",
+                                               "ExposedPorts", "Volumes", "Labels") if c.get(k)},
+                  "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                  "history": [{"created": image.created, "created_by": "logpipe import"}]}
+        data = json.dumps(config, separators=(",", ":")).encode()
+        path = os.path.join(os.path.dirname(image.rootfs), "config.json")
+        with open(f"{path}.tmp{os.getpid()}", "wb") as f:
+            f.write(data)
+        os.replace(f"{path}.tmp{os.getpid()}", path)  # a push and a save at once agree
+        return data, [diff_id]
+
+    def _keep_layers(self, hex_id: str, config_data: bytes, image_config: dict[str, Any],
+                     layers: list[str], read_member: Callable[[str], IO[bytes]]) -> None:
+        """A loaded image keeps its config and layers (verified already), so that a push or
+        a save sends what was loaded: same config, same image id as in Docker."""
+        import zlib
+
+        config_path = os.path.join(self.dir, hex_id, "config.json")
+        diff_ids = (image_config.get("rootfs") or {}).get("diff_ids") or []
+        for name, diff_id in zip(layers, diff_ids):
+            if self.layers.has(diff_id):
+                continue
+            fd, tmp = self.layers.temp_file()
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    src, inflate = read_member(name), None
+                    while block := src.read(1 << 20):
+                        if inflate is None:
+                            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) \
+                                if block[:2] == b"\x1f\x8b" else False
+                        out.write(inflate.decompress(block) if inflate else block)
+                    if inflate:
+                        out.write(inflate.flush())
+                self.layers.put(tmp, diff_id)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        if os.path.exists(config_path):
+            return  # kept already (with the image's history: ``runtime.commit``)
+        with open(f"{config_path}.tmp", "wb") as f:
+            f.write(config_data)
+        os.replace(f"{config_path}.tmp", config_path)
+
+    def install_layers(self, config_data: bytes, tags: list[str]) -> Image:
+        """A pulled image: its layers (all in the layer store, verified) applied in order to
+        a new rootfs; the id is the config's digest, as in Docker."""
+        hex_id = hashlib.sha256(config_data).hexdigest()
+        image_config = json.loads(config_data)
+        diff_ids = (image_config.get("rootfs") or {}).get("diff_ids") or []
+
+        def build(rootfs: str) -> dict[str, Any]:
+            ex = _Extractor(rootfs)
+            for diff_id in diff_ids:
+                with open(self.layers.path(diff_id), "rb") as f:
+                    tar = _open_tar(f, f"layer {diff_id}")
+                    members = _members(tar, f"layer {diff_id}")
+                    ex.apply_whiteouts(members)
+                    ex.extract(tar, members, lambda: None)
+                    ex.finish_dirs()
+            with open(os.path.join(os.path.dirname(rootfs), "config.json"), "wb") as out:
+                out.write(config_data)
+            return _record_config(image_config)
+
+        self._install(hex_id, build)
+        self._tag(f"sha256:{hex_id}", tags)
+        return self._read(hex_id)
+
+    def prune(self, keep: Callable[[Image], bool], in_use: Callable[[str], Any]
+              ) -> tuple[list[dict[str, str]], int]:
+        """``docker image prune``: every image ``keep`` rejects and no container uses;
+        Docker's ``ImagesDeleted`` items and the bytes reclaimed."""
+        deleted: list[dict[str, str]] = []
+        space = 0
+        for image in self.list():
+            if keep(image) or in_use(image.id):
+                continue
+            for tag in image.repo_tags[1:]:
+                deleted.extend(self.remove(tag))
+            items = self.remove(image.repo_tags[0] if image.repo_tags else image.id)
+            deleted.extend(items)
+            if any("Deleted" in i for i in items):
+                space += image.size
+        return deleted, space
+
+
+def _familiar_or_id(ref: str) -> str:
+    """How dockerd names a missing image: ``busybox:latest`` for a name, the id as given."""
+    if "@" in ref or all(c in "0123456789abcdef" for c in ref.removeprefix("sha256:")):
+        return ref
+    try:
+        return normalize_ref(ref)
+    except InvalidImage:
+        return ref
+
+
+def _goarch() -> str:
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
+        machine, machine)
+
+
+def _record_config(image_config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an image config the store keeps in ``image.json`` (what create uses)."""
+    c = image_config.get("config") or image_config.get("Config") or {}
+    record = {"Cmd": c.get("Cmd"), "Entrypoint": c.get("Entrypoint"),
+              "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",
+              "User": c.get("User") or "", "_created": image_config.get("created"),
+              "Volumes": c.get("Volumes") or None}
+    if isinstance(c.get("ExposedPorts"), dict):
+        record["ExposedPorts"] = c["ExposedPorts"]
+    if isinstance(c.get("Labels"), dict):
+        record["Labels"] = c["Labels"]
+    return record

@@ -302,6 +302,23 @@ def decode_json(data: bytes) -> Any:
         raise BadBody(f"invalid JSON: {err}") from None
 
 
+class AuthConfig(GoStruct):
+    """``POST /auth`` (``docker login``): ``registry.AuthConfig``."""
+
+    go_type: ClassVar[str] = "registry.AuthConfig"
+    username: str | None = None
+    password: str | None = None
+    auth: str | None = None
+    email: str | None = None
+    serveraddress: str | None = None
+    identitytoken: str | None = None
+    registrytoken: str | None = None
+
+
+def auth_config(body: Any) -> AuthConfig:
+    return AuthConfig() if body is None else convert(body, AuthConfig)
+
+
 def container_create(body: Any) -> ContainerCreate:
     """The create body (already parsed JSON) as a typed request, or Go's refusal."""
     if body is None:

@@ -12,10 +12,10 @@ them and adds the rest.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from logpipe.driver import hook
-from logpipe.errors import LogpipeError
+from logpipe.errors import InvalidParameter, LogpipeError
 from logpipe.registry import get_driver
 from logpipe.timespec import parse_rfc3339
 
@@ -169,15 +169,17 @@ def exec_inspect(e: Exec) -> dict[str, Any]:
 def image_summary(im: Image) -> dict[str, Any]:
     """One item of ``GET /images/json``."""
     return {"Id": im.id, "ParentId": parent_of(im), "RepoTags": list(im.repo_tags) or None,
-            "RepoDigests": None, "Created": _created_unix(im.created), "Size": im.size,
-            "VirtualSize": im.size, "SharedSize": -1, "Labels": {}, "Containers": -1}
+            "RepoDigests": list(im.repo_digests) or None, "Created": _created_unix(im.created),
+            "Size": im.size, "VirtualSize": im.size, "SharedSize": -1,
+            "Labels": im.config.get("Labels") or {}, "Containers": -1}
 
 
 def image_inspect(im: Image) -> dict[str, Any]:
     """``GET /images/{name}/json``; what the image config says of how the image was made
     (parent, commit's comment and author, the container it came from) as Docker shows it."""
     doc = image_document(im).config
-    return {"Id": im.id, "RepoTags": list(im.repo_tags), "RepoDigests": [],
+    return {"Id": im.id, "RepoTags": list(im.repo_tags),
+            "RepoDigests": list(im.repo_digests),
             "Parent": doc.get("parent") or "", "Comment": doc.get("comment") or "",
             "Created": im.created, "Container": doc.get("container") or "",
             "ContainerConfig": doc.get("container_config") or {},
@@ -222,3 +224,100 @@ def disk_usage(containers: list[Container], images: list[Image], volumes: list[V
         volume_docs.append(doc)
     return {"LayersSize": sum(image_size.values()), "Images": image_docs,
             "Containers": container_docs, "Volumes": volume_docs, "BuildCache": []}
+
+
+def _labels_match(im: Image, wanted: list[str]) -> bool:
+    labels = im.config.get("Labels") or {}
+    for w in wanted:
+        key, eq, value = w.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
+def filter_images(text: str, images: list[Image]) -> list[Image]:
+    """``GET /images/json?filters=``: ``dangling``, ``label``, ``before``, ``since``,
+    ``reference`` (a glob on ``name`` or ``name:tag``; as in Docker, an image matched by
+    reference lists only the tags that match)."""
+    import dataclasses
+    import fnmatch
+
+    from .schema import filters as parse_filters
+
+    f = parse_filters(text)
+    unknown = sorted(set(f) - {"dangling", "label", "before", "since", "reference"})
+    if unknown:
+        raise InvalidParameter(f"invalid filter '{unknown[0]}'")
+    for v in f.get("dangling", []):
+        if v.lower() not in ("true", "false", "1", "0"):
+            raise InvalidParameter(f"invalid filter 'dangling={v}'")
+    bounds = {key: _find(images, ref).created for key in ("before", "since")
+              for ref in f.get(key, [])}
+
+    def matching_tags(im: Image) -> tuple[str, ...]:
+        return tuple(tag for tag in im.repo_tags for pat in f["reference"]
+                     if fnmatch.fnmatchcase(tag, pat)
+                     or fnmatch.fnmatchcase(tag.rpartition(":")[0], pat))
+
+    out = []
+    for im in images:
+        if any((v.lower() in ("true", "1")) != (not im.repo_tags) for v in f.get("dangling", [])):
+            continue
+        if "label" in f and not _labels_match(im, f["label"]):
+            continue
+        if "before" in bounds and not im.created < bounds["before"]:
+            continue
+        if "since" in bounds and not im.created > bounds["since"]:
+            continue
+        if "reference" in f:
+            tags = matching_tags(im)
+            if not tags:
+                continue
+            im = dataclasses.replace(im, repo_tags=tags)
+        out.append(im)
+    return out
+
+
+def _find(images: list[Image], ref: str) -> Image:
+    from .images import NoSuchImage, normalize_ref
+
+    for im in images:
+        if ref in im.repo_tags or im.id == ref or im.id[7:].startswith(ref.removeprefix(
+                "sha256:")) or (":" not in ref.rsplit("/", 1)[-1]
+                                and normalize_ref(ref) in im.repo_tags):
+            return im
+    raise NoSuchImage(ref)
+
+
+def prune_filter(text: str) -> Callable[[Image], bool]:
+    """``POST /images/prune?filters=``: which images stay. By default only dangling ones
+    go; ``dangling=false`` (``prune -a``) lets every unused one go; ``until`` and
+    ``label``/``label!`` narrow it."""
+    from logpipe.timespec import parse_time_arg
+
+    from .schema import filters as parse_filters
+
+    f = parse_filters(text)
+    unknown = sorted(set(f) - {"dangling", "until", "label", "label!"})
+    if unknown:
+        raise InvalidParameter(f"invalid filter '{unknown[0]}'")
+    dangling_only = all(v.lower() in ("true", "1") for v in f.get("dangling", ["true"]))
+    until = None
+    for v in f.get("until", []):
+        try:
+            until = parse_time_arg(v, name="until") // 1_000_000_000
+        except ValueError as err:
+            raise InvalidParameter(str(err)) from None
+
+    def keep(im: Image) -> bool:
+        if dangling_only and im.repo_tags:
+            return True
+        if until is not None and _created_unix(im.created) >= until:
+            return True
+        if "label" in f and not _labels_match(im, f["label"]):
+            return True
+        if "label!" in f and any(_labels_match(im, [w]) for w in f["label!"]):
+            return True
+        return False
+
+    return keep

@@ -532,3 +532,198 @@ def create(api: Client, cmd: list[str], name: str | None = None, **extra: Any) -
 def wait(api: Client, cid: str, condition: str = "") -> int:
     query = {"condition": condition} if condition else None
     return api.json("POST", f"/containers/{cid}/wait", query)["StatusCode"]
+
+
+# -- a real registry (Debian's docker-registry, distribution 2.x) -------------------------------
+
+
+REGISTRY_BINARY = shutil.which("docker-registry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """``docker-registry serve`` on 127.0.0.1:<port>, its storage in ``storage``; ``kill``
+    and ``start`` again on the same port and storage (a registry that vanishes and returns)."""
+
+    def __init__(self, base: str, auth: dict[str, Any] | None = None) -> None:
+        self.base, self.port = base, free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.storage = os.path.join(base, "storage")
+        self.config = os.path.join(base, "config.yml")
+        lines = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:",
+                 f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
+                 "http:", f"  addr: {self.host}"]
+        if auth and "htpasswd" in auth:
+            lines += ["auth:", "  htpasswd:", "    realm: basic-realm",
+                      f"    path: {auth['htpasswd']}"]
+        if auth and "token" in auth:
+            lines += ["auth:", "  token:", f"    realm: {auth['token']}",
+                      "    service: logpipe-test-registry", "    issuer: logpipe-test-issuer",
+                      f"    rootcertbundle: {auth['certs']}"]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(os.path.join(self.base, "registry.log"), "ab")
+        self.proc = subprocess.Popen([REGISTRY_BINARY, "serve", self.config], stdout=log,
+                                     stderr=log, start_new_session=True)
+        log.close()
+
+        def answers() -> bool:
+            assert self.proc.poll() is None, "docker-registry exited"
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            return False
+
+        wait_until(answers, timeout=20)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def blob_path(self, digest: str) -> str:
+        hex_ = digest.split(":", 1)[1]
+        return os.path.join(self.storage, "docker/registry/v2/blobs/sha256", hex_[:2], hex_,
+                            "data")
+
+
+@contextlib.contextmanager
+def running_registry(auth: dict[str, Any] | None = None) -> Iterator[Registry]:
+    if REGISTRY_BINARY is None:
+        pytest.skip("needs Debian's docker-registry (apt-get install docker-registry)")
+    base = tempfile.mkdtemp(prefix="lpreg-")
+    reg = Registry(base, auth)
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def registry() -> Iterator[Registry]:
+    """A real registry without authentication, on loopback (plain HTTP, as Docker allows)."""
+    with running_registry() as reg:
+        yield reg
+
+
+@pytest.fixture
+def htpasswd_registry(tmp_path) -> Iterator[Registry]:
+    """A real registry with basic auth: user ``lp``, password ``secret`` (bcrypt htpasswd)."""
+    bcrypt = pytest.importorskip("bcrypt")
+    path = tmp_path / "htpasswd"
+    path.write_bytes(b"lp:" + bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)) + b"\n")
+    with running_registry({"htpasswd": str(path)}) as reg:
+        yield reg
+
+
+class FakeTokenServer:
+    """Stands in for Docker Hub's ``auth.docker.io`` (a distribution token server): ``GET
+    /token?service=&scope=`` with basic auth ``lp``/``secret`` answers a JWT (RS256, its
+    certificate in ``x5c``) granting the scope; anonymous callers get a token granting
+    nothing, wrong passwords a 401. No real token server is packaged for Debian, so the test
+    pairs this one with the real registry, which checks the signature and the grants."""
+
+    def __init__(self, base: str) -> None:
+        import datetime
+        import http.server
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "logpipe test tokens")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(self.key, hashes.SHA256()))
+        self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self.certs = os.path.join(base, "token-certs.pem")
+        with open(self.certs, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server.requests.append(self.path)
+                status, body = server.answer(self.path, self.headers.get("Authorization", ""))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        import threading
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, authorization: str) -> tuple[int, bytes]:
+        import base64
+        import urllib.parse
+
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        user = ""
+        if authorization.startswith("Basic "):
+            user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+            if (user, password) != ("lp", "secret"):
+                return 401, b'{"details":"incorrect username or password"}'
+        access = []
+        for scope in query.get("scope", []):
+            kind, name, actions = scope.split(":")
+            if user:
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        token = self.sign({"iss": "logpipe-test-issuer", "sub": user,
+                           "aud": query.get("service", [""])[0], "exp": int(time.time()) + 300,
+                           "nbf": int(time.time()) - 10, "iat": int(time.time()),
+                           "jti": os.urandom(8).hex(), "access": access})
+        return 200, json.dumps({"token": token, "access_token": token}).encode()
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        import base64
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(self.cert_der).decode()]}
+        signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        sig = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{b64(sig)}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def token_registry(tmp_path) -> Iterator[tuple[Registry, FakeTokenServer]]:
+    """A real registry with token auth (``Bearer realm=…``), its tokens from a
+    ``FakeTokenServer`` (user ``lp``, password ``secret``)."""
+    pytest.importorskip("cryptography")
+    tokens = FakeTokenServer(str(tmp_path))
+    try:
+        with running_registry({"token": tokens.realm, "certs": tokens.certs}) as reg:
+            yield reg, tokens
+    finally:
+        tokens.close()

@@ -79,7 +79,7 @@ def test_create_with_a_taken_name_is_409_with_dockers_message(api, daemon):
 
 
 @pytest.mark.parametrize("body, status, message", [
-    ({"Image": "nope"}, 404, "No such image: nope"),
+    ({"Image": "nope"}, 404, "No such image: nope:latest"),
     ({"HostConfig": {"LogConfig": {"Type": "json-file", "Config": {"foo": "bar"}}}}, 400,
      "unknown log opt 'foo' for json-file log driver"),
     ({"HostConfig": {"LogConfig": {"Type": "bogus"}}}, 400,

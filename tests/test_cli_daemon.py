@@ -117,7 +117,7 @@ def test_rm_needs_force_for_a_running_container(lp):
 def test_errors_are_reported_like_the_docker_cli(lp):
     res = lp("logs", "nosuch")
     assert (res.returncode, res.stderr) == (1, b"Error response from daemon: No such container: nosuch\n")
-    res = lp("run", "nosuch:latest", "true")
+    res = lp("run", "--pull", "never", "nosuch:latest", "true")
     assert (res.returncode, res.stderr) == (125, b"Error response from daemon: No such image: nosuch:latest\n")
     res = lp("run", "--log-opt", "foo=bar", IMAGE, "true")
     assert res.returncode == 125

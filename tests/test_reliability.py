@@ -166,8 +166,8 @@ REFUSALS = {
         ["--name", "keeper", "{image}", "true"], {"Image": "{image}"}, 409,
         'Conflict. The container name "/keeper" is already in use by container "{keeper}". '
         "You have to remove (or rename) that container to be able to reuse that name."),
-    "unknown-image": Refusal(
-        ["nosuch:latest", "true"], {"Image": "nosuch:latest"}, 404,
+    "unknown-image": Refusal(  # --pull never: no pull from Docker Hub in the tests
+        ["--pull", "never", "nosuch:latest", "true"], {"Image": "nosuch:latest"}, 404,
         "No such image: nosuch:latest"),
     "unknown-log-driver": Refusal(
         ["--log-driver", "bogus", "{image}", "true"],

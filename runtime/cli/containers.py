@@ -117,10 +117,42 @@ def _security_opt(opt: str) -> str:
 
 def _create(client: Client, args: argparse.Namespace) -> str:
     query = {"name": args.name} if args.name else None
-    result = client.json("POST", "/containers/create", query, _container_body(args))
+    body = _container_body(args)
+    result = _create_pulling(client, args, lambda: client.json(
+        "POST", "/containers/create", query, body))
     for warning in result.get("Warnings") or []:
         sys.stderr.write(f"WARNING: {warning}\n")
     return result["Id"]
+
+
+def _create_pulling(client: Client, args: argparse.Namespace, create: Callable[[], Any]) -> Any:
+    """``--pull missing`` (the default) pulls after create's 404 and tries again, as the
+    docker CLI does; ``always`` pulls first, ``never`` never. Pull output goes to stderr."""
+    from .images import RefError, pull
+
+    policy = getattr(args, "pull", "missing") or "missing"
+    if policy not in ("always", "missing", "never"):
+        raise CommandError(f'invalid pull option: \'{policy}\': must be one of "always", '
+                           '"missing" or "never"')
+    if policy == "always":
+        pull(client, args.image, out=sys.stderr)
+    try:
+        return create()
+    except APIError as err:
+        if err.status != 404 or policy != "missing" or "No such image" not in str(err):
+            raise
+    from runtime.registry.reference import InvalidReference, parse
+
+    try:
+        familiar = parse(args.image).familiar
+    except InvalidReference as ref_err:
+        raise CommandError(str(ref_err)) from None
+    sys.stderr.write(f"Unable to find image '{familiar}' locally\n")
+    try:
+        pull(client, args.image, out=sys.stderr)
+    except RefError as ref_err:
+        raise CommandError(str(ref_err)) from None
+    return create()
 
 
 @daemon_command(EXIT_DAEMON)

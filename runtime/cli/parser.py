@@ -85,6 +85,8 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-P", "--publish-all", action="store_true",
                    help="Publish all exposed ports to random ports")
     p.add_argument("--entrypoint", default=None)
+    p.add_argument("--pull", default="missing",
+                   help='Pull image before running ("always", "missing", "never")')
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -161,6 +163,11 @@ def _image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
     p.set_defaults(func=images.cmd_images)
+    p.add_argument("--digests", action="store_true", help="Show digests")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="dangling=true|false, label=KEY[=VALUE], before=, since=, reference=")
+    p.add_argument("reference", nargs="?", help="REPOSITORY[:TAG]")
+    _registry_commands(sub)
 
     p = sub.add_parser("import", help="Import a rootfs tarball to create an image")
     p.add_argument("file")
@@ -176,6 +183,49 @@ def _image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("images", nargs="+")
     p.set_defaults(func=images.cmd_rmi)
+
+
+def _registry_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="Download an image from a registry")
+    p.add_argument("--platform", default="")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.set_defaults(func=images.cmd_pull)
+
+    p = sub.add_parser("push", help="Upload an image to a registry")
+    p.add_argument("name", metavar="NAME[:TAG]")
+    p.set_defaults(func=images.cmd_push)
+
+    p = sub.add_parser("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+    p.set_defaults(func=images.cmd_tag)
+
+    p = sub.add_parser("save", help="Save one or more images to a tar archive (streamed to "
+                                    "STDOUT by default)")
+    p.add_argument("-o", "--output", default="")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=images.cmd_save)
+
+    p = sub.add_parser("login", help="Log in to a registry")
+    p.add_argument("-u", "--username", default="")
+    p.add_argument("-p", "--password", default="")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("server", nargs="?", default="")
+    p.set_defaults(func=images.cmd_login)
+
+    p = sub.add_parser("logout", help="Log out from a registry")
+    p.add_argument("server", nargs="?", default="")
+    p.set_defaults(func=images.cmd_logout)
+
+    image = sub.add_parser("image", help="Manage images")
+    isub = image.add_subparsers(dest="image_cmd", metavar="COMMAND", required=True)
+    p = isub.add_parser("prune", help="Remove unused images")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[], help="until=, label=")
+    p.set_defaults(func=images.cmd_image_prune)
 
 
 def _system_commands(sub: argparse._SubParsersAction) -> None:
