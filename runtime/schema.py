@@ -12,6 +12,10 @@ finds as Go would. Values (a relative working directory, an unknown restart poli
 the caller's business: this module checks shapes, not meanings.
 
 It never touches the daemon's state and imports nothing of ``runtime``.
+
+Size: longer than 500 lines because it holds every request body of the API subset (create,
+update, exec, volumes, networks, auth) beside the one Go-error translator they share;
+split by resource, the shared Go types (``HostConfig``'s parts) would need a home of their own.
 """
 
 from __future__ import annotations
