@@ -26,14 +26,14 @@ from ..containers import ContainerStore
 from ..images import ImageStore
 from ..network import api as network_api
 from . import containers, images as image_routes, logs, system, volumes
-from . import stats as stats_routes
+from . import files, stats as stats_routes
 from .common import (ENDING_KEY, IMAGES_KEY, SHUTDOWN_GRACE, STORE_KEY, docker_headers,
                      error_middleware)
 from .streams import end_streams
 
 __all__ = ["SHUTDOWN_GRACE", "make_app"]
 
-ROUTE_MODULES = (system, containers, logs, volumes, image_routes, stats_routes)
+ROUTE_MODULES = (system, containers, logs, volumes, image_routes, stats_routes, files)
 
 
 def make_app(store: ContainerStore, images: ImageStore) -> web.Application:
