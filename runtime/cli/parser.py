@@ -11,6 +11,7 @@ import argparse
 from . import capture, containers, images, system, volumes
 from . import logs as logs_command
 from . import networks
+from . import files, stats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     _image_commands(sub)
     _system_commands(sub)
     volumes.add_commands(sub)
+    stats.add_commands(sub)
+    files.add_commands(sub)
     return parser
 
 
