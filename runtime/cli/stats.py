@@ -71,16 +71,15 @@ def row(doc: dict[str, Any], name: str, no_trunc: bool) -> dict[str, str]:
         read += entry.get("value", 0) if op == "r" else 0
         write += entry.get("value", 0) if op == "w" else 0
     cid = doc.get("id", "")
-    running = doc.get("read") != "0001-01-01T00:00:00Z"
+    # A stopped container's sample is all zeros: the docker CLI prints them as they are.
     return {"Container": name, "ID": cid if no_trunc else cid[:12],
             "Name": (doc.get("name") or "").lstrip("/") or "--",
-            "CPUPerc": f"{cpu_percent(doc):.2f}%" if running else "--",
-            "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}" if running else "-- / --",
-            "MemPerc": f"{usage / limit * 100:.2f}%" if running and limit else "--" if not
-            running else "0.00%",
-            "NetIO": f"{human_size(rx)} / {human_size(tx)}" if running else "--",
-            "BlockIO": f"{human_size(read)} / {human_size(write)}" if running else "--",
-            "PIDs": str((doc.get("pids_stats") or {}).get("current", 0)) if running else "--"}
+            "CPUPerc": f"{cpu_percent(doc):.2f}%",
+            "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}",
+            "MemPerc": f"{usage / limit * 100 if limit else 0:.2f}%",
+            "NetIO": f"{human_size(rx)} / {human_size(tx)}",
+            "BlockIO": f"{human_size(read)} / {human_size(write)}",
+            "PIDs": str((doc.get("pids_stats") or {}).get("current", 0))}
 
 
 def _targets(client: Client, args: argparse.Namespace) -> list[str]:
