@@ -376,9 +376,22 @@ class _Extractor:
 
     def target(self, cpath: str) -> str:
         parent = self.fs.resolve(os.path.dirname(cpath), follow_last=True)
+        if not os.path.isdir(self.fs.host_path(parent)):
+            self.make_parents(os.path.dirname(cpath))
+            parent = self.fs.resolve(os.path.dirname(cpath), follow_last=True)
         if self.fs.read_only(parent) and not self.fs.live:
             raise ArchiveError("mounted volume is marked read-only")
         return self.fs.host_path(parent.rstrip("/") + "/" + os.path.basename(cpath))
+
+    def make_parents(self, cdir: str) -> None:
+        """An entry whose directories the archive does not hold: they are made (0755),
+        each resolved inside the container, as Docker's ``Unpack`` does."""
+        done = self.dest
+        for part in _parts(cdir[len(self.dest):]):
+            done = self.fs.resolve(done.rstrip("/") + "/" + part, follow_last=True)
+            host = self.fs.host_path(done)
+            if not os.path.isdir(host):
+                os.mkdir(host, 0o755)
 
     def clear(self, host: str, ti: tarfile.TarInfo, cpath: str) -> None:
         """Make room for the entry: Docker's ``NoOverwriteDirNonDir`` refusals, else what
