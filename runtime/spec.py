@@ -20,6 +20,10 @@ from runtime.network.ports import PortBinding, from_docker, to_docker
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 SHIM_SOCKET = "shim.sock"
+#: ``HostConfig`` keys of ``ContainerSpec.host_options`` (``runtime.hostopts``), kept as is.
+HOST_OPTION_KEYS = ("PidMode", "IpcMode", "UTSMode", "CgroupnsMode", "MemorySwap",
+                    "MemorySwappiness", "ShmSize", "OomScoreAdj", "Init", "GroupAdd", "CapAdd",
+                    "CapDrop", "ReadonlyRootfs", "Ulimits", "Sysctls", "Links")
 
 
 class Bind(NamedTuple):
@@ -83,6 +87,7 @@ class ContainerSpec(NamedTuple):
     publish_all: bool = False  # -P
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's EXPOSE and the request's
     network_aliases: tuple[str, ...] = ()  # names it answers to on a user-defined network
+    host_options: Mapping[str, Any] = {}  # HOST_OPTION_KEYS, checked (runtime.hostopts)
 
     @property
     def argv(self) -> list[str]:
@@ -132,6 +137,7 @@ class ContainerSpec(NamedTuple):
                 "RestartPolicy": {"Name": self.restart_policy,
                                   "MaximumRetryCount": self.restart_max}},
         }
+        data["HostConfig"].update(self.host_options)
         volumes = {m.target: {} for m in self.mounts if m.origin == "volumes"}
         data["Config"]["Volumes"] = volumes or None
         if self.mounts:
@@ -173,7 +179,8 @@ class ContainerSpec(NamedTuple):
             ports=from_docker(host.get("PortBindings")),
             publish_all=bool(host.get("PublishAllPorts")),
             exposed_ports=tuple(cfg.get("ExposedPorts") or ()),
-            network_aliases=tuple(data.get("NetworkAliases") or ()))
+            network_aliases=tuple(data.get("NetworkAliases") or ()),
+            host_options={k: host[k] for k in HOST_OPTION_KEYS if k in host})
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

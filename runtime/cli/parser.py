@@ -11,7 +11,7 @@ import argparse
 from . import capture, containers, images, system, volumes
 from . import logs as logs_command
 from . import networks
-from . import files, stats
+from . import files, hostflags, stats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +82,7 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-P", "--publish-all", action="store_true",
                    help="Publish all exposed ports to random ports")
     p.add_argument("--entrypoint", default=None)
+    hostflags.add_flags(p)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 

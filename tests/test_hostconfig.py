@@ -1,0 +1,102 @@
+"""``HostConfig`` beyond mounts, networks and logging: inspect shows Docker's fields and
+defaults (what docker-py reads), and each option create accepts is applied in the real
+runc container (``--init``, ``--group-add``, ``--pid host``, ``--link``, capabilities, a
+read-only root, ulimits) or refused in words (``--privileged``, a bad capability)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import docker_cli, running_daemon
+from runtime.hostopts import unified_cgroup
+
+pytestmark = pytest.mark.e2e
+
+docker = pytest.importorskip("docker")
+
+
+@pytest.fixture(scope="module")
+def d(busybox_tar):
+    if busybox_tar is None:
+        pytest.skip("needs root, runc and busybox-static")
+    with running_daemon("runc", busybox_tar) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def dclient(d):
+    client = docker.DockerClient(base_url=d.host, version="1.41", timeout=60)
+    yield client
+    client.close()
+
+
+def _run(d, *args: str) -> str:
+    res = docker_cli(d, "run", "--rm", "--network", "none", *args)
+    assert res.returncode == 0, res.stderr.decode()
+    return res.stdout.decode()
+
+
+def test_inspect_shows_dockers_host_config_defaults(dclient):
+    c = dclient.containers.create("busybox", "true", mem_limit="64m")
+    try:
+        host = c.attrs["HostConfig"]
+        assert host["VolumesFrom"] is None and host["Init"] is None
+        assert host["CgroupnsMode"] == ("private" if unified_cgroup() else "host")
+        assert host["PidMode"] == "" and host["Isolation"] == "" and host["UTSMode"] == ""
+        assert host["IpcMode"] == "private" and host["MemorySwappiness"] is None
+        assert host["MemorySwap"] == 2 * (64 << 20)  # Docker: swap as large as memory
+        assert host["Privileged"] is False and host["ReadonlyRootfs"] is False
+        assert host["CapAdd"] is None and host["CapDrop"] is None and host["Ulimits"] is None
+        assert host["ShmSize"] == 64 << 20 and host["DeviceCgroupRules"] is None
+        assert host["GroupAdd"] is None and host["Links"] is None
+        assert "/proc/kcore" in host["MaskedPaths"]
+    finally:
+        c.remove()
+
+
+def test_init_group_add_read_only_and_cap_drop_are_applied(d):
+    out = _run(d, "--init", "--group-add", "nogroup", "--group-add", "1234", "--read-only",
+               "--cap-drop", "chown", "busybox", "sh", "-c",
+               "id; tr '\\0' ' ' < /proc/1/cmdline; echo; touch /x 2>/dev/null || echo ro; "
+               "chown 1 /tmp 2>/dev/null || echo nochown")
+    ident, init, ro, nochown = out.splitlines()
+    assert "groups=1234,65534(nogroup)" in ident
+    assert init.startswith("/sbin/docker-init -- sh -c")
+    assert (ro, nochown) == ("ro", "nochown")
+
+
+def test_pid_host_and_ulimits_are_applied(d):
+    out = _run(d, "--pid", "host", "--ulimit", "nofile=100:200", "busybox", "sh", "-c",
+               "ulimit -n; ulimit -Hn; ps -o pid | wc -l")
+    soft, hard, procs = out.split()
+    assert (soft, hard) == ("100", "200")
+    assert int(procs) > 10  # the host's processes, not the container's one or two
+
+
+def test_a_legacy_link_gives_dockers_variables_and_hosts_entry(d, dclient):
+    web = dclient.containers.run("busybox", ["sleep", "300"], detach=True, name="linkweb",
+                                 environment={"SECRET": "s3"}, ports={"80/tcp": None})
+    try:
+        out = dclient.containers.run("busybox", ["sh", "-c", "env; cat /etc/hosts"],
+                                     links={"linkweb": "db"}, remove=True).decode()
+        ip = dclient.containers.get(web.id).attrs["NetworkSettings"]["IPAddress"]
+        assert f"DB_PORT=tcp://{ip}:80" in out.splitlines()
+        assert f"DB_PORT_80_TCP_ADDR={ip}" in out.splitlines()
+        assert "DB_ENV_SECRET=s3" in out.splitlines()
+        assert any(line.split() == [ip, "db", web.id[:12], "linkweb"]
+                   for line in out.splitlines())
+    finally:
+        web.remove(force=True)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--privileged"], "--privileged is not supported by logpipe"),
+    (["--cap-add", "NOPE"], 'unknown capability: "CAP_NOPE"'),
+    (["--pid", "container:x"], "invalid --pid container:x"),
+    (["-m", "64m", "--memory-swap", "32m"], "Minimum memoryswap limit should be larger"),
+    (["--link", "nosuchcontainer:db"], "Could not get container for nosuchcontainer"),
+])
+def test_unsupported_or_bad_options_are_refused_in_words(d, flags, message):
+    res = docker_cli(d, "create", *flags, "busybox", "true")
+    assert res.returncode != 0
+    assert message in res.stderr.decode()
