@@ -129,6 +129,10 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
     pids_limit = max(0, host.PidsLimit or 0)
     binds, mounts, tmpfs = container_mounts(req, host, icfg.Volumes, config.data_root)
     host_options = hostopts.extras(host, name, memory, network, config.data_root)
+    if req.StopSignal:
+        from .containers import parse_signal
+
+        parse_signal(req.StopSignal)  # Docker's "Invalid signal: X" at create
 
     lc = host.LogConfig or schema.LogConfig()
     log_type, log_opts = merge_log_config(config, lc.Type or "", lc.Config or {})
@@ -143,7 +147,8 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         auto_remove=auto_remove, security_opt=security_opt, ports=bindings,
         publish_all=bool(host.PublishAllPorts),
         exposed_ports=tuple(f"{p}/{proto}" for p, proto in exposed),
-        network_aliases=tuple(dict.fromkeys(aliases)), host_options=host_options)
+        network_aliases=tuple(dict.fromkeys(aliases)), host_options=host_options,
+        stop_signal=req.StopSignal or "", stop_timeout=req.StopTimeout)
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())

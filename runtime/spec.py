@@ -88,6 +88,8 @@ class ContainerSpec(NamedTuple):
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's EXPOSE and the request's
     network_aliases: tuple[str, ...] = ()  # names it answers to on a user-defined network
     host_options: Mapping[str, Any] = {}  # HOST_OPTION_KEYS, checked (runtime.hostopts)
+    stop_signal: str = ""  # Config.StopSignal ("": SIGTERM)
+    stop_timeout: int | None = None  # Config.StopTimeout (None: 10 s)
 
     @property
     def argv(self) -> list[str]:
@@ -138,6 +140,10 @@ class ContainerSpec(NamedTuple):
                                   "MaximumRetryCount": self.restart_max}},
         }
         data["HostConfig"].update(self.host_options)
+        if self.stop_signal:
+            data["Config"]["StopSignal"] = self.stop_signal
+        if self.stop_timeout is not None:
+            data["Config"]["StopTimeout"] = self.stop_timeout
         volumes = {m.target: {} for m in self.mounts if m.origin == "volumes"}
         data["Config"]["Volumes"] = volumes or None
         if self.mounts:
@@ -180,7 +186,8 @@ class ContainerSpec(NamedTuple):
             publish_all=bool(host.get("PublishAllPorts")),
             exposed_ports=tuple(cfg.get("ExposedPorts") or ()),
             network_aliases=tuple(data.get("NetworkAliases") or ()),
-            host_options={k: host[k] for k in HOST_OPTION_KEYS if k in host})
+            host_options={k: host[k] for k in HOST_OPTION_KEYS if k in host},
+            stop_signal=cfg.get("StopSignal") or "", stop_timeout=cfg.get("StopTimeout"))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

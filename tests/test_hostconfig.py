@@ -5,6 +5,8 @@ read-only root, ulimits) or refused in words (``--privileged``, a bad capability
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conftest import docker_cli, running_daemon
@@ -100,3 +102,27 @@ def test_unsupported_or_bad_options_are_refused_in_words(d, flags, message):
     res = docker_cli(d, "create", *flags, "busybox", "true")
     assert res.returncode != 0
     assert message in res.stderr.decode()
+
+
+def test_stop_timeout_and_stop_signal_are_kept_and_used_by_stop(dclient):
+    api = dclient.api
+    host = api.create_host_config(network_mode="none")
+    c = api.create_container("busybox", ["sh", "-c", "trap 'exit 7' USR1; trap '' TERM; "
+                                         "while :; do sleep 0.1; done"],
+                             stop_signal="SIGUSR1", stop_timeout=1, host_config=host)["Id"]
+    ignores = api.create_container("busybox", ["sh", "-c", "trap '' TERM; sleep 300"],
+                                   stop_timeout=1, host_config=host)["Id"]
+    try:
+        config = api.inspect_container(c)["Config"]
+        assert config["StopTimeout"] == 1 and config["StopSignal"] == "SIGUSR1"
+        api.start(c)
+        api.start(ignores)
+        api.stop(c)  # no timeout given: the container's own
+        assert api.wait(c)["StatusCode"] == 7  # its stop signal ended it
+        started = time.monotonic()
+        api.stop(ignores)
+        assert time.monotonic() - started < 8  # 1 s, then SIGKILL; not Docker's 10 s
+        assert api.wait(ignores)["StatusCode"] == 137
+    finally:
+        api.remove_container(c, force=True)
+        api.remove_container(ignores, force=True)
