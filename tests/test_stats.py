@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import docker_cli, running_daemon, wait_until
+from conftest import create, docker_cli, running_daemon, wait_until
+from logpipe.errors import LogpipeError
 from runtime.cli.client import Client
 
 pytestmark = pytest.mark.e2e
@@ -186,3 +187,21 @@ def test_clients_that_stop_reading_or_leave_cost_the_daemon_nothing_lasting(d, b
                what="the streams of the clients that left to end")
     res = json.loads(d.ok("inspect", "busy"))[0]
     assert res["State"]["Running"]
+
+
+def test_a_process_runtime_container_counts_its_own_processes(api):
+    """No cgroup of its own: its session's processes, not the host's or the daemon's."""
+    cid = create(api, ["sh", "-c", "while :; do :; done"])
+    api.post(f"/containers/{cid}/start")
+    try:
+        doc = api.json("GET", f"/containers/{cid}/stats", {"stream": 0})
+        assert doc["pids_stats"] == {"current": 1}
+        assert doc["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+        assert 0 < doc["memory_stats"]["usage"] < 64 << 20
+        top = api.json("GET", f"/containers/{cid}/top")
+        assert [p[-1] for p in top["Processes"]] == ["sh -c while :; do :; done"]
+        with pytest.raises(LogpipeError, match="runs with runtime process: it has no "
+                                               "filesystem of its own"):
+            api.request("GET", f"/containers/{cid}/archive", {"path": "/etc"})
+    finally:
+        api.request("DELETE", f"/containers/{cid}", {"force": 1}).read()

@@ -37,6 +37,8 @@ def _take(c, previous: dict | None) -> dict:
     if not c.running or c.restarting or not c.state.pid:
         return stats.empty_stats(name, cid)
     try:
+        if c.spec.runtime == "process":  # no cgroup of its own: its processes, counted
+            return stats.process_sample(c.state.pid, name, cid, previous)
         return stats.sample(c.state.pid, name, cid, previous,
                             with_network=c.spec.network_mode != "host")
     except OSError:
