@@ -9,9 +9,12 @@ Each option a client may send is applied or refused, never silently dropped:
   the default bridge: ``<ALIAS>_PORT_…``/``<ALIAS>_ENV_…`` variables and an ``/etc/hosts``
   line), ``CapAdd``/``CapDrop``, ``ReadonlyRootfs``, ``IpcMode`` and ``UTSMode`` (``host``),
   ``CgroupnsMode``, ``ShmSize``, ``MemorySwap``, ``MemorySwappiness``, ``OomScoreAdj``,
-  ``Ulimits``, ``Sysctls``;
+  ``Ulimits``, ``Sysctls``, the cgroup settings ``CpuShares``, ``CpuPeriod``, ``CpuQuota``,
+  ``CpusetCpus``, ``CpusetMems``, ``MemoryReservation``, ``OomKillDisable``,
+  ``BlkioWeight``, and ``MaskedPaths``/``ReadonlyPaths`` when a client sends its own;
 - refused with a message naming the option: ``Privileged``, ``VolumesFrom``, ``UsernsMode``,
-  ``Devices``, ``DeviceRequests``, ``PidMode``/``IpcMode`` ``container:…``.
+  ``Devices``, ``DeviceRequests``, ``DeviceCgroupRules``, ``CgroupParent``, ``KernelMemory``,
+  ``CpuRealtimePeriod``/``CpuRealtimeRuntime``, ``PidMode``/``IpcMode`` ``container:…``.
 
 ``extras`` is pure (create); ``capabilities`` and ``apply`` run when the bundle is written.
 """
@@ -94,7 +97,13 @@ def _refuse(host: "schema.HostConfig") -> None:
         raise InvalidParameter("--privileged is not supported by logpipe: grant what the "
                                "container needs with --cap-add")
     for field, value in (("VolumesFrom", host.VolumesFrom), ("Devices", host.Devices),
-                         ("DeviceRequests", host.DeviceRequests)):
+                         ("DeviceRequests", host.DeviceRequests),
+                         ("DeviceCgroupRules", host.DeviceCgroupRules),
+                         ("CgroupParent", host.CgroupParent),
+                         ("KernelMemory", host.KernelMemory),
+                         ("KernelMemoryTCP", host.KernelMemoryTCP),
+                         ("CpuRealtimePeriod", host.CpuRealtimePeriod),
+                         ("CpuRealtimeRuntime", host.CpuRealtimeRuntime)):
         if value:
             raise InvalidParameter(f"HostConfig.{field} is not supported by logpipe")
     if host.UsernsMode not in (None, "", "host"):
@@ -145,6 +154,35 @@ def _memory(host: "schema.HostConfig", memory: int, out: dict[str, Any]) -> None
     out["OomScoreAdj"] = oom
 
 
+def _cgroup(host: "schema.HostConfig", memory: int, out: dict[str, Any]) -> None:
+    """The cgroup settings, with Docker's checks (daemon/daemon_unix.go)."""
+    period, quota = host.CpuPeriod or 0, host.CpuQuota or 0
+    if host.NanoCpus and period:
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if host.NanoCpus and quota:
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    if period and not 1000 <= period <= 1_000_000:
+        raise InvalidParameter("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                               "than 1s (i.e. 1000000)")
+    if quota and quota < 1000:
+        raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    reservation = host.MemoryReservation or 0
+    if memory and reservation > memory:
+        raise InvalidParameter("Minimum memory limit can not be less than memory reservation "
+                               "limit, see usage")
+    weight = host.BlkioWeight or 0
+    if weight and not 10 <= weight <= 1000:
+        raise InvalidParameter("Range of blkio weight is from 10 to 1000")
+    out.update({"CpuShares": host.CpuShares or 0, "CpuPeriod": period, "CpuQuota": quota,
+                "CpusetCpus": host.CpusetCpus or "", "CpusetMems": host.CpusetMems or "",
+                "MemoryReservation": reservation, "OomKillDisable": bool(host.OomKillDisable),
+                "BlkioWeight": weight})
+    if host.MaskedPaths is not None:
+        out["MaskedPaths"] = list(host.MaskedPaths)
+    if host.ReadonlyPaths is not None:
+        out["ReadonlyPaths"] = list(host.ReadonlyPaths)
+
+
 def _ulimits(items: list[Any] | None) -> list[dict[str, Any]] | None:
     out = []
     for item in items or []:
@@ -185,6 +223,7 @@ def extras(host: "schema.HostConfig", name: str, memory: int, network: str,
     out: dict[str, Any] = {}
     _modes(host, out)
     _memory(host, memory, out)
+    _cgroup(host, memory, out)
     if host.Init and init_binary() is None:
         raise InvalidParameter("--init needs tini's static build (Debian: apt-get install "
                                f"tini), looked for {', '.join(INIT_CANDIDATES)}")
@@ -263,6 +302,21 @@ def _resources(cfg: dict[str, Any], options: Mapping[str, Any]) -> None:
                                       "soft": u["Soft"]} for u in options["Ulimits"]]
     if options.get("Sysctls"):
         cfg["linux"]["sysctl"] = dict(options["Sysctls"])
+    resources = cfg["linux"]["resources"]
+    cpu = {key: options[name] for key, name in (
+        ("shares", "CpuShares"), ("period", "CpuPeriod"), ("quota", "CpuQuota"),
+        ("cpus", "CpusetCpus"), ("mems", "CpusetMems")) if options.get(name)}
+    if cpu:
+        resources.setdefault("cpu", {}).update(cpu)
+    if options.get("MemoryReservation"):
+        resources.setdefault("memory", {})["reservation"] = options["MemoryReservation"]
+    if options.get("OomKillDisable"):
+        resources.setdefault("memory", {})["disableOOMKiller"] = True
+    if options.get("BlkioWeight"):
+        resources["blockIO"] = {"weight": options["BlkioWeight"]}
+    for key, name in (("maskedPaths", "MaskedPaths"), ("readonlyPaths", "ReadonlyPaths")):
+        if options.get(name) is not None:
+            cfg["linux"][key] = list(options[name])
 
 
 def apply(cfg: dict[str, Any], spec_dir: str, data_root: str, root: str,

@@ -23,7 +23,9 @@ SHIM_SOCKET = "shim.sock"
 #: ``HostConfig`` keys of ``ContainerSpec.host_options`` (``runtime.hostopts``), kept as is.
 HOST_OPTION_KEYS = ("PidMode", "IpcMode", "UTSMode", "CgroupnsMode", "MemorySwap",
                     "MemorySwappiness", "ShmSize", "OomScoreAdj", "Init", "GroupAdd", "CapAdd",
-                    "CapDrop", "ReadonlyRootfs", "Ulimits", "Sysctls", "Links")
+                    "CapDrop", "ReadonlyRootfs", "Ulimits", "Sysctls", "Links", "CpuShares",
+                    "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "MemoryReservation",
+                    "OomKillDisable", "BlkioWeight", "MaskedPaths", "ReadonlyPaths")
 
 
 class Bind(NamedTuple):

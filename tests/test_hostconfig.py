@@ -67,12 +67,17 @@ def test_init_group_add_read_only_and_cap_drop_are_applied(d):
     assert (ro, nochown) == ("ro", "nochown")
 
 
-def test_pid_host_and_ulimits_are_applied(d):
-    out = _run(d, "--pid", "host", "--ulimit", "nofile=100:200", "busybox", "sh", "-c",
-               "ulimit -n; ulimit -Hn; ps -o pid | wc -l")
-    soft, hard, procs = out.split()
+def test_pid_host_ulimits_and_cgroup_settings_are_applied(d):
+    out = _run(d, "--pid", "host", "--ulimit", "nofile=100:200", "--cpu-shares", "512",
+               "--memory-reservation", "32m", "busybox", "sh", "-c",
+               "ulimit -n; ulimit -Hn; ps -o pid | wc -l; "
+               "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/memory/memory.soft_limit_in_bytes"
+               " 2>/dev/null || echo v2 v2")
+    soft, hard, procs, shares, reservation = out.split()
     assert (soft, hard) == ("100", "200")
     assert int(procs) > 10  # the host's processes, not the container's one or two
+    if not unified_cgroup():
+        assert (shares, reservation) == ("512", str(32 << 20))
 
 
 def test_a_legacy_link_gives_dockers_variables_and_hosts_entry(d, dclient):
@@ -97,6 +102,8 @@ def test_a_legacy_link_gives_dockers_variables_and_hosts_entry(d, dclient):
     (["--pid", "container:x"], "invalid --pid container:x"),
     (["-m", "64m", "--memory-swap", "32m"], "Minimum memoryswap limit should be larger"),
     (["--link", "nosuchcontainer:db"], "Could not get container for nosuchcontainer"),
+    (["--cgroup-parent", "x"], "HostConfig.CgroupParent is not supported by logpipe"),
+    (["--cpus", "1", "--cpu-period", "50000"], "Nano CPUs and CPU Period cannot both be set"),
 ])
 def test_unsupported_or_bad_options_are_refused_in_words(d, flags, message):
     res = docker_cli(d, "create", *flags, "busybox", "true")

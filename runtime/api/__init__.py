@@ -1,7 +1,8 @@
 """The daemon's HTTP API: a subset of the Docker Engine API with v1.41 semantics.
 
-One module per resource (``containers``, ``logs`` for logs and attach, ``images``,
-``volumes``, ``system``; ``/networks`` lives with the networking in
+One module per resource (``containers``, ``logs`` for logs and attach, ``stats`` for
+stats and top, ``files`` for archive, export and changes, ``images``, ``volumes``,
+``system``; ``/networks`` lives with the networking in
 ``runtime.network.api``), each with its ``ROUTES``; ``common`` holds what they share and
 ``streams`` how lasting answers are written. Routes are served with and without a version
 prefix (``/v1.41/containers/json``), so that docker-py and the docker CLI work unchanged.

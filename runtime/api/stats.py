@@ -81,6 +81,8 @@ async def container_stats(request: web.Request) -> web.StreamResponse:
                 return
         finally:
             exited.cancel()
+            if exited in c.exit_waiters:  # not left for the container's exit to find
+                c.exit_waiters.remove(exited)
 
     return await serve_stream(request, resp, body())
 
