@@ -133,3 +133,14 @@ def test_stop_timeout_and_stop_signal_are_kept_and_used_by_stop(dclient):
     finally:
         api.remove_container(c, force=True)
         api.remove_container(ignores, force=True)
+
+
+def test_logpipe_run_takes_the_same_flags(d):
+    out = d.ok("run", "--rm", "--network", "none", "--init", "--group-add", "nogroup",
+               "--cap-add", "NET_ADMIN", "--pid", "host", "--memory-reservation", "16m",
+               "-c", "256", "busybox", "sh", "-c", "id -G; grep -c docker-init /proc/*/cmdline"
+               " 2>/dev/null | grep -vc ':0'").decode().split()
+    assert out[0] == "0" and "65534" in out  # root's group, then the added one
+    assert int(out[-1]) >= 1  # docker-init runs (seen among the host's processes)
+    res = d.lp("create", "--privileged", "busybox", "true")
+    assert res.returncode == 125 and b"--privileged is not supported" in res.stderr

@@ -34,6 +34,15 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences")
     p.add_argument("--ulimit", action="append", default=[], help="Ulimit options")
     p.add_argument("--sysctl", action="append", default=[], help="Sysctl options")
+    p.add_argument("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)")
+    p.add_argument("--cpu-period", type=int, default=0, help="Limit CPU CFS period")
+    p.add_argument("--cpu-quota", type=int, default=0, help="Limit CPU CFS quota")
+    p.add_argument("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", default="", help="MEMs in which to allow execution")
+    p.add_argument("--memory-reservation", default="", help="Memory soft limit")
+    p.add_argument("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
+    p.add_argument("--blkio-weight", type=int, default=0,
+                   help="Block IO (relative weight), between 10 and 1000")
     p.add_argument("--privileged", action="store_true",
                    help="Give extended privileges to this container (refused by logpipe)")
 
@@ -68,7 +77,12 @@ def host_fields(args: argparse.Namespace) -> dict[str, Any]:
         "CgroupnsMode": args.cgroupns, "MemorySwappiness": args.memory_swappiness,
         "OomScoreAdj": args.oom_score_adj, "Privileged": args.privileged,
         "Ulimits": [_ulimit(u) for u in args.ulimit] or None,
-        "Sysctls": key_values(args.sysctl, "--sysctl") or None}
+        "Sysctls": key_values(args.sysctl, "--sysctl") or None,
+        "CpuShares": args.cpu_shares, "CpuPeriod": args.cpu_period, "CpuQuota": args.cpu_quota,
+        "CpusetCpus": args.cpuset_cpus, "CpusetMems": args.cpuset_mems,
+        "OomKillDisable": args.oom_kill_disable, "BlkioWeight": args.blkio_weight}
+    if args.memory_reservation:
+        out["MemoryReservation"] = _size("--memory-reservation", args.memory_reservation)
     if args.init:
         out["Init"] = True
     if args.shm_size:
