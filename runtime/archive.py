@@ -30,16 +30,18 @@ import errno
 import json
 import os
 import stat
-import tarfile
-from typing import Any, BinaryIO, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple
 
 from logpipe.errors import InvalidParameter, LogpipeError, NotFound
 from logpipe.timespec import format_rfc3339nano
 
+if TYPE_CHECKING:  # imported when an archive is made or read: not at the daemon's start
+    import tarfile
+
 _MAX_SYMLINKS = 40
 #: Archive data is read and written in pieces of this size.
 CHUNK = 1 << 16
-BLOCK = tarfile.BLOCKSIZE
+BLOCK = 512  # tarfile.BLOCKSIZE
 #: What a walk of a running container's whole tree does not descend into: kernel
 #: filesystems, which are no files of the container (Docker's archive never sees them).
 KERNEL_DIRS = ("/proc", "/sys", "/dev")
@@ -196,6 +198,7 @@ def stat_header(doc: dict[str, Any]) -> str:
 
 def _tarinfo(name: str, st: os.stat_result, link: str = "") -> tarfile.TarInfo | None:
     """A tar header for a file of ``st`` (None for a socket: tar cannot hold one)."""
+    import tarfile
     ti = tarfile.TarInfo(name)
     ti.mode = stat.S_IMODE(st.st_mode)
     ti.uid, ti.gid = st.st_uid, st.st_gid
@@ -218,6 +221,8 @@ def _tarinfo(name: str, st: os.stat_result, link: str = "") -> tarfile.TarInfo |
 
 
 def _header(ti: tarfile.TarInfo) -> bytes:
+    import tarfile
+
     return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
@@ -307,6 +312,7 @@ def _entry_blocks(entry: str, host: str, est: os.stat_result,
                   seen: dict[tuple[int, int], str]) -> Iterator[bytes]:
     """One archive entry: its header and, for a regular file, its data; a file linked
     again (same inode) becomes a hard link to its first name, as Go's tar writer does it."""
+    import tarfile
     link = ""
     if stat.S_ISLNK(est.st_mode):
         try:
@@ -416,6 +422,7 @@ class _Extractor:
         os.unlink(host)
 
     def add(self, tar: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
+
         cpath = _member_path(self.dest, ti.name)
         if cpath == self.dest:
             return  # the extraction point itself ("./"): it exists
@@ -467,6 +474,7 @@ def extract(fs: ContainerFS, dest: str, stream: BinaryIO, no_overwrite_dir_non_d
     """Unpack the tar ``stream`` (plain or compressed, as Docker takes it) under the
     container directory ``dest``; the entries keep their owners unless ``owner`` is given
     (``copyUIDGID``: the container's user)."""
+    import tarfile
     try:
         tar = tarfile.open(fileobj=stream, mode="r|*")
     except tarfile.TarError as err:

@@ -15,12 +15,13 @@ import argparse
 import os
 import shutil
 import sys
-import tarfile
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, Iterator, NamedTuple
 
-from .. import archive
 from .client import APIError, Client, client_of, ref
 from .errors import CommandError, daemon_command
+
+if TYPE_CHECKING:  # loaded by cp when it copies: not on every command's start
+    import tarfile
 
 MODE_DIR = 1 << 31
 MODE_SYMLINK = 1 << 27
@@ -112,12 +113,16 @@ def copy_from(client: Client, container: str, src_path: str, dst_path: str,
                    os.path.exists(dst_real), os.path.isdir(dst_real))
     into, new = prepare_copy(src, dst)
     old = rebase or split_entry(src_path)[1]
+    import tarfile
+
     with tarfile.open(fileobj=resp, mode="r|") as tar:
         for ti in _rebased(tar, old, new):
             tar.extract(ti, into, filter="tar")
 
 
 def _local_tar(path: str, name: str, follow: bool) -> Iterator[bytes]:
+    from .. import archive
+
     fs = archive.ContainerFS("/")
     host = os.path.realpath(path) if follow else os.path.abspath(path)
     st = os.stat(host) if follow else os.lstat(host)
