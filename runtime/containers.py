@@ -552,7 +552,7 @@ class ContainerStore:
 
         The wait happens after the lock is released: a ``kill`` or ``rm -f`` meanwhile ends
         it (Docker's stop, too, returns once the container has stopped, whoever stopped it)."""
-        timeout = 10.0 if timeout is None else timeout
+        timeout = _stop_timeout(c) if timeout is None else timeout
         async with c.lock:
             if self._cancel_restart(c):
                 c.manually_stopped = True
@@ -569,7 +569,7 @@ class ContainerStore:
     async def _send_stop(self, c: Container) -> asyncio.Future:
         """SIGTERM (thawing a paused container); the future of the exit it asks for."""
         exited = self._next_exit(c)
-        await self._signal(c, signal.SIGTERM)
+        await self._signal(c, parse_signal(c.spec.stop_signal, signal.SIGTERM))
         await self._thaw(c)
         return exited
 
@@ -733,7 +733,7 @@ class ContainerStore:
         """Stop (without the lock held while waiting, as ``stop``), then start. The exit it
         causes applies neither the restart policy nor ``--rm``; like a user's ``start`` it
         resets ``RestartCount`` (Docker)."""
-        timeout = 10.0 if timeout is None else timeout
+        timeout = _stop_timeout(c) if timeout is None else timeout
         async with c.lock:
             if c.removing or c.removed:
                 raise ContainerConflict(f"removal of container {c.id} is already in progress")
@@ -910,6 +910,11 @@ class ContainerStore:
                 "ContainersPaused": sum(s == "paused" for s in statuses),
                 "ContainersStopped": sum(s not in (RUNNING, "restarting", "paused")
                                          for s in statuses)}
+
+
+def _stop_timeout(c: Container) -> float:
+    """How long a ``stop`` without ``-t`` waits: the container's ``StopTimeout``, else 10 s."""
+    return 10.0 if c.spec.stop_timeout is None else float(c.spec.stop_timeout)
 
 
 def _with_plan(spec: ContainerSpec) -> ContainerSpec:

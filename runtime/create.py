@@ -14,7 +14,7 @@ import re
 from logpipe.errors import DriverInitError, InvalidParameter, NotFound
 from logpipe.registry import log_plan, validate_log_config
 
-from . import schema
+from . import hostopts, schema
 from .config import DaemonConfig, merge_log_config
 from .executors import available_runtimes, default_runtime, get_executor
 from .images import Image
@@ -128,6 +128,13 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
                                f"only {ncpu} CPUs available")
     pids_limit = max(0, host.PidsLimit or 0)
     binds, mounts, tmpfs = container_mounts(req, host, icfg.Volumes, config.data_root)
+    host_options = dict(hostopts.extras(host, name, memory, network, config.data_root))
+    # The limits ``update`` may change live in the spec's own fields (one home each).
+    limits = {key: host_options.pop(key, 0) or 0 for key in hostopts.SPEC_LIMITS}
+    if req.StopSignal:
+        from .containers import parse_signal
+
+        parse_signal(req.StopSignal)  # Docker's "Invalid signal: X" at create
 
     lc = host.LogConfig or schema.LogConfig()
     log_type, log_opts = merge_log_config(config, lc.Type or "", lc.Config or {})
@@ -142,7 +149,10 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         auto_remove=auto_remove, security_opt=security_opt, ports=bindings,
         publish_all=bool(host.PublishAllPorts),
         exposed_ports=tuple(f"{p}/{proto}" for p, proto in exposed),
-        network_aliases=tuple(dict.fromkeys(aliases)))
+        network_aliases=tuple(dict.fromkeys(aliases)), host_options=host_options,
+        memory_swap=limits["MemorySwap"], cpu_shares=limits["CpuShares"],
+        cpu_quota=limits["CpuQuota"], cpu_period=limits["CpuPeriod"],
+        stop_signal=req.StopSignal or "", stop_timeout=req.StopTimeout)
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())

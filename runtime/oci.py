@@ -16,7 +16,7 @@ from typing import Any
 
 from logpipe.errors import LogpipeError
 
-from runtime import seccomp
+from runtime import hostopts, seccomp
 from runtime.mounts import oci_mounts
 from runtime.network.netavark import (data_root_of, endpoint, joined_netns, netns_path,
                                      uses_netns)
@@ -27,12 +27,7 @@ OCI_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000  # Docker's --cpus: quota = cpus * period, period 100 ms
 
-# Docker's default capability set (moby oci/caps/defaults.go).
-DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]
+DEFAULT_CAPS = hostopts.DEFAULT_CAPS  # Docker's default capability set
 
 MASKED_PATHS = [  # runc spec's defaults, plus Docker's additions
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -237,7 +232,7 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if spec.memory:
         resources["memory"] = {"limit": spec.memory}
-        if spec.memory_swap:
+        if spec.memory_swap and hostopts.swap_accounting():
             resources["memory"]["swap"] = spec.memory_swap
     cpu: dict[str, int] = {}
     if spec.nano_cpus:
@@ -250,7 +245,7 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
         resources["cpu"] = cpu
     if spec.pids_limit:
         resources["pids"] = {"limit": spec.pids_limit}
-    caps = list(DEFAULT_CAPS)
+    caps = hostopts.capabilities(spec.host_options)  # --cap-add, --cap-drop
     linux: dict[str, Any] = {
         "cgroupsPath": f"/logpipe/{spec.id}",
         "resources": resources,
@@ -261,7 +256,7 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     filter_ = seccomp.oci_seccomp(spec.security_opt, caps)
     if filter_ is not None:
         linux["seccomp"] = filter_
-    return {
+    cfg = {
         "ociVersion": OCI_VERSION,
         "process": {
             # Pass-through stdio: the runtime hands its own fds (the shim's pipes) over.
@@ -280,6 +275,8 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
         "mounts": mounts,
         "linux": linux,
     }
+    hostopts.apply(cfg, spec.dir, data_root_of(spec), root, spec.host_options)
+    return cfg
 
 
 def bundle(spec: ContainerSpec, root: str) -> str:

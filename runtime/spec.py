@@ -20,6 +20,12 @@ from runtime.network.ports import PortBinding, from_docker, to_docker
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 SHIM_SOCKET = "shim.sock"
+#: ``HostConfig`` keys of ``ContainerSpec.host_options`` (``runtime.hostopts``), kept as is.
+HOST_OPTION_KEYS = ("PidMode", "IpcMode", "UTSMode", "CgroupnsMode",
+                    "MemorySwappiness", "ShmSize", "OomScoreAdj", "Init", "GroupAdd", "CapAdd",
+                    "CapDrop", "ReadonlyRootfs", "Ulimits", "Sysctls", "Links",
+                    "CpusetCpus", "CpusetMems", "MemoryReservation",
+                    "OomKillDisable", "BlkioWeight", "MaskedPaths", "ReadonlyPaths")
 
 
 class Bind(NamedTuple):
@@ -87,6 +93,9 @@ class ContainerSpec(NamedTuple):
     cpu_shares: int = 0  # relative weight (0 = the kernel's default, 1024)
     cpu_quota: int = 0  # µs per ``cpu_period`` (0 = none); exclusive with nano_cpus
     cpu_period: int = 0  # µs (0 = the kernel's default, 100000)
+    host_options: Mapping[str, Any] = {}  # HOST_OPTION_KEYS, checked (runtime.hostopts)
+    stop_signal: str = ""  # Config.StopSignal ("": SIGTERM)
+    stop_timeout: int | None = None  # Config.StopTimeout (None: 10 s)
 
     @property
     def argv(self) -> list[str]:
@@ -138,6 +147,11 @@ class ContainerSpec(NamedTuple):
                 "RestartPolicy": {"Name": self.restart_policy,
                                   "MaximumRetryCount": self.restart_max}},
         }
+        data["HostConfig"].update(self.host_options)
+        if self.stop_signal:
+            data["Config"]["StopSignal"] = self.stop_signal
+        if self.stop_timeout is not None:
+            data["Config"]["StopTimeout"] = self.stop_timeout
         volumes = {m.target: {} for m in self.mounts if m.origin == "volumes"}
         data["Config"]["Volumes"] = volumes or None
         if self.mounts:
@@ -181,7 +195,9 @@ class ContainerSpec(NamedTuple):
             exposed_ports=tuple(cfg.get("ExposedPorts") or ()),
             network_aliases=tuple(data.get("NetworkAliases") or ()),
             memory_swap=host.get("MemorySwap") or 0, cpu_shares=host.get("CpuShares") or 0,
-            cpu_quota=host.get("CpuQuota") or 0, cpu_period=host.get("CpuPeriod") or 0)
+            cpu_quota=host.get("CpuQuota") or 0, cpu_period=host.get("CpuPeriod") or 0,
+            host_options={k: host[k] for k in HOST_OPTION_KEYS if k in host},
+            stop_signal=cfg.get("StopSignal") or "", stop_timeout=cfg.get("StopTimeout"))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

@@ -66,12 +66,45 @@ def container_state(c: Container) -> dict[str, Any]:
     return data
 
 
+#: ``HostConfig`` keys Docker always shows, with its values for what was not asked for (a
+#: container's own values, in ``config.json``, take precedence).
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "ContainerIDFile": "", "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None,
+    "CapDrop": None, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+    "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0,
+    "PidMode": "", "Privileged": False, "ReadonlyRootfs": False, "UTSMode": "",
+    "UsernsMode": "", "ShmSize": 64 << 20, "ConsoleSize": [0, 0], "Isolation": "",
+    "CpuShares": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+    "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
+    "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+    "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+    "DeviceCgroupRules": None, "DeviceRequests": None, "KernelMemory": 0,
+    "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "Init": None,
+}
+
+
+def host_config(spec: ContainerSpec, stored: dict[str, Any]) -> dict[str, Any]:
+    """``HostConfig`` of ``inspect``: what the container was created with, and Docker's
+    defaults for the rest (a container created before they were stored gets the defaults)."""
+    from .hostopts import unified_cgroup
+    from .oci import MASKED_PATHS, READONLY_PATHS
+
+    out = dict(HOST_CONFIG_DEFAULTS)
+    out.update({"CgroupnsMode": "private" if unified_cgroup() else "host",
+                "MaskedPaths": list(MASKED_PATHS), "ReadonlyPaths": list(READONLY_PATHS)})
+    out.update(stored)
+    return out
+
+
 def container_inspect(c: Container) -> dict[str, Any]:
     """``GET /containers/{id}/json``: Docker's inspect shape."""
     data = c.spec.to_json()
     data.pop("LogPlan", None)  # logpipe's own record, not part of Docker's inspect
     data.pop("MountPoints", None)  # shown as Docker's Mounts
     data.pop("NetworkAliases", None)  # shown in NetworkSettings.Networks
+    data["HostConfig"] = host_config(c.spec, data["HostConfig"])
     log_config = data["HostConfig"]["LogConfig"]
     log_config["Config"] = redacted_log_opts(log_config["Type"], log_config["Config"])
     argv = c.spec.argv

@@ -1,7 +1,8 @@
 """The daemon's HTTP API: a subset of the Docker Engine API with v1.41 semantics.
 
-One module per resource (``containers``, ``logs`` for logs and attach, ``exec``, ``images``,
-``volumes``, ``system``, ``events``; ``/networks`` lives with the networking in
+One module per resource (``containers``, ``logs`` for logs and attach, ``stats`` for
+stats and top, ``files`` for archive, export and changes, ``exec``, ``images``,
+``volumes``, ``system``, ``events``, ``build``; ``/networks`` lives with the networking in
 ``runtime.network.api``), each with its ``ROUTES``; ``common`` holds what they share and
 ``streams`` how lasting answers are written. Routes are served with and without a version
 prefix (``/v1.41/containers/json``), so that docker-py and the docker CLI work unchanged.
@@ -27,15 +28,16 @@ from ..containers import ContainerStore
 from ..execs import ExecRegistry
 from ..images import ImageStore
 from ..network import api as network_api
-from . import (build, containers, events, exec as exec_routes, images as image_routes, logs,
-               system, volumes)
+from . import (build, containers, events, exec as exec_routes, files, images as image_routes,
+               logs, stats as stats_routes, system, volumes)
 from .common import (ENDING_KEY, IMAGES_KEY, SHUTDOWN_GRACE, STORE_KEY, docker_headers,
                      error_middleware)
 from .streams import end_streams
 
 __all__ = ["SHUTDOWN_GRACE", "make_app"]
 
-ROUTE_MODULES = (system, containers, logs, volumes, image_routes, exec_routes, events, build)
+ROUTE_MODULES = (system, containers, logs, volumes, image_routes, exec_routes, events, build,
+                 stats_routes, files)
 
 
 def make_app(store: ContainerStore, images: ImageStore) -> web.Application:

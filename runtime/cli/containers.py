@@ -22,6 +22,7 @@ from runtime.network.ports import parse_publish, port_lines, ps_column
 
 from .client import APIError, Client, client_of, read_frames, ref
 from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandError, daemon_command
+from . import hostflags
 from .flags import key_values
 from .tables import ago, print_documents, print_table, table_format
 from .volumes import mount_fields
@@ -79,6 +80,7 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
         port, _, proto = port.partition("/")
         exposed[f"{port}/{proto or 'tcp'}"] = {}
     host["PublishAllPorts"] = bool(args.publish_all)
+    host.update(hostflags.host_fields(args))
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]

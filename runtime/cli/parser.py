@@ -12,7 +12,7 @@ from . import build as build_commands, capture, containers, images, system, volu
 from . import logs as logs_command
 from . import exec as exec_command
 from . import networks
-from . import events
+from . import events, files, hostflags, stats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     volumes.add_commands(sub)
     events.add_commands(sub)
     _container_ops_commands(sub)
+    stats.add_commands(sub)
+    files.add_commands(sub)
     return parser
 
 
@@ -87,6 +89,7 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--entrypoint", default=None)
     p.add_argument("--pull", default="missing",
                    help='Pull image before running ("always", "missing", "never")')
+    hostflags.add_flags(p)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
