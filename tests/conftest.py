@@ -479,6 +479,15 @@ def runc_module_daemon(busybox_tar) -> Iterator[RestartableDaemon]:
         yield d
 
 
+@pytest.fixture(scope="module")
+def module_docker_client(runc_module_daemon):
+    """docker-py against the module's runc daemon."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=runc_module_daemon.host, version="1.41", timeout=60)
+    yield client
+    client.close()
+
+
 def clean_daemon(d: RestartableDaemon) -> None:
     """Every container (forced) and volume of ``d`` removed: the next test starts clean."""
     client = Client(d.host, autostart=False)

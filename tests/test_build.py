@@ -13,19 +13,16 @@ import tarfile
 
 import pytest
 
-from conftest import LOGPIPE, RUNC, running_daemon, wait_until
+from conftest import LOGPIPE, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def runc_daemon(busybox_tar):
-    """One runc daemon for the module (conftest's is one per test): each test names its own
-    images and containers, and removes the containers it leaves."""
-    if not RUNC:
-        pytest.skip("needs root, runc and busybox-static")
-    with running_daemon("runc", busybox_tar) as d:
-        yield d
+def runc_daemon(runc_module_daemon):
+    """The module's one runc daemon: each test names its own images and containers, and
+    removes the containers it leaves."""
+    return runc_module_daemon
 
 MULTI_STAGE = """\
 # escape=\\

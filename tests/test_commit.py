@@ -11,20 +11,16 @@ import tarfile
 
 import pytest
 
-from conftest import (IMAGE, RUNC, RestartableDaemon, add, diff_id, docker_cli, fill,
-                      running_daemon, tar_bytes, tmpfs)
+from conftest import IMAGE, RUNC, RestartableDaemon, add, diff_id, docker_cli, fill, tar_bytes, tmpfs
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def runc_daemon(busybox_tar):
-    """One runc daemon for the module (conftest's is one per test): each test names its own
-    images and containers, and removes the containers it leaves."""
-    if not RUNC:
-        pytest.skip("needs root, runc and busybox-static")
-    with running_daemon("runc", busybox_tar) as d:
-        yield d
+def runc_daemon(runc_module_daemon):
+    """The module's one runc daemon: each test names its own images and containers, and
+    removes the containers it leaves."""
+    return runc_module_daemon
 
 
 def test_commit_keeps_new_file_and_whiteout_of_deleted_one(runc_daemon):

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import docker_cli, running_daemon, wait_until
+from conftest import docker_cli, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -23,18 +23,8 @@ PASSWD_NOBODY = b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false"
 
 
 @pytest.fixture(scope="module")
-def d(busybox_tar):
-    if busybox_tar is None:
-        pytest.skip("needs root, runc and busybox-static")
-    with running_daemon("runc", busybox_tar) as daemon:
-        yield daemon
-
-
-@pytest.fixture(scope="module")
-def dclient(d):
-    client = docker.DockerClient(base_url=d.host, version="1.41", timeout=60)
-    yield client
-    client.close()
+def d(runc_module_daemon):
+    return runc_module_daemon
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +94,18 @@ def test_logpipe_cp_export_and_diff(d, ctr, tmp_path):
     assert "A /data/in-volume" not in diff and "A /etc/hostname" not in diff
 
 
-def test_archive_errors_are_dockers(d, ctr, dclient):
+def test_archive_errors_are_dockers(d, ctr, module_docker_client):
     res = docker_cli(d, "cp", f"{ctr}:/nope", "-")
     assert res.returncode == 1
     assert f"Could not find the file /nope in container {ctr}" in res.stderr.decode()
     with pytest.raises(docker.errors.NotFound):
-        dclient.api.get_archive(ctr, "/nope")
+        module_docker_client.api.get_archive(ctr, "/nope")
     with pytest.raises(docker.errors.APIError) as err:
-        dclient.api.put_archive(ctr, "/etc/passwd", b"")
+        module_docker_client.api.put_archive(ctr, "/etc/passwd", b"")
     assert err.value.status_code == 400
     assert err.value.explanation == "extraction point is not a directory"
     with pytest.raises(docker.errors.APIError) as err:
-        dclient.api.get_archive(ctr, "")
+        module_docker_client.api.get_archive(ctr, "")
     assert err.value.status_code == 400
 
 
@@ -152,9 +142,9 @@ def test_cp_into_a_stopped_container_and_out_of_its_volume(d, tmp_path):
         d.lp("volume", "rm", vol)
 
 
-def test_a_symlink_out_of_the_container_stays_inside_it(d, dclient, ctr, tmp_path):
+def test_a_symlink_out_of_the_container_stays_inside_it(d, module_docker_client, ctr, tmp_path):
     marker = f"lp-escape-{uuid.uuid4().hex[:8]}"
-    c = dclient.containers.get(ctr)
+    c = module_docker_client.containers.get(ctr)
     try:
         assert PASSWD_NOBODY in _read(d, c.id, "/x/passwd")  # the container's passwd
         (tmp_path / marker).write_text("x")
@@ -178,8 +168,8 @@ def test_a_symlink_out_of_the_container_stays_inside_it(d, dclient, ctr, tmp_pat
                 os.unlink(path)
 
 
-def test_dockerpy_archives_top_diff_and_export(dclient, ctr):
-    c = dclient.containers.get(ctr)
+def test_dockerpy_archives_top_diff_and_export(module_docker_client, ctr):
+    c = module_docker_client.containers.get(ctr)
     payload = io.BytesIO()
     with tarfile.open(fileobj=payload, mode="w") as tar:
         ti = tarfile.TarInfo("dir/file.txt")

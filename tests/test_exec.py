@@ -11,11 +11,10 @@ import signal
 import socket
 import struct
 import subprocess
-import time
 
 import pytest
 
-from conftest import LOGPIPE, RUNC, docker_cli, running_daemon, wait_until
+from conftest import LOGPIPE, RUNC, docker_cli, wait_until
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")]
@@ -26,10 +25,8 @@ DOCKER = shutil.which("docker")
 
 
 @pytest.fixture(scope="module")
-def d(busybox_tar):
-    """One runc daemon for the module (each test makes and removes its containers)."""
-    with running_daemon("runc", busybox_tar) as daemon:
-        yield daemon
+def d(runc_module_daemon):
+    return runc_module_daemon
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import docker_cli, running_daemon
+from conftest import docker_cli
 from runtime.hostopts import unified_cgroup
 
 pytestmark = pytest.mark.e2e
@@ -18,18 +18,8 @@ docker = pytest.importorskip("docker")
 
 
 @pytest.fixture(scope="module")
-def d(busybox_tar):
-    if busybox_tar is None:
-        pytest.skip("needs root, runc and busybox-static")
-    with running_daemon("runc", busybox_tar) as daemon:
-        yield daemon
-
-
-@pytest.fixture(scope="module")
-def dclient(d):
-    client = docker.DockerClient(base_url=d.host, version="1.41", timeout=60)
-    yield client
-    client.close()
+def d(runc_module_daemon):
+    return runc_module_daemon
 
 
 def _run(d, *args: str) -> str:
@@ -38,8 +28,8 @@ def _run(d, *args: str) -> str:
     return res.stdout.decode()
 
 
-def test_inspect_shows_dockers_host_config_defaults(dclient):
-    c = dclient.containers.create("busybox", "true", mem_limit="64m")
+def test_inspect_shows_dockers_host_config_defaults(module_docker_client):
+    c = module_docker_client.containers.create("busybox", "true", mem_limit="64m")
     try:
         host = c.attrs["HostConfig"]
         assert host["VolumesFrom"] is None and host["Init"] is None
@@ -80,13 +70,13 @@ def test_pid_host_ulimits_and_cgroup_settings_are_applied(d):
         assert (shares, reservation) == ("512", str(32 << 20))
 
 
-def test_a_legacy_link_gives_dockers_variables_and_hosts_entry(d, dclient):
-    web = dclient.containers.run("busybox", ["sleep", "300"], detach=True, name="linkweb",
+def test_a_legacy_link_gives_dockers_variables_and_hosts_entry(d, module_docker_client):
+    web = module_docker_client.containers.run("busybox", ["sleep", "300"], detach=True, name="linkweb",
                                  environment={"SECRET": "s3"}, ports={"80/tcp": None})
     try:
-        out = dclient.containers.run("busybox", ["sh", "-c", "env; cat /etc/hosts"],
+        out = module_docker_client.containers.run("busybox", ["sh", "-c", "env; cat /etc/hosts"],
                                      links={"linkweb": "db"}, remove=True).decode()
-        ip = dclient.containers.get(web.id).attrs["NetworkSettings"]["IPAddress"]
+        ip = module_docker_client.containers.get(web.id).attrs["NetworkSettings"]["IPAddress"]
         assert f"DB_PORT=tcp://{ip}:80" in out.splitlines()
         assert f"DB_PORT_80_TCP_ADDR={ip}" in out.splitlines()
         assert "DB_ENV_SECRET=s3" in out.splitlines()
@@ -111,8 +101,8 @@ def test_unsupported_or_bad_options_are_refused_in_words(d, flags, message):
     assert message in res.stderr.decode()
 
 
-def test_stop_timeout_and_stop_signal_are_kept_and_used_by_stop(dclient):
-    api = dclient.api
+def test_stop_timeout_and_stop_signal_are_kept_and_used_by_stop(module_docker_client):
+    api = module_docker_client.api
     host = api.create_host_config(network_mode="none")
     c = api.create_container("busybox", ["sh", "-c", "trap 'exit 7' USR1; trap '' TERM; "
                                          "while :; do sleep 0.1; done"],

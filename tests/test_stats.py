@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import create, docker_cli, running_daemon, wait_until
+from conftest import create, docker_cli, wait_until
 from logpipe.errors import LogpipeError
 from runtime.cli.client import Client
 
@@ -25,18 +25,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
-def d(busybox_tar):
-    if busybox_tar is None:
-        pytest.skip("needs root, runc and busybox-static")
-    with running_daemon("runc", busybox_tar) as daemon:
-        yield daemon
-
-
-@pytest.fixture(scope="module")
-def dclient(d):
-    client = docker.DockerClient(base_url=d.host, version="1.41", timeout=60)
-    yield client
-    client.close()
+def d(runc_module_daemon):
+    return runc_module_daemon
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +54,8 @@ def _rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def test_stats_of_a_busy_container_show_cpu_memory_limit_network_and_pids(dclient, busy):
-    stats = dclient.containers.get(busy).stats(stream=False)
+def test_stats_of_a_busy_container_show_cpu_memory_limit_network_and_pids(module_docker_client, busy):
+    stats = module_docker_client.containers.get(busy).stats(stream=False)
     assert stats["id"] == busy and stats["name"] == "/busy"
     assert stats["read"] != ZERO_TIME and stats["preread"] != ZERO_TIME
     cpu, pre = stats["cpu_stats"], stats["precpu_stats"]
@@ -112,10 +102,10 @@ def test_logpipe_stats_and_top_print_the_docker_cli_columns(d, busy):
     assert any("while :; do :; done" in line for line in top[1:])
 
 
-def test_stats_of_a_stopped_container_are_dockers_zeros(d, dclient):
+def test_stats_of_a_stopped_container_are_dockers_zeros(d, module_docker_client):
     cid = d.ok("create", "busybox", "true").decode().strip()
     try:
-        stats = dclient.api.stats(cid, stream=False)
+        stats = module_docker_client.api.stats(cid, stream=False)
         assert stats["read"] == ZERO_TIME and stats["id"] == cid
         assert stats["cpu_stats"]["cpu_usage"]["total_usage"] == 0
         assert stats["memory_stats"] == {} and stats["pids_stats"] == {}
@@ -129,8 +119,8 @@ def test_stats_of_a_stopped_container_are_dockers_zeros(d, dclient):
         d.lp("rm", "-f", cid)
 
 
-def test_a_stats_stream_ends_when_its_container_is_killed(d, dclient):
-    c = dclient.containers.run("busybox", ["sleep", "300"], detach=True)
+def test_a_stats_stream_ends_when_its_container_is_killed(d, module_docker_client):
+    c = module_docker_client.containers.run("busybox", ["sleep", "300"], detach=True)
     try:
         stream = c.stats(decode=True)
         first = next(stream)
@@ -142,25 +132,25 @@ def test_a_stats_stream_ends_when_its_container_is_killed(d, dclient):
         c.remove(force=True)
 
 
-def test_top_lists_the_containers_processes_with_ps_args(dclient, busy):
-    top = dclient.containers.get(busy).top()
+def test_top_lists_the_containers_processes_with_ps_args(module_docker_client, busy):
+    top = module_docker_client.containers.get(busy).top()
     assert "PID" in top["Titles"] and "CMD" in top["Titles"]
     assert any("while" in p[-1] for p in top["Processes"])
-    aux = dclient.api.top(busy, ps_args="aux")
+    aux = module_docker_client.api.top(busy, ps_args="aux")
     assert aux["Titles"][:2] == ["USER", "PID"]
     own = str(os.getpid())  # the host's other processes are not listed
     assert all(p[1] != own for p in aux["Processes"])
 
 
-def test_top_refuses_a_stopped_container_and_a_renamed_pid_column(d, dclient, busy):
+def test_top_refuses_a_stopped_container_and_a_renamed_pid_column(d, module_docker_client, busy):
     cid = d.ok("create", "busybox", "true").decode().strip()
     try:
         with pytest.raises(docker.errors.APIError) as err:
-            dclient.api.top(cid)
+            module_docker_client.api.top(cid)
         assert err.value.status_code == 409
         assert err.value.explanation == f"Container {cid} is not running"
         with pytest.raises(docker.errors.APIError) as err:
-            dclient.api.top(busy, ps_args="-o user= PIDX")
+            module_docker_client.api.top(busy, ps_args="-o user= PIDX")
         assert err.value.status_code == 400
     finally:
         d.lp("rm", "-f", cid)
