@@ -11,6 +11,7 @@ into by name: see its docstring.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import selectors
@@ -64,7 +65,8 @@ def make_sink(driver, opts: Mapping[str, str]):
 
 def pump(fds: Mapping[str, int], sink, stats: CaptureStats,
          extra: Mapping[int, Callable[[], None]] | None = None) -> None:
-    """Read both pipes until EOF on each, writing every batch through ``sink``.
+    """Read both pipes (or one pty master) until EOF on each, writing every batch through
+    ``sink``.
 
     ``extra`` maps other readable fds (the shim's control socket) to handlers called from the
     same loop, so the shim needs no threads.
@@ -88,6 +90,12 @@ def pump(fds: Mapping[str, int], sink, stats: CaptureStats,
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 continue
+            except OSError as err:
+                # A pty master whose last slave is closed answers EIO, not EOF (after
+                # what was written is read): a container's terminal is one more door.
+                if err.errno != errno.EIO:
+                    raise
+                data = b""
             if data:
                 stats.bytes += len(data)
                 batch.extend(framers[fd].feed(data))
