@@ -64,15 +64,16 @@ def make_sink(driver, opts: Mapping[str, str]):
 
 
 def pump(fds: Mapping[str, int], sink, stats: CaptureStats,
-         extra: Mapping[int, Callable[[], None]] | None = None) -> None:
+         extra: Mapping[int, Callable[[], None]] | None = None, eager: bool = False) -> None:
     """Read both pipes (or one pty master) until EOF on each, writing every batch through
     ``sink``.
 
     ``extra`` maps other readable fds (the shim's control socket) to handlers called from the
-    same loop, so the shim needs no threads.
+    same loop, so the shim needs no threads. ``eager``: a terminal's output, whose
+    unfinished lines are stored at once (``Framer``).
     """
     clock = Clock()
-    framers = {fd: Framer(source, clock) for source, fd in fds.items()}
+    framers = {fd: Framer(source, clock, eager) for source, fd in fds.items()}
     sel = selectors.DefaultSelector()
     for fd in framers:
         os.set_blocking(fd, False)

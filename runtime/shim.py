@@ -148,7 +148,7 @@ class Shim:
         self.sink = _Sink(self.buffer)
         self.pumping = True
         try:
-            pump(sources, self.sink, self.stats, self._handlers())
+            pump(sources, self.sink, self.stats, self._handlers(), eager=self.spec.tty)
         except _StopReading:
             self.pipes_open = True
             _log(f"a process still holds the container's stdout or stderr {EXIT_GRACE:g} s "
