@@ -236,9 +236,12 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
     if hijack:
         resp.force_close()
     stdin = StdinForward(request, keys) if keys is not None else None
+    output = body()
+    if stdin is not None and not streams:  # stdin alone: the attach lasts while it runs
+        output = _until_exit(request, c, started, output)
     try:
-        return await serve_stream(request, resp, body() if stdin is None else
-                                  _with_stdin(c, body(), stdin, started))
+        return await serve_stream(request, resp, output if stdin is None else
+                                  _with_stdin(c, output, stdin, started))
     finally:
         if started is not None and not started.done():
             started.cancel()
@@ -263,6 +266,16 @@ async def _with_stdin(c, output: Any, stdin: StdinForward, started) -> None:
         for task in (out, feed):
             if not task.done():
                 task.cancel()
+
+
+async def _until_exit(request: web.Request, c, started, then: Any) -> None:
+    """An attach of stdin only: it ends when the container stops (or its input ends)."""
+    if started is not None:
+        await asyncio.wait((started,))
+        if started.cancelled() or started.result() is None:
+            return await then
+    await asyncio.wait((store_of(request).waiter(c, "not-running"),))
+    await then
 
 
 async def _feed_stdin(c, stdin: StdinForward, started) -> str:

@@ -97,10 +97,10 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _stdio_fields(args: argparse.Namespace, host: dict[str, Any]) -> dict[str, Any]:
-    """``-i``/``-t`` as the docker CLI sends them: ``run`` without ``-d`` attaches stdout and
-    stderr (and stdin with ``-i``, which is then closed when the attach ends: StdinOnce),
-    and a terminal starts at the size of the user's."""
-    attached = getattr(args, "detach", True) is False
+    """``-i``/``-t`` as the docker CLI sends them: ``create`` and ``run`` without ``-d``
+    attach stdout and stderr (and stdin with ``-i``, which is then closed when the attach
+    ends: StdinOnce), and a terminal starts at the size of the user's."""
+    attached = not getattr(args, "detach", False)
     if args.tty:
         size = terminal_size()
         if size is not None:
