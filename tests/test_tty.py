@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import LOGPIPE, image_of, wait_until
+from conftest import LOGPIPE, image_of
 
 pytestmark = pytest.mark.e2e
 

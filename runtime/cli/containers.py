@@ -161,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.detach:
         if _not_a_terminal(args.interactive, args.tty):
             return 1
-        args.keys = _detach_keys(args.detach_keys)
+        _detach_keys(args.detach_keys)  # refused before anything is created
     client = client_of(args)
     cid = _create(client, args)
     if args.detach:
@@ -266,22 +266,28 @@ def _resizer(client: Client, cid: str) -> Callable[[int, int], None]:
 
 
 def _run_interactive(client: Client, cid: str, args: argparse.Namespace) -> int:
-    """``run -i``/``-t``: as the docker CLI, attach (hijacked) before the start, start, send
-    the window's size, copy the streams; the exit code is the container's, or 0 when the
-    user detached (the container runs on)."""
-    conn = _attach_hijacked(client, cid, args.interactive, args.detach_keys)
+    return _start_interactive(client, cid, args.tty, args.interactive, args.detach_keys,
+                              args.rm)
+
+
+def _start_interactive(client: Client, cid: str, tty: bool, stdin: bool, detach_keys: str,
+                       auto_remove: bool) -> int:
+    """``run -i``/``-t``, ``start -a`` of a terminal: as the docker CLI, attach (hijacked)
+    before the start, start, send the window's size, copy the streams; the exit code is the
+    container's, or 0 when the user detached (the container runs on)."""
+    keys = _detach_keys(detach_keys)
+    conn = _attach_hijacked(client, cid, stdin, detach_keys)
     try:
         waiter, result = _wait_registered(client, cid,
-                                          "removed" if args.rm else "next-exit")
+                                          "removed" if auto_remove else "next-exit")
         try:
             client.post(f"/containers/{cid}/start")
         except APIError as err:
             sys.stderr.write(f"Error response from daemon: {err}\n")
-            if args.rm:
+            if auto_remove:
                 waiter.join(AUTO_REMOVE_WAIT)
             return _start_failure_code(str(err))
-        detached = stream_hijacked(conn, args.tty, args.interactive, _resizer(client, cid),
-                                   args.keys)
+        detached = stream_hijacked(conn, tty, stdin, _resizer(client, cid), keys)
     finally:
         conn.close()
     if detached:
@@ -341,6 +347,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             raise CommandError("you cannot start and attach multiple containers at once")
         client = client_of(args)
         info = client.container(args.containers[0])
+        if (info.get("Config") or {}).get("Tty"):  # raw output: the terminal's path
+            return _start_interactive(client, info["Id"], True, False, "", False)
         return _run_attached(client, info["Id"], False)
     return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/start"), n)[1])
 
