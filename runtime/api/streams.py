@@ -275,7 +275,7 @@ class StdinForward:
         try:
             try:
                 sock = await asyncio.to_thread(connect)
-            except LogpipeError as err:
+            except (LogpipeError, OSError) as err:
                 log.debug("attach: no stdin to write to: %s", err)
                 sock = None
             if sock is not None:
