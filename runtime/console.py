@@ -42,11 +42,10 @@ class ConsoleSocket:
             except FileNotFoundError:
                 pass
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o177)  # only the owner (root, runc) may connect
-        try:
-            self._sock.bind(self.path)
-        finally:
-            os.umask(old)
+        self._sock.bind(self.path)
+        # Only the owner (root, runc) may connect. Not through the umask: it is the whole
+        # process's, and the daemon has threads (a temporary directory is private anyway).
+        os.chmod(self.path, 0o600)
         self._sock.listen(1)
 
     def receive(self, timeout: float = 30.0) -> int:
