@@ -73,6 +73,23 @@ def test_logpipe_run_it_computes_follows_a_resize_and_exits_with_the_shells_code
     assert b"42\r\n" in logged and b"33 101\r\n" in logged  # the terminal's output, CR LF kept
 
 
+def test_killing_the_client_of_run_it_leaves_the_container_running(d):
+    """``run -it`` sets StdinOnce, but Docker never closes a terminal's stdin: the client's
+    death ends its attach only, and the shell is still there for the next one."""
+    child = _spawn(d, [*LOGPIPE, "run", "-it", "--name", "orphan", image_of(d), "sh"])
+    try:
+        child.expect(PROMPT)
+        child.sendline("echo $((5*5))")
+        child.expect("25")
+        os.kill(child.pid, signal.SIGKILL)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert d.inspect("orphan", "{{.State.Running}} {{.Config.StdinOnce}}") == "true true"
+    cid = d.inspect("orphan", "{{.Id}}")
+    _type(d, cid, b"echo again$((3*3))\n", b"again9")
+
+
 def test_docker_cli_run_it_and_attach_then_detach_with_ctrl_p_ctrl_q(d):
     docker_bin = shutil.which("docker")
     if docker_bin is None:
