@@ -202,10 +202,7 @@ def _run_attached(client: Client, cid: str, auto_remove: bool) -> int:
                 out.flush()
             break
         except KeyboardInterrupt:  # docker's sig-proxy: the container gets the signal
-            try:
-                client.post(f"/containers/{cid}/kill", {"signal": "SIGINT"})
-            except LogpipeError:
-                pass
+            _sig_proxy(client, cid)()
     waiter.join()
     if "error" in result:
         raise result["error"]
@@ -265,6 +262,16 @@ def _resizer(client: Client, cid: str) -> Callable[[int, int], None]:
     return lambda h, w: client.post(f"/containers/{cid}/resize", {"h": h, "w": w})
 
 
+def _sig_proxy(client: Client, cid: str) -> Callable[[], None]:
+    """docker's sig-proxy: ctrl-C on a terminal that is not raw is SIGINT to the container."""
+    def interrupt() -> None:
+        try:
+            client.post(f"/containers/{cid}/kill", {"signal": "SIGINT"})
+        except LogpipeError:
+            pass
+    return interrupt
+
+
 def _run_interactive(client: Client, cid: str, args: argparse.Namespace) -> int:
     return _start_interactive(client, cid, args.tty, args.interactive, args.detach_keys,
                               args.rm)
@@ -287,7 +294,8 @@ def _start_interactive(client: Client, cid: str, tty: bool, stdin: bool, detach_
             if auto_remove:
                 waiter.join(AUTO_REMOVE_WAIT)
             return _start_failure_code(str(err))
-        detached = stream_hijacked(conn, tty, stdin, _resizer(client, cid), keys)
+        detached = stream_hijacked(conn, tty, stdin, _resizer(client, cid), keys,
+                                   _sig_proxy(client, cid))
     finally:
         conn.close()
     if detached:
@@ -316,7 +324,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     keys = _detach_keys(args.detach_keys)
     conn = _attach_hijacked(client, cid, stdin, args.detach_keys)
     try:
-        if stream_hijacked(conn, tty, stdin, _resizer(client, cid), keys):
+        if stream_hijacked(conn, tty, stdin, _resizer(client, cid), keys,
+                           _sig_proxy(client, cid)):
             return 0
     finally:
         conn.close()

@@ -104,19 +104,26 @@ class _Resizer:
 
 def stream_hijacked(conn: HijackedConnection, tty: bool, stdin: bool,
                     resize: Callable[[int, int], None] | None = None,
-                    detach_keys: bytes = b"") -> bool:
+                    detach_keys: bytes = b"",
+                    interrupt: Callable[[], None] | None = None) -> bool:
     """Copy stdin to ``conn`` and its output to stdout (and stderr) until the output ends.
-    True if it ended because the user typed ``detach_keys`` (the container runs on)."""
+    True if it ended because the user typed ``detach_keys`` (the container runs on).
+    ``interrupt``: called on ctrl-C when the local terminal is not raw (docker's
+    sig-proxy sends the container SIGINT), and the copy goes on."""
     detached = threading.Event()
     raw = tty and stdin and os.isatty(0)
     with _RawMode(0, raw), _Resizer(resize if tty else None):
         if stdin:
             threading.Thread(target=_send_input, args=(conn, detach_keys, detached),
                              name="stdin", daemon=True).start()
-        if tty:
-            _copy_raw(conn)
-        else:
-            _copy_frames(conn)
+        while True:
+            try:
+                (_copy_raw if tty else _copy_frames)(conn)
+                break
+            except KeyboardInterrupt:
+                if interrupt is None:
+                    raise
+                interrupt()
     return detached.is_set()
 
 
