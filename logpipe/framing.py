@@ -64,16 +64,29 @@ def new_partial_id() -> str:
 class Framer:
     """Frames one stream (stdout or stderr) of one container."""
 
-    __slots__ = ("source", "clock", "_pending", "_pid", "_ordinal")
+    __slots__ = ("source", "clock", "eager", "_pending", "_pid", "_ordinal")
 
-    def __init__(self, source: str, clock: Clock) -> None:
+    def __init__(self, source: str, clock: Clock, eager: bool = False) -> None:
         self.source, self.clock = source, clock
+        # A terminal's output (``-t``) is read by people as it comes: a prompt, an echoed
+        # key, never end in a newline. Eager, what a read leaves of an unfinished line is
+        # emitted at once as a partial piece (the line's next piece continues it), so that
+        # ``attach`` and ``logs -f``, which read the log, show it now; ``logs`` joins the
+        # pieces back into the same bytes.
+        self.eager = eager
         self._pending = b""
         self._pid: str | None = None
         self._ordinal = 0
 
     def feed(self, data: bytes) -> list[Chunk]:
         """Frame the bytes of one read; returns the chunks that are now complete."""
+        out = self._feed(data)
+        if self.eager and self._pending:
+            out.append(self._piece(self._pending, self.clock.now(), last=False))
+            self._pending = b""
+        return out
+
+    def _feed(self, data: bytes) -> list[Chunk]:
         out: list[Chunk] = []
         buf = self._pending + data if self._pending else data
         ts = self.clock.now()

@@ -19,14 +19,14 @@ class CommandResult:
 
 
 def run_command(argv: list[str], stdout: int | None = None,
-                stderr: int | None = None) -> CommandResult:
-    """Run ``argv`` (searched in ``PATH``) with stdin from /dev/null; ``stdout``/``stderr``
-    are descriptors to give it (default: /dev/null, and a pipe whose text is returned)."""
+                stderr: int | None = None, stdin: int | None = None) -> CommandResult:
+    """Run ``argv`` (searched in ``PATH``); ``stdin``/``stdout``/``stderr`` are descriptors
+    to give it (default: /dev/null, /dev/null, and a pipe whose text is returned)."""
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     err_r = err_w = -1
     if stderr is None:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    actions = [(os.POSIX_SPAWN_DUP2, null, 0),
+    actions = [(os.POSIX_SPAWN_DUP2, null if stdin is None else stdin, 0),
                (os.POSIX_SPAWN_DUP2, null if stdout is None else stdout, 1),
                (os.POSIX_SPAWN_DUP2, err_w if stderr is None else stderr, 2)]
     try:

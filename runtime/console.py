@@ -14,21 +14,38 @@ import fcntl
 import os
 import socket
 import struct
-import tempfile
 import termios
+
+#: The console socket's name in the directory it is made in.
+CONSOLE_SOCKET = "console.sock"
 
 
 class ConsoleSocket:
     """A listening socket for runc's ``--console-socket``; ``receive`` returns the master.
 
     It lives in a private temporary directory: a unix socket path must stay under 108
-    bytes, which a path inside a deep data root may not."""
+    bytes, which a path inside a deep data root may not. The shim passes the container's
+    directory instead when that path is short enough, and spares itself ``tempfile``'s
+    imports (runc changes to the bundle's directory: the path must be absolute)."""
 
-    def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="logpipe-console-")
-        self.path = os.path.join(self._dir, "console.sock")
+    def __init__(self, directory: str | None = None) -> None:
+        if directory is None:
+            import tempfile
+
+            self._dir: str | None = tempfile.mkdtemp(prefix="logpipe-console-")
+            self.path = os.path.join(self._dir, CONSOLE_SOCKET)
+        else:
+            self._dir = None
+            self.path = os.path.join(directory, CONSOLE_SOCKET)
+            try:
+                os.unlink(self.path)  # a previous run's
+            except FileNotFoundError:
+                pass
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self._sock.bind(self.path)
+        # Only the owner (root, runc) may connect. Not through the umask: it is the whole
+        # process's, and the daemon has threads (a temporary directory is private anyway).
+        os.chmod(self.path, 0o600)
         self._sock.listen(1)
 
     def receive(self, timeout: float = 30.0) -> int:
@@ -46,6 +63,8 @@ class ConsoleSocket:
     def close(self) -> None:
         self._sock.close()
         for name in (self.path, self._dir):
+            if name is None:
+                continue
             try:
                 (os.unlink if name == self.path else os.rmdir)(name)
             except OSError:

@@ -152,7 +152,7 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         network_aliases=tuple(dict.fromkeys(aliases)), host_options=host_options,
         memory_swap=limits["MemorySwap"], cpu_shares=limits["CpuShares"],
         cpu_quota=limits["CpuQuota"], cpu_period=limits["CpuPeriod"],
-        stop_signal=req.StopSignal or "", stop_timeout=req.StopTimeout)
+        stop_signal=req.StopSignal or "", stop_timeout=req.StopTimeout, **_stdio(req, host))
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())
@@ -161,6 +161,16 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
     spec = spec._replace(log_plan=log_plan(log_type))  # decided once, kept with it
     spec = spec._replace(mounts=mounts, tmpfs=tmpfs)
     return spec, warnings
+
+
+def _stdio(req: schema.ContainerCreate, host: schema.HostConfig) -> dict:
+    """The container's terminal and stdin (``-t``, ``-i``), as the client asked. ConsoleSize
+    is Go's ``[2]uint``: missing items are 0, extra ones ignored."""
+    size = (list(host.ConsoleSize or []) + [0, 0])[:2]
+    return {"tty": bool(req.Tty), "open_stdin": bool(req.OpenStdin),
+            "stdin_once": bool(req.StdinOnce),
+            "attach": (bool(req.AttachStdin), bool(req.AttachStdout), bool(req.AttachStderr)),
+            "console_size": (size[0], size[1])}
 
 
 def _str_slice(value: list[str] | str | None) -> list[str] | None:

@@ -8,9 +8,11 @@ itself: an executor never waits for the container, and keeps no handle that woul
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import termios
 import time
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -64,7 +66,9 @@ class Executor(Protocol):
     name: ClassVar[str]  # "runc" | "crun" | "process"
     isolated: ClassVar[bool]  # False for "process": the CLI warns loudly
 
-    def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int: ...
+    def start(self, spec: ContainerSpec, stdout: int, stderr: int,
+              stdin: int | None = None) -> int: ...
+    def start_terminal(self, spec: ContainerSpec) -> tuple[int, int]: ...
     def kill(self, spec: ContainerSpec, pid: int, sig: int) -> None: ...
     def pause(self, spec: ContainerSpec, pid: int, paused: bool) -> None: ...
     def cleanup(self, spec: ContainerSpec) -> None: ...
@@ -127,7 +131,29 @@ class OCIExecutor:
         finally:
             os.close(null)
 
-    def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int:
+    def start(self, spec: ContainerSpec, stdout: int, stderr: int,
+              stdin: int | None = None) -> int:
+        """Pass-through stdio: runc hands the shim's pipes (``stdin``: /dev/null if None)
+        to the container's process."""
+        return self._run(spec, (), stdin, stdout, stderr)
+
+    def start_terminal(self, spec: ContainerSpec) -> tuple[int, int]:
+        """``-t``: runc makes the pty inside the container and sends its master over a
+        console socket in the container directory (in a temporary one if that path would
+        be too long for a unix socket); returns (pid, master)."""
+        from runtime.console import CONSOLE_SOCKET, ConsoleSocket
+
+        short = len(os.path.join(os.path.abspath(spec.dir), CONSOLE_SOCKET).encode()) < 100
+        with ConsoleSocket(os.path.abspath(spec.dir) if short else None) as console:
+            pid = self._run(spec, ("--console-socket", console.path), None, None, None)
+            try:
+                return pid, console.receive(timeout=10.0)
+            except OSError as err:
+                _kill(pid, signal.SIGKILL)
+                raise ExecutorError(f"{self.name} sent no terminal: {err}") from None
+
+    def _run(self, spec: ContainerSpec, extra: tuple[str, ...], stdin: int | None,
+             stdout: int | None, stderr: int | None) -> int:
         from runtime import oci, rootfs  # used at start and exit only: not kept in the shim
 
         root = rootfs.prepare(spec)
@@ -148,7 +174,7 @@ class OCIExecutor:
         try:
             r = run_command(
                 self._cmd(spec, "run", "--detach", "--bundle", bundle, "--pid-file", pid_file,
-                          spec.id), stdout=stdout, stderr=stderr)
+                          *extra, spec.id), stdout=stdout, stderr=stderr, stdin=stdin)
         except OSError as e:
             raise ExecutorError(f"cannot run {self.binary}: {e}") from None
         if r.returncode != 0:
@@ -254,7 +280,29 @@ class ProcessExecutor:
     name: ClassVar[str] = "process"
     isolated: ClassVar[bool] = False
 
-    def start(self, spec: ContainerSpec, stdout: int, stderr: int) -> int:
+    def start(self, spec: ContainerSpec, stdout: int, stderr: int,
+              stdin: int | None = None) -> int:
+        return self._spawn(spec, stdin, stdout, stderr, terminal=False)
+
+    def start_terminal(self, spec: ContainerSpec) -> tuple[int, int]:
+        """``-t``: a pty made here (``openpty``), its slave the process's controlling
+        terminal and stdio; the shim keeps the master. Returns (pid, master)."""
+        from runtime.console import set_size
+
+        master, slave = os.openpty()
+        try:
+            if all(spec.console_size):
+                set_size(slave, *spec.console_size)
+            pid = self._spawn(spec, slave, slave, slave, terminal=True)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)  # the container's now: its last close is the master's EIO
+        return pid, master
+
+    def _spawn(self, spec: ContainerSpec, stdin: int | None, stdout: int, stderr: int,
+               terminal: bool) -> int:
         from runtime import oci
 
         argv = spec.argv
@@ -273,8 +321,11 @@ class ProcessExecutor:
             try:
                 os.close(err_r)
                 os.setsid()
+                if terminal:  # the pty becomes the new session's controlling terminal
+                    fcntl.ioctl(stdout, termios.TIOCSCTTY, 0)
                 out, err = os.dup(stdout), os.dup(stderr)  # stdout may be fd 2, and so on
-                os.dup2(null, 0)
+                inp = os.dup(null if stdin is None else stdin)
+                os.dup2(inp, 0)
                 os.dup2(out, 1)
                 os.dup2(err, 2)
                 os.closerange(3, err_w)

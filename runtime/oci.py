@@ -151,13 +151,16 @@ def hostname_of(spec: ContainerSpec) -> str:
 
 
 def environment(spec: ContainerSpec, hostname: str) -> list[str]:
-    """The container's env: Docker adds ``PATH`` and ``HOSTNAME`` unless already set."""
+    """The container's env: Docker adds ``PATH``, ``HOSTNAME`` (and ``TERM=xterm`` with a
+    terminal) unless already set."""
     keys = {e.split("=", 1)[0] for e in spec.env}
     env = []
     if "PATH" not in keys:
         env.append(DEFAULT_PATH)
     if "HOSTNAME" not in keys:
         env.append(f"HOSTNAME={hostname}")
+    if spec.tty and "TERM" not in keys:  # Docker's CreateDaemonEnvironment, for -t
+        env.append("TERM=xterm")
     return env + list(spec.env)
 
 
@@ -256,20 +259,25 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
     filter_ = seccomp.oci_seccomp(spec.security_opt, caps)
     if filter_ is not None:
         linux["seccomp"] = filter_
+    process: dict[str, Any] = {
+        # Pass-through stdio: the runtime hands its own fds (the shim's pipes) over; with
+        # -t a pty made inside the container, whose master runc sends to the shim.
+        # No rlimits: asking above the caller's hard limit makes runc fail with EPERM.
+        "terminal": spec.tty,
+        "user": resolve_user(root, spec.user),
+        "args": spec.argv,
+        "env": environment(spec, hostname),
+        "cwd": spec.working_dir or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        # Docker's default is False; --security-opt no-new-privileges sets it.
+        "noNewPrivileges": seccomp.no_new_privileges(spec.security_opt),
+    }
+    if spec.tty and all(spec.console_size):  # HostConfig.ConsoleSize: the first size
+        process["consoleSize"] = {"height": spec.console_size[0],
+                                  "width": spec.console_size[1]}
     cfg = {
         "ociVersion": OCI_VERSION,
-        "process": {
-            # Pass-through stdio: the runtime hands its own fds (the shim's pipes) over.
-            # No rlimits: asking above the caller's hard limit makes runc fail with EPERM.
-            "terminal": False,
-            "user": resolve_user(root, spec.user),
-            "args": spec.argv,
-            "env": environment(spec, hostname),
-            "cwd": spec.working_dir or "/",
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            # Docker's default is False; --security-opt no-new-privileges sets it.
-            "noNewPrivileges": seccomp.no_new_privileges(spec.security_opt),
-        },
+        "process": process,
         "root": {"path": os.path.abspath(root), "readonly": False},
         "hostname": hostname,
         "mounts": mounts,

@@ -1,8 +1,9 @@
-"""The shim: one process per container run, owning its stdout/stderr pipes and its exit status.
+"""The shim: one process per container run, owning its stdio (pipes, or a pty) and its exit status.
 
-Size: longer than 500 lines because the capture loop, the control socket and the exit
-recording share one synchronous selector loop and its state; the storage guard, the plan and
-the spool are elsewhere.
+Size: longer than 500 lines because the capture loop, the control socket, the container's
+terminal and the exit recording share one synchronous selector loop and its state; the
+storage guard, the plan, the spool and the stdin relay (``runtime.stdin_relay``) are
+elsewhere.
 
 ``python -m runtime.shim [--detach] <container-dir>``. The shim starts the container through
 its executor with the write ends of two pipes, stores everything read from them through the
@@ -12,10 +13,17 @@ subreaper, so a process that runc leaves behind is reparented to it), writes ``s
 atomically when the container starts and when it has exited, and answers a control socket,
 ``<dir>/shim.sock``, from the same synchronous loop.
 
+With ``-t`` (``Tty``) there are no pipes: the executor gives the shim the master of the
+container's pty, read as its one output stream and logged as ``stdout``, drained whether or
+not anyone is attached. With ``-i`` (``OpenStdin``) the shim keeps the write end of the
+container's stdin (a pipe, or that master) and feeds it from ``<dir>/stdin.sock``
+(``runtime.stdin_relay``): a daemon restart neither closes it nor stops the output.
+
 Control protocol: one JSON object per line each way. ``{"op":"status"}`` → the state
 (``runtime.state`` JSON); ``{"op":"signal","signal":15}`` → ``{"ok":true}``; ``{"op":"wait"}``
-→ the final state, once the container has exited and its logs are closed. Failures answer
-``{"error":"..."}``.
+→ the final state, once the container has exited and its logs are closed;
+``{"op":"resize","height":24,"width":80}`` → ``{"ok":true}`` (the terminal's size; ignored
+without one). Failures answer ``{"error":"..."}``.
 
 What it must not do: depend on the daemon (it runs in its own session, survives the daemon's
 death and is found again through the socket and ``state.json``), talk to the network, or
@@ -44,7 +52,7 @@ from logpipe.storage_guard import StorageGuard
 from logpipe.timespec import format_rfc3339nano
 
 from .executors import ExecutorError
-from .spec import SHIM_SOCKET, ContainerSpec
+from .spec import SHIM_SOCKET, STDIN_SOCKET, ContainerSpec
 from .state import EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, write_state
 
 #: After the main process exits, how long output of processes that inherited its pipes is
@@ -106,6 +114,8 @@ class Shim:
         self.waiters: list[socket.socket] = []
         self.conns = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
+        self.terminal: int | None = None  # the pty master, with -t, while it is read
+        self.stdin = None  # a StdinRelay, with -i
 
     # -- the run -------------------------------------------------------------------------
 
@@ -117,23 +127,14 @@ class Shim:
         except Exception as err:
             self._record_failure(f"failed to initialize logging driver: {err}")
             return
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        for fd in (out_r, err_r):
-            enlarge_pipe(fd)
         self._listen()  # before the start, so the socket exists once state.json says running
         try:
-            self.pid = self.executor.start(self.spec, out_w, err_w)
+            sources = self._start_container()
         except Exception as err:
-            for fd in (out_r, err_r):
-                os.close(fd)
             # 127/126 when the command is not found / cannot be invoked (ExecutorError).
             self._record_failure(str(err) or type(err).__name__,
                                  err.exit_code if isinstance(err, ExecutorError) else START_FAILED)
             return
-        finally:
-            os.close(out_w)
-            os.close(err_w)
         self.oom_file, self.oom_before = _oom_counter(self.pid)
         self.state = self.state._replace(status=RUNNING, running=True, pid=self.pid,
                                          started_at=now_rfc3339())
@@ -147,17 +148,68 @@ class Shim:
         self.sink = _Sink(self.buffer)
         self.pumping = True
         try:
-            pump({STDOUT: out_r, STDERR: err_r}, self.sink, self.stats,
-                 {self.wake_r: self._on_wake, self.conns.fileno(): self._on_control})
+            pump(sources, self.sink, self.stats, self._handlers(), eager=self.spec.tty)
         except _StopReading:
             self.pipes_open = True
             _log(f"a process still holds the container's stdout or stderr {EXIT_GRACE:g} s "
                  "after its main process exited: its further output is not logged")
         self.pumping = False
-        os.close(out_r)
-        os.close(err_r)
+        if self.terminal is not None:  # its input is the master, closed with it
+            self._close_stdin()
+            self.terminal = None
+        for fd in sources.values():
+            os.close(fd)
         self._serve_until_exit()
         self._finish()
+
+    def _start_container(self) -> dict[str, int]:
+        """Start the container through the executor; what to read its output from.
+
+        Without a terminal: stdout and stderr pipes (and with ``-i`` a stdin pipe whose write
+        end the shim keeps). With ``-t``: the pty master, read as the one output stream and
+        logged as ``stdout`` (Docker logs a terminal's output so, CR LF included), and
+        written with what attached clients type."""
+        spec = self.spec
+        if spec.tty:
+            self.pid, master = self.executor.start_terminal(spec)
+            self.terminal = master
+            if spec.open_stdin:  # Docker never closes a terminal's stdin: no StdinOnce
+                self._open_stdin(master, close_on_eof=False, owns_fd=False)
+            return {STDOUT: master}
+        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+        in_r, in_w = os.pipe() if spec.open_stdin else (None, None)
+        for fd in (out_r, err_r):
+            enlarge_pipe(fd)
+        try:
+            self.pid = self.executor.start(spec, out_w, err_w, in_r)
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, in_r):
+                if fd is not None:
+                    os.close(fd)
+        if in_w is not None:
+            self._open_stdin(in_w, close_on_eof=spec.stdin_once, owns_fd=True)
+        return {STDOUT: out_r, STDERR: err_r}
+
+    def _open_stdin(self, fd: int, close_on_eof: bool, owns_fd: bool) -> None:
+        from .stdin_relay import StdinRelay  # only for containers with -i
+
+        self.stdin = StdinRelay(STDIN_SOCKET, fd, close_on_eof, owns_fd, _log)
+
+    def _close_stdin(self) -> None:
+        if self.stdin is not None:
+            self.stdin.close()
+
+    def _handlers(self) -> dict:
+        """What the selector loops serve besides the container's output."""
+        handlers = {self.wake_r: self._on_wake, self.conns.fileno(): self._on_control}
+        if self.stdin is not None:
+            handlers[self.stdin.fileno()] = self.stdin.ready
+        return handlers
 
     def _install_signals(self) -> None:
         # Handlers, not SIG_IGN: an ignored signal would stay ignored in the container's
@@ -181,14 +233,15 @@ class Shim:
         if self.exit_code is not None:
             return
         sel = selectors.DefaultSelector()
-        sel.register(self.wake_r, selectors.EVENT_READ, self._on_wake)
-        sel.register(self.conns.fileno(), selectors.EVENT_READ, self._on_control)
+        for fd, handler in self._handlers().items():  # stdin too: it may still read it
+            sel.register(fd, selectors.EVENT_READ, handler)
         while self.exit_code is None:
             for key, _ in sel.select():
                 key.data()
         sel.close()
 
     def _finish(self) -> None:
+        self._close_stdin()
         if self.buffer is not self.guard:
             self.buffer.close()
         try:
@@ -429,6 +482,8 @@ class Shim:
             except Exception as err:
                 return {"error": str(err) or type(err).__name__}
             return {"ok": True}
+        if op == "resize":
+            return self._resize(request)
         if op == "discard":
             # The container is being removed: a full blocking spool stops waiting for the
             # shipper (what it held is counted as dropped) so that the shim can finish.
@@ -436,6 +491,25 @@ class Shim:
                 self.driver.abandon = True
             return {"ok": True}
         return {"error": f"bad request: unknown op {op!r}"}
+
+    def _resize(self, request: dict) -> dict:
+        """Docker's ``resize``: the terminal's size (its foreground processes get SIGWINCH).
+        A container without a terminal, or one that has exited, ignores it (containerd)."""
+        try:
+            height, width = int(request["height"]), int(request["width"])
+        except (KeyError, TypeError, ValueError):
+            return {"error": 'bad request: "height" and "width" must be numbers'}
+        if not (0 <= height <= 0xFFFF and 0 <= width <= 0xFFFF):
+            return {"error": f"cannot resize the terminal to {height}x{width}: out of range"}
+        if self.terminal is None:
+            return {"ok": True}
+        from .console import set_size
+
+        try:
+            set_size(self.terminal, height, width)
+        except OSError as err:
+            return {"error": f"cannot resize the terminal to {height}x{width}: {err}"}
+        return {"ok": True}
 
     def _send(self, conn: socket.socket, reply: dict) -> bool:
         try:

@@ -27,7 +27,7 @@ from logpipe.errors import LogpipeError
 from logpipe.timespec import parse_rfc3339
 
 from .executors import get_executor
-from .spec import SHIM_SOCKET, ContainerSpec
+from .spec import SHIM_SOCKET, STDIN_SOCKET, ContainerSpec
 from .state import EXITED, RUNNING, State, now_rfc3339, read_state, write_state
 
 SHIM_LOG = "shim.log"
@@ -108,6 +108,19 @@ class ShimClient:
     def signal(self, sig: int) -> None:
         self._request({"op": "signal", "signal": int(sig)})
 
+    def resize(self, height: int, width: int) -> None:
+        """The size of the container's terminal (none: nothing happens, as with Docker)."""
+        self._request({"op": "resize", "height": int(height), "width": int(width)})
+
+    def connect_stdin(self) -> socket.socket:
+        """A connection to the shim's ``stdin.sock``: what is sent on it goes to the
+        container's stdin; its end is the end of an attach (``runtime.stdin_relay``).
+        ``ShimGone`` when there is no stdin to write (no ``-i``, or it is closed)."""
+        try:
+            return self._connect(STDIN_SOCKET)
+        except OSError as err:
+            raise ShimGone(f"the container's stdin is closed: {err}") from None
+
     def discard(self) -> None:
         """The container is being removed: a full blocking spool stops waiting."""
         self._request({"op": "discard"})
@@ -131,17 +144,17 @@ class ShimClient:
         except OSError:
             return False
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, name: str = SHIM_SOCKET) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        path = os.path.join(self.dir, SHIM_SOCKET)
+        path = os.path.join(self.dir, name)
         try:
             if len(path.encode()) < 100:
                 sock.connect(path)
             else:  # too long for sun_path: go through a descriptor of the directory
                 dirfd = os.open(self.dir, os.O_PATH)
                 try:
-                    sock.connect(f"/proc/self/fd/{dirfd}/{SHIM_SOCKET}")
+                    sock.connect(f"/proc/self/fd/{dirfd}/{name}")
                 finally:
                     os.close(dirfd)
         except OSError:

@@ -26,6 +26,8 @@ HOST_OPTION_KEYS = ("PidMode", "IpcMode", "UTSMode", "CgroupnsMode",
                     "CapDrop", "ReadonlyRootfs", "Ulimits", "Sysctls", "Links",
                     "CpusetCpus", "CpusetMems", "MemoryReservation",
                     "OomKillDisable", "BlkioWeight", "MaskedPaths", "ReadonlyPaths")
+#: Where the shim takes what is sent to the container's stdin (``runtime.stdin_relay``).
+STDIN_SOCKET = "stdin.sock"
 
 
 class Bind(NamedTuple):
@@ -96,6 +98,11 @@ class ContainerSpec(NamedTuple):
     host_options: Mapping[str, Any] = {}  # HOST_OPTION_KEYS, checked (runtime.hostopts)
     stop_signal: str = ""  # Config.StopSignal ("": SIGTERM)
     stop_timeout: int | None = None  # Config.StopTimeout (None: 10 s)
+    tty: bool = False  # -t: one pty for stdin, stdout and stderr, owned by the shim
+    open_stdin: bool = False  # -i: the shim holds the write end of the container's stdin
+    stdin_once: bool = False  # the end of the first attach closes stdin (``run -i``)
+    attach: tuple[bool, bool, bool] = (False, False, False)  # AttachStdin/Stdout/Stderr
+    console_size: tuple[int, int] = (0, 0)  # the pty's initial (height, width); 0: unset
 
     @property
     def argv(self) -> list[str]:
@@ -127,7 +134,10 @@ class ContainerSpec(NamedTuple):
                        "Cmd": list(self.cmd) or None, "Env": list(self.env),
                        "WorkingDir": self.working_dir, "User": self.user,
                        "Hostname": self.hostname, "Labels": dict(self.labels),
-                       "ExposedPorts": {p: {} for p in self.exposed_ports} or None},
+                       "ExposedPorts": {p: {} for p in self.exposed_ports} or None,
+                       "Tty": self.tty, "OpenStdin": self.open_stdin,
+                       "StdinOnce": self.stdin_once, "AttachStdin": self.attach[0],
+                       "AttachStdout": self.attach[1], "AttachStderr": self.attach[2]},
             "HostConfig": {
                 "LogConfig": {"Type": self.log_type, "Config": dict(self.log_opts)},
                 "Binds": [f"{b.source}:{b.target}" + (":ro" if b.readonly else "")
@@ -144,6 +154,7 @@ class ContainerSpec(NamedTuple):
                 "Runtime": self.runtime, "AutoRemove": self.auto_remove,
                 "SecurityOpt": list(self.security_opt) or None,
                 "PortBindings": to_docker(self.ports), "PublishAllPorts": self.publish_all,
+                "ConsoleSize": list(self.console_size),
                 "RestartPolicy": {"Name": self.restart_policy,
                                   "MaximumRetryCount": self.restart_max}},
         }
@@ -197,7 +208,12 @@ class ContainerSpec(NamedTuple):
             memory_swap=host.get("MemorySwap") or 0, cpu_shares=host.get("CpuShares") or 0,
             cpu_quota=host.get("CpuQuota") or 0, cpu_period=host.get("CpuPeriod") or 0,
             host_options={k: host[k] for k in HOST_OPTION_KEYS if k in host},
-            stop_signal=cfg.get("StopSignal") or "", stop_timeout=cfg.get("StopTimeout"))
+            stop_signal=cfg.get("StopSignal") or "", stop_timeout=cfg.get("StopTimeout"),
+            tty=bool(cfg.get("Tty")), open_stdin=bool(cfg.get("OpenStdin")),
+            stdin_once=bool(cfg.get("StdinOnce")),
+            attach=(bool(cfg.get("AttachStdin")), bool(cfg.get("AttachStdout")),
+                    bool(cfg.get("AttachStderr"))),
+            console_size=_console_size(host.get("ConsoleSize")))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())
@@ -206,6 +222,13 @@ class ContainerSpec(NamedTuple):
     def load(cls, directory: str) -> "ContainerSpec":
         with open(os.path.join(directory, CONFIG_FILE)) as f:
             return cls.from_json(json.load(f), directory)
+
+
+def _console_size(value: Any) -> tuple[int, int]:
+    """``HostConfig.ConsoleSize`` ([height, width]) as stored; (0, 0) when unset."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return value[0], value[1]
+    return 0, 0
 
 
 def _mount_json(m: Mount) -> dict[str, Any]:

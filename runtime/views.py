@@ -116,10 +116,6 @@ def container_inspect(c: Container) -> dict[str, Any]:
         "Mounts": inspect_mounts(c.spec),
         "NetworkSettings": network_settings(c.spec),
     })
-    # logpipe has no TTY or stdin: Docker's clients read these to choose the framing.
-    data["Config"].update({"Tty": False, "OpenStdin": False, "StdinOnce": False,
-                           "AttachStdin": False, "AttachStdout": False,
-                           "AttachStderr": False})
     if c.spec.runtime == "process":
         data["IsolationWarning"] = PROCESS_WARNING
     return data

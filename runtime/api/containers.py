@@ -15,9 +15,11 @@ from logpipe.timespec import parse_rfc3339, parse_time_arg
 
 from .. import schema
 from ..containers import Container, parse_signal
+from ..errors import ContainerConflict
+from ..shimclient import ShimClient, ShimGone
 from ..volumes import label_matches
 from ..views import container_inspect_live, container_sizes, container_summary
-from .common import IMAGES_KEY, container_of, json_body, qbool, qint, store_of
+from .common import IMAGES_KEY, container_of, go_atoi, json_body, qbool, qint, store_of
 from .streams import flush_headers, serve_stream
 
 
@@ -99,6 +101,32 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
     return await serve_stream(request, resp, body())
 
 
+async def resize_container(request: web.Request) -> web.Response:
+    """Docker's ``resize``: the size of the container's terminal, set by its shim (which
+    holds the pty); a container without one accepts it and nothing happens (containerd)."""
+    c = container_of(request)
+    height, width = (_terminal_dimension(request, key) for key in ("h", "w"))
+    if not c.running:
+        raise ContainerConflict(f"Container {c.id} is not running")
+    try:
+        await asyncio.to_thread(ShimClient(c.spec.dir).resize, height, width)
+    except ShimGone:  # it has exited meanwhile
+        raise ContainerConflict(f"Container {c.id} is not running") from None
+    return web.Response(status=200)
+
+
+def _terminal_dimension(request: web.Request, key: str) -> int:
+    """``h``/``w``: Go's ``strconv.Atoi`` and its text (Docker), and a terminal's range."""
+    try:
+        value = go_atoi(request.query.get(key, ""))
+    except ValueError as err:
+        raise InvalidParameter(str(err)) from None
+    if not 0 <= value <= 0xFFFF:
+        raise InvalidParameter(f"invalid terminal size {key}={value}: it must be between 0 "
+                               "and 65535")
+    return value
+
+
 async def remove_container(request: web.Request) -> web.Response:
     await store_of(request).remove(container_of(request), force=qbool(request, "force"),
                                    volumes=qbool(request, "v"))
@@ -161,4 +189,5 @@ ROUTES = [
     ("POST", "/containers/{id}/update", update_container),
     ("POST", "/containers/prune", prune_containers),
     ("DELETE", "/containers/{id}", remove_container),
+    ("POST", "/containers/{id}/resize", resize_container),
 ]

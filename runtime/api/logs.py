@@ -1,10 +1,18 @@
-"""``logs`` and ``attach``: a container's output, read from its log.
+"""``logs`` and ``attach``: a container's output, read from its log; its input, to its shim.
 
 Frames are Docker's multiplexed ones (``[stream, 0, 0, 0, len u32 BE]``, stream 1 stdout,
 2 stderr, 3 in-band error), one per record, with the ``-t``/``--details`` prefixes of
-``logpipe.output``. The storage driver's reader is synchronous (it may block on inotify
-while following), so it runs in a thread of its own. The API never reads a container's
-pipes: ``attach`` follows the container's log from the moment it starts."""
+``logpipe.output``; a container with a terminal (``Tty``) answers raw bytes instead, as
+Docker does. The storage driver's reader is synchronous (it may block on inotify while
+following), so it runs in a thread of its own. The API never reads a container's pipes:
+``attach`` follows the container's log from the moment it starts.
+
+``attach?stdin=1`` on a hijacked connection to a container with ``OpenStdin`` forwards what
+the client sends to the shim's ``stdin.sock`` (``streams.StdinForward``), watching for the
+detach keys. Docker's rules for the end of that input (moby ``container/stream/attach.go``):
+with ``StdinOnce`` and no terminal the container's stdin is closed (the shim does it when
+the connection ends) and the attach lasts until the container stops; otherwise the end of
+the input (or the detach keys) ends the attach, and the container runs on."""
 
 from __future__ import annotations
 
@@ -23,10 +31,13 @@ from logpipe.reading import ReadConfig
 from logpipe.registry import load_driver
 from logpipe.timespec import parse_since
 
+from ..detach_keys import parse_detach_keys
+from ..shimclient import ShimClient
 from ..state import RUNNING
 from .common import NO_CONTENT_TYPE, ServerError, container_of, go_atoi, qbool, store_of
-from .streams import (Hijacked, encode_chunk, end_own_socket, flush_headers, frame, own_socket,
-                      send_in_thread, serve_stream, stream_from_thread)
+from .streams import (Hijacked, StdinForward, encode_chunk, encode_raw, end_own_socket,
+                      error_bytes, flush_headers, own_socket, send_in_thread, serve_stream,
+                      stream_from_thread)
 
 
 def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
@@ -59,8 +70,11 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
     else:
         chunks = driver.read(info, cfg)
 
+    raw = c.spec.tty  # a terminal's output: raw bytes, no frames (Docker)
+    encode = encode_raw if raw else encode_chunk
+
     def reported() -> bytes:
-        out = b"".join(frame(3, f"Error grabbing logs: {text}\n".encode()) for text in reports)
+        out = b"".join(error_bytes(f"Error grabbing logs: {text}\n", raw) for text in reports)
         reports.clear()
         return out
 
@@ -69,7 +83,7 @@ def read_frames(c, cfg: ReadConfig, streams: frozenset[str],
             for chunk in chunks:
                 if reports and cfg.follow:
                     yield reported()
-                yield encode_chunk(chunk, cfg, streams)
+                yield encode(chunk, cfg, streams)
             if reports:
                 yield reported()
         finally:
@@ -183,6 +197,11 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
 async def _attached_stream(request: web.Request, c, streams: frozenset[str], history: bool,
                            stream: bool, started, since: int) -> web.StreamResponse:
     hijack = request.headers.get("Upgrade", "").lower() == "tcp"
+    # The container's stdin, when asked for and it has one (Docker ignores ``stdin=1``
+    # otherwise); bad detach keys are refused before the connection is taken over.
+    keys = None
+    if hijack and c.spec.open_stdin and qbool(request, "stdin"):
+        keys = parse_detach_keys(request.query.get("detachKeys", ""))
     if hijack:
         resp: web.StreamResponse = Hijacked()
     else:
@@ -208,7 +227,7 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
                 try:
                     frames = read_frames(c, cfg, streams, attach=True)
                 except LogpipeError as err:
-                    frames = [frame(3, f"{err}\n".encode())]
+                    frames = [error_bytes(f"{err}\n", c.spec.tty)]
         if sock is not None:
             handed_over = True
             await send_in_thread(sock, frames)
@@ -217,8 +236,13 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
 
     if hijack:
         resp.force_close()
+    stdin = StdinForward(request, keys) if keys is not None else None
+    output = body()
+    if stdin is not None and not streams:  # stdin alone: the attach lasts while it runs
+        output = _until_exit(request, c, started, output)
     try:
-        return await serve_stream(request, resp, body())
+        return await serve_stream(request, resp, output if stdin is None else
+                                  _with_stdin(c, output, stdin, started))
     finally:
         if started is not None and not started.done():
             started.cancel()
@@ -227,6 +251,41 @@ async def _attached_stream(request: web.Request, c, streams: frozenset[str], his
             if not handed_over:
                 sock.close()
 
+
+
+async def _with_stdin(c, output: Any, stdin: StdinForward, started) -> None:
+    """The attach's output and input together, ended by Docker's rules (module docstring)."""
+    out = asyncio.ensure_future(output)
+    feed = asyncio.ensure_future(_feed_stdin(c, stdin, started))
+    try:
+        await asyncio.wait((out, feed), return_when=asyncio.FIRST_COMPLETED)
+        if out.done():
+            return out.result()
+        if feed.result() == "eof" and c.spec.stdin_once and not c.spec.tty:
+            return await out  # stdin is closed: the output goes on to the container's end
+    finally:
+        for task in (out, feed):
+            if not task.done():
+                task.cancel()
+
+
+async def _until_exit(request: web.Request, c, started, then: Any) -> None:
+    """An attach of stdin only: it ends when the container stops (or its input ends)."""
+    if started is not None:
+        await asyncio.wait((started,))
+        if started.cancelled() or started.result() is None:
+            return await then
+    await asyncio.wait((store_of(request).waiter(c, "not-running"),))
+    await then
+
+
+async def _feed_stdin(c, stdin: StdinForward, started) -> str:
+    """What the client sends, to the shim once the container runs (kept until then)."""
+    if started is not None:
+        await asyncio.wait((started,))  # not ``await started``: a cancel would cancel it
+        if started.cancelled() or started.result() is None:
+            return await stdin.forward(lambda: None)  # it never ran: the input is dropped
+    return await stdin.forward(ShimClient(c.spec.dir).connect_stdin)
 
 
 ROUTES = [

@@ -18,6 +18,9 @@ from logpipe.reading import ReadConfig
 
 from .common import ENDING_KEY, QUEUE_BYTES, QUEUE_LIMIT, log
 
+#: How much of an attach's input waits for the container before the client is read no more.
+STDIN_BUFFER = 1 << 20
+
 _STREAMS = {STDOUT: 1, STDERR: 2}
 
 
@@ -37,6 +40,19 @@ def encode_chunk(chunk: Chunk, cfg: ReadConfig, streams: frozenset[str]) -> byte
     return b"".join(head + struct.pack(">L", len(line) + 1) + line + b"\n"
                     for line in data[:-1].split(b"\n"))
 
+
+
+def encode_raw(chunk: Chunk, cfg: ReadConfig, streams: frozenset[str]) -> bytes:
+    """A terminal's output (``Tty``): the records as they are, without frames (Docker's
+    raw stream; everything a terminal writes is ``stdout``)."""
+    if chunk.source not in streams or chunk.source not in _STREAMS:
+        return b""
+    return render(chunk, cfg.timestamps, cfg.details)
+
+
+def error_bytes(text: str, raw: bool) -> bytes:
+    """An in-band error: a stream-3 frame, or the text itself on a raw stream (Docker)."""
+    return text.encode() if raw else frame(3, text.encode())
 
 
 async def flush_headers(resp: web.StreamResponse) -> None:
@@ -206,6 +222,81 @@ def send_in_thread(sock, frames) -> "asyncio.Future[None]":
 
     threading.Thread(target=run, name="attach-writer", daemon=True).start()
     return done
+
+
+class StdinForward:
+    """An attach's stdin: what the hijacked client sends, watched for the detach keys, to
+    the container's stdin (the shim's ``stdin.sock``, ``runtime.stdin_relay``).
+
+    aiohttp hands the bytes that follow an accepted upgrade to a parser set with
+    ``set_parser`` (as for websockets): this is one (``feed_data``, ``feed_eof`` on the
+    client's EOF or departure), so the input is read on the loop, not by a thread racing
+    aiohttp for the socket. At most ``STDIN_BUFFER`` bytes wait for the container (before
+    its start, or while it does not read): then the connection is not read until they are
+    taken, and the client's writes wait."""
+
+    def __init__(self, request: web.Request, keys: bytes) -> None:
+        from runtime.detach_keys import EscapeWatch
+
+        self.transport = request.transport
+        self.watch = EscapeWatch(keys)
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queued = 0
+        self.paused = self.ended = self.detached = False
+        request.protocol.set_parser(self)
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self.ended:
+            return False, b""
+        data, self.detached = self.watch.feed(data)
+        if data:
+            self.queue.put_nowait(data)
+            self.queued += len(data)
+            if self.queued > STDIN_BUFFER and not self.paused and self.transport is not None:
+                self.transport.pause_reading()
+                self.paused = True
+        if self.detached:
+            self.feed_eof()
+        return False, b""
+
+    def feed_eof(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.queue.put_nowait(None)
+
+    async def forward(self, connect) -> str:
+        """Copy to the socket ``connect()`` returns (blocking: run in a thread; None or a
+        ``LogpipeError``: no stdin, what is sent is dropped) until the client's end:
+        ``"detach"`` when it typed the detach keys, else ``"eof"``. The connection to the
+        shim is closed on the way out, which is the end of the attach for the shim."""
+        from logpipe.errors import LogpipeError
+
+        writer = None
+        try:
+            try:
+                sock = await asyncio.to_thread(connect)
+            except (LogpipeError, OSError) as err:
+                log.debug("attach: no stdin to write to: %s", err)
+                sock = None
+            if sock is not None:
+                sock.setblocking(False)
+                _, writer = await asyncio.open_unix_connection(sock=sock)
+            while (data := await self.queue.get()) is not None:
+                self.queued -= len(data)
+                if writer is not None:
+                    writer.write(data)
+                    try:
+                        await writer.drain()
+                    except ConnectionError:  # the stdin was closed meanwhile
+                        writer.close()
+                        writer = None
+                if self.paused and self.queued <= STDIN_BUFFER // 2:
+                    self.paused = False
+                    self.transport.resume_reading()
+        finally:
+            if writer is not None:
+                writer.close()
+        return "detach" if self.detached else "eof"
 
 
 def send_frames(sock, frames) -> None:

@@ -135,6 +135,43 @@ class Client:
         data = resp.read()
         return json.loads(data) if data.strip() else None
 
+    def hijack(self, path: str, query: Mapping[str, Any] | None = None,
+               body: Any = None) -> "HijackedConnection":
+        """``POST path`` with Docker's ``Upgrade: tcp``: after ``101 UPGRADED`` the
+        connection carries the raw streams both ways (attach, exec start)."""
+        import socket
+        from urllib.parse import urlencode
+
+        url = API_PREFIX + path
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        if q:
+            url += "?" + urlencode(q)
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (f"POST {url} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+                f"Upgrade: tcp\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n").encode()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                sock.connect(self.path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                self.request("GET", "/_ping").read()  # autostart, or Docker's refusal
+                sock.connect(self.path)
+            sock.sendall(head + data)
+            status, headers, rest = _read_head(sock)
+            if status == 101:
+                conn, sock = HijackedConnection(sock, rest), None
+                return conn
+            body_bytes = _read_body(sock, headers, rest)
+        finally:
+            if sock is not None:
+                sock.close()
+        try:
+            message = json.loads(body_bytes)["message"]
+        except (ValueError, KeyError, TypeError):
+            message = body_bytes.decode(errors="replace").strip() or f"status {status}"
+        raise APIError(status, message)
+
     # -- autostart ------------------------------------------------------------------------
 
     def start_daemon(self) -> None:
@@ -176,6 +213,64 @@ class Client:
     def post(self, path: str, query: Mapping[str, Any] | None = None,
              timeout: float | None = None) -> None:
         self.request("POST", path, query, timeout=timeout).read()
+
+
+class HijackedConnection:
+    """A hijacked connection: ``read`` the container's output (what came with the answer's
+    head first), ``sendall`` its input, ``close_write`` for the input's end."""
+
+    def __init__(self, sock, first: bytes = b"") -> None:
+        self.sock, self._first = sock, first
+
+    def read(self, n: int = 65536) -> bytes:
+        if self._first:
+            data, self._first = self._first[:n], self._first[n:]
+            return data
+        try:
+            return self.sock.recv(n)
+        except OSError:
+            return b""
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close_write(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _read_head(sock) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers and what followed them, of an HTTP answer on ``sock``."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise DaemonUnavailable("the daemon closed the connection before answering")
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:])}
+    return status, headers, rest
+
+
+def _read_body(sock, headers: dict[str, str], rest: bytes) -> bytes:
+    """An error's body: ``Content-Length`` bytes (what Docker and logpipe send with one)."""
+    length = int(headers.get("content-length", "0") or 0)
+    while len(rest) < length:
+        data = sock.recv(length - len(rest))
+        if not data:
+            break
+        rest += data
+    return rest[:length]
 
 
 def read_frames(resp: BinaryIO) -> Iterator[tuple[int, bytes]]:

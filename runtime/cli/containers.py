@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from logpipe.errors import LogpipeError
 
+from runtime.detach_keys import parse_detach_keys
 from runtime.network.ports import parse_publish, port_lines, ps_column
 
 from .client import APIError, Client, client_of, read_frames, ref
@@ -25,6 +26,7 @@ from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandErro
 from . import hostflags
 from .flags import key_values
 from .tables import ago, print_documents, print_table, table_format
+from .terminal import InputNotATerminal, check_tty, stream_hijacked, terminal_size
 from .volumes import mount_fields
 
 
@@ -88,11 +90,26 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
         "Image": args.image, "Cmd": command or None, "Env": env,
         "Labels": key_values(args.label, "--label"), "WorkingDir": args.workdir or "",
         "User": args.user or "", "HostConfig": host, "ExposedPorts": exposed or None}
+    body.update(_stdio_fields(args, host))
     if anonymous:
         body["Volumes"] = anonymous
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint] if args.entrypoint else []
     return body
+
+
+def _stdio_fields(args: argparse.Namespace, host: dict[str, Any]) -> dict[str, Any]:
+    """``-i``/``-t`` as the docker CLI sends them: ``create`` and ``run`` without ``-d``
+    attach stdout and stderr (and stdin with ``-i``, which is then closed when the attach
+    ends: StdinOnce), and a terminal starts at the size of the user's."""
+    attached = not getattr(args, "detach", False)
+    if args.tty:
+        size = terminal_size()
+        if size is not None:
+            host["ConsoleSize"] = list(size)
+    return {"Tty": args.tty, "OpenStdin": args.interactive,
+            "AttachStdin": attached and args.interactive, "AttachStdout": attached,
+            "AttachStderr": attached, "StdinOnce": attached and args.interactive}
 
 
 def _security_opt(opt: str) -> str:
@@ -175,6 +192,10 @@ def _start_failure_code(message: str) -> int:
 
 @daemon_command(EXIT_DAEMON)
 def cmd_run(args: argparse.Namespace) -> int:
+    if not args.detach:
+        if _not_a_terminal(args.interactive, args.tty):
+            return 1
+        _detach_keys(args.detach_keys)  # refused before anything is created
     client = client_of(args)
     cid = _create(client, args)
     if args.detach:
@@ -185,6 +206,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _start_failure_code(str(err))
         print(cid)
         return 0
+    if args.interactive or args.tty:
+        return _run_interactive(client, cid, args)
     return _run_attached(client, cid, args.rm)
 
 
@@ -196,25 +219,7 @@ def _run_attached(client: Client, cid: str, auto_remove: bool) -> int:
     """Attach, register the wait, start, copy the output, exit with the container's code."""
     attach = client.request("POST", f"/containers/{cid}/attach",
                             {"stream": 1, "stdout": 1, "stderr": 1})
-    result: dict[str, Any] = {}
-    registered = threading.Event()
-
-    def wait() -> None:
-        try:
-            resp = client.request("POST", f"/containers/{cid}/wait",
-                                  {"condition": "removed" if auto_remove else "next-exit"})
-            registered.set()
-            result.update(json.loads(resp.read() or b"{}"))
-        except LogpipeError as err:
-            result["error"] = err
-        finally:
-            registered.set()
-
-    waiter = threading.Thread(target=wait, daemon=True)
-    waiter.start()
-    registered.wait()
-    if "error" in result:
-        raise result["error"]
+    waiter, result = _wait_registered(client, cid, "removed" if auto_remove else "next-exit")
     try:
         client.post(f"/containers/{cid}/start")
     except APIError as err:
@@ -231,14 +236,135 @@ def _run_attached(client: Client, cid: str, auto_remove: bool) -> int:
                 out.flush()
             break
         except KeyboardInterrupt:  # docker's sig-proxy: the container gets the signal
-            try:
-                client.post(f"/containers/{cid}/kill", {"signal": "SIGINT"})
-            except LogpipeError:
-                pass
+            _sig_proxy(client, cid)()
     waiter.join()
     if "error" in result:
         raise result["error"]
     return int(result.get("StatusCode", 0))
+
+
+def _not_a_terminal(interactive: bool, tty: bool) -> bool:
+    """The docker CLI's refusal of ``-it`` from a pipe: its text, and exit status 1."""
+    try:
+        check_tty(interactive, tty)
+    except InputNotATerminal as err:
+        sys.stderr.write(f"{err}\n")
+        return True
+    return False
+
+
+def _detach_keys(text: str) -> bytes:
+    """``--detach-keys``, checked before anything is created (the daemon's text)."""
+    try:
+        return parse_detach_keys(text)
+    except LogpipeError as err:
+        raise CommandError(str(err)) from None
+
+
+def _wait_registered(client: Client, cid: str, condition: str) -> tuple[threading.Thread, dict]:
+    """``POST /wait`` in a thread, returned once the daemon has registered it (its headers
+    came back): an exit after this point is seen."""
+    result: dict[str, Any] = {}
+    registered = threading.Event()
+
+    def wait() -> None:
+        try:
+            resp = client.request("POST", f"/containers/{cid}/wait", {"condition": condition})
+            registered.set()
+            result.update(json.loads(resp.read() or b"{}"))
+        except LogpipeError as err:
+            result["error"] = err
+        finally:
+            registered.set()
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    registered.wait()
+    if "error" in result:
+        raise result["error"]
+    return waiter, result
+
+
+def _attach_hijacked(client: Client, cid: str, stdin: bool, detach_keys: str):
+    query = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": 1 if stdin else 0}
+    if detach_keys:
+        query["detachKeys"] = detach_keys
+    return client.hijack(f"/containers/{cid}/attach", query)
+
+
+def _resizer(client: Client, cid: str) -> Callable[[int, int], None]:
+    return lambda h, w: client.post(f"/containers/{cid}/resize", {"h": h, "w": w})
+
+
+def _sig_proxy(client: Client, cid: str) -> Callable[[], None]:
+    """docker's sig-proxy: ctrl-C on a terminal that is not raw is SIGINT to the container."""
+    def interrupt() -> None:
+        try:
+            client.post(f"/containers/{cid}/kill", {"signal": "SIGINT"})
+        except LogpipeError:
+            pass
+    return interrupt
+
+
+def _run_interactive(client: Client, cid: str, args: argparse.Namespace) -> int:
+    return _start_interactive(client, cid, args.tty, args.interactive, args.detach_keys,
+                              args.rm)
+
+
+def _start_interactive(client: Client, cid: str, tty: bool, stdin: bool, detach_keys: str,
+                       auto_remove: bool) -> int:
+    """``run -i``/``-t``, ``start -a`` of a terminal: as the docker CLI, attach (hijacked)
+    before the start, start, send the window's size, copy the streams; the exit code is the
+    container's, or 0 when the user detached (the container runs on)."""
+    keys = _detach_keys(detach_keys)
+    conn = _attach_hijacked(client, cid, stdin, detach_keys)
+    try:
+        waiter, result = _wait_registered(client, cid,
+                                          "removed" if auto_remove else "next-exit")
+        try:
+            client.post(f"/containers/{cid}/start")
+        except APIError as err:
+            sys.stderr.write(f"Error response from daemon: {err}\n")
+            if auto_remove:
+                waiter.join(AUTO_REMOVE_WAIT)
+            return _start_failure_code(str(err))
+        detached = stream_hijacked(conn, tty, stdin, _resizer(client, cid), keys,
+                                   _sig_proxy(client, cid))
+    finally:
+        conn.close()
+    if detached:
+        return 0
+    waiter.join()
+    if "error" in result:
+        raise result["error"]
+    return int(result.get("StatusCode", 0))
+
+
+@daemon_command()
+def cmd_attach(args: argparse.Namespace) -> int:
+    """``docker attach``: the container's streams on the local terminal (its stdin too,
+    if it was created with ``-i`` and ``--no-stdin`` is not given); exits with the
+    container's code once it stops, 0 after the detach keys."""
+    client = client_of(args)
+    info = client.container(args.container)
+    cid, config, state = info["Id"], info.get("Config") or {}, info.get("State") or {}
+    if not state.get("Running"):
+        raise CommandError("You cannot attach to a stopped container, start it first")
+    if state.get("Paused"):
+        raise CommandError("You cannot attach to a paused container, unpause it first")
+    tty, stdin = bool(config.get("Tty")), bool(config.get("OpenStdin")) and not args.no_stdin
+    if _not_a_terminal(stdin, tty):
+        return 1
+    keys = _detach_keys(args.detach_keys)
+    conn = _attach_hijacked(client, cid, stdin, args.detach_keys)
+    try:
+        if stream_hijacked(conn, tty, stdin, _resizer(client, cid), keys,
+                           _sig_proxy(client, cid)):
+            return 0
+    finally:
+        conn.close()
+    result = client.json("POST", f"/containers/{cid}/wait")
+    return int((result or {}).get("StatusCode", 0))
 
 
 def _each(args: argparse.Namespace, action: Callable[[Client, str], str | None]) -> int:
@@ -264,6 +390,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             raise CommandError("you cannot start and attach multiple containers at once")
         client = client_of(args)
         info = client.container(args.containers[0])
+        if (info.get("Config") or {}).get("Tty"):  # raw output: the terminal's path
+            return _start_interactive(client, info["Id"], True, False, "", False)
         return _run_attached(client, info["Id"], False)
     return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/start"), n)[1])
 

@@ -76,6 +76,11 @@ def _daemon_logs(args: argparse.Namespace) -> int:
         query["since"] = _api_time(cfg.since)
     if cfg.until:
         query["until"] = _api_time(cfg.until)
-    resp = client_of(args).request("GET", f"/containers/{ref(args.container)}/logs", query)
-    write_streams(read_frames(resp), sys.stdout.buffer, sys.stderr.buffer, args.follow)
+    client = client_of(args)
+    # As the docker CLI: a container with a terminal answers raw bytes, not frames.
+    tty = bool((client.container(args.container).get("Config") or {}).get("Tty"))
+    resp = client.request("GET", f"/containers/{ref(args.container)}/logs", query)
+    streams = ((1, data) for data in iter(lambda: resp.read1(65536), b"")) if tty \
+        else read_frames(resp)
+    write_streams(streams, sys.stdout.buffer, sys.stderr.buffer, args.follow)
     return 0

@@ -90,6 +90,11 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pull", default="missing",
                    help='Pull image before running ("always", "missing", "never")')
     hostflags.add_flags(p)
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="Keep STDIN open even if not attached")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("--detach-keys", default="",
+                   help="Override the key sequence for detaching a container")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -103,6 +108,14 @@ def _container_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("create", help="Create a new container")
     _container_flags(p)
     p.set_defaults(func=containers.cmd_create)
+
+    p = sub.add_parser("attach", help="Attach local standard input, output, and error "
+                                      "streams to a running container")
+    p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    p.add_argument("--detach-keys", default="",
+                   help="Override the key sequence for detaching a container")
+    p.add_argument("container")
+    p.set_defaults(func=containers.cmd_attach)
 
     p = sub.add_parser("start", help="Start one or more stopped containers")
     p.add_argument("-a", "--attach", action="store_true")
