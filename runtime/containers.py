@@ -222,6 +222,7 @@ class ContainerStore:
         os.makedirs(self.dir, mode=0o710, exist_ok=True)
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}  # name without "/" → id
+        self.creating: dict[str, ContainerSpec] = {}  # id → spec, while its volumes fill
         self.shutting_down = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.shipping = Shipping()
@@ -282,8 +283,9 @@ class ContainerStore:
 
     def volume_users(self, name: str) -> list[str]:
         """The ids of the containers that mount the volume ``name`` (rm refuses while any)."""
-        return [c.id for c in self.containers.values()
-                if any(m.type == "volume" and m.source == name for m in c.spec.mounts)]
+        specs = [c.spec for c in self.containers.values()] + list(self.creating.values())
+        return [s.id for s in specs
+                if any(m.type == "volume" and m.source == name for m in s.mounts)]
 
     def image_user(self, image_id: str) -> str | None:
         """The id of a container created from ``image_id`` (rmi refuses while one exists)."""
@@ -297,7 +299,7 @@ class ContainerStore:
     def _new_name(self) -> str:
         for _ in range(100):
             name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SURNAMES)}"
-            if name not in self.names:
+            if name not in self.names and not self._reserved(name):
                 return name
         return f"{name}{random.randint(0, 9999)}"
 
@@ -308,11 +310,13 @@ class ContainerStore:
             if not cid[:12].isdigit() and cid not in self.containers:
                 return cid
 
-    def create(self, body: Any, name: str = "") -> tuple[Container, list[str]]:
+    async def create(self, body: Any, name: str = "") -> tuple[Container, list[str]]:
         """``POST /containers/create``: validate everything, then write the container.
 
         ``body`` is the parsed JSON; its shape is checked against ``schema.ContainerCreate``
-        first (Docker decodes it before anything else), then its values here."""
+        first (Docker decodes it before anything else), then its values here. The name is
+        held (``creating``) while the volumes are copied up in a thread, so that neither a
+        second create of that name nor a ``volume rm`` slips in meanwhile."""
         req = schema.container_create(body)
         if name:
             name = container_name(name)
@@ -325,25 +329,37 @@ class ContainerStore:
         cdir = os.path.join(self.dir, cid)
         spec, warnings = container_spec(req, name, image_ref, image, cid, cdir, self.config)
         self._check_name(name)
-        for m in spec.mounts:  # Docker makes a missing volume at create, and copies up
-            if m.type == "volume":
-                self.volumes.create(m.source, labels=m.labels, anonymous=m.anonymous)
-                if not m.nocopy:
-                    self.volumes.copy_up(m.source, spec.rootfs, m.target)
-        os.mkdir(cdir, 0o710)
+        self.creating[cid] = spec
         try:
-            spec.save()
-            c = Container(spec, None)
-            c.save_lifecycle()
-        except BaseException:
-            shutil.rmtree(cdir, ignore_errors=True)
-            raise
+            # Docker makes a missing volume at create, and copies up: disk work, off the loop
+            await asyncio.to_thread(self._make_volumes, spec)
+            os.mkdir(cdir, 0o710)
+            try:
+                spec.save()
+                c = Container(spec, None)
+                c.save_lifecycle()
+            except BaseException:
+                shutil.rmtree(cdir, ignore_errors=True)
+                raise
+        finally:
+            del self.creating[cid]
         self.containers[cid] = c
         self.names[name] = cid
         return c, warnings
 
+    def _make_volumes(self, spec: ContainerSpec) -> None:
+        for m in spec.mounts:
+            if m.type == "volume":
+                self.volumes.create(m.source, labels=m.labels, anonymous=m.anonymous)
+                if not m.nocopy:
+                    self.volumes.copy_up(m.source, spec.rootfs, m.target)
+
+    def _reserved(self, name: str) -> bool:
+        return any(s.name == "/" + name for s in self.creating.values())
+
     def _check_name(self, name: str) -> None:
-        other = self.names.get(name)
+        other = self.names.get(name) or next(
+            (cid for cid, s in self.creating.items() if s.name == "/" + name), None)
         if other is not None:
             raise NameConflict(f'Conflict. The container name "/{name}" is already in use by '
                                f'container "{other}". You have to remove (or rename) that '

@@ -189,6 +189,7 @@ class HostConfig(GoStruct):
 class EndpointSettings(GoStruct):
     go_type: ClassVar[str] = "network.EndpointSettings"
     Aliases: list[str] | None = None
+    IPAMConfig: Object | None = None  # {"IPv4Address": ...}: network connect's
 
 
 class NetworkingConfig(GoStruct):

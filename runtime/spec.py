@@ -83,6 +83,14 @@ class ContainerSpec(NamedTuple):
     publish_all: bool = False  # -P
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's EXPOSE and the request's
     network_aliases: tuple[str, ...] = ()  # names it answers to on a user-defined network
+    #: the networks connected besides ``network_mode``, in order (eth1, eth2, ...): name →
+    #: {"Aliases": [...], "IPv4Address": "..."} (``network connect``)
+    extra_networks: Mapping[str, Mapping[str, Any]] = {}
+    dns: tuple[str, ...] = ()  # --dns
+    dns_search: tuple[str, ...] = ()  # --dns-search
+    dns_options: tuple[str, ...] = ()  # --dns-option
+    extra_hosts: tuple[str, ...] = ()  # --add-host, "name:ip" (ip may be "host-gateway")
+    domainname: str = ""  # --domainname
 
     @property
     def argv(self) -> list[str]:
@@ -113,7 +121,8 @@ class ContainerSpec(NamedTuple):
             "Config": {"Image": self.image, "Entrypoint": list(self.entrypoint) or None,
                        "Cmd": list(self.cmd) or None, "Env": list(self.env),
                        "WorkingDir": self.working_dir, "User": self.user,
-                       "Hostname": self.hostname, "Labels": dict(self.labels),
+                       "Hostname": self.hostname, "Domainname": self.domainname,
+                       "Labels": dict(self.labels),
                        "ExposedPorts": {p: {} for p in self.exposed_ports} or None},
             "HostConfig": {
                 "LogConfig": {"Type": self.log_type, "Config": dict(self.log_opts)},
@@ -126,6 +135,9 @@ class ContainerSpec(NamedTuple):
                 "Tmpfs": dict(self.tmpfs) or None,
                 "Memory": self.memory, "NanoCpus": self.nano_cpus,
                 "PidsLimit": self.pids_limit or None, "NetworkMode": self.network_mode,
+                "Dns": list(self.dns), "DnsSearch": list(self.dns_search),
+                "DnsOptions": list(self.dns_options),
+                "ExtraHosts": list(self.extra_hosts) or None,
                 "Runtime": self.runtime, "AutoRemove": self.auto_remove,
                 "SecurityOpt": list(self.security_opt) or None,
                 "PortBindings": to_docker(self.ports), "PublishAllPorts": self.publish_all,
@@ -140,6 +152,8 @@ class ContainerSpec(NamedTuple):
             data["LogPlan"] = self.log_plan.to_json()
         if self.network_aliases:
             data["NetworkAliases"] = list(self.network_aliases)
+        if self.extra_networks:
+            data["ExtraNetworks"] = {k: dict(v) for k, v in self.extra_networks.items()}
         return data
 
     @classmethod
@@ -173,7 +187,12 @@ class ContainerSpec(NamedTuple):
             ports=from_docker(host.get("PortBindings")),
             publish_all=bool(host.get("PublishAllPorts")),
             exposed_ports=tuple(cfg.get("ExposedPorts") or ()),
-            network_aliases=tuple(data.get("NetworkAliases") or ()))
+            network_aliases=tuple(data.get("NetworkAliases") or ()),
+            extra_networks=dict(data.get("ExtraNetworks") or {}),
+            dns=tuple(host.get("Dns") or ()), dns_search=tuple(host.get("DnsSearch") or ()),
+            dns_options=tuple(host.get("DnsOptions") or ()),
+            extra_hosts=tuple(host.get("ExtraHosts") or ()),
+            domainname=cfg.get("Domainname", ""))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

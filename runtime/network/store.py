@@ -70,7 +70,9 @@ def endpoint_dir(data_root: str) -> str:
 
 
 def endpoints(data_root: str) -> dict[str, dict[str, Any]]:
-    """The endpoint records of the containers that have one (they run), by container id."""
+    """The endpoint records of the containers that have one (they run), by file name
+    (``<container id>@<network>``; ``<container id>`` alone for one written by an earlier
+    logpipe)."""
     out = {}
     try:
         entries = os.listdir(endpoint_dir(data_root))
@@ -315,8 +317,8 @@ def inspect_all(data_root: str) -> list[dict[str, Any]]:
 
 def _doc(data_root: str, name: str, nid: str, created: str, net: Network | None) -> dict:
     containers = {}
-    for cid, ep in _active(data_root, name).items():
-        containers[cid] = {"Name": ep.get("Name", ""), "EndpointID": ep.get("EndpointID", ""),
+    for key, ep in _active(data_root, name).items():
+        containers[ep.get("ContainerID") or key.partition("@")[0]] = {"Name": ep.get("Name", ""), "EndpointID": ep.get("EndpointID", ""),
                            "MacAddress": ep.get("MacAddress", ""),
                            "IPv4Address": f"{ep.get('IPAddress')}/{ep.get('IPPrefixLen', 0)}",
                            "IPv6Address": ""}
