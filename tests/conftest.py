@@ -406,6 +406,25 @@ class RestartableDaemon:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def network_leftovers(d: RestartableDaemon, *needles: str) -> dict[str, list[str]]:
+    """What networking state exists on the host for this daemon (veth links, namespace
+    mounts and files, endpoint records) and the firewall rules mentioning ``needles``."""
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if os.path.join(d.root, "run", "netns") in line]
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    netns_dir = os.path.join(d.root, "run", "netns")
+    ep_dir = os.path.join(d.root, "network", "endpoints")
+    return {
+        "veth": sorted(line.split(":")[1].strip().split("@")[0]
+                       for line in links.splitlines() if "veth" in line),
+        "mounts": mounts,
+        "rules": [r for r in rules.splitlines() if any(n in r for n in needles)],
+        "netns": sorted(os.listdir(netns_dir)) if os.path.isdir(netns_dir) else [],
+        "endpoints": sorted(os.listdir(ep_dir)) if os.path.isdir(ep_dir) else [],
+    }
+
+
 @contextlib.contextmanager
 def running_daemon(runtime: str, busybox_tar: str | None) -> Iterator[RestartableDaemon]:
     """A running daemon with ``IMAGE`` imported; everything it started is gone afterwards."""

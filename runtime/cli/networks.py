@@ -26,6 +26,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         config = {"Subnet": args.subnet}
         if args.gateway:
             config["Gateway"] = args.gateway
+        if args.ip_range:
+            config["IPRange"] = args.ip_range
         body["IPAM"] = {"Driver": "default", "Config": [config]}
     print(client_of(args).json("POST", "/networks/create", None, body)["Id"])
     return 0
@@ -121,6 +123,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-d", "--driver", default="bridge")
     p.add_argument("--subnet", default="")
     p.add_argument("--gateway", default="")
+    p.add_argument("--ip-range", default="", help="Allocate container ip from a sub-range")
     p.add_argument("--internal", action="store_true")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("name")

@@ -231,7 +231,7 @@ def _allocate_ports(wanted: list[ports.PortBinding],
 
 def _free_ip(net: store.Network, others: list[dict[str, Any]]) -> str:
     used = {o.get("IPAddress") for o in others if o.get("Network") == net.name} | {net.gateway}
-    for ip in ipaddress.IPv4Network(net.subnet).hosts():
+    for ip in ipaddress.IPv4Network(net.ip_range or net.subnet).hosts():
         if str(ip) not in used and int(ip) & 0xFF != 0:
             return str(ip)
     raise NetworkError(f"no available IPv4 addresses on network {net.name}")
