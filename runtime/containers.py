@@ -54,6 +54,7 @@ from .images import ImageStore
 from .restart import next_backoff, should_restart
 from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_shim
 from .shipping import Shipping
+from .network.netavark import EarlySetup
 from .spec import ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
 from .volumes import VolumeStore
@@ -393,14 +394,19 @@ class ContainerStore:
     async def _spawn(self, c: Container) -> None:
         if c.spec.plan().ships:
             await self._probe(c)
+        early = EarlySetup.begin(c.spec)  # the network's setup, beside the shim's start-up
         try:
             await asyncio.to_thread(spawn_shim, c.spec.dir)
         except ShimError as err:
             c.state = recover_state(c.spec.dir) or State(status=EXITED, exit_code=128,
                                                          error=str(err), finished_at=now_rfc3339())
             _resolve(c.start_waiters, None)
+            if early is not None:
+                await asyncio.to_thread(early.finish, False)
             raise StartFailed(str(err)) from None
         c.state = read_state(c.spec.dir) or c.state
+        if early is not None:
+            await asyncio.to_thread(early.finish, not c.start_failed)
         if c.start_failed:
             # Whoever attached before the start gets the end of its stream (Docker closes
             # the container's streams when a start fails).

@@ -407,9 +407,16 @@ class RestartableDaemon:
 
 
 def network_leftovers(d: RestartableDaemon, *needles: str) -> dict[str, list[str]]:
-    """What networking state exists on the host for this daemon (veth links, namespace
-    mounts and files, endpoint records) and the firewall rules mentioning ``needles``."""
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    """What networking state exists on the host for this daemon (veth links on its bridges,
+    namespace mounts and files, endpoint records) and the firewall rules mentioning
+    ``needles``. Other daemons' veths (tests running beside) are not counted."""
+    from runtime.network import store
+
+    bridges = {n.interface for n in store.load_all(d.root)}
+    links = "\n".join(
+        line for line in subprocess.run(["ip", "-o", "link"], capture_output=True,
+                                        text=True).stdout.splitlines()
+        if any(f" master {b} " in line for b in bridges))
     with open("/proc/self/mountinfo") as f:
         mounts = [line for line in f if os.path.join(d.root, "run", "netns") in line]
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout

@@ -273,8 +273,8 @@ def test_two_networks_survive_a_daemon_sigkill_and_rm_leaves_nothing(busybox_tar
     d = _daemon(busybox_tar)
     try:
         before = network_leftovers(d)
-        for name in ("ka", "kb"):
-            d.ok("network", "create", name)
+        for name, subnet in (("ka", "10.241.0.0/24"), ("kb", "10.242.0.0/24")):
+            d.ok("network", "create", "--subnet", subnet, name)  # no other daemon's
         d.ok("run", "-d", "--name", "both", "--network", "ka", IMAGE, "sleep", "300")
         d.ok("network", "connect", "kb", "both")
         addrs = {k: v["IPAddress"] for k, v in networks(d, "both").items()}
