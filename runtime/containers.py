@@ -54,7 +54,7 @@ from .images import ImageStore
 from .restart import next_backoff, should_restart
 from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_shim
 from .shipping import Shipping
-from .network.netavark import EarlySetup
+from .network.early import EarlySetup
 from .spec import ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
 from .volumes import VolumeStore

@@ -6,9 +6,11 @@ NAT/forwarding rules (DNAT of published ports, on loopback too: it sets ``route_
 on the bridge) and enables ``net.ipv4.ip_forward``. It does no IPAM and reserves no port:
 both are done here, under one file lock, from the endpoint files of the other containers.
 
-An endpoint file (``<data-root>/network/endpoints/<id>.json``) is written *before* the
-setup, so that whatever a crash leaves (namespace, veth, rules) is found and torn down by
-the next teardown: at the container's exit, at ``rm``, or by the daemon's restart.
+A container has one endpoint per network it is on (eth0 on ``HostConfig.NetworkMode``,
+eth1... on those ``network connect`` added), all in its one namespace. Each has an endpoint
+file (``<data-root>/network/endpoints/<id>@<network>.json``), written *before* its setup, so
+that whatever a crash leaves (namespace, veth, rules) is found and torn down by the next
+teardown: at the container's exit, at ``rm``, or by the daemon's restart.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -296,13 +297,16 @@ def attach(spec: ContainerSpec) -> dict[str, dict[str, Any]]:
 
     Any half-built state is torn down before the error is raised: a failed start leaves
     no namespace, veth, rule or address behind."""
+    from .early import EarlySetup  # imports this module
+
     early = EarlySetup.outcome(spec)
     if early is not None:
         return early
-    return _attach(spec)
+    return setup_all(spec)
 
 
-def _attach(spec: ContainerSpec) -> dict[str, dict[str, Any]]:
+def setup_all(spec: ContainerSpec) -> dict[str, dict[str, Any]]:
+    """``attach``'s work, whoever does it (the shim, or the daemon beside its start-up)."""
     data_root = data_root_of(spec)
     detach(spec)  # whatever a previous run of this container left
     path = netns.netns_path(data_root, spec.id)
@@ -316,86 +320,6 @@ def _attach(spec: ContainerSpec) -> dict[str, dict[str, Any]]:
         except BaseException:
             _teardown_all_of(data_root, spec.id)
             raise
-
-
-class EarlySetup:
-    """The endpoint setup run by the daemon in a thread while the shim starts up (Python's
-    start-up, the log driver, the root filesystem), instead of after, by the shim: netavark's
-    setup (a few dozen iptables calls) then costs the start little.
-
-    The daemon locks ``<container-dir>/network.setup`` *before* it spawns the shim and
-    writes the outcome there (``{"ok": true}`` or ``{"error": ...}``) before unlocking; the
-    shim's ``attach`` blocks on that lock, then takes the outcome. A daemon killed half-way
-    leaves no outcome (and its lock goes with it): the shim then sets up on its own."""
-
-    FILE = "network.setup"
-
-    def __init__(self, spec: ContainerSpec) -> None:
-        self.spec = spec
-        path = os.path.join(spec.dir, self.FILE)
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        self.ok = False
-        self.thread = threading.Thread(target=self._run, name=f"netsetup-{spec.id[:12]}",
-                                       daemon=True)
-        self.thread.start()
-
-    @classmethod
-    def begin(cls, spec: ContainerSpec) -> "EarlySetup | None":
-        """Started for a container on a bridge network (None otherwise)."""
-        return cls(spec) if uses_netns(spec) else None
-
-    def _run(self) -> None:
-        try:
-            _attach(self.spec)
-            outcome: dict[str, Any] = {"ok": True}
-            self.ok = True
-        except LogpipeError as err:
-            outcome = {"error": str(err)}
-        except Exception as err:  # the shim reports it as a failed start
-            outcome = {"error": f"network setup failed: {err}"}
-        try:
-            os.write(self.fd, json.dumps(outcome).encode())
-        finally:
-            os.close(self.fd)  # unlocks: the shim goes on
-
-    def finish(self, started: bool) -> None:
-        """After the shim answered: a start that failed before the shim took the setup
-        (a log driver that would not open) must not leave the endpoint behind."""
-        self.thread.join()
-        if not started:
-            detach(self.spec)
-        try:
-            os.unlink(os.path.join(self.spec.dir, self.FILE))
-        except FileNotFoundError:
-            pass
-
-    @classmethod
-    def outcome(cls, spec: ContainerSpec) -> dict[str, dict[str, Any]] | None:
-        """In the shim: the daemon's setup, waited for; None when there is none to take."""
-        path = os.path.join(spec.dir, cls.FILE)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            data = os.read(fd, 65536)
-        finally:
-            os.close(fd)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        try:
-            result = json.loads(data) if data else {}
-        except ValueError:
-            result = {}
-        if result.get("error"):
-            raise NetworkError(result["error"])
-        if not result.get("ok"):
-            return None
-        return records(data_root_of(spec), spec.id)
 
 
 def _setup(spec: ContainerSpec, name: str, iface: str, aliases: tuple[str, ...], ip: str,

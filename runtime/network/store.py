@@ -339,7 +339,8 @@ def inspect_all(data_root: str) -> list[dict[str, Any]]:
 def _doc(data_root: str, name: str, nid: str, created: str, net: Network | None) -> dict:
     containers = {}
     for key, ep in _active(data_root, name).items():
-        containers[ep.get("ContainerID") or key.partition("@")[0]] = {"Name": ep.get("Name", ""), "EndpointID": ep.get("EndpointID", ""),
+        cid = ep.get("ContainerID") or key.partition("@")[0]
+        containers[cid] = {"Name": ep.get("Name", ""), "EndpointID": ep.get("EndpointID", ""),
                            "MacAddress": ep.get("MacAddress", ""),
                            "IPv4Address": f"{ep.get('IPAddress')}/{ep.get('IPPrefixLen', 0)}",
                            "IPv6Address": ""}
