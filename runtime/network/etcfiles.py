@@ -108,8 +108,8 @@ def hosts(spec: ContainerSpec, hostname: str, records: dict[str, dict[str, Any]]
     fqdn = f"{hostname}.{spec.domainname}" if spec.domainname else hostname
     names = f"{fqdn} {fqdn.split('.', 1)[0]}" if "." in fqdn else fqdn
     addresses = [r["IPAddress"] for r in records.values() if r.get("IPAddress")]
-    if not addresses and spec.network_mode == "none":
-        addresses = ["127.0.1.1"]  # no address: the name still resolves, to loopback
+    if not addresses:  # none, container:<x>: the name still resolves, to loopback
+        addresses = ["127.0.1.1"]
     return DEFAULT_HOSTS + extra + "".join(f"{ip}\t{names}\n" for ip in addresses)
 
 
