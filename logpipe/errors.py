@@ -1,8 +1,9 @@
 """The one small error hierarchy of logpipe.
 
 Every error a user can cause is a ``LogpipeError``. Its HTTP status comes from its category,
-set here and nowhere else (moby's ``errdefs``): ``InvalidParameter`` 400, ``Unauthorized`` 401, ``NotFound`` 404,
-``Conflict`` 409, ``NotModified`` 304, ``ReadNotSupported`` 501, anything else 500. Errors
+set here and nowhere else (moby's ``errdefs``): ``InvalidParameter`` 400, ``Unauthorized`` 401,
+``Forbidden`` 403, ``NotFound`` 404, ``Conflict`` 409, ``NotModified`` 304, ``ReadNotSupported`` 501,
+anything else 500. Errors
 defined elsewhere (``runtime/errors.py``, ``runtime/images.py``) subclass a category and set
 no status; the API's error middleware is the one place that turns an error into a response.
 Messages use Docker's wording where Docker has one.
@@ -37,6 +38,12 @@ class Conflict(LogpipeError):
     """The request conflicts with the object's state or another object (HTTP 409)."""
 
     status = 409
+
+
+class Forbidden(LogpipeError):
+    """The request is refused as such, whatever the state (HTTP 403: libnetwork's)."""
+
+    status = 403
 
 
 class NotModified(LogpipeError):

@@ -60,6 +60,7 @@ from .restart import next_backoff, should_restart
 from .rootfs import writable_size
 from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_shim
 from .shipping import Shipping
+from .network.early import EarlySetup
 from .spec import ContainerSpec, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
 from .volumes import VolumeStore
@@ -230,6 +231,7 @@ class ContainerStore:
         os.makedirs(self.dir, mode=0o710, exist_ok=True)
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}  # name without "/" → id
+        self.creating: dict[str, ContainerSpec] = {}  # id → spec, while its volumes fill
         self.shutting_down = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.shipping = Shipping()
@@ -326,8 +328,9 @@ class ContainerStore:
 
     def volume_users(self, name: str) -> list[str]:
         """The ids of the containers that mount the volume ``name`` (rm refuses while any)."""
-        return [c.id for c in self.containers.values()
-                if any(m.type == "volume" and m.source == name for m in c.spec.mounts)]
+        specs = [c.spec for c in self.containers.values()] + list(self.creating.values())
+        return [s.id for s in specs
+                if any(m.type == "volume" and m.source == name for m in s.mounts)]
 
     def image_user(self, image_id: str) -> str | None:
         """The id of a container created from ``image_id`` (rmi refuses while one exists)."""
@@ -341,7 +344,7 @@ class ContainerStore:
     def _new_name(self) -> str:
         for _ in range(100):
             name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SURNAMES)}"
-            if name not in self.names:
+            if name not in self.names and not self._reserved(name):
                 return name
         return f"{name}{random.randint(0, 9999)}"
 
@@ -352,11 +355,13 @@ class ContainerStore:
             if not cid[:12].isdigit() and cid not in self.containers:
                 return cid
 
-    def create(self, body: Any, name: str = "") -> tuple[Container, list[str]]:
+    async def create(self, body: Any, name: str = "") -> tuple[Container, list[str]]:
         """``POST /containers/create``: validate everything, then write the container.
 
         ``body`` is the parsed JSON; its shape is checked against ``schema.ContainerCreate``
-        first (Docker decodes it before anything else), then its values here."""
+        first (Docker decodes it before anything else), then its values here. The name is
+        held (``creating``) while the volumes are copied up in a thread, so that neither a
+        second create of that name nor a ``volume rm`` slips in meanwhile."""
         req = schema.container_create(body)
         if name:
             name = container_name(name)
@@ -369,27 +374,39 @@ class ContainerStore:
         cdir = os.path.join(self.dir, cid)
         spec, warnings = container_spec(req, name, image_ref, image, cid, cdir, self.config)
         self._check_name(name)
-        for m in spec.mounts:  # Docker makes a missing volume at create, and copies up
-            if m.type == "volume":
-                self.volumes.create(m.source, labels=m.labels, anonymous=m.anonymous)
-                self.events.emit("volume", "create", m.source, {"driver": "local"})
-                if not m.nocopy:
-                    self.volumes.copy_up(m.source, spec.rootfs, m.target)
-        os.mkdir(cdir, 0o710)
+        self.creating[cid] = spec
         try:
-            spec.save()
-            c = Container(spec, None)
-            c.save_lifecycle()
-        except BaseException:
-            shutil.rmtree(cdir, ignore_errors=True)
-            raise
+            # Docker makes a missing volume at create, and copies up: disk work, off the loop
+            await asyncio.to_thread(self._make_volumes, spec)
+            os.mkdir(cdir, 0o710)
+            try:
+                spec.save()
+                c = Container(spec, None)
+                c.save_lifecycle()
+            except BaseException:
+                shutil.rmtree(cdir, ignore_errors=True)
+                raise
+        finally:
+            del self.creating[cid]
         self.containers[cid] = c
         self.names[name] = cid
         self.container_event(c, "create")
         return c, warnings
 
+    def _make_volumes(self, spec: ContainerSpec) -> None:
+        for m in spec.mounts:
+            if m.type == "volume":
+                self.volumes.create(m.source, labels=m.labels, anonymous=m.anonymous)
+                self.events.emit("volume", "create", m.source, {"driver": "local"})
+                if not m.nocopy:
+                    self.volumes.copy_up(m.source, spec.rootfs, m.target)
+
+    def _reserved(self, name: str) -> bool:
+        return any(s.name == "/" + name for s in self.creating.values())
+
     def _check_name(self, name: str) -> None:
-        other = self.names.get(name)
+        other = self.names.get(name) or next(
+            (cid for cid, s in self.creating.items() if s.name == "/" + name), None)
         if other is not None:
             raise NameConflict(f'Conflict. The container name "/{name}" is already in use by '
                                f'container "{other}". You have to remove (or rename) that '
@@ -424,14 +441,19 @@ class ContainerStore:
         if c.spec.plan().ships:
             await self._probe(c)
         self._volume_events(c, "mount")
+        early = EarlySetup.begin(c.spec)  # the network's setup, beside the shim's start-up
         try:
             await asyncio.to_thread(spawn_shim, c.spec.dir)
         except ShimError as err:
             c.state = recover_state(c.spec.dir) or State(status=EXITED, exit_code=128,
                                                          error=str(err), finished_at=now_rfc3339())
             _resolve(c.start_waiters, None)
+            if early is not None:
+                await asyncio.to_thread(early.finish, False)
             raise StartFailed(str(err)) from None
         c.state = read_state(c.spec.dir) or c.state
+        if early is not None:
+            await asyncio.to_thread(early.finish, not c.start_failed)
         if c.start_failed:
             # Whoever attached before the start gets the end of its stream (Docker closes
             # the container's streams when a start fails).

@@ -8,6 +8,7 @@ nothing behind. Docker's checks, in Docker's order, with Docker's words. The sto
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 
@@ -108,11 +109,15 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         network = f"container:{other}"
     elif network not in ("none", "host", "bridge"):
         network = store.resolve(config.data_root, network).name  # NotFound: Docker's 404
+    endpoints = (req.NetworkingConfig or schema.NetworkingConfig()).EndpointsConfig or {}
+    if len(endpoints) > 1:  # API < 1.44: one network at create, ``network connect`` after
+        raise InvalidParameter("Container cannot be connected to network endpoints: "
+                               + ", ".join(endpoints))
     aliases = []
-    for ep_name, ep in ((req.NetworkingConfig or schema.NetworkingConfig()).EndpointsConfig
-                        or {}).items():
+    for ep_name, ep in endpoints.items():
         if ep is not None and ep_name in (network, host.NetworkMode):
             aliases += [a for a in ep.Aliases or [] if isinstance(a, str) and a]
+    dns = dns_fields(host, req.Domainname or "")
     bindings = ports.from_request(host.PortBindings)
     exposed = dict.fromkeys(ports.split_port_key(k) for k in
                             [*(image.config.get("ExposedPorts") or {}),
@@ -152,7 +157,7 @@ def container_spec(req: schema.ContainerCreate, name: str, image_ref: str, image
         network_aliases=tuple(dict.fromkeys(aliases)), host_options=host_options,
         memory_swap=limits["MemorySwap"], cpu_shares=limits["CpuShares"],
         cpu_quota=limits["CpuQuota"], cpu_period=limits["CpuPeriod"],
-        stop_signal=req.StopSignal or "", stop_timeout=req.StopTimeout, **_stdio(req, host))
+        stop_signal=req.StopSignal or "", stop_timeout=req.StopTimeout, **_stdio(req, host), **dns)
     if log_type != "none":  # Docker skips all validation for "none" (§2.1)
         try:
             validate_log_config(log_type, log_opts, spec.log_info())
@@ -171,6 +176,34 @@ def _stdio(req: schema.ContainerCreate, host: schema.HostConfig) -> dict:
             "stdin_once": bool(req.StdinOnce),
             "attach": (bool(req.AttachStdin), bool(req.AttachStdout), bool(req.AttachStderr)),
             "console_size": (size[0], size[1])}
+
+
+def dns_fields(host: schema.HostConfig, domainname: str) -> dict:
+    """``Dns``, ``DnsSearch``, ``DnsOptions``, ``ExtraHosts`` and ``Domainname``, checked
+    (the docker CLI's words): the spec's fields of the same names."""
+    for ip in host.Dns or []:
+        if not _is_ip(ip):
+            raise InvalidParameter(f"{ip} is not an ip address")
+    for item in host.ExtraHosts or []:
+        name, sep, ip = item.partition(":")
+        if not sep or not name:
+            raise InvalidParameter(f'bad format for add-host: "{item}"')
+        if ip != "host-gateway" and not _is_ip(ip):
+            raise InvalidParameter(f'invalid IP address in add-host: "{ip}"')
+    if domainname and (len(domainname.encode()) > HOST_NAME_MAX or any(
+            ch.isspace() or not ch.isprintable() for ch in domainname)):
+        raise InvalidParameter(f"invalid domainname format: {domainname}")
+    return {"dns": tuple(host.Dns or ()), "dns_search": tuple(host.DnsSearch or ()),
+            "dns_options": tuple(host.DnsOptions or ()),
+            "extra_hosts": tuple(host.ExtraHosts or ()), "domainname": domainname}
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _str_slice(value: list[str] | str | None) -> list[str] | None:

@@ -18,8 +18,9 @@ from logpipe.errors import LogpipeError
 
 from runtime import hostopts, seccomp
 from runtime.mounts import oci_mounts
-from runtime.network.netavark import (data_root_of, endpoint, joined_netns, netns_path,
-                                     uses_netns)
+from runtime.network import etcfiles
+from runtime.network.netavark import (data_root_of, host_gateway, joined_netns, netns_path,
+                                      records, uses_netns)
 from runtime.rootfs import bind_mountpoint, resolve_in_root
 from runtime.spec import ContainerSpec, write_json_atomic
 
@@ -165,31 +166,17 @@ def environment(spec: ContainerSpec, hostname: str) -> list[str]:
 
 
 def _etc_files(spec: ContainerSpec, hostname: str) -> list[dict[str, Any]]:
-    """``/etc/hostname``, ``/etc/hosts`` (the container's address on a bridge network), and
-    ``resolv.conf`` (the host's, or aardvark-dns on a user-defined network), written
-    into the container directory and bind-mounted, like Docker."""
+    """``/etc/hostname``, ``/etc/hosts`` and ``resolv.conf`` as Docker writes them
+    (``runtime.network.etcfiles``), in the container directory, bind-mounted."""
+    data_root = data_root_of(spec)
+    found = records(data_root, spec.id) if uses_netns(spec) else {}
     files = {"hostname": f"{hostname}\n",
-             "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                      f"127.0.1.1\t{hostname}\n"}
-    record = endpoint(data_root_of(spec), spec.id) if uses_netns(spec) else None
-    if record and record.get("DNS"):  # aardvark-dns: the names of the network, then the host's
-        files["resolv.conf"] = "".join(f"nameserver {ip}\n" for ip in record["DNS"])
-    elif spec.network_mode != "none":
-        try:
-            with open("/etc/resolv.conf") as f:
-                files["resolv.conf"] = f.read()
-        except OSError:
-            pass
-    if record:  # Docker: the container's address names it
-        files["hosts"] = files["hosts"].replace("127.0.1.1", record["IPAddress"])
-    if spec.network_mode == "host":
-        try:
-            with open("/etc/hosts") as f:
-                files["hosts"] = f.read()
-        except OSError:
-            pass
+             "hosts": etcfiles.hosts(spec, hostname, found, host_gateway(data_root)),
+             "resolv.conf": etcfiles.resolv_conf(spec, found)}
     mounts = []
     for name, body in files.items():
+        if body is None:
+            continue
         path = os.path.join(spec.dir, name)
         with open(path, "w") as f:
             f.write(body)
@@ -280,6 +267,7 @@ def config(spec: ContainerSpec, root: str) -> dict[str, Any]:
         "process": process,
         "root": {"path": os.path.abspath(root), "readonly": False},
         "hostname": hostname,
+        **({"domainname": spec.domainname} if spec.domainname else {}),
         "mounts": mounts,
         "linux": linux,
     }

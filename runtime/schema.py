@@ -201,6 +201,7 @@ class ContainerUpdate(HostConfig):
 class EndpointSettings(GoStruct):
     go_type: ClassVar[str] = "network.EndpointSettings"
     Aliases: list[str] | None = None
+    IPAMConfig: Object | None = None  # {"IPv4Address": ...}: network connect's
 
 
 class NetworkingConfig(GoStruct):

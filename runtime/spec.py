@@ -103,6 +103,14 @@ class ContainerSpec(NamedTuple):
     stdin_once: bool = False  # the end of the first attach closes stdin (``run -i``)
     attach: tuple[bool, bool, bool] = (False, False, False)  # AttachStdin/Stdout/Stderr
     console_size: tuple[int, int] = (0, 0)  # the pty's initial (height, width); 0: unset
+    #: the networks connected besides ``network_mode``, in order (eth1, eth2, ...): name →
+    #: {"Aliases": [...], "IPv4Address": "..."} (``network connect``)
+    extra_networks: Mapping[str, Mapping[str, Any]] = {}
+    dns: tuple[str, ...] = ()  # --dns
+    dns_search: tuple[str, ...] = ()  # --dns-search
+    dns_options: tuple[str, ...] = ()  # --dns-option
+    extra_hosts: tuple[str, ...] = ()  # --add-host, "name:ip" (ip may be "host-gateway")
+    domainname: str = ""  # --domainname
 
     @property
     def argv(self) -> list[str]:
@@ -133,7 +141,8 @@ class ContainerSpec(NamedTuple):
             "Config": {"Image": self.image, "Entrypoint": list(self.entrypoint) or None,
                        "Cmd": list(self.cmd) or None, "Env": list(self.env),
                        "WorkingDir": self.working_dir, "User": self.user,
-                       "Hostname": self.hostname, "Labels": dict(self.labels),
+                       "Hostname": self.hostname, "Domainname": self.domainname,
+                       "Labels": dict(self.labels),
                        "ExposedPorts": {p: {} for p in self.exposed_ports} or None,
                        "Tty": self.tty, "OpenStdin": self.open_stdin,
                        "StdinOnce": self.stdin_once, "AttachStdin": self.attach[0],
@@ -151,6 +160,9 @@ class ContainerSpec(NamedTuple):
                 "MemorySwap": self.memory_swap, "CpuShares": self.cpu_shares,
                 "CpuQuota": self.cpu_quota, "CpuPeriod": self.cpu_period,
                 "PidsLimit": self.pids_limit or None, "NetworkMode": self.network_mode,
+                "Dns": list(self.dns), "DnsSearch": list(self.dns_search),
+                "DnsOptions": list(self.dns_options),
+                "ExtraHosts": list(self.extra_hosts) or None,
                 "Runtime": self.runtime, "AutoRemove": self.auto_remove,
                 "SecurityOpt": list(self.security_opt) or None,
                 "PortBindings": to_docker(self.ports), "PublishAllPorts": self.publish_all,
@@ -171,6 +183,8 @@ class ContainerSpec(NamedTuple):
             data["LogPlan"] = self.log_plan.to_json()
         if self.network_aliases:
             data["NetworkAliases"] = list(self.network_aliases)
+        if self.extra_networks:
+            data["ExtraNetworks"] = {k: dict(v) for k, v in self.extra_networks.items()}
         return data
 
     @classmethod
@@ -213,7 +227,13 @@ class ContainerSpec(NamedTuple):
             stdin_once=bool(cfg.get("StdinOnce")),
             attach=(bool(cfg.get("AttachStdin")), bool(cfg.get("AttachStdout")),
                     bool(cfg.get("AttachStderr"))),
-            console_size=_console_size(host.get("ConsoleSize")))
+            console_size=_console_size(host.get("ConsoleSize")),
+
+            extra_networks=dict(data.get("ExtraNetworks") or {}),
+            dns=tuple(host.get("Dns") or ()), dns_search=tuple(host.get("DnsSearch") or ()),
+            dns_options=tuple(host.get("DnsOptions") or ()),
+            extra_hosts=tuple(host.get("ExtraHosts") or ()),
+            domainname=cfg.get("Domainname", ""))
 
     def save(self) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), self.to_json())

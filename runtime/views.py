@@ -23,7 +23,7 @@ from .create import PROCESS_WARNING
 from .commit import image_document, parent_of
 from .images import Image
 from .mounts import inspect_mounts
-from .network.settings import network_settings, summary_ports
+from .network.settings import network_names, network_settings, summary_ports
 from .rootfs import tree_size, writable_size
 from .shimclient import live_state
 from .spec import ContainerSpec
@@ -145,7 +145,7 @@ def container_summary(c: Container) -> dict[str, Any]:
         "Labels": dict(c.spec.labels),
         "State": c.status, "Status": c.status_text(),
         "HostConfig": {"NetworkMode": c.spec.network_mode},
-        "NetworkSettings": {"Networks": {c.spec.network_mode: {}}},
+        "NetworkSettings": {"Networks": {n: {} for n in network_names(c.spec)}},
         "Mounts": inspect_mounts(c.spec),
     }
 

@@ -84,6 +84,7 @@ class VolumeStore:
         os.makedirs(self.dir, mode=0o701, exist_ok=True)
         self.users = users
         self.lock = threading.Lock()  # create/remove run in threads of the daemon
+        self.copy_lock = threading.Lock()  # two creates copying up into one volume
 
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -176,7 +177,12 @@ class VolumeStore:
 
     def copy_up(self, name: str, rootfs: str, target: str) -> None:
         """Fill an empty volume with the image's content at ``target`` (Docker's copy-up).
-        A volume that holds anything already is left alone."""
+        A volume that holds anything already is left alone. Runs in a thread of the daemon
+        (the container store's create), one copy-up at a time."""
+        with self.copy_lock:
+            self._copy_up(name, rootfs, target)
+
+    def _copy_up(self, name: str, rootfs: str, target: str) -> None:
         data = self.get(name).mountpoint
         try:
             if os.listdir(data):

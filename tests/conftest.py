@@ -407,6 +407,32 @@ class RestartableDaemon:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def network_leftovers(d: RestartableDaemon, *needles: str) -> dict[str, list[str]]:
+    """What networking state exists on the host for this daemon (veth links on its bridges,
+    namespace mounts and files, endpoint records) and the firewall rules mentioning
+    ``needles``. Other daemons' veths (tests running beside) are not counted."""
+    from runtime.network import store
+
+    bridges = {n.interface for n in store.load_all(d.root)}
+    links = "\n".join(
+        line for line in subprocess.run(["ip", "-o", "link"], capture_output=True,
+                                        text=True).stdout.splitlines()
+        if any(f" master {b} " in line for b in bridges))
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if os.path.join(d.root, "run", "netns") in line]
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    netns_dir = os.path.join(d.root, "run", "netns")
+    ep_dir = os.path.join(d.root, "network", "endpoints")
+    return {
+        "veth": sorted(line.split(":")[1].strip().split("@")[0]
+                       for line in links.splitlines() if "veth" in line),
+        "mounts": mounts,
+        "rules": [r for r in rules.splitlines() if any(n in r for n in needles)],
+        "netns": sorted(os.listdir(netns_dir)) if os.path.isdir(netns_dir) else [],
+        "endpoints": sorted(os.listdir(ep_dir)) if os.path.isdir(ep_dir) else [],
+    }
+
+
 @contextlib.contextmanager
 def running_daemon(runtime: str, busybox_tar: str | None) -> Iterator[RestartableDaemon]:
     """A running daemon with ``IMAGE`` imported; everything it started is gone afterwards."""

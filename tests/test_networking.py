@@ -18,7 +18,8 @@ from typing import Iterator
 
 import pytest
 
-from conftest import IMAGE, RUNC, RestartableDaemon, stop_daemon, wait_until
+from conftest import IMAGE, RUNC, RestartableDaemon, network_leftovers as leftovers, stop_daemon, \
+    wait_until
 from runtime.network import netavark, store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
@@ -70,24 +71,6 @@ def httpd(d: RestartableDaemon, name: str, *flags: str) -> str:
 
 def settings(d: RestartableDaemon, name: str) -> dict:
     return json.loads(d.inspect(name, "{{json .NetworkSettings}}"))
-
-
-def leftovers(d: RestartableDaemon, *needles: str) -> dict[str, list[str]]:
-    """What networking state exists on the host for this daemon (or mentions ``needles``)."""
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line for line in f if os.path.join(d.root, "run", "netns") in line]
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    netns_dir = os.path.join(d.root, "run", "netns")
-    ep_dir = os.path.join(d.root, "network", "endpoints")
-    return {
-        "veth": sorted(line.split(":")[1].strip().split("@")[0]
-                       for line in links.splitlines() if "veth" in line),
-        "mounts": mounts,
-        "rules": [r for r in rules.splitlines() if any(n in r for n in needles)],
-        "netns": sorted(os.listdir(netns_dir)) if os.path.isdir(netns_dir) else [],
-        "endpoints": sorted(os.listdir(ep_dir)) if os.path.isdir(ep_dir) else [],
-    }
 
 
 def test_default_bridge_gives_an_address_and_publishes_on_loopback(net_daemon):

@@ -26,7 +26,7 @@ from .streams import flush_headers, serve_stream
 
 async def create_container(request: web.Request) -> web.Response:
     body = await json_body(request)
-    c, warnings = store_of(request).create(body, request.query.get("name", ""))
+    c, warnings = await store_of(request).create(body, request.query.get("name", ""))
     return web.json_response({"Id": c.id, "Warnings": warnings}, status=201)
 
 

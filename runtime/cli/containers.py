@@ -24,7 +24,7 @@ from runtime.network.ports import parse_publish, port_lines, ps_column
 from .client import APIError, Client, client_of, read_frames, ref
 from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandError, daemon_command
 from . import hostflags
-from .flags import key_values
+from .flags import key_values, network_fields
 from .tables import ago, print_documents, print_table, table_format
 from .terminal import InputNotATerminal, check_tty, stream_hijacked, terminal_size
 from .volumes import mount_fields
@@ -95,6 +95,7 @@ def _container_body(args: argparse.Namespace) -> dict[str, Any]:
         body["Volumes"] = anonymous
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint] if args.entrypoint else []
+    network_fields(args, body)
     return body
 
 

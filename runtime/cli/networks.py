@@ -1,4 +1,4 @@
-"""``network create|ls|inspect|rm|prune``: the network commands, clients of the Engine API's
+"""``network create|ls|inspect|rm|prune|connect|disconnect``: the network commands, clients of the Engine API's
 ``/networks`` (the docker CLI's flags, columns and texts)."""
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         config = {"Subnet": args.subnet}
         if args.gateway:
             config["Gateway"] = args.gateway
+        if args.ip_range:
+            config["IPRange"] = args.ip_range
         body["IPAM"] = {"Driver": "default", "Config": [config]}
     print(client_of(args).json("POST", "/networks/create", None, body)["Id"])
     return 0
@@ -96,6 +98,23 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+@daemon_command()
+def cmd_connect(args: argparse.Namespace) -> int:
+    endpoint: dict[str, Any] = {"Aliases": args.alias or None}
+    if args.ip:
+        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    client_of(args).request("POST", f"/networks/{ref(args.network)}/connect", None,
+                            {"Container": args.container, "EndpointConfig": endpoint}).read()
+    return 0
+
+
+@daemon_command()
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    client_of(args).request("POST", f"/networks/{ref(args.network)}/disconnect", None,
+                            {"Container": args.container, "Force": bool(args.force)}).read()
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """``logpipe network ...``."""
     net = sub.add_parser("network", help="Manage networks")
@@ -104,6 +123,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-d", "--driver", default="bridge")
     p.add_argument("--subnet", default="")
     p.add_argument("--gateway", default="")
+    p.add_argument("--ip-range", default="", help="Allocate container ip from a sub-range")
     p.add_argument("--internal", action="store_true")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("name")
@@ -125,3 +145,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--filter", action="append", default=[])
     p.set_defaults(func=cmd_prune)
+    p = nsub.add_parser("connect", help="Connect a container to a network")
+    p.add_argument("--alias", action="append", default=[],
+                   help="Add network-scoped alias for the container")
+    p.add_argument("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_connect)
+    p = nsub.add_parser("disconnect", help="Disconnect a container from a network")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the container to disconnect from a network")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_disconnect)

@@ -13,6 +13,7 @@ from . import logs as logs_command
 from . import exec as exec_command
 from . import networks
 from . import events, files, hostflags, stats
+from .flags import add_network_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +81,7 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--security-opt", action="append", default=[],
                    help="Security options: seccomp=unconfined|PROFILE.json, no-new-privileges")
     p.add_argument("--network", "--net", default="")
+    add_network_flags(p)
     p.add_argument("-p", "--publish", action="append", default=[],
                    help="Publish a container's port to the host ([ip:][hostPort:]port[/proto])")
     p.add_argument("--expose", action="append", default=[],

@@ -6,9 +6,11 @@ NAT/forwarding rules (DNAT of published ports, on loopback too: it sets ``route_
 on the bridge) and enables ``net.ipv4.ip_forward``. It does no IPAM and reserves no port:
 both are done here, under one file lock, from the endpoint files of the other containers.
 
-An endpoint file (``<data-root>/network/endpoints/<id>.json``) is written *before* the
-setup, so that whatever a crash leaves (namespace, veth, rules) is found and torn down by
-the next teardown: at the container's exit, at ``rm``, or by the daemon's restart.
+A container has one endpoint per network it is on (eth0 on ``HostConfig.NetworkMode``,
+eth1... on those ``network connect`` added), all in its one namespace. Each has an endpoint
+file (``<data-root>/network/endpoints/<id>@<network>.json``), written *before* its setup, so
+that whatever a crash leaves (namespace, veth, rules) is found and torn down by the next
+teardown: at the container's exit, at ``rm``, or by the daemon's restart.
 """
 
 from __future__ import annotations
@@ -101,6 +103,13 @@ def joined_netns(spec: ContainerSpec) -> str:
     return f"/proc/{pid}/ns/net"
 
 
+def host_gateway(data_root: str) -> str:
+    """``--add-host x:host-gateway``: the default bridge's gateway (Docker's docker0
+    address), the host as the containers reach it."""
+    net = store.load(data_root, store.DEFAULT_NETWORK)
+    return net.gateway if net is not None else "127.0.0.1"
+
+
 def data_root_of(spec: ContainerSpec) -> str:
     """``<data-root>/containers/<id>`` → ``<data-root>``."""
     return os.path.dirname(os.path.dirname(spec.dir))
@@ -114,18 +123,44 @@ def _endpoint_dir(data_root: str) -> str:
     return store.endpoint_dir(data_root)
 
 
-def _endpoint_file(data_root: str, cid: str) -> str:
-    return os.path.join(_endpoint_dir(data_root), f"{cid}.json")
+def _endpoint_file(data_root: str, cid: str, network: str) -> str:
+    return os.path.join(_endpoint_dir(data_root), f"{cid}@{network}.json")
+
+
+def _record_files(data_root: str, cid: str) -> list[str]:
+    """The endpoint files of ``cid``: one per network (``<id>@<network>.json``), and the
+    ``<id>.json`` of a container started by an earlier logpipe (one network)."""
+    try:
+        entries = os.listdir(_endpoint_dir(data_root))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(_endpoint_dir(data_root), e) for e in entries
+            if e.endswith(".json") and (e == f"{cid}.json" or e.startswith(f"{cid}@"))]
+
+
+def records(data_root: str, cid: str) -> dict[str, dict[str, Any]]:
+    """The container's endpoints that are set up, by network name, in interface order
+    (eth0 first): what ``inspect`` shows while it runs."""
+    out = []
+    for path in _record_files(data_root, cid):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("IPAddress") and data.get("EndpointID"):
+            out.append(data)
+    out.sort(key=lambda r: _iface_index(r.get("Interface") or "eth0"))
+    return {r["Network"]: r for r in out}
+
+
+def _iface_index(name: str) -> int:
+    return int(name[3:]) if name.startswith("eth") and name[3:].isdigit() else 0
 
 
 def endpoint(data_root: str, cid: str) -> dict[str, Any] | None:
-    """What a running container's endpoint is (``NetworkSettings``), None without one."""
-    try:
-        with open(_endpoint_file(data_root, cid)) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("IPAddress") else None
+    """The container's first endpoint (eth0's: its published ports), None without one."""
+    return next(iter(records(data_root, cid).values()), None)
 
 
 @contextmanager
@@ -146,7 +181,8 @@ def _locked(data_root: str) -> Iterator[None]:
 
 
 def _others(data_root: str, cid: str) -> list[dict[str, Any]]:
-    return [ep for other, ep in store.endpoints(data_root).items() if other != cid]
+    return [ep for key, ep in store.endpoints(data_root).items()
+            if key.partition("@")[0] != cid]
 
 
 def _host_port_free(proto: str, ip: str, port: int) -> bool:
@@ -197,22 +233,21 @@ def _allocate_ports(wanted: list[ports.PortBinding],
 
 def _free_ip(net: store.Network, others: list[dict[str, Any]]) -> str:
     used = {o.get("IPAddress") for o in others if o.get("Network") == net.name} | {net.gateway}
-    for ip in ipaddress.IPv4Network(net.subnet).hosts():
+    for ip in ipaddress.IPv4Network(net.ip_range or net.subnet).hosts():
         if str(ip) not in used and int(ip) & 0xFF != 0:
             return str(ip)
     raise NetworkError(f"no available IPv4 addresses on network {net.name}")
 
 
-def _request(spec: ContainerSpec, net: store.Network, ip: str,
-             mappings: list[ports.PortBinding]) -> dict[str, Any]:
+def _request(spec: ContainerSpec, net: store.Network, ip: str, iface: str,
+             aliases: tuple[str, ...], mappings: list[ports.PortBinding]) -> dict[str, Any]:
     return {
         "container_id": spec.id, "container_name": spec.name.lstrip("/"),
         "port_mappings": [{"host_ip": b.host_ip, "container_port": b.container_port,
                            "host_port": b.host_port, "range": 1, "protocol": b.proto}
                           for b in mappings],
-        "networks": {net.name: {"static_ips": [ip], "interface_name": "eth0",
-                                "aliases": list(dict.fromkeys([*spec.network_aliases,
-                                                               spec.id[:12]]))}},
+        "networks": {net.name: {"static_ips": [ip], "interface_name": iface,
+                                "aliases": list(dict.fromkeys([*aliases, spec.id[:12]]))}},
         "network_info": {net.name: {
             "name": net.name, "id": net.id, "driver": "bridge",
             "network_interface": net.interface,
@@ -246,85 +281,181 @@ def _netavark(data_root: str, verb: str, path: str, request: dict[str, Any]) -> 
     return json.loads(r.stdout or b"{}") if verb == "setup" else {}
 
 
-def attach(spec: ContainerSpec) -> dict[str, Any]:
-    """Set up the container's endpoint on the default bridge; returns the endpoint record.
+def networks_of(spec: ContainerSpec) -> list[tuple[str, tuple[str, ...], str]]:
+    """The container's networks in interface order: (name, aliases, requested IPv4)."""
+    out = [(spec.network_mode, tuple(spec.network_aliases), "")] if uses_netns(spec) else []
+    for name, ep in spec.extra_networks.items():
+        out.append((name, tuple(ep.get("Aliases") or ()), ep.get("IPv4Address") or ""))
+    return out
+
+
+def attach(spec: ContainerSpec) -> dict[str, dict[str, Any]]:
+    """Set up the container's namespace and its endpoint on each of its networks (eth0,
+    eth1, ... in order; the published ports on eth0's); returns the records by network.
+    When the daemon started the setup beside the shim's start-up (``EarlySetup``), its
+    outcome is waited for and taken instead.
 
     Any half-built state is torn down before the error is raised: a failed start leaves
     no namespace, veth, rule or address behind."""
+    from .early import EarlySetup  # imports this module
+
+    early = EarlySetup.outcome(spec)
+    if early is not None:
+        return early
+    return setup_all(spec)
+
+
+def setup_all(spec: ContainerSpec) -> dict[str, dict[str, Any]]:
+    """``attach``'s work, whoever does it (the shim, or the daemon beside its start-up)."""
     data_root = data_root_of(spec)
     detach(spec)  # whatever a previous run of this container left
+    path = netns.netns_path(data_root, spec.id)
     with _locked(data_root):
         try:
-            net = store.repick_if_taken(data_root, store.resolve(data_root, spec.network_mode))
-        except LogpipeError as err:
-            raise NetworkError(str(err)) from None
-        others = _others(data_root, spec.id)
+            netns.create(path)
+            out = {}
+            for i, (name, aliases, ip) in enumerate(networks_of(spec)):
+                out[name] = _setup(spec, name, f"eth{i}", aliases, ip, publish=i == 0)
+            return out
+        except BaseException:
+            _teardown_all_of(data_root, spec.id)
+            raise
+
+
+def _setup(spec: ContainerSpec, name: str, iface: str, aliases: tuple[str, ...], ip: str,
+           publish: bool) -> dict[str, Any]:
+    """One endpoint (held lock, namespace made): the address, the ports, netavark setup;
+    the record written before (a crash is torn down later) and completed after."""
+    data_root = data_root_of(spec)
+    try:
+        net = store.repick_if_taken(data_root, store.resolve(data_root, name))
+    except LogpipeError as err:
+        raise NetworkError(str(err)) from None
+    others = _others(data_root, spec.id)
+    mappings: list[ports.PortBinding] = []
+    if publish:
         try:
             mappings = _allocate_ports(
                 ports.effective(spec.ports, spec.publish_all, spec.exposed_ports), others)
         except NetworkError as err:
             raise NetworkError(f"driver failed programming external connectivity on endpoint "
                                f"{spec.name.lstrip('/')} ({spec.id}): {err}") from None
-        ip = _free_ip(net, others)
-        request = _request(spec, net, ip, mappings)
-        path = netns.netns_path(data_root, spec.id)
-        record: dict[str, Any] = {
-            "Network": net.name, "NetworkID": net.id, "EndpointID": "", "NetNS": path,
-            "Name": spec.name.lstrip("/"), "Aliases": list(spec.network_aliases),
-            "Request": request, "IPAddress": ip,
-            "PortList": [list(b) for b in mappings]}
-        efile = _endpoint_file(data_root, spec.id)
-        write_json_atomic(efile, record)
-        try:
-            netns.create(path)
-            result = _netavark(data_root, "setup", path, request)
-        except BaseException:
-            _teardown(data_root, record)
-            os.unlink(efile)
-            raise
-        iface = (result.get(net.name) or {}).get("interfaces", {}).get("eth0", {})
-        subnet = (iface.get("subnets") or [{}])[0]
-        ipnet = ipaddress.IPv4Interface(subnet.get("ipnet") or f"{ip}/32")
-        record.update({
-            "EndpointID": os.urandom(32).hex(), "IPAddress": str(ipnet.ip),
-            "IPPrefixLen": ipnet.network.prefixlen,
-            "Gateway": subnet.get("gateway") or net.gateway,
-            "MacAddress": iface.get("mac_address", ""),
-            "DNS": (result.get(net.name) or {}).get("dns_server_ips") or []})
-        write_json_atomic(efile, record)
-        return record
+    ip = _static_ip(net, ip, others) if ip else _free_ip(net, others)
+    request = _request(spec, net, ip, iface, aliases, mappings)
+    path = netns.netns_path(data_root, spec.id)
+    record: dict[str, Any] = {
+        "Network": net.name, "NetworkID": net.id, "EndpointID": "", "NetNS": path,
+        "ContainerID": spec.id, "Name": spec.name.lstrip("/"), "Aliases": list(aliases),
+        "Interface": iface, "Request": request, "IPAddress": ip,
+        "PortList": [list(b) for b in mappings]}
+    efile = _endpoint_file(data_root, spec.id, net.name)
+    write_json_atomic(efile, record)
+    try:
+        result = _netavark(data_root, "setup", path, request)
+    except BaseException:
+        _teardown(data_root, record)
+        os.unlink(efile)
+        raise
+    found = (result.get(net.name) or {}).get("interfaces", {}).get(iface, {})
+    subnet = (found.get("subnets") or [{}])[0]
+    ipnet = ipaddress.IPv4Interface(subnet.get("ipnet") or f"{ip}/32")
+    record.update({
+        "EndpointID": os.urandom(32).hex(), "IPAddress": str(ipnet.ip),
+        "IPPrefixLen": ipnet.network.prefixlen,
+        "Gateway": subnet.get("gateway") or net.gateway,
+        "MacAddress": found.get("mac_address", ""),
+        "DNS": (result.get(net.name) or {}).get("dns_server_ips") or []})
+    write_json_atomic(efile, record)
+    return record
 
 
-def _teardown(data_root: str, record: dict[str, Any]) -> None:
+def _static_ip(net: store.Network, ip: str, others: list[dict[str, Any]]) -> str:
+    """``IPAMConfig.IPv4Address``: in the subnet, not the gateway, not taken (Docker's
+    words)."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise NetworkError(f"invalid IPv4 address: {ip}") from None
+    if addr not in ipaddress.IPv4Network(net.subnet) or ip == net.gateway or any(
+            o.get("IPAddress") == ip and o.get("Network") == net.name for o in others):
+        raise NetworkError("Address already in use" if addr in ipaddress.IPv4Network(
+            net.subnet) else f"no configured subnet contains IP address {ip}")
+    return ip
+
+
+def connect(spec: ContainerSpec, name: str, aliases: tuple[str, ...],
+            ip: str = "") -> dict[str, Any]:
+    """``network connect`` of a running container: one more interface in its namespace
+    (the next free ethN); NetworkError if the container has no namespace of its own."""
+    data_root = data_root_of(spec)
+    path = netns.netns_path(data_root, spec.id)
+    with _locked(data_root):
+        if not netns.is_mounted(path):
+            raise NetworkError(f"container {spec.id} is not running")
+        used = {_iface_index(r.get("Interface") or "eth0")
+                for r in _raw_records(data_root, spec.id)}
+        iface = f"eth{next(i for i in range(len(used) + 1) if i not in used)}"
+        return _setup(spec, name, iface, aliases, ip, publish=False)
+
+
+def disconnect(spec: ContainerSpec, name: str) -> bool:
+    """Tear down the container's endpoint on ``name`` (its interface, its names in the
+    network's DNS, its address); False when it has none there."""
+    data_root = data_root_of(spec)
+    with _locked(data_root):
+        for path in _record_files(data_root, spec.id):
+            record = _read(path)
+            if record.get("Network") == name:
+                _teardown(data_root, record, keep_netns=True)
+                os.unlink(path)
+                return True
+    return False
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _raw_records(data_root: str, cid: str) -> list[dict[str, Any]]:
+    return [_read(p) for p in _record_files(data_root, cid)]
+
+
+def _teardown(data_root: str, record: dict[str, Any], keep_netns: bool = False) -> None:
     path = record.get("NetNS") or ""
     if path and record.get("Request") and netns.is_mounted(path):
         try:
             _netavark(data_root, "teardown", path, record["Request"])
         except NetworkError:
             pass  # half set up: what exists was removed; the namespace goes anyway
-    if path:
+    if path and not keep_netns:
         netns.delete(path)
 
 
+def _teardown_all_of(data_root: str, cid: str) -> None:
+    """Every endpoint of ``cid`` torn down (lock held), then its namespace deleted."""
+    for path in _record_files(data_root, cid):
+        _teardown(data_root, _read(path), keep_netns=True)
+        os.unlink(path)
+    netns.delete(netns.netns_path(data_root, cid))
+
+
 def detach(spec: ContainerSpec) -> None:
-    """Tear the container's endpoint down (netavark teardown, namespace unmounted and
-    deleted, address and ports released); nothing when it has none."""
+    """Tear the container's endpoints down (netavark teardown of each network, namespace
+    unmounted and deleted, addresses and ports released); nothing when it has none. It
+    reads the endpoint records, not the spec: a network connected while the container
+    ran is torn down too by a shim that loaded the spec before."""
     data_root = data_root_of(spec)
-    efile = _endpoint_file(data_root, spec.id)
-    if not os.path.exists(efile):
+    if not _record_files(data_root, spec.id):
         if os.path.lexists(netns.netns_path(data_root, spec.id)):
             netns.delete(netns.netns_path(data_root, spec.id))
         return
     with _locked(data_root):
-        try:
-            with open(efile) as f:
-                record = json.load(f)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError):
-            record = {"NetNS": netns.netns_path(data_root, spec.id)}
-        _teardown(data_root, record)
-        os.unlink(efile)
+        _teardown_all_of(data_root, spec.id)
 
 
 def teardown_all(data_root: str) -> int:
@@ -334,47 +465,52 @@ def teardown_all(data_root: str) -> int:
         entries = os.listdir(_endpoint_dir(data_root))
     except FileNotFoundError:
         return 0
-    count = 0
-    for entry in entries:
-        if entry.endswith(".json"):
-            spec_dir = os.path.join(data_root, "containers", entry[:-5])
-            detach(ContainerSpec(entry[:-5], "", spec_dir, "", "", "", "", (), (), (), "",
-                                 "", "", {}, "", {}))
-            count += 1
-    return count
+    cids = dict.fromkeys(e[:-5].partition("@")[0] for e in entries if e.endswith(".json"))
+    for cid in cids:
+        spec_dir = os.path.join(data_root, "containers", cid)
+        detach(ContainerSpec(cid, "", spec_dir, "", "", "", "", (), (), (), "", "", "", {}, "",
+                             {}))
+    return len(cids)
 
 
 def rename(spec: ContainerSpec, old_name: str) -> bool:
     """A running container's new name in aardvark-dns, at once (``docker rename``): its line
-    in the network's file (``<id> <ipv4> <ipv6> <name>,<aliases…>``) names it anew and
-    aardvark-dns re-reads its files on SIGHUP. False when it has no entry (not on a
+    in each of its networks' files (``<id> <ipv4> <ipv6> <name>,<aliases…>``) names it anew
+    and aardvark-dns re-reads its files on SIGHUP. False when it has no entry (not on a
     user-defined network, or not running: its next start writes the new name anyway)."""
     if not uses_netns(spec):
         return False
     directory = os.path.join(data_root_of(spec), "run", "netavark", "aardvark-dns")
-    path = os.path.join(directory, spec.network_mode)
     old, new = old_name.lstrip("/"), spec.name.lstrip("/")
+    found = False
     with _locked(data_root_of(spec)):
-        try:
-            with open(path) as f:
-                lines = f.read().split("\n")
-        except OSError:
-            return False
-        found = False
-        for i, line in enumerate(lines):
-            fields = line.split(" ")
-            if len(fields) == 4 and fields[0] == spec.id:
-                fields[3] = ",".join(new if n == old else n for n in fields[3].split(","))
-                lines[i], found = " ".join(fields), True
+        for network in (spec.network_mode, *spec.extra_networks):
+            found = _rename_entry(os.path.join(directory, network), spec.id, old, new) or found
         if not found:
             return False
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines))
-        os.replace(tmp, path)
         try:
             with open(os.path.join(directory, "aardvark.pid")) as f:
                 os.kill(int(f.read().strip()), 1)  # SIGHUP: reload the files
         except (OSError, ValueError):
             pass  # not running: it reads the file when it starts
     return True
+
+
+def _rename_entry(path: str, cid: str, old: str, new: str) -> bool:
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return False
+    found = False
+    for i, line in enumerate(lines):
+        fields = line.split(" ")
+        if len(fields) == 4 and fields[0] == cid:
+            fields[3] = ",".join(new if n == old else n for n in fields[3].split(","))
+            lines[i], found = " ".join(fields), True
+    if found:
+        tmp = f"{path}.tmp.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines))
+        os.replace(tmp, path)
+    return found

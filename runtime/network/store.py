@@ -39,18 +39,19 @@ class Network(NamedTuple):
     internal: bool = False
     dns: bool = False  # aardvark-dns: names resolve (user-defined networks, as in Docker)
     auto: bool = False  # the subnet was picked by logpipe (not bip, not --subnet)
+    ip_range: str = ""  # --ip-range: the addresses handed out (within the subnet)
 
     def to_json(self) -> dict[str, Any]:
         return {"Name": self.name, "Id": self.id, "Created": self.created,
                 "Interface": self.interface, "Subnet": self.subnet, "Gateway": self.gateway,
                 "Labels": dict(self.labels), "Internal": self.internal, "DNS": self.dns,
-                "Auto": self.auto}
+                "Auto": self.auto, "IPRange": self.ip_range}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Network":
         return cls(d["Name"], d["Id"], d["Created"], d["Interface"], d["Subnet"], d["Gateway"],
                    dict(d.get("Labels") or {}), bool(d.get("Internal")), bool(d.get("DNS")),
-                   bool(d.get("Auto")))
+                   bool(d.get("Auto")), d.get("IPRange") or "")
 
 
 def network_dir(data_root: str) -> str:
@@ -70,7 +71,9 @@ def endpoint_dir(data_root: str) -> str:
 
 
 def endpoints(data_root: str) -> dict[str, dict[str, Any]]:
-    """The endpoint records of the containers that have one (they run), by container id."""
+    """The endpoint records of the containers that have one (they run), by file name
+    (``<container id>@<network>``; ``<container id>`` alone for one written by an earlier
+    logpipe)."""
     out = {}
     try:
         entries = os.listdir(endpoint_dir(data_root))
@@ -238,29 +241,44 @@ def create(data_root: str, body: Mapping[str, Any]) -> Network:
         body.get("IPAM"), dict) else []
     taken = _taken(data_root)
     iface = bridge_interface(data_root, name)
-    if configs and isinstance(configs[0], dict) and configs[0].get("Subnet"):
-        try:
-            net = ipaddress.IPv4Network(configs[0]["Subnet"])
-        except ValueError:
-            raise InvalidParameter(f"invalid subnet {configs[0]['Subnet']}") from None
-        if any(net.overlaps(t) for t in taken):
-            raise Conflict("Pool overlaps with other one on this address space")
-        gateway = configs[0].get("Gateway") or str(net.network_address + 1)
-        try:
-            if ipaddress.IPv4Address(gateway) not in net:
-                raise ValueError
-        except ValueError:
-            raise InvalidParameter(f"invalid gateway {gateway} for subnet {net}") from None
+    config = configs[0] if configs and isinstance(configs[0], dict) else {}
+    if config.get("Subnet"):
+        net, gateway, ip_range = _ipam(config, taken)
     else:
-        net = free_subnet(iface, taken)
+        net, ip_range = free_subnet(iface, taken), ""
         gateway = str(net.network_address + 1)
     network = Network(name, secrets.token_hex(32), now_rfc3339(), iface, str(net), gateway,
                       dict(labels), bool(body.get("Internal")), dns=True,
-                      auto=not (configs and isinstance(configs[0], dict)
-                                and configs[0].get("Subnet")))
+                      auto=not config.get("Subnet"), ip_range=ip_range)
     os.makedirs(_dir(data_root), exist_ok=True)
     write_json_atomic(_file(data_root, name), network.to_json())
     return network
+
+
+def _ipam(config: Mapping[str, Any],
+          taken: list[ipaddress.IPv4Network]) -> tuple[ipaddress.IPv4Network, str, str]:
+    """``IPAM.Config[0]``: the subnet (no overlap), its gateway and ``IPRange``, checked."""
+    try:
+        net = ipaddress.IPv4Network(config["Subnet"])
+    except ValueError:
+        raise InvalidParameter(f"invalid subnet {config['Subnet']}") from None
+    if any(net.overlaps(t) for t in taken):
+        raise Conflict("Pool overlaps with other one on this address space")
+    gateway = config.get("Gateway") or str(net.network_address + 1)
+    try:
+        if ipaddress.IPv4Address(gateway) not in net:
+            raise ValueError
+    except ValueError:
+        raise InvalidParameter(f"invalid gateway {gateway} for subnet {net}") from None
+    ip_range = config.get("IPRange") or ""
+    if ip_range:
+        try:
+            if not ipaddress.IPv4Network(ip_range).subnet_of(net):
+                raise ValueError
+        except (ValueError, TypeError):
+            raise InvalidParameter(f"invalid pool request: Invalid Address/Prefix key string: "
+                                   f"ip-range {ip_range} is not within subnet {net}") from None
+    return net, gateway, ip_range
 
 
 def _active(data_root: str, name: str) -> dict[str, dict[str, Any]]:
@@ -308,6 +326,11 @@ def inspect(data_root: str, ref: str) -> dict[str, Any]:
     return _doc(data_root, net.name, net.id, net.created, net)
 
 
+def _ipam_json(net: Network) -> dict[str, str]:
+    out = {"Subnet": net.subnet, "Gateway": net.gateway}
+    return {**out, "IPRange": net.ip_range} if net.ip_range else out
+
+
 def inspect_all(data_root: str) -> list[dict[str, Any]]:
     docs = [inspect(data_root, n.name) for n in load_all(data_root)]
     return docs + [inspect(data_root, name) for name in ("host", "none")]
@@ -315,7 +338,8 @@ def inspect_all(data_root: str) -> list[dict[str, Any]]:
 
 def _doc(data_root: str, name: str, nid: str, created: str, net: Network | None) -> dict:
     containers = {}
-    for cid, ep in _active(data_root, name).items():
+    for key, ep in _active(data_root, name).items():
+        cid = ep.get("ContainerID") or key.partition("@")[0]
         containers[cid] = {"Name": ep.get("Name", ""), "EndpointID": ep.get("EndpointID", ""),
                            "MacAddress": ep.get("MacAddress", ""),
                            "IPv4Address": f"{ep.get('IPAddress')}/{ep.get('IPPrefixLen', 0)}",
@@ -329,7 +353,7 @@ def _doc(data_root: str, name: str, nid: str, created: str, net: Network | None)
         "Scope": "local", "Driver": "bridge" if net else ("host" if name == "host" else "null"),
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": None,
-                 "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}] if net else []},
+                 "Config": [_ipam_json(net)] if net else []},
         "Internal": bool(net and net.internal), "Attachable": False, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
         "Options": options, "Labels": dict(net.labels) if net else {},
