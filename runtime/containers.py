@@ -53,7 +53,7 @@ from .errors import ContainerConflict, NameConflict, NoSuchContainer, StartFaile
 from .events import Events, container_attributes
 from .executors import get_executor
 from .images import ImageStore
-from .network import netavark
+from .network import aardvark, netavark
 from .network import store as netstore
 from .resources import cannot_update, check_request, updated
 from .restart import next_backoff, should_restart
@@ -680,7 +680,7 @@ class ContainerStore:
             del self.names[old.lstrip("/")]
         if c.state.status == RUNNING:  # its DNS name on a user-defined network follows
             try:
-                await asyncio.to_thread(netavark.rename, c.spec, old)
+                await asyncio.to_thread(aardvark.rename, c.spec, old)
             except OSError as err:
                 log.warning("renaming %s in aardvark-dns: %s", c.id[:12], err)
         self.container_event(c, "rename", {"oldName": old})

@@ -312,9 +312,11 @@ version: "3.7"
 services:
   web:
     image: busybox:latest
-    command: httpd -f -vv -p 80 -h /etc
+    command: sh -c "echo stored > /data/v; exec httpd -f -vv -p 80 -h /etc"
     ports:
       - "{port}:80"
+    volumes:
+      - data:/data
     logging:
       driver: json-file
       options:
@@ -322,6 +324,8 @@ services:
   client:
     image: busybox:latest
     command: sh -c "until wget -qO- http://web/hostname; do sleep 0.1; done; sleep 60"
+volumes:
+  data: {{}}
 """
 
 
@@ -352,10 +356,23 @@ def test_docker_compose_project_on_its_default_network(net_daemon, tmp_path):
         ps = compose("ps").stdout
         assert f"0.0.0.0:{port}->80/tcp" in ps and "Up" in ps
         assert d.inspect("lpnet_web_1", "{{.HostConfig.LogConfig.Config}}") == "map[max-size:1m]"
+        assert "httpd -f -vv" in compose("top", "web").stdout
+        # exec (docker-py's, as COMPOSE_INTERACTIVE_NO_CLI asks) sees the named volume.
+        res = compose("exec", "-T", "web", "cat", "/data/v")
+        assert (res.returncode, res.stdout) == (0, "stored\n"), res.stderr
+        assert compose("stop", "-t", "1").returncode == 0
+        assert "Exit" in compose("ps", "web").stdout
+        # logs -f of stopped services ends at once, with the tail asked for.
+        res = compose("logs", "-f", "--tail", "5", "web")
+        assert res.returncode == 0 and "/hostname" in res.stdout, res.stderr
+        assert compose("start").returncode == 0
+        # The published port again, after the restart (http_get retries until it listens).
+        assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == web_id[:12].encode()
     finally:
-        res = compose("down", "-t", "1")
+        res = compose("down", "-v", "-t", "1")
     assert res.returncode == 0, res.stderr
     assert docker(d, "network", "inspect", "lpnet_default").returncode != 0
+    assert docker(d, "volume", "inspect", "lpnet_data").returncode != 0
     assert leftovers(d, f"--dport {port} ") == before
 
 

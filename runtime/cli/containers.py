@@ -1,5 +1,7 @@
-"""The container commands: ``run``, ``create``, ``start``, ``stop``, ``restart``, ``kill``,
-``pause``, ``unpause``, ``rm``, ``wait``, ``ps``, ``port``, ``inspect``; thin clients of the Engine API.
+"""The container commands: ``run``, ``create``, ``start``, ``attach``, ``stop``, ``restart``,
+``kill``, ``pause``, ``unpause``, ``rm``, ``wait``, ``ps``, ``port``, ``inspect``; thin clients
+of the Engine API (the request body of ``create``: ``container_body``; ``rename``,
+``update``, ``container prune``: ``container_ops``).
 
 ``run`` without ``-d`` attaches before it starts the container, prints stdout to stdout and
 stderr to stderr, and exits with the container's code. Flags, columns and error texts follow
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -19,125 +20,18 @@ from typing import Any, Callable
 from logpipe.errors import LogpipeError
 
 from runtime.detach_keys import parse_detach_keys
-from runtime.network.ports import parse_publish, port_lines, ps_column
+from runtime.network.ports import port_lines, ps_column
 
 from .client import APIError, Client, client_of, read_frames, ref
 from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandError, daemon_command
-from . import hostflags
-from .flags import key_values, network_fields
+from .container_body import container_body
 from .tables import ago, print_documents, print_table, table_format
-from .terminal import InputNotATerminal, check_tty, stream_hijacked, terminal_size
-from .volumes import mount_fields
-
-
-def _container_body(args: argparse.Namespace) -> dict[str, Any]:
-    env = []
-    for e in args.env:
-        if "=" in e:
-            env.append(e)
-        elif e in os.environ:
-            env.append(f"{e}={os.environ[e]}")
-    opts = key_values(args.log_opt, "--log-opt", pair_required=True)
-    if args.log_driver == "none" and opts:
-        raise CommandError("invalid logging opts for driver none")
-    restart_name, _, count = (args.restart or "no").partition(":")
-    restart = {"Name": restart_name, "MaximumRetryCount": 0}
-    if count:
-        try:
-            restart["MaximumRetryCount"] = int(count)
-        except ValueError:
-            raise CommandError(f"invalid restart policy format: maximum retry count must be "
-                               f"an integer: {count}") from None
-    host: dict[str, Any] = {
-        "LogConfig": {"Type": args.log_driver or "", "Config": opts},
-        "RestartPolicy": restart, "AutoRemove": bool(args.rm),
-        "NetworkMode": args.network or "default"}
-    mount_host, anonymous = mount_fields(args)
-    host.update(mount_host)
-    if args.memory:
-        from logpipe.units import parse_ram_size
-
-        try:
-            host["Memory"] = parse_ram_size(args.memory)
-        except ValueError as err:
-            raise CommandError(f'invalid argument "{args.memory}" for "-m, --memory" flag: {err}') from None
-    if args.cpus:
-        try:
-            host["NanoCpus"] = int(round(float(args.cpus) * 1e9))
-        except ValueError:
-            raise CommandError(f'invalid argument "{args.cpus}" for "--cpus" flag') from None
-    if args.pids_limit:
-        host["PidsLimit"] = args.pids_limit
-    if args.runtime:
-        host["Runtime"] = args.runtime
-    if args.security_opt:
-        host["SecurityOpt"] = [_security_opt(o) for o in args.security_opt]
-    exposed: dict[str, Any] = {}
-    if args.publish:
-        try:
-            exposed, host["PortBindings"] = parse_publish(args.publish)
-        except LogpipeError as err:
-            raise CommandError(str(err)) from None
-    for port in args.expose:
-        port, _, proto = port.partition("/")
-        exposed[f"{port}/{proto or 'tcp'}"] = {}
-    host["PublishAllPorts"] = bool(args.publish_all)
-    host.update(hostflags.host_fields(args))
-    command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
-    body: dict[str, Any] = {
-        "Image": args.image, "Cmd": command or None, "Env": env,
-        "Labels": key_values(args.label, "--label"), "WorkingDir": args.workdir or "",
-        "User": args.user or "", "HostConfig": host, "ExposedPorts": exposed or None}
-    body.update(_stdio_fields(args, host))
-    if anonymous:
-        body["Volumes"] = anonymous
-    if args.entrypoint is not None:
-        body["Entrypoint"] = [args.entrypoint] if args.entrypoint else []
-    network_fields(args, body)
-    return body
-
-
-def _stdio_fields(args: argparse.Namespace, host: dict[str, Any]) -> dict[str, Any]:
-    """``-i``/``-t`` as the docker CLI sends them: ``create`` and ``run`` without ``-d``
-    attach stdout and stderr (and stdin with ``-i``, which is then closed when the attach
-    ends: StdinOnce), and a terminal starts at the size of the user's."""
-    attached = not getattr(args, "detach", False)
-    if args.tty:
-        size = terminal_size()
-        if size is not None:
-            host["ConsoleSize"] = list(size)
-    return {"Tty": args.tty, "OpenStdin": args.interactive,
-            "AttachStdin": attached and args.interactive, "AttachStdout": attached,
-            "AttachStderr": attached, "StdinOnce": attached and args.interactive}
-
-
-def _security_opt(opt: str) -> str:
-    """The docker CLI's rule: ``seccomp=FILE`` is sent as ``seccomp=<the file's JSON>``
-    (compacted): the daemon never reads the client's files."""
-    key, sep, value = opt.partition("=")
-    if not sep:
-        key, sep, value = opt.partition(":")
-    if key != "seccomp" or not sep or value in ("unconfined", "builtin"):
-        return opt
-    try:
-        with open(value, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise CommandError(f"opening seccomp profile ({value}) failed: "
-                           f"{err.strerror or err}") from None
-    try:
-        compact = json.dumps(json.loads(data), separators=(",", ":"), ensure_ascii=False)
-    except ValueError as err:
-        raise CommandError(f"compacting json for seccomp profile ({value}) failed: "
-                           f"{err}") from None
-    return "seccomp=" + compact
+from .terminal import InputNotATerminal, check_tty, stream_hijacked
 
 
 def _create(client: Client, args: argparse.Namespace) -> str:
     query = {"name": args.name} if args.name else None
-    body = _container_body(args)
+    body = container_body(args)
     result = _create_pulling(client, args, lambda: client.json(
         "POST", "/containers/create", query, body))
     for warning in result.get("Warnings") or []:
@@ -368,7 +262,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return int((result or {}).get("StatusCode", 0))
 
 
-def _each(args: argparse.Namespace, action: Callable[[Client, str], str | None]) -> int:
+def each(args: argparse.Namespace, action: Callable[[Client, str], str | None]) -> int:
     """docker's multi-container commands: go on after a failure, exit 1 if any failed."""
     client = client_of(args)
     failed = False
@@ -394,47 +288,47 @@ def cmd_start(args: argparse.Namespace) -> int:
         if (info.get("Config") or {}).get("Tty"):  # raw output: the terminal's path
             return _start_interactive(client, info["Id"], True, False, "", False)
         return _run_attached(client, info["Id"], False)
-    return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/start"), n)[1])
+    return each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/start"), n)[1])
 
 
 @daemon_command()
 def cmd_stop(args: argparse.Namespace) -> int:
     query = {"t": args.time} if args.time is not None else None
     timeout = None if args.time is None or args.time < 0 else args.time + 30
-    return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/stop", query, timeout), n)[1])
+    return each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/stop", query, timeout), n)[1])
 
 
 @daemon_command()
 def cmd_restart(args: argparse.Namespace) -> int:
     query = {"t": args.time} if args.time is not None else None
-    return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/restart", query), n)[1])
+    return each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/restart", query), n)[1])
 
 
 @daemon_command()
 def cmd_kill(args: argparse.Namespace) -> int:
     query = {"signal": args.signal} if args.signal else None
-    return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/kill", query), n)[1])
+    return each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/kill", query), n)[1])
 
 
 @daemon_command()
 def cmd_pause(args: argparse.Namespace) -> int:
-    return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/pause"), n)[1])
+    return each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/pause"), n)[1])
 
 
 @daemon_command()
 def cmd_unpause(args: argparse.Namespace) -> int:
-    return _each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/unpause"), n)[1])
+    return each(args, lambda c, n: (c.post(f"/containers/{ref(n)}/unpause"), n)[1])
 
 
 @daemon_command()
 def cmd_rm(args: argparse.Namespace) -> int:
     query = {"force": 1 if args.force else 0, "v": 1 if args.volumes else 0}
-    return _each(args, lambda c, n: (c.request("DELETE", f"/containers/{ref(n)}", query).read(), n)[1])
+    return each(args, lambda c, n: (c.request("DELETE", f"/containers/{ref(n)}", query).read(), n)[1])
 
 
 @daemon_command()
 def cmd_wait(args: argparse.Namespace) -> int:
-    return _each(args, lambda c, n: str(c.json("POST", f"/containers/{ref(n)}/wait")["StatusCode"]))
+    return each(args, lambda c, n: str(c.json("POST", f"/containers/{ref(n)}/wait")["StatusCode"]))
 
 
 @daemon_command()
@@ -525,88 +419,3 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         results.append(obj)
     print_documents(results, args.format)
     return 1 if failed else 0
-
-
-@daemon_command()
-def cmd_rename(args: argparse.Namespace) -> int:
-    """``docker rename OLD NEW``: the daemon's refusal, then the CLI's own line."""
-    old, new = args.container.strip(), args.new_name.strip()
-    if not old or not new:
-        raise CommandError("Neither old nor new names may be empty")
-    try:
-        client_of(args).post(f"/containers/{ref(old)}/rename", {"name": new})
-    except APIError as err:
-        sys.stderr.write(f"Error response from daemon: {err}\n"
-                         f"Error: failed to rename container named {old}\n")
-        return 1
-    return 0
-
-
-def _update_body(args: argparse.Namespace) -> dict[str, Any]:
-    """docker/cli's ``container update`` flags as an ``UpdateConfig`` (only those given)."""
-    from logpipe.units import parse_ram_size
-
-    body: dict[str, Any] = {}
-    for flag, key, value in (("--memory", "Memory", args.memory),
-                             ("--memory-swap", "MemorySwap", args.memory_swap)):
-        if value:
-            if value == "-1" and key == "MemorySwap":
-                body[key] = -1
-                continue
-            try:
-                body[key] = parse_ram_size(value)
-            except ValueError as err:
-                raise CommandError(f'invalid argument "{value}" for "{flag}" flag: {err}') from None
-    if args.cpus:
-        try:
-            body["NanoCpus"] = int(round(float(args.cpus) * 1e9))
-        except ValueError:
-            raise CommandError(f'invalid argument "{args.cpus}" for "--cpus" flag') from None
-    for key, value in (("CpuShares", args.cpu_shares), ("CpuPeriod", args.cpu_period),
-                       ("CpuQuota", args.cpu_quota), ("PidsLimit", args.pids_limit)):
-        if value is not None:
-            body[key] = value
-    if args.restart:
-        name, _, count = args.restart.partition(":")
-        try:
-            body["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
-        except ValueError:
-            raise CommandError(f"invalid restart policy format: maximum retry count must be "
-                               f"an integer: {count}") from None
-    if not body:
-        raise CommandError("you must provide one or more flags when using this command")
-    return body
-
-
-@daemon_command()
-def cmd_update(args: argparse.Namespace) -> int:
-    body = _update_body(args)
-    return _each(args, lambda c, n: (c.json("POST", f"/containers/{ref(n)}/update", None,
-                                            body), n)[1])
-
-
-def confirm(warning: str) -> bool:
-    """docker/cli's ``PromptForConfirmation``: only ``y``/``Y`` goes on."""
-    sys.stdout.write(f"WARNING! {warning}\nAre you sure you want to continue? [y/N] ")
-    sys.stdout.flush()
-    return sys.stdin.readline().strip().lower() == "y"
-
-
-@daemon_command()
-def cmd_container_prune(args: argparse.Namespace) -> int:
-    from .system import size4
-
-    reclaimed = 0
-    if args.force or confirm("This will remove all stopped containers."):
-        filters: dict[str, list[str]] = {}
-        for f in args.filter:
-            key, _, value = f.partition("=")
-            filters.setdefault(key, []).append(value)
-        query = {"filters": json.dumps(filters)} if filters else None
-        report = client_of(args).json("POST", "/containers/prune", query)
-        if report.get("ContainersDeleted"):
-            print("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in
-                                                   report["ContainersDeleted"]))
-            reclaimed = report.get("SpaceReclaimed") or 0
-    print(f"Total reclaimed space: {size4(reclaimed)}")
-    return 0

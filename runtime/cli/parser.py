@@ -12,7 +12,7 @@ from . import build as build_commands, capture, containers, images, system, volu
 from . import logs as logs_command
 from . import exec as exec_command
 from . import networks
-from . import events, files, hostflags, stats
+from . import container_ops, events, files, hostflags, stats
 from .flags import add_network_flags
 
 
@@ -269,7 +269,7 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rename", help="Rename a container")
     p.add_argument("container")
     p.add_argument("new_name")
-    p.set_defaults(func=containers.cmd_rename)
+    p.set_defaults(func=container_ops.cmd_rename)
 
     p = sub.add_parser("update", help="Update configuration of one or more containers")
     p.add_argument("--restart", default="", help="Restart policy to apply when a container exits")
@@ -284,7 +284,7 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pids-limit", type=int, default=None,
                    help="Tune container pids limit (set -1 for unlimited)")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=containers.cmd_update)
+    p.set_defaults(func=container_ops.cmd_update)
 
     group = sub.add_parser("container", help="Manage containers")
     csub = group.add_subparsers(dest="container_cmd", metavar="COMMAND")
@@ -292,7 +292,7 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", default=[],
                    help="Provide filter values (e.g. 'until=<timestamp>')")
-    p.set_defaults(func=containers.cmd_container_prune)
+    p.set_defaults(func=container_ops.cmd_container_prune)
 
     group = sub.add_parser("system", help="Manage logpipe")
     ssub = group.add_subparsers(dest="system_cmd", metavar="COMMAND")

@@ -164,7 +164,7 @@ def endpoint(data_root: str, cid: str) -> dict[str, Any] | None:
 
 
 @contextmanager
-def _locked(data_root: str) -> Iterator[None]:
+def locked(data_root: str) -> Iterator[None]:
     """One setup or teardown at a time on the host: addresses and ports are allocated
     from this data root's records, and subnets against the host's routes, which other
     daemons (other data roots) change too."""
@@ -310,7 +310,7 @@ def setup_all(spec: ContainerSpec) -> dict[str, dict[str, Any]]:
     data_root = data_root_of(spec)
     detach(spec)  # whatever a previous run of this container left
     path = netns.netns_path(data_root, spec.id)
-    with _locked(data_root):
+    with locked(data_root):
         try:
             netns.create(path)
             out = {}
@@ -389,7 +389,7 @@ def connect(spec: ContainerSpec, name: str, aliases: tuple[str, ...],
     (the next free ethN); NetworkError if the container has no namespace of its own."""
     data_root = data_root_of(spec)
     path = netns.netns_path(data_root, spec.id)
-    with _locked(data_root):
+    with locked(data_root):
         if not netns.is_mounted(path):
             raise NetworkError(f"container {spec.id} is not running")
         used = {_iface_index(r.get("Interface") or "eth0")
@@ -402,7 +402,7 @@ def disconnect(spec: ContainerSpec, name: str) -> bool:
     """Tear down the container's endpoint on ``name`` (its interface, its names in the
     network's DNS, its address); False when it has none there."""
     data_root = data_root_of(spec)
-    with _locked(data_root):
+    with locked(data_root):
         for path in _record_files(data_root, spec.id):
             record = _read(path)
             if record.get("Network") == name:
@@ -454,7 +454,7 @@ def detach(spec: ContainerSpec) -> None:
         if os.path.lexists(netns.netns_path(data_root, spec.id)):
             netns.delete(netns.netns_path(data_root, spec.id))
         return
-    with _locked(data_root):
+    with locked(data_root):
         _teardown_all_of(data_root, spec.id)
 
 
@@ -471,46 +471,3 @@ def teardown_all(data_root: str) -> int:
         detach(ContainerSpec(cid, "", spec_dir, "", "", "", "", (), (), (), "", "", "", {}, "",
                              {}))
     return len(cids)
-
-
-def rename(spec: ContainerSpec, old_name: str) -> bool:
-    """A running container's new name in aardvark-dns, at once (``docker rename``): its line
-    in each of its networks' files (``<id> <ipv4> <ipv6> <name>,<aliases…>``) names it anew
-    and aardvark-dns re-reads its files on SIGHUP. False when it has no entry (not on a
-    user-defined network, or not running: its next start writes the new name anyway)."""
-    if not uses_netns(spec):
-        return False
-    directory = os.path.join(data_root_of(spec), "run", "netavark", "aardvark-dns")
-    old, new = old_name.lstrip("/"), spec.name.lstrip("/")
-    found = False
-    with _locked(data_root_of(spec)):
-        for network in (spec.network_mode, *spec.extra_networks):
-            found = _rename_entry(os.path.join(directory, network), spec.id, old, new) or found
-        if not found:
-            return False
-        try:
-            with open(os.path.join(directory, "aardvark.pid")) as f:
-                os.kill(int(f.read().strip()), 1)  # SIGHUP: reload the files
-        except (OSError, ValueError):
-            pass  # not running: it reads the file when it starts
-    return True
-
-
-def _rename_entry(path: str, cid: str, old: str, new: str) -> bool:
-    try:
-        with open(path) as f:
-            lines = f.read().split("\n")
-    except OSError:
-        return False
-    found = False
-    for i, line in enumerate(lines):
-        fields = line.split(" ")
-        if len(fields) == 4 and fields[0] == cid:
-            fields[3] = ",".join(new if n == old else n for n in fields[3].split(","))
-            lines[i], found = " ".join(fields), True
-    if found:
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines))
-        os.replace(tmp, path)
-    return found
