@@ -16,6 +16,9 @@ when the test failed):
 - ``runc_module_daemon``: one such daemon for a module, whose tests ``clean_daemon`` it.
 - ``daemon_per_runtime``: one daemon for the module per runtime of ``RUNTIMES`` (runc skipped
   without it), so each test runs on both.
+- ``real_docker``: a real dockerd (Debian's docker.io, 20.10) on a private socket and data
+  root for the session, fed only what tests ``docker load`` into it; skipped without root or
+  dockerd.
 
 A module picks another flavour by overriding ``daemon`` with it; a daemon of its own
 configuration is built with ``api_daemon``, ``start_daemon`` or ``running_daemon``.

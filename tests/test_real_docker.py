@@ -8,9 +8,11 @@ The real dockerd (conftest ``real_docker``) has a private socket and data root, 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -117,3 +119,27 @@ def test_real_docker_save_loads_and_runs_here(ours, real_docker):
     assert res.returncode == 0 and len(res.stdout) > 100_000
     real_docker.cli("rmi", "rd-theirs:v1")
     ours.ok("rmi", "rd-theirs:v1")
+
+
+def test_cut_archives_either_way_are_refused_and_leave_nothing(ours, real_docker):
+    """A client that goes away mid-``save`` leaves our daemon serving whole archives; half
+    a real ``docker save`` is refused by our ``load`` and leaves no image behind."""
+    conn = http.client.HTTPConnection("localhost", timeout=30)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(ours.host[len("unix://"):])
+    conn.request("GET", "/v1.41/images/busybox:latest/get")
+    resp = conn.getresponse()
+    assert resp.status == 200 and len(resp.read(65536)) == 65536
+    conn.close()  # gone mid-archive
+    save_to_real(ours, real_docker, "busybox:latest")  # the next save is whole
+    real_docker.cli("tag", "busybox:latest", "rd-cut:v1")
+    saved = real_docker.cli("save", "rd-cut:v1")
+    assert saved.returncode == 0, saved.stderr
+    env = dict(os.environ, LOGPIPE_HOST=ours.host, LOGPIPE_NO_AUTOSTART="1")
+    loaded = subprocess.run(LOGPIPE + ["load"], input=saved.stdout[:len(saved.stdout) // 2],
+                            env=env, capture_output=True, timeout=60)
+    assert loaded.returncode != 0, loaded.stdout
+    assert loaded.stderr.startswith(b"Error response from daemon: "), loaded.stderr
+    assert ours.lp("image", "inspect", "rd-cut:v1").returncode != 0
+    assert ours.ok("run", "--rm", "busybox", "echo", "alive") == b"alive\n"
+    real_docker.cli("rmi", "rd-cut:v1")
