@@ -16,6 +16,9 @@ when the test failed):
 - ``runc_module_daemon``: one such daemon for a module, whose tests ``clean_daemon`` it.
 - ``daemon_per_runtime``: one daemon for the module per runtime of ``RUNTIMES`` (runc skipped
   without it), so each test runs on both.
+- ``real_docker``: a real dockerd (Debian's docker.io, 20.10) on a private socket and data
+  root for the session, fed only what tests ``docker load`` into it; skipped without root or
+  dockerd.
 
 A module picks another flavour by overriding ``daemon`` with it; a daemon of its own
 configuration is built with ``api_daemon``, ``start_daemon`` or ``running_daemon``.
@@ -762,3 +765,84 @@ def token_registry(tmp_path) -> Iterator[tuple[Registry, FakeTokenServer]]:
             yield reg, tokens
     finally:
         tokens.close()
+
+
+DOCKERD_BINARY = shutil.which("dockerd")
+
+
+class RealDocker(NamedTuple):
+    """A real dockerd (Debian's docker.io, 20.10) on a private socket and data root."""
+    proc: subprocess.Popen
+    host: str
+    base: str
+
+    def cli(self, *args: str, limit: int = 60,
+            stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        """The docker CLI against this dockerd; SIGKILL after ``limit`` seconds."""
+        env = dict(os.environ, DOCKER_API_VERSION="1.41",
+                   DOCKER_CONFIG=os.path.join(self.base, "cli"))
+        return subprocess.run(["timeout", "-s", "KILL", str(limit),
+                               shutil.which("docker") or "docker", "-H", self.host, *args],
+                              input=stdin if stdin is not None else b"", capture_output=True,
+                              env=env)
+
+
+def _stop_dockerd(proc: subprocess.Popen, base: str) -> None:
+    """SIGTERM (dockerd stops its containers and its managed containerd), then SIGKILL;
+    a containerd left by a killed dockerd is killed by its pid file; mounts under ``base``
+    are detached before the directory goes."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(base, "exec", "containerd", "containerd.pid")) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if line.split()[4].startswith(base + "/")]
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_docker() -> Iterator[RealDocker]:
+    """A real Docker daemon for checking what logpipe writes (``save``, ``commit``, ``build``)
+    against what Docker reads. Private socket, data and exec roots under a temporary
+    directory: /var/lib/docker and /run/docker.sock are never touched. It pulls nothing:
+    tests ``docker load`` into it what they saved from logpipe."""
+    if os.geteuid() != 0:
+        pytest.skip("a real dockerd needs root")
+    if DOCKERD_BINARY is None:
+        pytest.skip("needs Debian's docker.io (dockerd): apt-get install docker.io")
+    base = tempfile.mkdtemp(prefix="lpdk-")  # short: unix socket paths ≤ 108 bytes
+    host = "unix://" + os.path.join(base, "d.sock")
+    log = os.path.join(base, "dockerd.log")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [DOCKERD_BINARY, "--iptables=false", "--bridge=none", "-H", host,
+             "--data-root", os.path.join(base, "data"), "--exec-root", os.path.join(base, "exec"),
+             "--pidfile", os.path.join(base, "dockerd.pid")],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def pings() -> bool:
+            assert proc.poll() is None, "dockerd exited: " + open(log).read()[-2000:]
+            with contextlib.suppress(OSError):
+                conn = http.client.HTTPConnection("localhost", timeout=2)
+                conn.sock = socket.socket(socket.AF_UNIX)
+                conn.sock.settimeout(2)
+                conn.sock.connect(host[len("unix://"):])
+                try:
+                    conn.request("GET", "/_ping")
+                    return conn.getresponse().status == 200
+                finally:
+                    conn.close()
+            return False
+
+        wait_until(pings, timeout=60)
+        yield RealDocker(proc, host, base)
+    finally:
+        _stop_dockerd(proc, base)

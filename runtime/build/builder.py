@@ -282,7 +282,7 @@ class Builder:
                 "User": stage.config.get("User") or "", "Labels": {},
                 "HostConfig": {"LogConfig": {"Type": "json-file", "Config": {}},
                                "NetworkMode": self.opts.network or "default"}}
-        c, _warnings = self.store.create(body)
+        c, _warnings = await self.store.create(body)
         self.containers.append(c.id)
         if not get_executor(c.spec.runtime).isolated:
             await self.discard(c)
