@@ -707,3 +707,29 @@ def test_bad_requests_to_the_registry_routes_are_dockers_4xx(shared_api, method,
     assert err.value.status == status
     if message:
         assert str(err.value) == message
+
+
+@pytest.mark.skipif(not RUNC, reason="needs root, runc and busybox-static")
+def test_build_pulls_a_base_image_that_is_not_here(shared_engine, shared_registry, lp_env,
+                                                   tmp_path):
+    d = shared_engine
+    name = f"{shared_registry.host}/base/busybox:b1"
+    assert lp(d, lp_env, "tag", "busybox", name).returncode == 0
+    assert lp(d, lp_env, "push", name).returncode == 0
+    assert lp(d, lp_env, "rmi", name).returncode == 0
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(
+        f'FROM {name}\nCMD ["echo", "built on a pulled base"]\n')
+    res = lp(d, lp_env, "build", "-t", "onpulled:1", str(tmp_path / "ctx"))
+    assert res.returncode == 0, cli_errors(res)
+    out = res.stdout.decode()
+    assert "b1: Pulling from base/busybox" in out, out
+    assert out.rstrip().endswith("Successfully tagged onpulled:1")
+    res = lp(d, lp_env, "run", "--rm", "--network", "none", "onpulled:1")
+    assert res.stdout == b"built on a pulled base\n", cli_errors(res)
+    # A base that no registry has: the registry's refusal ends the build.
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {shared_registry.host}/nosuch:1\n")
+    res = lp(d, lp_env, "build", str(tmp_path / "ctx"))
+    assert res.returncode != 0
+    assert "manifest unknown" in res.stderr.decode() or "not found" in res.stderr.decode()
+    assert lp(d, lp_env, "rmi", "onpulled:1", name).returncode == 0

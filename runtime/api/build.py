@@ -60,6 +60,8 @@ async def commit(request: web.Request) -> web.Response:
 
 
 def _build_options(request: web.Request) -> BuildOptions:
+    from ..registry.auth import decode_config_header
+
     q = request.query
 
     def json_map(key: str) -> dict[str, Any]:
@@ -79,7 +81,9 @@ def _build_options(request: web.Request) -> BuildOptions:
                         buildargs=json_map("buildargs"), nocache=qbool(request, "nocache"),
                         target=q.get("target", ""), quiet=qbool(request, "q"),
                         rm=qbool(request, "rm", True), forcerm=qbool(request, "forcerm"),
-                        labels=json_map("labels"), network=q.get("networkmode", ""))
+                        labels=json_map("labels"), network=q.get("networkmode", ""),
+                        registry_auth=decode_config_header(
+                            request.headers.get("X-Registry-Config")))
 
 
 def _read_dockerfile(context: str, name: str) -> str:

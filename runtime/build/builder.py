@@ -78,6 +78,8 @@ class BuildOptions(NamedTuple):
     forcerm: bool = False
     labels: dict[str, str] = {}
     network: str = ""
+    #: credentials for pulling a missing base image, by registry (``X-Registry-Config``)
+    registry_auth: dict[str, Any] = {}
 
 
 class Stage:
@@ -206,7 +208,7 @@ class Builder:
         if self.gone():
             raise BuildCancelled("the client went away: build cancelled")
         if ins.name == "from":
-            return self.do_from(stage, ins)
+            return await self.do_from(stage, ins)
         if ins.name == "run":
             return await self.do_run(stage, ins)
         if ins.name in ("copy", "add"):
@@ -221,7 +223,7 @@ class Builder:
             stage.cmd_set = True
         await self.commit(stage, config, _nop(config, text, two_spaces=True), None)
 
-    def do_from(self, stage: Stage, ins: Instruction) -> None:
+    async def do_from(self, stage: Stage, ins: Instruction) -> None:
         words = expand_words(ins.args, {k: v for k, v in self.meta_args.items()
                                         if v is not None})
         if not words:
@@ -236,10 +238,23 @@ class Builder:
             try:
                 stage.image = self.images.resolve(ref)
             except NotFound:
-                raise BuildError(f"No such image: {ref}: logpipe builds FROM local images "
-                                 "only (load or import it first)") from None
+                stage.image = await self.pull_base(ref)
         stage.config = dict(stage.image.config) if stage.image else {}
         stage.config.pop("_created", None)
+
+    async def pull_base(self, ref: str) -> Image:
+        """A base image that is not here is pulled, as Docker's classic builder does: its
+        progress goes into the build's stream; a refusal ends the build with the
+        registry's words (``pull access denied for …``)."""
+        from runtime.registry import reference
+        from runtime.registry.auth import NONE, server_key
+        from runtime.registry.pull import pull
+
+        parsed = reference.parse(ref)  # Docker's "invalid reference format" if it is not one
+        cfg = self.store.config
+        creds = self.opts.registry_auth.get(server_key(parsed.domain), NONE)
+        return await pull(self.images, parsed, creds, self._emit,
+                          insecure=cfg.insecure_registries, mirrors=cfg.registry_mirrors)
 
     async def do_arg(self, stage: Stage, ins: Instruction) -> None:
         pairs = _arg_pairs(ins, stage.env())

@@ -108,6 +108,11 @@ def _print_stream(resp, quiet: bool) -> int:
             if "stream" in msg and (not quiet or msg["stream"].startswith("sha256:")):
                 sys.stdout.write(msg["stream"])
                 sys.stdout.flush()
+            elif "status" in msg and not quiet and not msg.get("progressDetail"):
+                # A base image being pulled: one line per step, as ``pull`` prints them.
+                prefix = f"{msg['id']}: " if msg.get("id") else ""
+                sys.stdout.write(f"{prefix}{msg['status']}\n")
+                sys.stdout.flush()
     return 0
 
 

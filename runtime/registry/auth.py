@@ -133,6 +133,23 @@ def decode_header(value: str | None) -> Credentials:
                        str(doc.get("identitytoken") or ""))
 
 
+def decode_config_header(value: str | None) -> dict[str, Credentials]:
+    """``X-Registry-Config`` (what ``docker build`` sends: base64url JSON of
+    ``{server: {username, password, identitytoken}}``) → credentials by ``server_key``."""
+    if not value:
+        return {}
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {server_key(server): Credentials(str(e.get("username") or ""),
+                                            str(e.get("password") or ""),
+                                            str(e.get("identitytoken") or ""))
+            for server, e in doc.items() if isinstance(e, dict)}
+
+
 _PARAM = re.compile(r'(\w+)="([^"]*)"|(\w+)=([^\s,]+)')
 
 
