@@ -11,7 +11,7 @@ import argparse
 from . import build as build_commands, capture, containers, images, system, volumes
 from . import logs as logs_command
 from . import exec as exec_command
-from . import networks
+from . import networks, plugin as docker_plugin
 from . import container_ops, events, files, hostflags, stats
 from .flags import add_network_flags
 
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--id", default="", help="64-hex id used in file names (default: random)")
     cap.add_argument("command", nargs=argparse.REMAINDER)
     cap.set_defaults(func=capture.cmd_capture)
+
+    docker_plugin.add_parser(sub)
 
     logs = sub.add_parser("logs", help="Fetch the logs of a container")
     logs.add_argument("--log-dir")

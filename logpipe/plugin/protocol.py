@@ -1,0 +1,139 @@
+"""The LogDriver plugin protocol (an aiohttp app on a unix socket): every request is a JSON
+POST; errors are ``{"Err": "..."}`` with status 200, which Docker shows verbatim (at
+``docker run`` for StartLogging), and ReadLogs answers with a stream of length-prefixed
+``LogEntry`` frames (Docker's ``application/x-json-stream``, although it is protobuf).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from logpipe.errors import LogpipeError
+
+from .store import Logger, load_meta
+
+log = logging.getLogger("logpipe.plugin")
+#: How long StopLogging waits for the FIFO to be drained to its end before answering.
+STOP_WAIT = 10.0
+PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+
+
+class Plugin:
+    """The plugin's state: every running ``Logger`` by FIFO path."""
+
+    def __init__(self, data_root: str) -> None:
+        self.data_root = data_root
+        self.loggers: dict[str, Logger] = {}
+
+    def start_logging(self, body: dict[str, Any]) -> None:
+        fifo = body.get("File") or ""
+        if not fifo:
+            raise LogpipeError("StartLogging without a File")
+        logger = Logger(self.data_root, fifo, body.get("Info") or {})
+        logger.start()
+        self.loggers[fifo] = logger
+
+    async def stop_logging(self, body: dict[str, Any]) -> None:
+        """Docker closes its end of the FIFO before this call: wait (bounded) for the
+        thread to store what was left in the pipe, so ``docker logs`` right after sees it."""
+        logger = self.loggers.pop(body.get("File") or "", None)
+        if logger is not None:
+            await asyncio.get_running_loop().run_in_executor(None, logger.wait, STOP_WAIT)
+
+
+def _reply(data: dict[str, Any]) -> web.Response:
+    return web.Response(body=json.dumps(data).encode(), content_type="application/json")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError as err:
+        raise LogpipeError(f"invalid request body: {err}") from None
+    if not isinstance(data, dict):
+        raise LogpipeError("invalid request body: not a JSON object")
+    return data
+
+
+async def activate(request: web.Request) -> web.Response:
+    return _reply({"Implements": ["LogDriver"]})
+
+
+async def capabilities(request: web.Request) -> web.Response:
+    return _reply({"Cap": {"ReadLogs": True}})
+
+
+async def start_logging(request: web.Request) -> web.Response:
+    try:
+        request.app["plugin"].start_logging(await _body(request))
+    except LogpipeError as err:
+        return _reply({"Err": str(err)})
+    return _reply({"Err": ""})
+
+
+async def stop_logging(request: web.Request) -> web.Response:
+    try:
+        await request.app["plugin"].stop_logging(await _body(request))
+    except LogpipeError as err:
+        return _reply({"Err": str(err)})
+    return _reply({"Err": ""})
+
+
+async def read_logs(request: web.Request) -> web.StreamResponse:
+    """``docker logs``: the stored records as ``LogEntry`` frames. The reader is the storage
+    driver's own (tail, since, until, follow across rotation); it blocks, so each step runs
+    in a thread. An error before the first byte is ``{"Err"}``; after it, the stream ends."""
+    from .readlogs import open_reader
+
+    plugin: Plugin = request.app["plugin"]
+    try:
+        body = await _body(request)
+        info = body.get("Info") or {}
+        meta = load_meta(plugin.data_root, info.get("ContainerID") or "")
+        config = body.get("Config") or {}
+        chunks = open_reader(meta, config)
+    except LogpipeError as err:
+        return _reply({"Err": str(err)})
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-json-stream"})
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    from .entry import encode_chunk
+
+    limit = 1 if config.get("Follow") else 512  # following: each record as it comes
+    try:
+        while True:
+            batch = await loop.run_in_executor(None, _next_batch, chunks, limit)
+            if not batch:
+                break
+            await resp.write(b"".join(encode_chunk(c) for c in batch))
+    finally:
+        await loop.run_in_executor(None, chunks.close)
+    await resp.write_eof()
+    return resp
+
+
+def _next_batch(chunks, limit: int) -> list:
+    """The next ``limit`` chunks (fewer at the end): one thread hop per batch."""
+    out = []
+    for chunk in chunks:
+        out.append(chunk)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def make_app(plugin: Plugin) -> web.Application:
+    app = web.Application()
+    app["plugin"] = plugin
+    app.router.add_post("/Plugin.Activate", activate)
+    app.router.add_post("/LogDriver.Capabilities", capabilities)
+    app.router.add_post("/LogDriver.StartLogging", start_logging)
+    app.router.add_post("/LogDriver.StopLogging", stop_logging)
+    app.router.add_post("/LogDriver.ReadLogs", read_logs)
+    return app

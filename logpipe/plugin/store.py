@@ -1,0 +1,165 @@
+"""Where a container's FIFO goes: one ``Logger`` per ``StartLogging``, draining the FIFO in a
+thread into a logpipe storage driver through the same ``StorageGuard`` and ``make_sink`` as
+the shim's capture (``logpipe.capture``), so a full disk or ``mode=non-blocking`` behave as
+they do under ``logpipe run``.
+
+Each container's log lives in ``<data-root>/containers/<id>/`` with ``plugin.json`` (driver,
+options, Docker's Info) beside it, so that ``ReadLogs`` can find it after a plugin restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, Mapping
+
+from logpipe.driver import LogInfo
+from logpipe.errors import InvalidParameter, LogpipeError
+
+#: The option that picks logpipe's driver; every other ``--log-opt`` is that driver's.
+DRIVER_OPT = "logpipe-driver"
+DEFAULT_DRIVER = "local"
+META = "plugin.json"
+READ_SIZE = 256 << 10
+
+
+def log_info(info: Mapping[str, Any], log_dir: str, opts: Mapping[str, str]) -> LogInfo:
+    """Docker's ``logger.Info`` (as StartLogging sends it) as logpipe's ``LogInfo``."""
+    return LogInfo(container_id=info.get("ContainerID") or "", log_dir=log_dir,
+                   config=dict(opts), container_name=info.get("ContainerName") or "",
+                   image_id=info.get("ContainerImageID") or "",
+                   image_name=info.get("ContainerImageName") or "",
+                   entrypoint=info.get("ContainerEntrypoint") or "",
+                   args=tuple(info.get("ContainerArgs") or ()),
+                   created=str(info.get("ContainerCreated") or ""),
+                   env=tuple(info.get("ContainerEnv") or ()),
+                   labels=dict(info.get("ContainerLabels") or {}),
+                   daemon_name=info.get("DaemonName") or "docker")
+
+
+def split_opts(config: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
+    """``--log-opt``s → (logpipe driver name, that driver's options)."""
+    opts = dict(config or {})
+    return opts.pop(DRIVER_OPT, DEFAULT_DRIVER) or DEFAULT_DRIVER, opts
+
+
+def container_dir(data_root: str, container_id: str) -> str:
+    """The container's log directory; an id that is not a plain name is refused."""
+    if not container_id or "/" in container_id or container_id in (".", ".."):
+        raise InvalidParameter(f"invalid container id {container_id!r}")
+    return os.path.join(data_root, "containers", container_id)
+
+
+def check_config(name: str, opts: Mapping[str, str], info: LogInfo):
+    """The validation of ``logpipe run`` (registry), plus what the plugin cannot do yet:
+    drivers that ship through the daemon's spool. Returns the driver class."""
+    from logpipe.registry import log_plan, validate_log_config
+
+    driver_cls = validate_log_config(name, opts, info)
+    if log_plan(name).ships:
+        raise InvalidParameter(f"{DRIVER_OPT}={name}: the docker plugin stores logs with "
+                               f"local or json-file only for now; {name} ships from a spool "
+                               f"through the logpipe daemon (use logpipe run --log-driver {name})")
+    return driver_cls
+
+
+class Logger:
+    """One container's FIFO → storage driver. ``start`` returns at once (Docker waits for
+    StartLogging before it starts the container); the thread ends at the FIFO's EOF, which
+    comes when Docker closes its end (the container is gone, or StopLogging follows)."""
+
+    def __init__(self, data_root: str, fifo: str, info: Mapping[str, Any]) -> None:
+        self.fifo = fifo
+        name, opts = split_opts(info.get("Config"))
+        self.log_dir = container_dir(data_root, info.get("ContainerID") or "")
+        self.info = log_info(info, self.log_dir, opts)
+        self.driver_cls = check_config(name, opts, self.info)
+        self.name, self.opts = name, opts
+        self.error = ""
+        self.lines = 0
+        self.thread = threading.Thread(target=self._run, name=f"fifo {os.path.basename(fifo)}",
+                                       daemon=True)
+
+    def start(self) -> None:
+        """Create the log directory and its metadata, open the driver, start draining."""
+        from logpipe.registry import driver_ref
+
+        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        save_meta(self.log_dir, {"Driver": self.name, "Ref": driver_ref(self.name),
+                                 "Opts": self.opts, "Info": self.info._asdict()})
+        try:
+            self.driver = self.driver_cls(self.info)
+        except OSError as err:
+            raise LogpipeError(f"cannot open the log in {self.log_dir}: {err}") from None
+        self.thread.start()
+
+    def _run(self) -> None:
+        from logpipe.capture import make_sink
+        from logpipe.storage_guard import StorageGuard
+
+        guard = StorageGuard(self.driver, report=self._report)
+        sink = make_sink(guard, self.opts)
+        try:
+            drain(self.fifo, sink, self)
+        except (OSError, ValueError) as err:
+            self._report(f"reading {self.fifo}: {err}")
+        finally:
+            if sink is not guard:
+                sink.close()
+            guard.close()
+
+    def _report(self, text: str) -> None:
+        self.error = text
+        os.write(2, f"logpipe docker-plugin: {self.info.container_id[:12]}: {text}\n"
+                 .encode(errors="replace"))
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the FIFO was drained to its end within ``timeout`` seconds."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+def drain(fifo: str, sink, counter: Any = None) -> None:
+    """Read ``fifo`` until EOF, writing each read's entries through ``sink`` as one batch."""
+    from .entry import decode_frames
+
+    fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        from logpipe.capture import enlarge_pipe
+
+        enlarge_pipe(fd)
+        buf = bytearray()
+        while True:
+            data = os.read(fd, READ_SIZE)
+            if not data:
+                break
+            buf += data
+            chunks, used = decode_frames(buf)
+            del buf[:used]
+            if chunks:
+                sink.write(chunks)
+                if counter is not None:
+                    counter.lines += len(chunks)
+    finally:
+        os.close(fd)
+
+
+def save_meta(log_dir: str, meta: Mapping[str, Any]) -> None:
+    """Write-then-rename, so that a reader never sees half a file."""
+    path = os.path.join(log_dir, META)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(meta, f)
+    os.replace(tmp, path)
+
+
+def load_meta(data_root: str, container_id: str) -> dict[str, Any]:
+    """What ``start`` saved for a container; ``NotFound`` when it never logged here."""
+    from logpipe.errors import NotFound
+
+    try:
+        with open(os.path.join(container_dir(data_root, container_id), META)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise NotFound(f"no logs stored for container {container_id}") from None

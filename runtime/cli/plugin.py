@@ -1,0 +1,43 @@
+"""``logpipe docker-plugin``: serve logpipe's storage drivers to Docker as a logging plugin
+(``logpipe.plugin``). The socket's name is the driver's name for Docker:
+``/run/docker/plugins/logpipe.sock`` is ``--log-driver logpipe``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_SOCKET = "/run/docker/plugins/logpipe.sock"
+DEFAULT_DATA_ROOT = "/var/lib/logpipe/docker-plugin"
+
+
+def add_parser(sub) -> None:
+    """The ``docker-plugin`` command and its flags."""
+    p = sub.add_parser("docker-plugin", help="Serve logpipe's log drivers to Docker as a "
+                                             "logging plugin")
+    p.add_argument("--socket", default=DEFAULT_SOCKET,
+                   help=f"Unix socket Docker finds the plugin at (default {DEFAULT_SOCKET})")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                   help=f"Where containers' logs are stored (default {DEFAULT_DATA_ROOT})")
+    p.set_defaults(func=cmd_docker_plugin)
+
+
+def cmd_docker_plugin(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT. A socket left by a killed plugin is replaced: Docker
+    finds the plugin by this path alone."""
+    import logging
+
+    from aiohttp import web
+
+    from logpipe.plugin.protocol import Plugin, make_app
+
+    logging.basicConfig(level=logging.INFO, format="logpipe docker-plugin: %(message)s")
+    os.makedirs(os.path.dirname(os.path.abspath(args.socket)), exist_ok=True)
+    os.makedirs(args.data_root, mode=0o700, exist_ok=True)
+    try:
+        os.unlink(args.socket)
+    except FileNotFoundError:
+        pass
+    web.run_app(make_app(Plugin(args.data_root)), path=args.socket, print=None,
+                access_log=None)
+    return 0

@@ -1,0 +1,314 @@
+"""logpipe as a Docker logging plugin (``logpipe docker-plugin``): the LogDriver protocol
+spoken over the plugin's unix socket, Docker's FIFO of length-prefixed protobuf ``LogEntry``
+messages written into a real FIFO, what the storage driver stored, ``ReadLogs``' answer, a
+``kill -9`` of the plugin; and, with a real dockerd 20.10 (conftest ``real_docker``),
+``docker run --log-driver`` / ``docker logs`` through the legacy plugin socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import LOGPIPE, wait_until
+
+pytest.importorskip("google.protobuf", reason="the plugin needs protobuf (pip install protobuf)")
+
+from logpipe.plugin.entry import decode_frames, log_entry_class  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+CID = "c0ffee" + "0" * 58
+
+
+class PluginProc:
+    """A ``logpipe docker-plugin`` process and plain HTTP to its socket."""
+
+    def __init__(self, sock: str, data_root: str) -> None:
+        self.sock, self.data_root = sock, data_root
+        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
+                                                "--data-root", data_root],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        wait_until(self._answers, timeout=20, what="the plugin's socket")
+
+    def _answers(self) -> bool:
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
+        with contextlib.suppress(OSError):
+            return self.post("/Plugin.Activate", {})[0] == 200
+        return False
+
+    def post(self, path: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("localhost", timeout=timeout)
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.settimeout(timeout)
+        conn.sock.connect(self.sock)
+        try:
+            conn.request("POST", path, json.dumps(body),
+                         {"Content-Type": "application/vnd.docker.plugins.v1.2+json"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def call(self, path: str, body: dict) -> dict:
+        status, data = self.post(path, body)
+        assert status == 200, data
+        return json.loads(data)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc.stderr.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    p = PluginProc(str(tmp_path / "lp.sock"), str(tmp_path / "data"))
+    yield p
+    p.stop()
+
+
+def frame(source: str, ts: int, line: bytes, partial: tuple[str, int, bool] | None = None) -> bytes:
+    """One FIFO frame as Docker writes it: ``[u32 BE length][LogEntry]``."""
+    entry = log_entry_class()(source=source, time_nano=ts, line=line)
+    if partial is not None:
+        entry.partial = True
+        meta = entry.partial_log_metadata
+        meta.id, meta.ordinal, meta.last = partial
+    data = entry.SerializeToString()
+    return struct.pack(">I", len(data)) + data
+
+
+def info(**config: str) -> dict:
+    return {"ContainerID": CID, "ContainerName": "/web", "Config": config,
+            "ContainerImageName": "busybox", "ContainerLabels": {}, "ContainerEnv": []}
+
+
+def decode_stream(data: bytes) -> list[tuple[str, int, bytes]]:
+    """A ``ReadLogs`` stream, decoded with protobuf: (source, ts, line) per entry."""
+    out, pos = [], 0
+    while pos < len(data):
+        (size,) = struct.unpack_from(">I", data, pos)
+        entry = log_entry_class().FromString(data[pos + 4:pos + 4 + size])
+        out.append((entry.source, entry.time_nano, entry.line))
+        pos += 4 + size
+    assert pos == len(data)
+    return out
+
+
+def read_entries(p: PluginProc, **config) -> list[tuple[str, int, bytes]]:
+    """``ReadLogs``' answer: (source, ts, line with its newline) per entry."""
+    status, data = p.post("/LogDriver.ReadLogs", {"Info": info(), "Config": {
+        "Since": "0001-01-01T00:00:00Z", "Until": "0001-01-01T00:00:00Z", "Tail": -1,
+        "Follow": False, **config}})
+    assert status == 200
+    return decode_stream(data)
+
+
+def test_activate_and_capabilities(plugin):
+    assert plugin.call("/Plugin.Activate", {}) == {"Implements": ["LogDriver"]}
+    assert plugin.call("/LogDriver.Capabilities", {}) == {"Cap": {"ReadLogs": True}}
+
+
+@pytest.mark.parametrize("driver", ["local", "json-file"])
+def test_fifo_entries_are_stored_and_read_back(plugin, tmp_path, driver):
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    assert plugin.call("/LogDriver.StartLogging",
+                       {"File": fifo, "Info": info(**{"logpipe-driver": driver})}) == {"Err": ""}
+    pid = "ab" * 32
+    with open(fifo, "wb") as w:
+        w.write(frame("stdout", 1_000, b"one") + frame("stderr", 2_000, b"two"))
+        w.write(frame("stdout", 3_000, b"a" * 16384, (pid, 1, False)))
+        w.write(frame("stdout", 3_001, b"b" * 10, (pid, 2, True)))
+        big = b"".join(frame("stdout", 4_000 + i, b"line %d" % i) for i in range(3000))
+        w.write(big[:-3])   # a frame cut in the middle of a write: the rest comes after
+        w.flush()
+        w.write(big[-3:])
+    assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
+    got = read_entries(plugin)
+    assert got[:2] == [("stdout", 1_000, b"one\n"), ("stderr", 2_000, b"two\n")]
+    # The long line's pieces: Docker writes each entry's line as it is, so they join up.
+    assert got[2][:2] == ("stdout", 3_000)
+    assert b"".join(g[2] for g in got[2:4]) == b"a" * 16384 + b"b" * 10 + b"\n"
+    assert [g[2] for g in got[4:]] == [b"line %d\n" % i for i in range(3000)]
+    stored = tmp_path / "data" / "containers" / CID
+    if driver == "json-file":
+        lines = (stored / f"{CID}-json.log").read_text().splitlines()
+        assert json.loads(lines[0]) == {"log": "one\n", "stream": "stdout",
+                                        "time": "1970-01-01T00:00:00.000001Z"}
+        assert len(lines) == 3004
+    else:
+        assert (stored / "local-logs" / "container.log").stat().st_size > 0
+    assert [g[2] for g in read_entries(plugin, Tail=2)] == [b"line 2998\n", b"line 2999\n"]
+    since = read_entries(plugin, Since="1970-01-01T00:00:00.000006999Z")
+    assert since[0][2] == b"line 2999\n" and len(since) == 1
+
+
+@pytest.mark.parametrize("opts, text", [
+    ({"max-size": "lots"}, "invalid value for max-size: lots: invalid size: 'lots'"),
+    ({"logpipe-driver": "bogus"},
+     'error looking up logging plugin bogus: plugin "bogus" not found'),
+    ({"labels-regx": "x"}, "unknown log opt 'labels-regx' for log driver local"),
+])
+def test_bad_options_are_refused_with_run_s_words(plugin, tmp_path, opts, text):
+    """The same validation and texts as ``logpipe run``; Docker shows ``Err`` verbatim."""
+    from logpipe.errors import LogpipeError
+    from logpipe.plugin.store import split_opts
+    from logpipe.registry import validate_log_config
+
+    name, driver_opts = split_opts(opts)
+    with pytest.raises(LogpipeError) as raised:
+        validate_log_config(name, driver_opts)
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    err = plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info(**opts)})["Err"]
+    assert err == str(raised.value)
+    assert text in err
+
+
+def test_remote_driver_is_refused_clearly(plugin, tmp_path):
+    err = plugin.call("/LogDriver.StartLogging", {"File": str(tmp_path / "f"), "Info": info(
+        **{"logpipe-driver": "fluentd", "fluentd-address": "127.0.0.1:1"})})["Err"]
+    assert "local or json-file only" in err
+
+
+@pytest.mark.parametrize("body", [b"{", b"[1]"])
+def test_bad_bodies_are_errors_not_500(plugin, body):
+    conn = http.client.HTTPConnection("localhost", timeout=10)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(plugin.sock)
+    conn.request("POST", "/LogDriver.StartLogging", body)
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read())["Err"].startswith("invalid request body")
+    conn.close()
+
+
+def test_read_logs_of_unknown_container(plugin):
+    status, data = plugin.post("/LogDriver.ReadLogs", {"Info": {"ContainerID": "f" * 64},
+                                                       "Config": {}})
+    assert json.loads(data) == {"Err": f"no logs stored for container {'f' * 64}"}
+
+
+def test_follow_streams_until_the_fifo_closes(plugin, tmp_path):
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info()})
+    w = open(fifo, "wb", buffering=0)
+    w.write(frame("stdout", 1, b"first"))
+    wait_until(lambda: len(read_entries(plugin)) == 1, what="the first line stored")
+    conn = http.client.HTTPConnection("localhost", timeout=20)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.settimeout(20)
+    conn.sock.connect(plugin.sock)
+    conn.request("POST", "/LogDriver.ReadLogs", json.dumps(
+        {"Info": info(), "Config": {"Tail": -1, "Follow": True}}))
+    resp = conn.getresponse()
+    assert resp.getheader("Content-Type") == "application/x-json-stream"
+    w.write(frame("stdout", 2, b"second"))
+    w.close()
+    plugin.call("/LogDriver.StopLogging", {"File": fifo})
+    data = resp.read()   # ends: the writer closed the log
+    conn.close()
+    assert [e[2] for e in decode_stream(data)] == [b"first\n", b"second\n"]
+
+
+def test_killed_plugin_keeps_what_it_stored_and_serves_it_after_restart(tmp_path):
+    """``kill -9`` mid-stream: Docker's next write fails (EPIPE: Docker's side, counted by
+    dockerd as a log error); what the plugin had read is on disk and is read back by the
+    restarted plugin, which finds the container by its stored metadata."""
+    sock, root = str(tmp_path / "lp.sock"), str(tmp_path / "data")
+    p = PluginProc(sock, root)
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    try:
+        p.call("/LogDriver.StartLogging", {"File": fifo, "Info": info(**{
+            "logpipe-driver": "json-file"})})
+        w = open(fifo, "wb", buffering=0)
+        w.write(b"".join(frame("stdout", i + 1, b"l%d" % i) for i in range(100)))
+        log = tmp_path / "data" / "containers" / CID / f"{CID}-json.log"
+        wait_until(lambda: log.exists() and log.read_text().count("\n") == 100,
+                   what="100 lines stored")
+        p.kill()
+        with pytest.raises(BrokenPipeError):
+            w.write(frame("stdout", 999, b"lost"))
+        w.close()
+    finally:
+        p.kill() if p.proc.poll() is None else None
+    p = PluginProc(sock, root)
+    try:
+        assert [g[2] for g in read_entries(p)] == [b"l%d\n" % i for i in range(100)]
+    finally:
+        p.stop()
+
+
+# -- a real dockerd --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def docker_plugin(real_docker, tmp_path):
+    """Our plugin at ``/run/docker/plugins/logpipe-test-<random>.sock``, where dockerd looks
+    for legacy plugins; the socket goes afterwards."""
+    name = f"logpipe-test-{uuid.uuid4().hex[:8]}"
+    os.makedirs("/run/docker/plugins", exist_ok=True)
+    sock = f"/run/docker/plugins/{name}.sock"
+    p = PluginProc(sock, str(tmp_path / "data"))
+    p.name = name
+    yield p
+    p.stop()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+
+
+@pytest.fixture(scope="module")
+def real_busybox(real_docker, busybox_tar):
+    """busybox in the real dockerd (``docker import`` of our rootfs tarball)."""
+    if busybox_tar is None:
+        pytest.skip("needs root, runc and busybox-static for the busybox image")
+    res = real_docker.cli("import", busybox_tar, "lp-busybox:plugin")
+    assert res.returncode == 0, res.stderr
+    return "lp-busybox:plugin"
+
+
+def test_docker_run_and_logs_through_the_plugin(real_docker, real_busybox, docker_plugin):
+    name = f"lp-plugin-{uuid.uuid4().hex[:6]}"
+    run = real_docker.cli("run", "--name", name, "--network", "none", "--log-driver",
+                          docker_plugin.name, "--log-opt", "logpipe-driver=local",
+                          real_busybox, "sh", "-c", "seq 1 5000", limit=120)
+    try:
+        assert run.returncode == 0, run.stderr
+        logs = real_docker.cli("logs", name)
+        assert logs.returncode == 0, logs.stderr
+        assert logs.stdout.decode().split() == [str(i) for i in range(1, 5001)]
+        tail = real_docker.cli("logs", "--tail", "2", name)
+        assert tail.stdout == b"4999\n5000\n"
+    finally:
+        real_docker.cli("rm", "-f", name)
+
+
+def test_docker_run_shows_the_plugin_s_error(real_docker, real_busybox, docker_plugin):
+    run = real_docker.cli("run", "--rm", "--network", "none", "--log-driver",
+                          docker_plugin.name, "--log-opt", "max-size=lots", real_busybox, "true")
+    assert run.returncode != 0
+    assert b"invalid value for max-size: lots: invalid size: 'lots'" in run.stderr, run.stderr
