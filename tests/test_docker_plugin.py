@@ -234,33 +234,66 @@ def test_follow_streams_until_the_fifo_closes(plugin, tmp_path):
     assert [e[2] for e in decode_stream(data)] == [b"first\n", b"second\n"]
 
 
-def test_killed_plugin_keeps_what_it_stored_and_serves_it_after_restart(tmp_path):
-    """``kill -9`` mid-stream: Docker's next write fails (EPIPE: Docker's side, counted by
-    dockerd as a log error); what the plugin had read is on disk and is read back by the
-    restarted plugin, which finds the container by its stored metadata."""
+def test_killed_plugin_is_restarted_and_adopts_the_fifo(tmp_path):
+    """``kill -9`` of the plugin while a container logs: what it had read is on disk; the
+    writes made while no one reads fail (EPIPE: on Docker's side, lost there); the restarted
+    plugin opens the same FIFO again and appends what comes after to the same log."""
     sock, root = str(tmp_path / "lp.sock"), str(tmp_path / "data")
     p = PluginProc(sock, root)
     fifo = str(tmp_path / "fifo")
     os.mkfifo(fifo)
+    log = tmp_path / "data" / "containers" / CID / f"{CID}-json.log"
     try:
         p.call("/LogDriver.StartLogging", {"File": fifo, "Info": info(**{
             "logpipe-driver": "json-file"})})
         w = open(fifo, "wb", buffering=0)
         w.write(b"".join(frame("stdout", i + 1, b"l%d" % i) for i in range(100)))
-        log = tmp_path / "data" / "containers" / CID / f"{CID}-json.log"
         wait_until(lambda: log.exists() and log.read_text().count("\n") == 100,
                    what="100 lines stored")
         p.kill()
         with pytest.raises(BrokenPipeError):
             w.write(frame("stdout", 999, b"lost"))
+        p = PluginProc(sock, root)
+        w.write(b"".join(frame("stdout", 1000 + i, b"m%d" % i) for i in range(100)))
         w.close()
-    finally:
-        p.kill() if p.proc.poll() is None else None
-    p = PluginProc(sock, root)
-    try:
-        assert [g[2] for g in read_entries(p)] == [b"l%d\n" % i for i in range(100)]
+        wait_until(lambda: log.read_text().count("\n") == 200, what="200 lines stored")
+        got = [e[2] for e in read_entries(p)]
+        assert got == [b"l%d\n" % i for i in range(100)] + [b"m%d\n" % i for i in range(100)]
+        p.call("/LogDriver.StopLogging", {"File": fifo})
     finally:
         p.stop()
+    # Stopped: a later restart leaves it alone, and still serves it.
+    p = PluginProc(sock, root)
+    try:
+        assert len(read_entries(p)) == 200
+    finally:
+        p.stop()
+
+
+def test_adopted_fifo_starting_inside_a_frame_is_resynchronised(tmp_path):
+    """What a killed plugin read of a frame is gone; the rest of that frame is skipped."""
+    import threading
+
+    from logpipe.plugin.store import drain
+
+    class Sink:
+        chunks: list = []
+
+        def write(self, batch):
+            self.chunks.extend(batch)
+
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    cut = frame("stdout", 5, b"half read by the dead plugin")
+    whole = b"".join(frame("stderr", 10 + i, b"x%d" % i) for i in range(50))
+    sink = Sink()
+    t = threading.Thread(target=lambda: drain(os.open(fifo, os.O_RDONLY), sink, None, True))
+    t.start()
+    with open(fifo, "wb") as w:
+        w.write(cut[7:] + whole)
+    t.join(10)
+    assert not t.is_alive()
+    assert [c.data for c in sink.chunks] == [b"x%d\n" % i for i in range(50)]
 
 
 # -- a real dockerd --------------------------------------------------------------------------

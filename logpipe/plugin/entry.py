@@ -71,6 +71,34 @@ def decode_frames(buf: bytes | bytearray) -> tuple[list[Chunk], int]:
     return out, pos
 
 
+def _frame_at(buf: bytes | bytearray, pos: int) -> int:
+    """The end of a plausible whole frame at ``pos`` (a known source, a timestamp), or -1."""
+    if len(buf) - pos < 4:
+        return -1
+    (size,) = _LEN.unpack_from(buf, pos)
+    if size > MAX_RECORD or len(buf) - pos - 4 < size:
+        return -1
+    try:
+        entry = log_entry_class().FromString(bytes(buf[pos + 4:pos + 4 + size]))
+    except Exception:  # protobuf's DecodeError: garbage, not a frame
+        return -1
+    return pos + 4 + size if entry.source in ("stdout", "stderr") and entry.time_nano else -1
+
+
+def resync(buf: bytes | bytearray) -> int | None:
+    """Where the first whole frame starts in ``buf``, which may begin inside one: a plugin
+    killed after reading part of a frame leaves its rest in the FIFO for the next. A start
+    counts when two frames in a row parse (or one ends exactly at the end of ``buf``).
+    None: not enough data to tell yet."""
+    for pos in range(len(buf) - 3):
+        end = _frame_at(buf, pos)
+        if end < 0:
+            continue
+        if end == len(buf) or _frame_at(buf, end) >= 0:
+            return pos
+    return None
+
+
 def encode_chunk(chunk: Chunk, newlines: bool = True) -> bytes:
     """The frames of one stored chunk. ``ReadLogs``' answer keeps each line's newline in
     ``line`` (Docker's adapter writes ``line`` to ``docker logs`` as it is, as it does a

@@ -30,6 +30,13 @@ class Plugin:
         self.data_root = data_root
         self.loggers: dict[str, Logger] = {}
 
+    def adopt(self) -> None:
+        """After a restart: the FIFOs of containers still logging (``store.adopt``)."""
+        from .store import adopt
+
+        for logger in adopt(self.data_root):
+            self.loggers[logger.fifo] = logger
+
     def start_logging(self, body: dict[str, Any]) -> None:
         fifo = body.get("File") or ""
         if not fifo:
@@ -44,6 +51,10 @@ class Plugin:
         logger = self.loggers.pop(body.get("File") or "", None)
         if logger is not None:
             await asyncio.get_running_loop().run_in_executor(None, logger.wait, STOP_WAIT)
+            try:
+                logger.stopped()
+            except (OSError, LogpipeError) as err:
+                log.warning("%s: %s", logger.info.container_id[:12], err)
 
 
 def _reply(data: dict[str, Any]) -> web.Response:

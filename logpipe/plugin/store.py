@@ -69,8 +69,13 @@ class Logger:
     StartLogging before it starts the container); the thread ends at the FIFO's EOF, which
     comes when Docker closes its end (the container is gone, or StopLogging follows)."""
 
-    def __init__(self, data_root: str, fifo: str, info: Mapping[str, Any]) -> None:
-        self.fifo = fifo
+    def __init__(self, data_root: str, fifo: str, info: Mapping[str, Any],
+                 adopted: bool = False) -> None:
+        self.fifo, self.docker_info, self.adopted = fifo, dict(info), adopted
+        self.fd: int | None = None
+        if adopted:  # Docker's end is open already: read from before the socket answers
+            self.fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.set_blocking(self.fd, True)
         name, opts = split_opts(info.get("Config"))
         self.log_dir = container_dir(data_root, info.get("ContainerID") or "")
         self.info = log_info(info, self.log_dir, opts)
@@ -87,7 +92,9 @@ class Logger:
 
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
         save_meta(self.log_dir, {"Driver": self.name, "Ref": driver_ref(self.name),
-                                 "Opts": self.opts, "Info": self.info._asdict()})
+                                 "Opts": self.opts, "Info": self.info._asdict(),
+                                 "Fifo": self.fifo, "DockerInfo": self.docker_info,
+                                 "Stopped": False})
         try:
             self.driver = self.driver_cls(self.info)
         except OSError as err:
@@ -101,7 +108,9 @@ class Logger:
         guard = StorageGuard(self.driver, report=self._report)
         sink = make_sink(guard, self.opts)
         try:
-            drain(self.fifo, sink, self)
+            fd = self.fd if self.fd is not None else \
+                os.open(self.fifo, os.O_RDONLY | os.O_CLOEXEC)  # waits for Docker's end
+            drain(fd, sink, self, self.adopted)
         except (OSError, ValueError) as err:
             self._report(f"reading {self.fifo}: {err}")
         finally:
@@ -119,12 +128,43 @@ class Logger:
         self.thread.join(timeout)
         return not self.thread.is_alive()
 
+    def stopped(self) -> None:
+        """StopLogging: this log is never to be re-adopted (``adopt``)."""
+        meta = load_meta(os.path.dirname(os.path.dirname(self.log_dir)),
+                         self.info.container_id)
+        meta["Stopped"] = True
+        save_meta(self.log_dir, meta)
 
-def drain(fifo: str, sink, counter: Any = None) -> None:
-    """Read ``fifo`` until EOF, writing each read's entries through ``sink`` as one batch."""
-    from .entry import decode_frames
 
-    fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)
+def adopt(data_root: str) -> list[Logger]:
+    """The logs of containers still running after the plugin restarted: Docker called
+    StartLogging once and keeps writing into the same FIFO (its writes fail while no one
+    reads), so a restarted plugin opens every FIFO it was given and not stopped, and goes on
+    appending to the same log. A FIFO that is gone (the container ended) is left alone."""
+    import stat
+
+    loggers = []
+    root = os.path.join(data_root, "containers")
+    for cid in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        try:
+            meta = load_meta(data_root, cid)
+            if meta.get("Stopped") or not stat.S_ISFIFO(os.stat(meta["Fifo"]).st_mode):
+                continue
+            logger = Logger(data_root, meta["Fifo"], meta["DockerInfo"], adopted=True)
+            logger.start()
+        except (OSError, KeyError, ValueError, LogpipeError) as err:
+            os.write(2, f"logpipe docker-plugin: not re-adopting {cid}: {err}\n".encode())
+            continue
+        loggers.append(logger)
+    return loggers
+
+
+def drain(fd: int, sink, counter: Any = None, adopted: bool = False) -> None:
+    """Read the FIFO ``fd`` until EOF (closing it), writing each read's entries through
+    ``sink`` as one batch. ``adopted``: the FIFO was read by a plugin that died, and may
+    start inside a frame."""
+    from .entry import decode_frames, resync
+
     try:
         from logpipe.capture import enlarge_pipe
 
@@ -135,6 +175,12 @@ def drain(fifo: str, sink, counter: Any = None) -> None:
             if not data:
                 break
             buf += data
+            if adopted:
+                start = resync(buf)
+                if start is None:
+                    continue
+                del buf[:start]
+                adopted = False
             chunks, used = decode_frames(buf)
             del buf[:used]
             if chunks:

@@ -38,6 +38,7 @@ def cmd_docker_plugin(args: argparse.Namespace) -> int:
         os.unlink(args.socket)
     except FileNotFoundError:
         pass
-    web.run_app(make_app(Plugin(args.data_root)), path=args.socket, print=None,
-                access_log=None)
+    plugin = Plugin(args.data_root)
+    plugin.adopt()
+    web.run_app(make_app(plugin), path=args.socket, print=None, access_log=None)
     return 0
