@@ -66,10 +66,15 @@ class PluginProc:
         return json.loads(data)
 
     def kill(self) -> None:
+        """``kill -9``."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self.proc.stderr.close()
+
+    def restart(self) -> None:
+        """A new plugin process on the same socket and data root."""
+        self.__init__(self.sock, self.data_root)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -345,3 +350,29 @@ def test_docker_run_shows_the_plugin_s_error(real_docker, real_busybox, docker_p
                           docker_plugin.name, "--log-opt", "max-size=lots", real_busybox, "true")
     assert run.returncode != 0
     assert b"invalid value for max-size: lots: invalid size: 'lots'" in run.stderr, run.stderr
+
+
+def test_plugin_killed_and_restarted_while_a_container_runs(real_docker, real_busybox,
+                                                            docker_plugin, tmp_path):
+    """``kill -9`` of the plugin between two bursts of a running container: the restarted
+    plugin re-opens Docker's FIFO and ``docker logs`` has both bursts."""
+    name = f"lp-plugin-{uuid.uuid4().hex[:6]}"
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = ("seq 1 1000; while [ ! -e /gate/go ]; do sleep 0.05; done; seq 1001 2000")
+    run = real_docker.cli("run", "-d", "--name", name, "--network", "none", "-v",
+                          f"{gate}:/gate", "--log-driver", docker_plugin.name, real_busybox,
+                          "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    try:
+        def lines() -> list[str]:
+            return real_docker.cli("logs", name).stdout.decode().split()
+
+        wait_until(lambda: len(lines()) == 1000, timeout=30, what="the first burst stored")
+        docker_plugin.kill()
+        docker_plugin.restart()
+        (gate / "go").touch()
+        assert real_docker.cli("wait", name).stdout.strip() == b"0"
+        assert lines() == [str(i) for i in range(1, 2001)]
+    finally:
+        real_docker.cli("rm", "-f", name)
