@@ -193,10 +193,36 @@ def test_bad_options_are_refused_with_run_s_words(plugin, tmp_path, opts, text):
     assert text in err
 
 
-def test_remote_driver_is_refused_clearly(plugin, tmp_path):
+def test_fluentd_through_the_spool_while_the_receiver_is_down(plugin, tmp_path):
+    """``logpipe-driver=fluentd``: the FIFO is drained into the disk-first spool whatever the
+    receiver does (StopLogging answers while it is down), and the shipper delivers every
+    line, once and in order, when it comes back; ``ReadLogs`` reads the spool meanwhile."""
+    from receivers.fluentd import FakeFluentd
+
+    with FakeFluentd() as receiver:
+        address = receiver.address
+        receiver.stop()
+        fifo = str(tmp_path / "fifo")
+        os.mkfifo(fifo)
+        assert plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info(**{
+            "logpipe-driver": "fluentd", "fluentd-address": address,
+            "fluentd-async": "true", "tag": "{{.Name}}"})}) == {"Err": ""}
+        with open(fifo, "wb") as w:
+            w.write(b"".join(frame("stdout", 1 + i, b"r%d" % i) for i in range(2000)))
+        assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
+        assert len(read_entries(plugin)) == 2000
+        receiver.restart()
+        events = receiver.wait_for(2000, timeout=30)
+        assert [e.record["log"] for e in events] == ["r%d" % i for i in range(2000)]
+        assert {e.tag for e in events} == {"web"}
+        assert events[0].record["container_id"] == CID
+
+
+def test_fluentd_receiver_refused_without_async(plugin, tmp_path):
+    """As at ``logpipe run``: fluentd without ``fluentd-async`` probes its receiver."""
     err = plugin.call("/LogDriver.StartLogging", {"File": str(tmp_path / "f"), "Info": info(
         **{"logpipe-driver": "fluentd", "fluentd-address": "127.0.0.1:1"})})["Err"]
-    assert "local or json-file only" in err
+    assert err and "127.0.0.1:1" in err, err
 
 
 @pytest.mark.parametrize("body", [b"{", b"[1]"])

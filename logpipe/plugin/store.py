@@ -52,16 +52,34 @@ def container_dir(data_root: str, container_id: str) -> str:
 
 
 def check_config(name: str, opts: Mapping[str, str], info: LogInfo):
-    """The validation of ``logpipe run`` (registry), plus what the plugin cannot do yet:
-    drivers that ship through the daemon's spool. Returns the driver class."""
+    """The validation of ``logpipe run`` (registry), and, as at a container's start there,
+    a remote driver's ``probe`` (fluentd without ``fluentd-async`` refuses a receiver that
+    is down). Returns the driver class."""
+    from logpipe.driver import hook
     from logpipe.registry import log_plan, validate_log_config
 
     driver_cls = validate_log_config(name, opts, info)
     if log_plan(name).ships:
-        raise InvalidParameter(f"{DRIVER_OPT}={name}: the docker plugin stores logs with "
-                               f"local or json-file only for now; {name} ships from a spool "
-                               f"through the logpipe daemon (use logpipe run --log-driver {name})")
+        hook(driver_cls, "probe")(info)
     return driver_cls
+
+
+def start_shipper(name: str, driver_cls, info: LogInfo):
+    """The daemon's shipper for a remote driver (``logpipe.shipper``): from the spool in the
+    log directory to the receiver, from a durable checkpoint; it ends once everything is
+    delivered and the spool's writer has closed it."""
+    from drivers.remote import spool_path
+    from drivers.spool import SpoolTail
+    from logpipe.checkpoint import SHIP_DIR, checkpoint_path
+    from logpipe.shipper import Shipper
+
+    os.makedirs(os.path.join(info.log_dir, SHIP_DIR), mode=0o700, exist_ok=True)
+    tail = SpoolTail(spool_path(info), warn=lambda text: os.write(
+        2, f"logpipe docker-plugin: {info.container_id[:12]} spool: {text}\n".encode()))
+    shipper = Shipper(info.container_id[:12], lambda: driver_cls(info), tail,
+                      checkpoint_path(info.log_dir, name))
+    shipper.start()
+    return shipper
 
 
 class Logger:
@@ -81,6 +99,10 @@ class Logger:
         self.info = log_info(info, self.log_dir, opts)
         self.driver_cls = check_config(name, opts, self.info)
         self.name, self.opts = name, opts
+        from logpipe.registry import log_plan
+
+        self.ships = log_plan(name).ships
+        self.shipper = None
         self.error = ""
         self.lines = 0
         self.thread = threading.Thread(target=self._run, name=f"fifo {os.path.basename(fifo)}",
@@ -96,9 +118,16 @@ class Logger:
                                  "Fifo": self.fifo, "DockerInfo": self.docker_info,
                                  "Stopped": False})
         try:
-            self.driver = self.driver_cls(self.info)
+            if self.ships:  # the shim's way: a disk-first spool, and a shipper reading it
+                from drivers.spool import SpoolWriter
+
+                self.driver = SpoolWriter(self.info, self.name, report=self._report)
+            else:
+                self.driver = self.driver_cls(self.info)
         except OSError as err:
             raise LogpipeError(f"cannot open the log in {self.log_dir}: {err}") from None
+        if self.ships:
+            self.shipper = start_shipper(self.name, self.driver_cls, self.info)
         self.thread.start()
 
     def _run(self) -> None:
@@ -106,7 +135,8 @@ class Logger:
         from logpipe.storage_guard import StorageGuard
 
         guard = StorageGuard(self.driver, report=self._report)
-        sink = make_sink(guard, self.opts)
+        # A spool has its own answer to ``mode`` (what to do when it is full), as in the shim.
+        sink = guard if self.ships else make_sink(guard, self.opts)
         try:
             fd = self.fd if self.fd is not None else \
                 os.open(self.fifo, os.O_RDONLY | os.O_CLOEXEC)  # waits for Docker's end
@@ -141,14 +171,13 @@ def adopt(data_root: str) -> list[Logger]:
     StartLogging once and keeps writing into the same FIFO (its writes fail while no one
     reads), so a restarted plugin opens every FIFO it was given and not stopped, and goes on
     appending to the same log. A FIFO that is gone (the container ended) is left alone."""
-    import stat
-
     loggers = []
     root = os.path.join(data_root, "containers")
     for cid in sorted(os.listdir(root)) if os.path.isdir(root) else ():
         try:
             meta = load_meta(data_root, cid)
-            if meta.get("Stopped") or not stat.S_ISFIFO(os.stat(meta["Fifo"]).st_mode):
+            if meta.get("Stopped") or not _is_fifo(meta["Fifo"]):
+                _ship_rest(data_root, meta)
                 continue
             logger = Logger(data_root, meta["Fifo"], meta["DockerInfo"], adopted=True)
             logger.start()
@@ -157,6 +186,30 @@ def adopt(data_root: str) -> list[Logger]:
             continue
         loggers.append(logger)
     return loggers
+
+
+def _is_fifo(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _ship_rest(data_root: str, meta: Mapping[str, Any]) -> None:
+    """A container that ended (while the plugin was down, or before its spool was
+    delivered): its shipper runs again until the spool is delivered."""
+    from drivers.spool import spool_drained
+    from logpipe.registry import load_driver, log_plan
+
+    name = meta["Driver"]
+    if not log_plan(name).ships:
+        return
+    info = log_info(meta["DockerInfo"], container_dir(data_root, meta["Info"]["container_id"]),
+                    meta["Opts"])
+    if not spool_drained(info, name):
+        start_shipper(name, load_driver(name, meta.get("Ref")), info)
 
 
 def drain(fd: int, sink, counter: Any = None, adopted: bool = False) -> None:
