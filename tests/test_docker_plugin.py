@@ -23,7 +23,7 @@ from conftest import LOGPIPE, wait_until
 
 pytest.importorskip("google.protobuf", reason="the plugin needs protobuf (pip install protobuf)")
 
-from logpipe.plugin.entry import decode_frames, log_entry_class  # noqa: E402
+from logpipe.plugin.entry import log_entry_class  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 

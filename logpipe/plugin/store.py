@@ -1,7 +1,9 @@
 """Where a container's FIFO goes: one ``Logger`` per ``StartLogging``, draining the FIFO in a
 thread into a logpipe storage driver through the same ``StorageGuard`` and ``make_sink`` as
 the shim's capture (``logpipe.capture``), so a full disk or ``mode=non-blocking`` behave as
-they do under ``logpipe run``.
+they do under ``logpipe run``. A remote driver's output goes, as in the shim, into the
+disk-first spool (``drivers.spool``), delivered by a ``logpipe.shipper.Shipper`` in this
+process.
 
 Each container's log lives in ``<data-root>/containers/<id>/`` with ``plugin.json`` (driver,
 options, Docker's Info) beside it, so that ``ReadLogs`` can find it after a plugin restart.
