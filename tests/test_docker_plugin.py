@@ -54,7 +54,7 @@ class PluginProc:
         conn.sock.connect(self.sock)
         try:
             conn.request("POST", path, json.dumps(body),
-                         {"Content-Type": "application/vnd.docker.plugins.v1.2+json"})
+                         {"Content-Type": "application/vnd.docker.plugins.v1+json"})
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:
@@ -133,6 +133,13 @@ def read_entries(p: PluginProc, **config) -> list[tuple[str, int, bytes]]:
 
 def test_activate_and_capabilities(plugin):
     assert plugin.call("/Plugin.Activate", {}) == {"Implements": ["LogDriver"]}
+    conn = http.client.HTTPConnection("localhost", timeout=10)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(plugin.sock)
+    conn.request("POST", "/Plugin.Activate", b"{}")
+    assert conn.getresponse().getheader("Content-Type") == \
+        "application/vnd.docker.plugins.v1+json"
+    conn.close()
     assert plugin.call("/LogDriver.Capabilities", {}) == {"Cap": {"ReadLogs": True}}
 
 

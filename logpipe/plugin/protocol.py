@@ -20,7 +20,8 @@ from .store import Logger, load_meta
 log = logging.getLogger("logpipe.plugin")
 #: How long StopLogging waits for the FIFO to be drained to its end before answering.
 STOP_WAIT = 10.0
-PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+#: What Docker's plugin client sends and plugins answer with.
+PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 
 
 class Plugin:
@@ -58,7 +59,7 @@ class Plugin:
 
 
 def _reply(data: dict[str, Any]) -> web.Response:
-    return web.Response(body=json.dumps(data).encode(), content_type="application/json")
+    return web.Response(body=json.dumps(data).encode(), content_type=PLUGIN_CONTENT_TYPE)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
