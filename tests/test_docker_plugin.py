@@ -409,3 +409,25 @@ def test_plugin_killed_and_restarted_while_a_container_runs(real_docker, real_bu
         assert lines() == [str(i) for i in range(1, 2001)]
     finally:
         real_docker.cli("rm", "-f", name)
+
+
+def test_docker_run_into_fluentd_through_the_plugin(real_docker, real_busybox, docker_plugin):
+    """``logpipe-driver=fluentd`` on a real Docker: every line delivered once, in order,
+    with Docker's record keys, and ``docker logs`` reads the spool."""
+    from receivers.fluentd import FakeFluentd
+
+    name = f"lp-plugin-{uuid.uuid4().hex[:6]}"
+    with FakeFluentd() as receiver:
+        run = real_docker.cli("run", "--name", name, "--network", "none", "--log-driver",
+                              docker_plugin.name, "--log-opt", "logpipe-driver=fluentd",
+                              "--log-opt", f"fluentd-address={receiver.address}",
+                              real_busybox, "sh", "-c", "seq 1 5000", limit=120)
+        try:
+            assert run.returncode == 0, run.stderr
+            events = receiver.wait_for(5000, timeout=30)
+            assert [e.record["log"] for e in events] == [str(i) for i in range(1, 5001)]
+            assert events[0].record["container_name"] == f"/{name}"
+            assert events[0].record["source"] == "stdout"
+            assert real_docker.cli("logs", "--tail", "1", name).stdout == b"5000\n"
+        finally:
+            real_docker.cli("rm", "-f", name)
