@@ -373,7 +373,7 @@ def test_docker_run_and_logs_through_the_plugin(real_docker, real_busybox, docke
         assert logs.returncode == 0, logs.stderr
         assert logs.stdout.decode().split() == [str(i) for i in range(1, 5001)]
         tail = real_docker.cli("logs", "--tail", "2", name)
-        assert tail.stdout == b"4999\n5000\n"
+        assert tail.stdout == b"4999\n5000\n", tail.stderr
     finally:
         real_docker.cli("rm", "-f", name)
 

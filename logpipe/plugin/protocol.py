@@ -51,6 +51,7 @@ class Plugin:
         thread to store what was left in the pipe, so ``docker logs`` right after sees it."""
         logger = self.loggers.pop(body.get("File") or "", None)
         if logger is not None:
+            logger.release()
             await asyncio.get_running_loop().run_in_executor(None, logger.wait, STOP_WAIT)
             try:
                 logger.stopped()

@@ -105,13 +105,17 @@ class Logger:
 
         self.ships = log_plan(name).ships
         self.shipper = None
+        self.sink = self.guard = None
         self.error = ""
         self.lines = 0
         self.thread = threading.Thread(target=self._run, name=f"fifo {os.path.basename(fifo)}",
                                        daemon=True)
 
     def start(self) -> None:
-        """Create the log directory and its metadata, open the driver, start draining."""
+        """Create the log directory and its metadata, start draining. The driver is opened
+        at the first record (``_open``): ``docker logs`` of a stopped container starts a
+        logger only to read, and Docker may start the next one before it has stopped the
+        last, which must not take the log's writer lock."""
         from logpipe.registry import driver_ref
 
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
@@ -119,36 +123,43 @@ class Logger:
                                  "Opts": self.opts, "Info": self.info._asdict(),
                                  "Fifo": self.fifo, "DockerInfo": self.docker_info,
                                  "Stopped": False})
-        try:
-            if self.ships:  # the shim's way: a disk-first spool, and a shipper reading it
-                from drivers.spool import SpoolWriter
-
-                self.driver = SpoolWriter(self.info, self.name, report=self._report)
-            else:
-                self.driver = self.driver_cls(self.info)
-        except OSError as err:
-            raise LogpipeError(f"cannot open the log in {self.log_dir}: {err}") from None
-        if self.ships:
-            self.shipper = start_shipper(self.name, self.driver_cls, self.info)
         self.thread.start()
 
-    def _run(self) -> None:
+    def _open(self):
+        """The sink the first records go to: the storage driver behind the shim's guard, or
+        (remote drivers) the spool, with its shipper."""
         from logpipe.capture import make_sink
         from logpipe.storage_guard import StorageGuard
 
-        guard = StorageGuard(self.driver, report=self._report)
+        if self.ships:  # the shim's way: a disk-first spool, and a shipper reading it
+            from drivers.spool import SpoolWriter
+
+            driver = SpoolWriter(self.info, self.name, report=self._report)
+            self.shipper = start_shipper(self.name, self.driver_cls, self.info)
+        else:
+            driver = self.driver_cls(self.info)
+        self.guard = StorageGuard(driver, report=self._report)
         # A spool has its own answer to ``mode`` (what to do when it is full), as in the shim.
-        sink = guard if self.ships else make_sink(guard, self.opts)
+        return self.guard if self.ships else make_sink(self.guard, self.opts)
+
+    def write(self, batch) -> None:
+        """``drain``'s sink: the driver's, opened on first use."""
+        if self.sink is None:
+            self.sink = self._open()
+        self.sink.write(batch)
+
+    def _run(self) -> None:
         try:
             fd = self.fd if self.fd is not None else \
                 os.open(self.fifo, os.O_RDONLY | os.O_CLOEXEC)  # waits for Docker's end
-            drain(fd, sink, self, self.adopted)
+            drain(fd, self, self, self.adopted)
         except (OSError, ValueError) as err:
             self._report(f"reading {self.fifo}: {err}")
         finally:
-            if sink is not guard:
-                sink.close()
-            guard.close()
+            if self.sink is not None:
+                if self.sink is not self.guard:
+                    self.sink.close()
+                self.guard.close()
 
     def _report(self, text: str) -> None:
         self.error = text
@@ -159,6 +170,16 @@ class Logger:
         """Whether the FIFO was drained to its end within ``timeout`` seconds."""
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+    def release(self) -> None:
+        """Docker has closed its end (it does so before StopLogging), but may never have
+        opened it: ``docker logs`` of a stopped container starts a logger only to read, and
+        its FIFO may never get a writer. Opening and closing a write end ourselves ends a
+        thread still waiting in ``open`` (it then reads EOF), so the log's writer closes."""
+        try:
+            os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        except OSError:  # no reader any more (ENXIO), or the FIFO is gone: nothing waits
+            pass
 
     def stopped(self) -> None:
         """StopLogging: this log is never to be re-adopted (``adopt``)."""
