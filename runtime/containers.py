@@ -31,7 +31,6 @@ create that fails leaves no directory and no name behind.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -61,7 +60,7 @@ from .rootfs import writable_size
 from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_shim
 from .shipping import Shipping
 from .network.early import EarlySetup
-from .spec import ContainerSpec, write_json_atomic
+from .spec import ContainerSpec, read_json_object, write_json_atomic
 from .state import CREATED, EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, read_state
 from .volumes import VolumeStore
 from .watcher import watch_run
@@ -886,7 +885,7 @@ class ContainerStore:
             spec = _with_plan(spec)
             # A shim that died while no daemon was watching is cleaned up after here.
             state = await asyncio.to_thread(settle_run, cdir)
-            life = _read_json(os.path.join(cdir, LIFECYCLE_FILE))
+            life = read_json_object(os.path.join(cdir, LIFECYCLE_FILE))
             c = Container(spec, state, life.get("RestartCount", 0),
                           life.get("ManuallyStopped", False))
             c.paused = bool(life.get("Paused")) and c.state.status == RUNNING
@@ -953,18 +952,6 @@ def _with_plan(spec: ContainerSpec) -> ContainerSpec:
     except OSError as err:
         log.warning("container %s: saving its log plan failed: %s", spec.id[:12], err)
     return spec
-
-
-
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 #: In the directory of a removed container whose spool is still being shipped.

@@ -263,6 +263,17 @@ def _mount_json(m: Mount) -> dict[str, Any]:
     return out
 
 
+def read_json_object(path: str) -> dict[str, Any]:
+    """A JSON object from ``path``; {} when it is missing, torn or not an object (what a
+    crash in the middle of writing one may leave)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def write_json_atomic(path: str, data: Any) -> None:
     """Write-then-rename, with fsync: a reader (or a crash) never sees half a file."""
     tmp = f"{path}.tmp.{os.getpid()}"

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from logpipe.errors import LogpipeError
 
-from runtime.spec import ContainerSpec, write_json_atomic
+from runtime.spec import ContainerSpec, read_json_object, write_json_atomic
 
 from . import netns, ports, store
 
@@ -404,7 +404,7 @@ def disconnect(spec: ContainerSpec, name: str) -> bool:
     data_root = data_root_of(spec)
     with locked(data_root):
         for path in _record_files(data_root, spec.id):
-            record = _read(path)
+            record = read_json_object(path)
             if record.get("Network") == name:
                 _teardown(data_root, record, keep_netns=True)
                 os.unlink(path)
@@ -412,17 +412,9 @@ def disconnect(spec: ContainerSpec, name: str) -> bool:
     return False
 
 
-def _read(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
 
 def _raw_records(data_root: str, cid: str) -> list[dict[str, Any]]:
-    return [_read(p) for p in _record_files(data_root, cid)]
+    return [read_json_object(p) for p in _record_files(data_root, cid)]
 
 
 def _teardown(data_root: str, record: dict[str, Any], keep_netns: bool = False) -> None:
@@ -439,7 +431,7 @@ def _teardown(data_root: str, record: dict[str, Any], keep_netns: bool = False) 
 def _teardown_all_of(data_root: str, cid: str) -> None:
     """Every endpoint of ``cid`` torn down (lock held), then its namespace deleted."""
     for path in _record_files(data_root, cid):
-        _teardown(data_root, _read(path), keep_netns=True)
+        _teardown(data_root, read_json_object(path), keep_netns=True)
         os.unlink(path)
     netns.delete(netns.netns_path(data_root, cid))
 
