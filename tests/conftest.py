@@ -547,6 +547,17 @@ def daemon_per_runtime(request, tmp_path_factory) -> Iterator[RestartableDaemon]
         yield d
 
 
+@pytest.fixture
+def emptied_daemon_per_runtime(daemon_per_runtime):
+    """The module's daemon of each runtime, with every container removed after each test."""
+    yield daemon_per_runtime
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=daemon_per_runtime.host)
+    for c in client.containers.list(all=True):
+        c.remove(force=True)
+    client.close()
+
+
 def raw_create(host: str, name: str, body: dict) -> tuple[int, dict]:
     """``POST /containers/create`` over plain HTTP on the unix socket, as any Docker client
     sends it: the status code and the decoded JSON answer."""

@@ -29,12 +29,8 @@ PROMPT = r"# "
 
 
 @pytest.fixture
-def d(daemon_per_runtime):
-    yield daemon_per_runtime
-    client = docker.DockerClient(base_url=daemon_per_runtime.host)
-    for c in client.containers.list(all=True):
-        c.remove(force=True)
-    client.close()
+def d(emptied_daemon_per_runtime):
+    return emptied_daemon_per_runtime
 
 
 @pytest.fixture
