@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple
 from logpipe.errors import InvalidParameter, NotFound
 from logpipe.timespec import format_rfc3339nano
 
+from .rootfs import resolve_scoped
+
 if TYPE_CHECKING:  # imported when an archive is made or read: not at the daemon's start
     import tarfile
 
-_MAX_SYMLINKS = 40
 #: Archive data is read and written in pieces of this size.
 CHUNK = 1 << 16
 BLOCK = 512  # tarfile.BLOCKSIZE
@@ -98,29 +99,8 @@ class ContainerFS(NamedTuple):
 
     def resolve(self, path: str, follow_last: bool) -> str:
         """``path`` resolved inside the container, symlinks followed in its scope (the last
-        one only when ``follow_last``): a clean absolute container path."""
-        todo, done, links = _parts(path), [], 0
-        while todo:
-            part = todo.pop(0)
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            if todo or follow_last:
-                try:
-                    target = os.readlink(self.host_path("/" + "/".join(done + [part])))
-                except OSError:
-                    done.append(part)
-                    continue
-                links += 1
-                if links > _MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-                if target.startswith("/"):
-                    done = []
-                todo = _parts(target) + todo
-                continue
-            done.append(part)
-        return "/" + "/".join(done)
+        one only when ``follow_last``), through its mounts: a clean absolute container path."""
+        return resolve_scoped(path, follow_last, lambda p: os.readlink(self.host_path(p)))
 
 
 def fs_of(root: str, mounts: list[tuple[str, str, bool]], live: bool) -> ContainerFS:

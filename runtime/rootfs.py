@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Callable
 
 from logpipe.errors import LogpipeError
 
@@ -35,20 +36,26 @@ def resolve_in_root(root: str, path: str, follow_last: bool = False) -> str:
     component is followed only when ``follow_last`` (an extractor replaces it instead).
     """
     root = os.path.abspath(root)
-    todo = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    links = 0
+    scoped = resolve_scoped(path, follow_last, lambda p: os.readlink(root + p))
+    return root if scoped == "/" else root + scoped
+
+
+def resolve_scoped(path: str, follow_last: bool, readlink: Callable[[str], str]) -> str:
+    """``path`` as a clean absolute path of a tree whose links ``readlink(tree_path)`` reads
+    (``OSError``: not a link, or absent: taken literally), each link followed inside the
+    tree. The one walk behind ``resolve_in_root`` and a container's view with its mounts
+    (``runtime.archive``), so both refuse the same escapes and loops."""
+    todo, done, links = _parts(path), [], 0
     while todo:
         part = todo.pop(0)
         if part == "..":
             if done:
                 done.pop()
             continue
-        here = os.path.join(root, *done, part)
         if todo or follow_last:
             try:
-                target = os.readlink(here)
-            except OSError:  # not a symlink, or does not exist (yet): take it literally
+                target = readlink("/" + "/".join(done + [part]))
+            except OSError:
                 done.append(part)
                 continue
             links += 1
@@ -56,10 +63,14 @@ def resolve_in_root(root: str, path: str, follow_last: bool = False) -> str:
                 raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
             if target.startswith("/"):
                 done = []
-            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+            todo = _parts(target) + todo
             continue
         done.append(part)
-    return os.path.join(root, *done) if done else root
+    return "/" + "/".join(done)
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
 
 
 def bind_mountpoint(root: str, source: str, target: str) -> None:
