@@ -137,11 +137,11 @@ def new_image(images: ImageStore, parent: Image | None, changes: str | None, chi
             keep_document(os.path.dirname(rootfs), blob, sizes)
             return {**child.config, "_created": json.loads(blob)["created"]}
 
-        images._install(hex_id, build)  # noqa: SLF001 - the store's one way to add an image
+        images.add_image(hex_id, build)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if tags:
-        images._tag(f"sha256:{hex_id}", tags)  # noqa: SLF001
+        images.set_tags(f"sha256:{hex_id}", tags)
     return images.resolve(f"sha256:{hex_id}")
 
 

@@ -2,8 +2,9 @@
 images, on disk; tags, registry digests and prune.
 
 Size: longer than 500 lines because import, load (with its diffID checks), pull's install
-and removal share the extractor and the store's one lock; the registry protocol lives in
-``runtime.registry`` and the layer files in ``runtime.layers``.
+and removal share the store's one lock; the registry protocol lives in ``runtime.registry``,
+the layer files in ``runtime.layers`` and the safe extraction of layer tarballs in
+``runtime.layer_tar``.
 
 Layout under ``<data-root>/images/``::
 
@@ -16,43 +17,33 @@ Layout under ``<data-root>/images/``::
     repodigests.json          {"busybox@sha256:<manifest>": "sha256:<hex>", ...}
     tmp/                      half-extracted images and layers; an image appears by one rename
 
-Extraction is the security boundary: every tar member is placed with ``resolve_in_root``
-(symlinks resolved as if chrooted), so absolute names, ``..``, hostile symlinks and hard links
-cannot write or link outside the image's rootfs. Device nodes are skipped. The store never
-touches a container's files; whether an image is in use is asked of the caller.
+Extraction (``runtime.layer_tar``) is the security boundary: nothing in an archive can
+write or link outside the image's rootfs. The store never touches a container's files;
+whether an image is in use is asked of the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterator
 
-from logpipe.errors import Conflict, InvalidParameter, NotFound
+from logpipe.errors import Conflict, NotFound
 
 from runtime.layers import LayerStore, tar_rootfs
-from runtime.rootfs import resolve_in_root
+from runtime.layer_tar import InvalidImage, LayerExtractor, open_tar, tar_members, verify_layers
 from runtime.spec import write_json_atomic
 
 Progress = Callable[[int, int], None]
 Source = str | os.PathLike | IO[bytes]
-
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_WHITEOUT = ".wh..wh..opq"
-#: What a member's *name* can make the filesystem answer: the archive is at fault (400).
-_BAD_MEMBER_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR,
-                                errno.EEXIST, errno.EINVAL})
-
 
 class NoSuchImage(NotFound):
     """No image has this name, tag or id (HTTP 404)."""
@@ -63,10 +54,6 @@ class NoSuchImage(NotFound):
 
 class ImageConflict(Conflict):
     """The image is used by a container (HTTP 409)."""
-
-
-class InvalidImage(InvalidParameter):
-    """The tarball or archive is not a usable image."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -111,161 +98,6 @@ def normalize_ref(ref: str) -> str:
     return f"{name}:{tag}"
 
 
-# -- safe extraction -------------------------------------------------------------------
-
-
-class _Extractor:
-    """Applies tar layers to one rootfs, OCI/Docker layer semantics, never writing outside."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.is_root = os.geteuid() == 0
-        self.dir_modes: dict[str, tarfile.TarInfo] = {}
-        self.current = ""  # the member being placed, for the error that names it
-
-    def _place(self, name: str) -> str:
-        """Host path for member ``name``; its parent directory exists afterwards."""
-        path = resolve_in_root(self.root, name)
-        if path == self.root:
-            return path
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            # Parents missing from the archive are made like tar does; a parent that is a
-            # (non-directory) file is replaced, as a later layer would.
-            rel = os.path.relpath(parent, self.root)
-            cur = self.root
-            for part in rel.split("/"):
-                cur = os.path.join(cur, part)
-                if os.path.islink(cur) or (os.path.lexists(cur) and not os.path.isdir(cur)):
-                    os.unlink(cur)
-                if not os.path.lexists(cur):
-                    os.mkdir(cur, 0o755)
-        return path
-
-    @staticmethod
-    def _remove(path: str) -> None:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.unlink(path)
-
-    def apply_whiteouts(self, members: list[tarfile.TarInfo]) -> None:
-        """Whiteouts of a layer delete from the layers *below* it, so they go first."""
-        with self._naming_member():
-            self._apply_whiteouts(members)
-
-    def extract(self, tar: tarfile.TarFile, members: list[tarfile.TarInfo],
-                tick: Callable[[], None]) -> None:
-        with self._naming_member():
-            self._extract(tar, members, tick)
-
-    @contextlib.contextmanager
-    def _naming_member(self) -> Iterator[None]:
-        """A member the filesystem cannot hold as named (a 256-byte name, a symlink loop on
-        its path) is the archive's fault: a 400 naming the member, not the host path. A
-        full or failing disk is not, and stays what it is."""
-        try:
-            yield
-        except OSError as err:
-            if err.errno not in _BAD_MEMBER_ERRNOS:
-                raise
-            name = self.current if len(self.current) <= 200 else self.current[:200] + "..."
-            reason = os.strerror(err.errno)
-            raise InvalidImage(f"invalid tar member {name}: "
-                               f"{reason[:1].lower()}{reason[1:]}") from None
-
-    def _apply_whiteouts(self, members: list[tarfile.TarInfo]) -> None:
-        for m in members:
-            self.current = m.name
-            base = os.path.basename(m.name.rstrip("/"))
-            if not base.startswith(WHITEOUT_PREFIX):
-                continue
-            parent = resolve_in_root(self.root, os.path.dirname(m.name.rstrip("/")),
-                                     follow_last=True)
-            if not os.path.isdir(parent):
-                continue
-            if base == OPAQUE_WHITEOUT:
-                for entry in os.listdir(parent):
-                    self._remove(os.path.join(parent, entry))
-            else:
-                victim = base[len(WHITEOUT_PREFIX):]
-                if victim not in ("", ".", ".."):
-                    self._remove(os.path.join(parent, victim))
-
-    def _extract(self, tar: tarfile.TarFile, members: list[tarfile.TarInfo],
-                 tick: Callable[[], None]) -> None:
-        for m in members:
-            self.current = m.name
-            if os.path.basename(m.name.rstrip("/")).startswith(WHITEOUT_PREFIX):
-                continue
-            if m.ischr() or m.isblk():
-                continue  # containers get a fresh /dev from the runtime
-            path = self._place(m.name)
-            if path == self.root:
-                if m.isdir():
-                    self.dir_modes[path] = m
-                continue
-            if m.isdir():
-                if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
-                    os.unlink(path)
-                if not os.path.lexists(path):
-                    os.mkdir(path, 0o700)
-                self.dir_modes[path] = m  # mode applied last: a 0555 dir must stay writable
-                continue
-            if os.path.lexists(path):
-                self._remove(path)
-            if m.isreg():
-                src = tar.extractfile(m)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            elif m.issym():
-                os.symlink(m.linkname, path)  # stored verbatim; only ever followed in-root
-            elif m.islnk():
-                target = resolve_in_root(self.root, m.linkname)
-                if not os.path.lexists(target) or (os.path.isdir(target)
-                                                   and not os.path.islink(target)):
-                    raise InvalidImage(f"hard link {m.name} to missing or directory {m.linkname}")
-                os.link(target, path, follow_symlinks=False)
-                tick()
-                continue  # a hard link shares its target's inode: owner and mode are set
-            elif m.isfifo():
-                os.mkfifo(path, 0o600)
-            else:
-                continue
-            self._finish(path, m)
-            tick()
-
-    def _finish(self, path: str, m: tarfile.TarInfo) -> None:
-        """Owner (numeric: the image's ids, not the host's names), mode, mtime."""
-        if self.is_root:
-            os.lchown(path, m.uid, m.gid)
-        if not m.issym():
-            os.chmod(path, stat.S_IMODE(m.mode))
-        with contextlib.suppress(OSError, OverflowError):
-            os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
-
-    def finish_dirs(self) -> None:
-        for path in sorted(self.dir_modes, reverse=True):
-            if os.path.isdir(path) and not os.path.islink(path):
-                self._finish(path, self.dir_modes[path])
-        self.dir_modes.clear()
-
-
-def _open_tar(fileobj: IO[bytes], what: str) -> tarfile.TarFile:
-    try:
-        return tarfile.open(fileobj=fileobj, mode="r:*")
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise InvalidImage(f"{what} is not a tar archive: {e}") from None
-
-
-def _members(tar: tarfile.TarFile, what: str) -> list[tarfile.TarInfo]:
-    try:
-        return tar.getmembers()
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise InvalidImage(f"{what}: damaged tar archive: {e}") from None
-
-
 def _tree_size(root: str) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
@@ -275,46 +107,6 @@ def _tree_size(root: str) -> int:
                 if stat.S_ISREG(st.st_mode):
                     total += st.st_size
     return total
-
-
-def _diff_id(f: IO[bytes]) -> str:
-    """``sha256:<hex>`` of a layer's *uncompressed* tar (what ``rootfs.diff_ids`` lists),
-    gzip-compressed layers (OCI archives) inflated on the fly."""
-    import zlib
-
-    h = hashlib.sha256()
-    head = f.read(1 << 20)
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if head[:2] == b"\x1f\x8b" else None
-    block = head
-    try:
-        while block:
-            h.update(inflate.decompress(block) if inflate is not None else block)
-            block = f.read(1 << 20)
-        if inflate is not None:
-            h.update(inflate.flush())
-    except zlib.error as e:
-        raise InvalidImage(f"damaged compressed layer: {e}") from None
-    return "sha256:" + h.hexdigest()
-
-
-def _verify_layers(image_config: dict[str, Any], layers: list[str],
-                   read_member: Callable[[str], IO[bytes]]) -> None:
-    """Every layer must be the one the config names: its diff id is what the image id (the
-    config's digest) vouches for. Without this check, two archives with the same config and
-    different layers would load as one image, whichever came first winning (moby's
-    ``tarexport`` checks the same, with these texts)."""
-    rootfs = image_config.get("rootfs") if isinstance(image_config, dict) else None
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list):
-        diff_ids = []
-    if len(diff_ids) != len(layers):
-        raise InvalidImage(f"invalid manifest, layers length mismatch: expected "
-                           f"{len(diff_ids)}, got {len(layers)}")
-    for i, (layer, expected) in enumerate(zip(layers, diff_ids)):
-        got = _diff_id(read_member(layer))
-        if got != expected:
-            raise InvalidImage(f'invalid diffID for layer {i}: expected "{expected}", '
-                               f'got "{got}"')
 
 
 # -- the store -------------------------------------------------------------------------
@@ -379,7 +171,7 @@ class ImageStore:
         return [n for n in os.listdir(self.dir)
                 if len(n) == 64 and os.path.exists(os.path.join(self.dir, n, "image.json"))]
 
-    def _tag(self, image_id: str, tags: list[str]) -> None:
+    def set_tags(self, image_id: str, tags: list[str]) -> None:
         """Point ``tags`` at the image; an older image losing its tag stays, untagged."""
         with self._locked():
             repos = self._repos()
@@ -446,7 +238,7 @@ class ImageStore:
         f.seek(start)
         return h.hexdigest()
 
-    def _install(self, hex_id: str, build: Callable[[str], dict[str, Any]]) -> None:
+    def add_image(self, hex_id: str, build: Callable[[str], dict[str, Any]]) -> None:
         """Build ``<tmp>/rootfs`` with ``build`` (returns the Config), then appear by rename."""
         final = os.path.join(self.dir, hex_id)
         if os.path.exists(os.path.join(final, "image.json")):
@@ -479,18 +271,18 @@ class ImageStore:
 
             def build(rootfs: str) -> dict[str, Any]:
                 start = f.tell()
-                tar = _open_tar(f, "the imported file")
-                members = _members(tar, "the imported file")
-                ex = _Extractor(rootfs)
+                tar = open_tar(f, "the imported file")
+                members = tar_members(tar, "the imported file")
+                ex = LayerExtractor(rootfs)
                 ex.apply_whiteouts(members)
                 ex.extract(tar, members, lambda: progress and progress(f.tell() - start, size))
                 ex.finish_dirs()
                 return {"Cmd": None, "Entrypoint": None, "Env": [], "WorkingDir": ""}
 
-            self._install(hex_id, build)
+            self.add_image(hex_id, build)
             if progress:
                 progress(size, size)
-        self._tag(f"sha256:{hex_id}", tags)
+        self.set_tags(f"sha256:{hex_id}", tags)
         return self._read(hex_id)
 
     def load(self, src: Source, progress: Progress | None = None) -> list[str]:
@@ -502,9 +294,9 @@ class ImageStore:
         loaded: list[str] = []
         with self._source(src) as (f, size):
             start = f.tell()
-            outer = _open_tar(f, "the archive")
+            outer = open_tar(f, "the archive")
             index = {os.path.normpath(m.name).lstrip("/"): m
-                     for m in _members(outer, "the archive")}
+                     for m in tar_members(outer, "the archive")}
 
             def read_member(name: str) -> IO[bytes]:
                 m = index.get(os.path.normpath(name).lstrip("/"))
@@ -526,14 +318,14 @@ class ImageStore:
                 except ValueError as e:
                     raise InvalidImage(f"invalid image config {entry['Config']}: {e}") from None
                 layers = entry.get("Layers") or []
-                _verify_layers(image_config, layers, read_member)
+                verify_layers(image_config, layers, read_member)
 
                 def build(rootfs: str) -> dict[str, Any]:
-                    ex = _Extractor(rootfs)
+                    ex = LayerExtractor(rootfs)
                     sizes = []  # what ``history`` shows per layer
                     for layer in layers:
-                        tar = _open_tar(read_member(layer), f"layer {layer}")
-                        members = _members(tar, f"layer {layer}")
+                        tar = open_tar(read_member(layer), f"layer {layer}")
+                        members = tar_members(tar, f"layer {layer}")
                         sizes.append(sum(m.size for m in members if m.isreg()))
                         ex.apply_whiteouts(members)
                         ex.extract(tar, members, lambda: progress and progress(
@@ -552,10 +344,10 @@ class ImageStore:
                                if isinstance(c.get("ExposedPorts"), dict) else {}),
                             "Volumes": c.get("Volumes") or None}  # VOLUME: anonymous ones
 
-                self._install(hex_id, build)
+                self.add_image(hex_id, build)
                 self._keep_layers(hex_id, config_bytes, image_config, layers, read_member)
                 tags = [normalize_ref(t) for t in entry.get("RepoTags") or []]
-                self._tag(f"sha256:{hex_id}", tags)
+                self.set_tags(f"sha256:{hex_id}", tags)
                 loaded.extend(tags or [f"sha256:{hex_id}"])
             if progress:
                 progress(size, size)
@@ -635,7 +427,7 @@ class ImageStore:
         """``docker tag``: ``new_ref`` names the image ``ref`` names (a former holder of
         that name keeps its files, untagged)."""
         image = self.resolve(ref)
-        self._tag(image.id, [normalize_ref(new_ref)])
+        self.set_tags(image.id, [normalize_ref(new_ref)])
         return self._read(image.id.split(":", 1)[1])
 
     def config_bytes(self, image: Image) -> bytes | None:
@@ -727,11 +519,11 @@ class ImageStore:
         diff_ids = (image_config.get("rootfs") or {}).get("diff_ids") or []
 
         def build(rootfs: str) -> dict[str, Any]:
-            ex = _Extractor(rootfs)
+            ex = LayerExtractor(rootfs)
             for diff_id in diff_ids:
                 with open(self.layers.path(diff_id), "rb") as f:
-                    tar = _open_tar(f, f"layer {diff_id}")
-                    members = _members(tar, f"layer {diff_id}")
+                    tar = open_tar(f, f"layer {diff_id}")
+                    members = tar_members(tar, f"layer {diff_id}")
                     ex.apply_whiteouts(members)
                     ex.extract(tar, members, lambda: None)
                     ex.finish_dirs()
@@ -739,8 +531,8 @@ class ImageStore:
                 out.write(config_data)
             return _record_config(image_config)
 
-        self._install(hex_id, build)
-        self._tag(f"sha256:{hex_id}", tags)
+        self.add_image(hex_id, build)
+        self.set_tags(f"sha256:{hex_id}", tags)
         return self._read(hex_id)
 
     def prune(self, keep: Callable[[Image], bool], in_use: Callable[[str], Any]

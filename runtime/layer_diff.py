@@ -7,7 +7,7 @@ a character device 0/0 and a directory whose lower content is hidden ("opaque") 
 whiteouts), which is what ``write_layer`` produces. A staging directory of new files (COPY,
 ADD, WORKDIR) has no whiteouts and goes through the same code.
 
-Applying a layer uses the image store's extractor (``runtime.images._Extractor``), the one
+Applying a layer uses the image store's extractor (``runtime.layer_tar.LayerExtractor``), the one
 place that knows how to place tar members inside a root without escaping it. This module
 never touches the image store's bookkeeping: ``runtime.commit`` does.
 """
@@ -21,7 +21,7 @@ import tarfile
 from typing import NamedTuple
 
 from runtime.command import run_command
-from runtime.images import OPAQUE_WHITEOUT, WHITEOUT_PREFIX, InvalidImage, _Extractor
+from runtime.layer_tar import OPAQUE_WHITEOUT, WHITEOUT_PREFIX, InvalidImage, LayerExtractor
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -131,7 +131,7 @@ def apply_layer(rootfs: str, layer_path: str) -> None:
             members = tar.getmembers()
         except tarfile.TarError as err:
             raise InvalidImage(f"damaged layer: {err}") from None
-        ex = _Extractor(rootfs)
+        ex = LayerExtractor(rootfs)
         ex.apply_whiteouts(members)
         ex.extract(tar, members, lambda: None)
         ex.finish_dirs()

@@ -132,7 +132,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         try:
             image = await builder.run(text)
             if opts.tags:
-                await asyncio.to_thread(images._tag, image.id, list(opts.tags))  # noqa: SLF001
+                await asyncio.to_thread(images.set_tags, image.id, list(opts.tags))
             await emit({"aux": {"ID": image.id}})
             if opts.quiet:
                 await emit({"stream": image.id + "\n"})

@@ -19,7 +19,7 @@ import tarfile
 
 from logpipe.errors import InvalidParameter
 
-from runtime.images import InvalidImage, _Extractor, _members, _open_tar
+from runtime.layer_tar import InvalidImage, LayerExtractor, open_tar, tar_members
 
 DOCKERIGNORE = ".dockerignore"
 
@@ -123,14 +123,14 @@ def extract_context(src: str, dest: str, dockerfile: str) -> None:
         if os.fstat(f.fileno()).st_size == 0:
             return
         try:
-            tar = _open_tar(f, "the build context")
+            tar = open_tar(f, "the build context")
         except InvalidImage:
             f.seek(0)
             with open(os.path.join(dest, os.path.basename(dockerfile)), "wb") as out:
                 shutil.copyfileobj(f, out)
             return
-        members = _members(tar, "the build context")
-        ex = _Extractor(dest)
+        members = tar_members(tar, "the build context")
+        ex = LayerExtractor(dest)
         ex.extract(tar, members, lambda: None)
         ex.finish_dirs()
 

@@ -14,7 +14,8 @@ import tarfile
 
 from logpipe.errors import LogpipeError
 
-from runtime.images import Image, _Extractor
+from runtime.images import Image
+from runtime.layer_tar import LayerExtractor
 from runtime.rootfs import resolve_in_root
 
 
@@ -191,6 +192,6 @@ def _extract_archive(path: str, dest: str) -> None:
     os.makedirs(dest, exist_ok=True)
     with tarfile.open(path, "r:*") as tar:
         members = tar.getmembers()
-        ex = _Extractor(dest)
+        ex = LayerExtractor(dest)
         ex.extract(tar, members, lambda: None)
         ex.finish_dirs()
