@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 from aiohttp import web
@@ -150,3 +151,18 @@ def make_app(plugin: Plugin) -> web.Application:
     app.router.add_post("/LogDriver.StopLogging", stop_logging)
     app.router.add_post("/LogDriver.ReadLogs", read_logs)
     return app
+
+
+async def start_site(data_root: str, path: str) -> web.AppRunner:
+    """The plugin served on ``path`` from a running event loop (``logpipe daemon`` with
+    ``"docker-plugin": true``); the caller prepares the socket's path and cleans the runner
+    up. The FIFOs of containers still logging are re-adopted before the socket answers, as
+    by ``logpipe docker-plugin``."""
+    os.makedirs(data_root, mode=0o700, exist_ok=True)
+    plugin = Plugin(data_root)
+    await asyncio.get_running_loop().run_in_executor(None, plugin.adopt)
+    # A ``docker logs -f`` in progress must not hold the daemon's exit for aiohttp's 60 s.
+    runner = web.AppRunner(make_app(plugin), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    return runner
