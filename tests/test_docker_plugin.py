@@ -279,6 +279,26 @@ def test_follow_streams_until_the_fifo_closes(plugin, tmp_path):
     assert [e[2] for e in decode_stream(data)] == [b"first\n", b"second\n"]
 
 
+def test_stop_logging_answers_while_docker_still_holds_the_fifo(plugin, tmp_path):
+    """Docker calls StopLogging before it closes its end of the FIFO (moby's
+    ``pluginAdapter.Close``): the answer comes once what is in the pipe is stored, not at an
+    EOF that only follows the answer; ``ReadLogs`` right after has every line."""
+    from logpipe.plugin.protocol import STOP_WAIT
+
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info()})
+    w = open(fifo, "wb", buffering=0)
+    try:
+        w.write(b"".join(frame("stdout", 1 + i, b"s%d" % i) for i in range(3000)))
+        status, data = plugin.post("/LogDriver.StopLogging", {"File": fifo},
+                                   timeout=STOP_WAIT / 2)
+        assert (status, json.loads(data)) == (200, {"Err": ""})
+        assert [e[2] for e in read_entries(plugin)] == [b"s%d\n" % i for i in range(3000)]
+    finally:
+        w.close()
+
+
 def test_killed_plugin_is_restarted_and_adopts_the_fifo(tmp_path):
     """``kill -9`` of the plugin while a container logs: what it had read is on disk; the
     writes made while no one reads fail (EPIPE: on Docker's side, lost there); the restarted

@@ -19,7 +19,7 @@ from logpipe.errors import LogpipeError
 from .store import Logger, load_meta
 
 log = logging.getLogger("logpipe.plugin")
-#: How long StopLogging waits for the FIFO to be drained to its end before answering.
+#: How long StopLogging waits for what is in the FIFO to be stored before answering.
 STOP_WAIT = 10.0
 #: What Docker's plugin client sends and plugins answer with.
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
@@ -48,12 +48,14 @@ class Plugin:
         self.loggers[fifo] = logger
 
     async def stop_logging(self, body: dict[str, Any]) -> None:
-        """Docker closes its end of the FIFO before this call: wait (bounded) for the
-        thread to store what was left in the pipe, so ``docker logs`` right after sees it."""
+        """Docker calls this before it closes its end of the FIFO (moby's
+        ``pluginAdapter.Close``), having written its last line: wait (bounded) until the
+        thread has stored what is in the pipe, so ``docker logs`` right after sees it. The
+        thread ends at the EOF that follows the answer."""
         logger = self.loggers.pop(body.get("File") or "", None)
         if logger is not None:
             logger.release()
-            await asyncio.get_running_loop().run_in_executor(None, logger.wait, STOP_WAIT)
+            await asyncio.get_running_loop().run_in_executor(None, logger.flush, STOP_WAIT)
             try:
                 logger.stopped()
             except (OSError, LogpipeError) as err:
