@@ -15,6 +15,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -560,3 +561,37 @@ def test_docker_run_through_the_daemon_s_plugin(real_docker, real_busybox):
         real_docker.cli("rm", "-f", container)
         stop_daemon(d)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_managed_plugin_built_offline_logs_and_reads(real_docker, real_busybox, tmp_path):
+    """``conf/docker-plugin/build.sh`` (the host's Python and a pip install of logpipe as
+    the rootfs) makes a managed plugin that Docker enables, logs a container through into
+    the ``data`` mount, and answers ``docker logs`` from."""
+    import shutil
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    name = f"lp-managed-{uuid.uuid4().hex[:6]}:latest"
+    env = dict(os.environ, DOCKER_HOST=real_docker.host, DOCKER_API_VERSION="1.41",
+               DOCKER_CONFIG=os.path.join(real_docker.base, "cli"),
+               PYTHON=sys.executable)
+    work, data = tmp_path / "plugin", tmp_path / "data"
+    data.mkdir()
+    build = subprocess.run([os.path.join(repo, "conf", "docker-plugin", "build.sh"), name,
+                            str(work)], env=env, capture_output=True, timeout=600)
+    container = f"lp-managed-{uuid.uuid4().hex[:6]}"
+    try:
+        assert build.returncode == 0, build.stderr[-3000:]
+        assert real_docker.cli("plugin", "set", name, f"data.source={data}").returncode == 0
+        enable = real_docker.cli("plugin", "enable", name, limit=120)
+        assert enable.returncode == 0, enable.stderr
+        run = real_docker.cli("run", "--name", container, "--network", "none", "--log-driver",
+                              name, real_busybox, "sh", "-c", "seq 1 2000", limit=120)
+        assert run.returncode == 0, run.stderr
+        logs = real_docker.cli("logs", "--tail", "2", container)
+        assert logs.stdout == b"1999\n2000\n", logs.stderr
+        assert any(data.glob("containers/*/plugin.json"))
+    finally:
+        real_docker.cli("rm", "-f", container)
+        real_docker.cli("plugin", "disable", "-f", name)
+        real_docker.cli("plugin", "rm", "-f", name)
+        shutil.rmtree(work, ignore_errors=True)

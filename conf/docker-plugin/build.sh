@@ -11,13 +11,17 @@ WORK=${2:-$(mktemp -d)}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 PY=${PYTHON:-python3}
-PYBIN=$(readlink -f "$(command -v "$PY")")
+PYBIN=$("$PY" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 VER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 STDLIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
 ROOT="$WORK/rootfs"
 mkdir -p "$ROOT/usr/bin" "$ROOT/opt/logpipe" "$ROOT/run/docker/plugins" \
          "$ROOT/var/lib/logpipe/docker-plugin" "$ROOT/tmp" "$ROOT/etc"
-cp "$PYBIN" "$ROOT/usr/bin/python3"
+# At its own path, so that it finds its standard library where it looks (relative to its
+# real location); config.json's /usr/bin/python3 links to it.
+mkdir -p "$ROOT$(dirname "$PYBIN")"
+cp "$PYBIN" "$ROOT$PYBIN"
+[ "$PYBIN" = /usr/bin/python3 ] || ln -sf "$PYBIN" "$ROOT/usr/bin/python3"
 # The interpreter's shared libraries, at the paths the dynamic loader looks them up.
 ldd "$PYBIN" | awk '/=> \// {print $3} /^\t\// {print $1}' | while read -r lib; do
     mkdir -p "$ROOT$(dirname "$lib")"

@@ -178,10 +178,11 @@ class Logger:
         return self.flush_request.ask(timeout)
 
     def release(self) -> None:
-        """Docker has closed its end (it does so before StopLogging), but may never have
-        opened it: ``docker logs`` of a stopped container starts a logger only to read, and
-        its FIFO may never get a writer. Opening and closing a write end ourselves ends a
-        thread still waiting in ``open`` (it then reads EOF), so the log's writer closes."""
+        """StopLogging for a FIFO Docker may never have opened: ``docker logs`` of a stopped
+        container starts a logger only to read, and its FIFO may never get a writer.
+        Opening and closing a write end ourselves ends a thread still waiting in ``open``
+        (it then reads EOF), so the log's writer closes. When Docker's end is open (it
+        closes it only after StopLogging answers), this changes nothing."""
         try:
             os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
         except OSError:  # no reader any more (ENXIO), or the FIFO is gone: nothing waits
