@@ -3,7 +3,10 @@
 Keys (Docker's names): ``log-driver``, ``log-opts`` (an object of **string** values, as in
 Docker: ``"max-file": "3"``), ``data-root``, ``default-runtime``, ``hosts``, and for the
 registries ``insecure-registries`` (hosts or CIDRs spoken to over plain HTTP, or HTTPS
-without certificate checks) and ``registry-mirrors`` (URLs tried before Docker Hub). Command-line
+without certificate checks) and ``registry-mirrors`` (URLs tried before Docker Hub); logpipe's
+own ``docker-plugin`` (``true``: the daemon also serves Docker's logging-plugin protocol,
+``logpipe.plugin``) and ``docker-plugin-socket`` (where; the default makes it Docker's
+``--log-driver logpipe``). Command-line
 flags win over the file. The default log options are key-validated when the daemon starts
 (Docker: ``failed to set log opts: <err>``); per-container options are merged with them at
 create time by ``merge_log_config`` and the result is persisted with the container, so
@@ -26,7 +29,12 @@ from .hosts import default_host, socket_path
 SYSTEM_CONFIG = "/etc/logpipe/daemon.json"
 DEFAULT_LOG_DRIVER = "json-file"
 KNOWN_KEYS = ("log-driver", "log-opts", "data-root", "default-runtime", "hosts", "bip",
-              "insecure-registries", "registry-mirrors")
+              "insecure-registries", "registry-mirrors", "docker-plugin", "docker-plugin-socket")
+#: Where Docker looks for legacy plugins; the file name (less ``.sock``) is the driver name.
+DEFAULT_PLUGIN_SOCKET = "/run/docker/plugins/logpipe.sock"
+#: The docker-plugin's logs, under the daemon's data root (``logpipe docker-plugin``'s
+#: default data root is the same directory under /var/lib/logpipe).
+PLUGIN_DIR = "docker-plugin"
 
 #: Options the pipeline (not the driver) interprets; ``cache-*`` are merged into every
 #: container's config whatever its driver (moby dl/loggerutils/cache/validate.go).
@@ -58,10 +66,15 @@ class DaemonConfig:
     bip: str = ""  # the default bridge network's gateway/prefix ("172.26.0.1/16")
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[str, ...] = ()
+    docker_plugin_socket: str = ""  # "" → the daemon does not serve the docker-plugin
 
     @property
     def socket(self) -> str:
         return socket_path(self.host)
+
+    @property
+    def docker_plugin_root(self) -> str:
+        return os.path.join(self.data_root, PLUGIN_DIR)
 
 
 def read_config_file(path: str, required: bool) -> dict[str, Any]:
@@ -105,7 +118,7 @@ def load_config(config_file: str = "", data_root: str = "", host: str = "",
         log_opts=dict(log_opts if log_opts else data.get("log-opts") or {}),
         default_runtime=default_runtime or data.get("default-runtime") or "",
         config_file=path if data else "", bip=data.get("bip") or "",
-        **registry_settings(data))
+        docker_plugin_socket=docker_plugin_socket(data), **registry_settings(data))
     validate_defaults(cfg)
     return cfg
 
@@ -123,6 +136,34 @@ def registry_settings(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
             raise ConfigError(f"invalid mirror: unsupported scheme in {url!r}: "
                               "must use either 'https://' or 'http://'")
     return out
+
+
+def docker_plugin_socket(data: dict[str, Any]) -> str:
+    """``"docker-plugin": true`` → the plugin's socket (``docker-plugin-socket`` or the
+    default); "" when off. The socket must be a ``.sock`` file, which is how Docker finds a
+    legacy plugin, and protobuf must be installed (checked without importing it: the daemon
+    loads it only when a container logs through the plugin)."""
+    enabled, path = data.get("docker-plugin", False), data.get("docker-plugin-socket")
+    if not isinstance(enabled, bool):
+        raise ConfigError('unable to configure the daemon: "docker-plugin" must be true or '
+                          f"false, not {enabled!r}")
+    if path is not None and not enabled:
+        raise ConfigError('unable to configure the daemon: "docker-plugin-socket" is set but '
+                          '"docker-plugin" is not true')
+    if not enabled:
+        return ""
+    path = DEFAULT_PLUGIN_SOCKET if path is None else path
+    if not isinstance(path, str) or not os.path.isabs(path) or not path.endswith(".sock") \
+            or len(os.path.basename(path)) <= len(".sock") or len(path.encode()) > 107:
+        raise ConfigError('unable to configure the daemon: "docker-plugin-socket" must be an '
+                          "absolute path of a unix socket ending in .sock (at most 107 bytes; "
+                          f"Docker's driver name is its file name), not {path!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("google.protobuf") is None:
+        raise ConfigError('unable to configure the daemon: "docker-plugin" needs the protobuf '
+                          "package (pip install protobuf)")
+    return path
 
 
 def validate_defaults(cfg: DaemonConfig) -> None:

@@ -78,6 +78,7 @@ async def serve(cfg: DaemonConfig, ready: "asyncio.Future[None] | None" = None) 
         netstore.ensure_default(cfg.data_root, cfg.bip)  # before containers start on it
     store = ContainerStore(cfg, images)
     await store.adopt()
+    plugin = await _start_docker_plugin(cfg)
     # Streams (logs -f, attach, wait) end as soon as the shutdown begins; other requests get
     # a short grace: the data root stays locked until the daemon is gone.
     runner = web.AppRunner(make_app(store, images), handle_signals=False,
@@ -102,10 +103,27 @@ async def serve(cfg: DaemonConfig, ready: "asyncio.Future[None] | None" = None) 
         log.info("shutting down; containers keep running")
         store.shutdown()
         await runner.cleanup()
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        if plugin is not None:
+            await plugin.cleanup()
+        for sock in filter(None, (path, plugin and cfg.docker_plugin_socket)):
+            try:
+                os.unlink(sock)
+            except FileNotFoundError:
+                pass
+
+
+async def _start_docker_plugin(cfg: DaemonConfig):
+    """``"docker-plugin": true``: Docker's logging-plugin protocol on its own socket, in this
+    process (``logpipe.plugin``, imported only then); its runner, or None."""
+    if not cfg.docker_plugin_socket:
+        return None
+    from logpipe.plugin.protocol import start_site
+
+    _prepare_socket(cfg.docker_plugin_socket)
+    runner = await start_site(cfg.docker_plugin_root, cfg.docker_plugin_socket)
+    log.info("docker-plugin listening on unix://%s (logs in %s)", cfg.docker_plugin_socket,
+             cfg.docker_plugin_root)
+    return runner
 
 
 def run(cfg: DaemonConfig) -> int:

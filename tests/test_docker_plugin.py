@@ -15,11 +15,12 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import uuid
 
 import pytest
 
-from conftest import LOGPIPE, wait_until
+from conftest import LOGPIPE, start_daemon, stop_daemon, wait_until
 
 pytest.importorskip("google.protobuf", reason="the plugin needs protobuf (pip install protobuf)")
 
@@ -30,22 +31,11 @@ pytestmark = pytest.mark.e2e
 CID = "c0ffee" + "0" * 58
 
 
-class PluginProc:
-    """A ``logpipe docker-plugin`` process and plain HTTP to its socket."""
+class PluginClient:
+    """Plain HTTP to a plugin's socket."""
 
-    def __init__(self, sock: str, data_root: str) -> None:
-        self.sock, self.data_root = sock, data_root
-        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
-                                                "--data-root", data_root],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        wait_until(self._answers, timeout=20, what="the plugin's socket")
-
-    def _answers(self) -> bool:
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
-        with contextlib.suppress(OSError):
-            return self.post("/Plugin.Activate", {})[0] == 200
-        return False
+    def __init__(self, sock: str) -> None:
+        self.sock = sock
 
     def post(self, path: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("localhost", timeout=timeout)
@@ -64,6 +54,24 @@ class PluginProc:
         status, data = self.post(path, body)
         assert status == 200, data
         return json.loads(data)
+
+
+class PluginProc(PluginClient):
+    """A ``logpipe docker-plugin`` process."""
+
+    def __init__(self, sock: str, data_root: str) -> None:
+        self.sock, self.data_root = sock, data_root
+        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
+                                                "--data-root", data_root],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        wait_until(self._answers, timeout=20, what="the plugin's socket")
+
+    def _answers(self) -> bool:
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
+        with contextlib.suppress(OSError):
+            return self.post("/Plugin.Activate", {})[0] == 200
+        return False
 
     def kill(self) -> None:
         """``kill -9``."""
@@ -122,7 +130,7 @@ def decode_stream(data: bytes) -> list[tuple[str, int, bytes]]:
     return out
 
 
-def read_entries(p: PluginProc, **config) -> list[tuple[str, int, bytes]]:
+def read_entries(p: PluginClient, **config) -> list[tuple[str, int, bytes]]:
     """``ReadLogs``' answer: (source, ts, line with its newline) per entry."""
     status, data = p.post("/LogDriver.ReadLogs", {"Info": info(), "Config": {
         "Since": "0001-01-01T00:00:00Z", "Until": "0001-01-01T00:00:00Z", "Tail": -1,
@@ -272,6 +280,26 @@ def test_follow_streams_until_the_fifo_closes(plugin, tmp_path):
     assert [e[2] for e in decode_stream(data)] == [b"first\n", b"second\n"]
 
 
+def test_stop_logging_answers_while_docker_still_holds_the_fifo(plugin, tmp_path):
+    """Docker calls StopLogging before it closes its end of the FIFO (moby's
+    ``pluginAdapter.Close``): the answer comes once what is in the pipe is stored, not at an
+    EOF that only follows the answer; ``ReadLogs`` right after has every line."""
+    from logpipe.plugin.protocol import STOP_WAIT
+
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info()})
+    w = open(fifo, "wb", buffering=0)
+    try:
+        w.write(b"".join(frame("stdout", 1 + i, b"s%d" % i) for i in range(3000)))
+        status, data = plugin.post("/LogDriver.StopLogging", {"File": fifo},
+                                   timeout=STOP_WAIT / 2)
+        assert (status, json.loads(data)) == (200, {"Err": ""})
+        assert [e[2] for e in read_entries(plugin)] == [b"s%d\n" % i for i in range(3000)]
+    finally:
+        w.close()
+
+
 def test_killed_plugin_is_restarted_and_adopts_the_fifo(tmp_path):
     """``kill -9`` of the plugin while a container logs: what it had read is on disk; the
     writes made while no one reads fail (EPIPE: on Docker's side, lost there); the restarted
@@ -332,6 +360,83 @@ def test_adopted_fifo_starting_inside_a_frame_is_resynchronised(tmp_path):
     t.join(10)
     assert not t.is_alive()
     assert [c.data for c in sink.chunks] == [b"x%d\n" % i for i in range(50)]
+
+
+# -- "docker-plugin": true in daemon.json ----------------------------------------------------
+
+
+@pytest.fixture
+def plugin_daemon():
+    """``logpipe daemon`` with ``"docker-plugin": true`` and a socket of its own (a short
+    temporary path: unix socket paths are limited to 108 bytes)."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="lpdp-")
+    sock = os.path.join(base, "lp.sock")
+    d = start_daemon(base, os.path.join(base, "root"), {
+        "default-runtime": "process", "docker-plugin": True, "docker-plugin-socket": sock})
+    try:
+        yield d, PluginClient(sock)
+    finally:
+        stop_daemon(d)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_daemon_json_docker_plugin_serves_the_protocol(plugin_daemon, tmp_path):
+    """The daemon answers Activate, StartLogging and ReadLogs on the plugin's socket, stores
+    under ``<data-root>/docker-plugin``, and still serves its Engine API; the socket goes
+    with the daemon."""
+    from runtime.cli.client import Client
+
+    d, p = plugin_daemon
+    assert p.call("/Plugin.Activate", {}) == {"Implements": ["LogDriver"]}
+    assert Client(d.host, autostart=False).json("GET", "/containers/json") == []
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    assert p.call("/LogDriver.StartLogging", {"File": fifo, "Info": info()}) == {"Err": ""}
+    with open(fifo, "wb") as w:
+        w.write(b"".join(frame("stdout", 1 + i, b"d%d" % i) for i in range(500)))
+    assert p.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
+    assert [e[2] for e in read_entries(p)] == [b"d%d\n" % i for i in range(500)]
+    assert os.path.isfile(os.path.join(d.root, "docker-plugin", "containers", CID,
+                                       "plugin.json"))
+    stop_daemon(d)
+    assert not os.path.exists(p.sock)
+
+
+@pytest.mark.parametrize("config, text", [
+    ({"docker-plugin": "yes"}, '"docker-plugin" must be true or false'),
+    ({"docker-plugin-socket": "/run/docker/plugins/x.sock"},
+     '"docker-plugin-socket" is set but "docker-plugin" is not true'),
+    ({"docker-plugin": True, "docker-plugin-socket": "lp.sock"}, "must be an absolute path"),
+    ({"docker-plugin": True, "docker-plugin-socket": "/run/docker/plugins/lp"},
+     "ending in .sock"),
+    ({"docker-plugin": True, "docker-plugin-socket": "/" + "a" * 120 + ".sock"},
+     "at most 107 bytes"),
+])
+def test_daemon_json_docker_plugin_bad_values_are_refused(tmp_path, config, text):
+    from runtime.config import ConfigError, load_config
+
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="unable to configure the daemon") as raised:
+        load_config(config_file=str(path), data_root=str(tmp_path / "root"))
+    assert text in str(raised.value)
+
+
+def test_daemon_json_docker_plugin_defaults_and_no_protobuf_at_import(tmp_path):
+    """``true`` alone: Docker's ``logpipe`` driver socket, logs under the data root; and
+    neither the config nor the daemon module loads protobuf."""
+    script = (
+        "import json, sys\n"
+        "from runtime.config import load_config\n"
+        "import runtime.daemon\n"
+        f"open({str(tmp_path / 'd.json')!r}, 'w').write(json.dumps({{'docker-plugin': True}}))\n"
+        f"c = load_config(config_file={str(tmp_path / 'd.json')!r}, data_root='/x')\n"
+        "print(c.docker_plugin_socket, c.docker_plugin_root, 'google.protobuf' in sys.modules)\n")
+    out = subprocess.run([LOGPIPE[0], "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["/run/docker/plugins/logpipe.sock", "/x/docker-plugin", "False"]
 
 
 # -- a real dockerd --------------------------------------------------------------------------
@@ -431,3 +536,62 @@ def test_docker_run_into_fluentd_through_the_plugin(real_docker, real_busybox, d
             assert real_docker.cli("logs", "--tail", "1", name).stdout == b"5000\n"
         finally:
             real_docker.cli("rm", "-f", name)
+
+
+def test_docker_run_through_the_daemon_s_plugin(real_docker, real_busybox):
+    """A real Docker's container logs through ``logpipe daemon``'s ``"docker-plugin": true``
+    socket, and ``docker logs`` reads it back."""
+    import shutil
+    import tempfile
+
+    name = f"logpipe-test-{uuid.uuid4().hex[:8]}"
+    os.makedirs("/run/docker/plugins", exist_ok=True)
+    sock = f"/run/docker/plugins/{name}.sock"
+    base = tempfile.mkdtemp(prefix="lpdp-")
+    d = start_daemon(base, os.path.join(base, "root"), {
+        "default-runtime": "process", "docker-plugin": True, "docker-plugin-socket": sock})
+    container = f"lp-plugin-{uuid.uuid4().hex[:6]}"
+    try:
+        run = real_docker.cli("run", "--name", container, "--network", "none", "--log-driver",
+                              name, real_busybox, "sh", "-c", "seq 1 3000", limit=120)
+        assert run.returncode == 0, run.stderr
+        logs = real_docker.cli("logs", "--tail", "3", container)
+        assert logs.stdout == b"2998\n2999\n3000\n", logs.stderr
+    finally:
+        real_docker.cli("rm", "-f", container)
+        stop_daemon(d)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_managed_plugin_built_offline_logs_and_reads(real_docker, real_busybox, tmp_path):
+    """``conf/docker-plugin/build.sh`` (the host's Python and a pip install of logpipe as
+    the rootfs) makes a managed plugin that Docker enables, logs a container through into
+    the ``data`` mount, and answers ``docker logs`` from."""
+    import shutil
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    name = f"lp-managed-{uuid.uuid4().hex[:6]}:latest"
+    env = dict(os.environ, DOCKER_HOST=real_docker.host, DOCKER_API_VERSION="1.41",
+               DOCKER_CONFIG=os.path.join(real_docker.base, "cli"),
+               PYTHON=sys.executable)
+    work, data = tmp_path / "plugin", tmp_path / "data"
+    data.mkdir()
+    build = subprocess.run([os.path.join(repo, "conf", "docker-plugin", "build.sh"), name,
+                            str(work)], env=env, capture_output=True, timeout=600)
+    container = f"lp-managed-{uuid.uuid4().hex[:6]}"
+    try:
+        assert build.returncode == 0, build.stderr[-3000:]
+        assert real_docker.cli("plugin", "set", name, f"data.source={data}").returncode == 0
+        enable = real_docker.cli("plugin", "enable", name, limit=120)
+        assert enable.returncode == 0, enable.stderr
+        run = real_docker.cli("run", "--name", container, "--network", "none", "--log-driver",
+                              name, real_busybox, "sh", "-c", "seq 1 2000", limit=120)
+        assert run.returncode == 0, run.stderr
+        logs = real_docker.cli("logs", "--tail", "2", container)
+        assert logs.stdout == b"1999\n2000\n", logs.stderr
+        assert any(data.glob("containers/*/plugin.json"))
+    finally:
+        real_docker.cli("rm", "-f", container)
+        real_docker.cli("plugin", "disable", "-f", name)
+        real_docker.cli("plugin", "rm", "-f", name)
+        shutil.rmtree(work, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from logpipe.errors import LogpipeError
 from .store import Logger, load_meta
 
 log = logging.getLogger("logpipe.plugin")
-#: How long StopLogging waits for the FIFO to be drained to its end before answering.
+#: How long StopLogging waits for what is in the FIFO to be stored before answering.
 STOP_WAIT = 10.0
 #: What Docker's plugin client sends and plugins answer with.
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
@@ -47,12 +48,14 @@ class Plugin:
         self.loggers[fifo] = logger
 
     async def stop_logging(self, body: dict[str, Any]) -> None:
-        """Docker closes its end of the FIFO before this call: wait (bounded) for the
-        thread to store what was left in the pipe, so ``docker logs`` right after sees it."""
+        """Docker calls this before it closes its end of the FIFO (moby's
+        ``pluginAdapter.Close``), having written its last line: wait (bounded) until the
+        thread has stored what is in the pipe, so ``docker logs`` right after sees it. The
+        thread ends at the EOF that follows the answer."""
         logger = self.loggers.pop(body.get("File") or "", None)
         if logger is not None:
             logger.release()
-            await asyncio.get_running_loop().run_in_executor(None, logger.wait, STOP_WAIT)
+            await asyncio.get_running_loop().run_in_executor(None, logger.flush, STOP_WAIT)
             try:
                 logger.stopped()
             except (OSError, LogpipeError) as err:
@@ -150,3 +153,18 @@ def make_app(plugin: Plugin) -> web.Application:
     app.router.add_post("/LogDriver.StopLogging", stop_logging)
     app.router.add_post("/LogDriver.ReadLogs", read_logs)
     return app
+
+
+async def start_site(data_root: str, path: str) -> web.AppRunner:
+    """The plugin served on ``path`` from a running event loop (``logpipe daemon`` with
+    ``"docker-plugin": true``); the caller prepares the socket's path and cleans the runner
+    up. The FIFOs of containers still logging are re-adopted before the socket answers, as
+    by ``logpipe docker-plugin``."""
+    os.makedirs(data_root, mode=0o700, exist_ok=True)
+    plugin = Plugin(data_root)
+    await asyncio.get_running_loop().run_in_executor(None, plugin.adopt)
+    # A ``docker logs -f`` in progress must not hold the daemon's exit for aiohttp's 60 s.
+    runner = web.AppRunner(make_app(plugin), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    return runner

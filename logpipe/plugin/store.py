@@ -19,11 +19,12 @@ from typing import Any, Mapping
 from logpipe.driver import LogInfo
 from logpipe.errors import InvalidParameter, LogpipeError
 
+from .fifo import FlushRequest, drain
+
 #: The option that picks logpipe's driver; every other ``--log-opt`` is that driver's.
 DRIVER_OPT = "logpipe-driver"
 DEFAULT_DRIVER = "local"
 META = "plugin.json"
-READ_SIZE = 256 << 10
 
 
 def log_info(info: Mapping[str, Any], log_dir: str, opts: Mapping[str, str]) -> LogInfo:
@@ -108,6 +109,7 @@ class Logger:
         self.sink = self.guard = None
         self.error = ""
         self.lines = 0
+        self.flush_request = FlushRequest()
         self.thread = threading.Thread(target=self._run, name=f"fifo {os.path.basename(fifo)}",
                                        daemon=True)
 
@@ -152,30 +154,35 @@ class Logger:
         try:
             fd = self.fd if self.fd is not None else \
                 os.open(self.fifo, os.O_RDONLY | os.O_CLOEXEC)  # waits for Docker's end
-            drain(fd, self, self, self.adopted)
+            drain(fd, self, self, self.adopted, self.flush_request)
         except (OSError, ValueError) as err:
             self._report(f"reading {self.fifo}: {err}")
         finally:
-            if self.sink is not None:
-                if self.sink is not self.guard:
-                    self.sink.close()
-                self.guard.close()
+            try:
+                if self.sink is not None:
+                    if self.sink is not self.guard:
+                        self.sink.close()
+                    self.guard.close()
+            finally:
+                self.flush_request.end()
 
     def _report(self, text: str) -> None:
         self.error = text
         os.write(2, f"logpipe docker-plugin: {self.info.container_id[:12]}: {text}\n"
                  .encode(errors="replace"))
 
-    def wait(self, timeout: float) -> bool:
-        """Whether the FIFO was drained to its end within ``timeout`` seconds."""
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+    def flush(self, timeout: float) -> bool:
+        """Whether everything written so far was stored within ``timeout`` seconds: the
+        FIFO read to its end, or found empty (``fifo.FlushRequest``: Docker closes its end
+        only after StopLogging has answered)."""
+        return self.flush_request.ask(timeout)
 
     def release(self) -> None:
-        """Docker has closed its end (it does so before StopLogging), but may never have
-        opened it: ``docker logs`` of a stopped container starts a logger only to read, and
-        its FIFO may never get a writer. Opening and closing a write end ourselves ends a
-        thread still waiting in ``open`` (it then reads EOF), so the log's writer closes."""
+        """StopLogging for a FIFO Docker may never have opened: ``docker logs`` of a stopped
+        container starts a logger only to read, and its FIFO may never get a writer.
+        Opening and closing a write end ourselves ends a thread still waiting in ``open``
+        (it then reads EOF), so the log's writer closes. When Docker's end is open (it
+        closes it only after StopLogging answers), this changes nothing."""
         try:
             os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
         except OSError:  # no reader any more (ENXIO), or the FIFO is gone: nothing waits
@@ -233,38 +240,6 @@ def _ship_rest(data_root: str, meta: Mapping[str, Any]) -> None:
                     meta["Opts"])
     if not spool_drained(info, name):
         start_shipper(name, load_driver(name, meta.get("Ref")), info)
-
-
-def drain(fd: int, sink, counter: Any = None, adopted: bool = False) -> None:
-    """Read the FIFO ``fd`` until EOF (closing it), writing each read's entries through
-    ``sink`` as one batch. ``adopted``: the FIFO was read by a plugin that died, and may
-    start inside a frame."""
-    from .entry import decode_frames, resync
-
-    try:
-        from logpipe.capture import enlarge_pipe
-
-        enlarge_pipe(fd)
-        buf = bytearray()
-        while True:
-            data = os.read(fd, READ_SIZE)
-            if not data:
-                break
-            buf += data
-            if adopted:
-                start = resync(buf)
-                if start is None:
-                    continue
-                del buf[:start]
-                adopted = False
-            chunks, used = decode_frames(buf)
-            del buf[:used]
-            if chunks:
-                sink.write(chunks)
-                if counter is not None:
-                    counter.lines += len(chunks)
-    finally:
-        os.close(fd)
 
 
 def save_meta(log_dir: str, meta: Mapping[str, Any]) -> None:
