@@ -321,8 +321,12 @@ def _listen(root: str) -> socket.socket:
         sock.bind(temp)
     finally:
         os.umask(old)
-    sock.listen(64)
-    os.rename(temp, SOCKET)
+    try:
+        sock.listen(64)
+        os.rename(temp, SOCKET)
+    except OSError:
+        os.unlink(temp)
+        raise
     return sock
 
 
