@@ -5,8 +5,13 @@ terminal and the exit recording share one synchronous selector loop and its stat
 storage guard, the plan, the spool and the stdin relay (``runtime.stdin_relay``) are
 elsewhere.
 
-``python -m runtime.shim [--detach] <container-dir>``. The shim starts the container through
-its executor with the write ends of two pipes, stores everything read from them through the
+``python -m runtime.shim [--detach] <container-dir>``, or forked by the shim parent
+(``runtime/shim_parent.py``), which runs the same ``main``: its pages are then shared with
+the parent and every other shim, and the shim owns only what it writes to. So the
+container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a short-lived
+child of the shim (``_in_worker``), and the heap is trimmed after start-up and after each
+burst of output. The shim starts the container through its executor with the write ends of
+two pipes, stores everything read from them through the
 container's storage driver, or the spool of a remote one, as the container's ``LogPlan``
 says (``logpipe.capture.pump``), reaps the container (it is a child
 subreaper, so a process that runc leaves behind is reparented to it), writes ``state.json``
@@ -25,8 +30,8 @@ Control protocol: one JSON object per line each way. ``{"op":"status"}`` → the
 ``{"op":"resize","height":24,"width":80}`` → ``{"ok":true}`` (the terminal's size; ignored
 without one). Failures answer ``{"error":"..."}``.
 
-What it must not do: depend on the daemon (it runs in its own session, survives the daemon's
-death and is found again through the socket and ``state.json``), talk to the network, or
+What it must not do: depend on the daemon or the shim parent (it runs in its own session,
+survives their deaths and is found again through the socket and ``state.json``), talk to the network, or
 import more than capture and the storage drivers need — its memory is the per-container cost.
 Nor die of its disk: a full or failing disk is survived (``logpipe.storage_guard`` counts
 what cannot be stored, keeps the pipes drained and resumes by itself), and ``shim.log`` and

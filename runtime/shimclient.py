@@ -1,8 +1,11 @@
 """The daemon's side of a shim: start one, talk to it, and find out what happened without it.
 
-``spawn_shim`` starts ``python -m runtime.shim --detach DIR`` in its own session, with its
-output in ``DIR/shim.log``; the shim forks once more, so it is nobody's child and a daemon
-that dies or restarts neither kills it nor has to reap it. ``ShimClient`` speaks the shim's
+``spawn_shim`` has the shim parent of the data root fork the shim
+(``runtime.shim_parent_client``), else starts ``python -m runtime.shim --detach DIR``; either
+way the shim is in its own session, with its output in ``DIR/shim.log``, and nobody's child,
+so a daemon that dies or restarts neither kills it nor has to reap it. ``_is_shim`` knows a
+shim by its pid without trusting the pid alone (pids are reused): an exec'd one by its
+command line, a forked one by its name and cwd. ``ShimClient`` speaks the shim's
 control protocol (one JSON object per line, see ``runtime/shim.py``). ``recover_state`` is
 what a (re)started daemon believes about a container: the live shim's answer, else the last
 ``state.json``, else — for a shim that died before recording the exit — ``exited`` with
