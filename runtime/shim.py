@@ -31,8 +31,9 @@ Control protocol: one JSON object per line each way. ``{"op":"status"}`` → the
 without one). Failures answer ``{"error":"..."}``.
 
 What it must not do: depend on the daemon or the shim parent (it runs in its own session,
-survives their deaths and is found again through the socket and ``state.json``), talk to the network, or
-import more than capture and the storage drivers need — its memory is the per-container cost.
+survives their deaths and is found again through the socket and ``state.json``), talk to
+the network, or import more than capture and the storage drivers need — its memory is the
+per-container cost.
 Nor die of its disk: a full or failing disk is survived (``logpipe.storage_guard`` counts
 what cannot be stored, keeps the pipes drained and resumes by itself), and ``shim.log`` and
 ``state.json``, on the same disk, are written without ever raising out of the shim. The

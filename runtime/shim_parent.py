@@ -80,7 +80,8 @@ def inheritance(env: dict[str, str], python: str = sys.executable) -> dict:
             cgroup = f.read()
     except OSError:
         cgroup = ""
-    return {"python": os.path.realpath(python), "env": sorted(f"{k}={v}" for k, v in env.items()), "umask": _umask(),
+    return {"python": os.path.realpath(python),
+            "env": sorted(f"{k}={v}" for k, v in env.items()), "umask": _umask(),
             "rlimits": [list(resource.getrlimit(getattr(resource, name)))
                         for name in _RLIMITS if hasattr(resource, name)],
             "cgroup": cgroup}
@@ -330,15 +331,6 @@ def _listen(root: str) -> socket.socket:
     return sock
 
 
-def _trim_heap() -> None:
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _log(text: str) -> None:
     from runtime.state import now_rfc3339
 
@@ -370,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parent = Parent(root, listener, files)
     gc.collect()
     gc.freeze()  # what is here now is shared with every shim: no collection may touch it
+    from runtime.shim import _trim_heap
+
     _trim_heap()
     directory = parent.serve()
     if directory is None:
