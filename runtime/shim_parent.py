@@ -331,6 +331,17 @@ def _listen(root: str) -> socket.socket:
     return sock
 
 
+def _write_pid_file() -> None:
+    """For people and benchmarks (the daemon finds the parent by its socket): a full disk
+    must not stop the parent."""
+    try:
+        with open(PID_FILE + ".tmp", "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.rename(PID_FILE + ".tmp", PID_FILE)
+    except OSError as err:
+        _log(f"writing {PID_FILE}: {err}")
+
+
 def _log(text: str) -> None:
     from runtime.state import now_rfc3339
 
@@ -356,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         os.write(1, b"%d\n" % pid)
         os._exit(0)
     os.dup2(2, 1)  # stdout → our log, which also tells the starter we are done
-    with open(PID_FILE + ".tmp", "w") as f:
-        f.write(f"{os.getpid()}\n")
-    os.rename(PID_FILE + ".tmp", PID_FILE)
+    _write_pid_file()
     parent = Parent(root, listener, files)
     gc.collect()
     gc.freeze()  # what is here now is shared with every shim: no collection may touch it
