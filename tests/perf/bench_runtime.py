@@ -11,10 +11,13 @@ PATH, else ``process`` (no isolation); the first line printed says which.
 
 - create+start latency: ~50 ``POST /containers/create`` + ``POST /containers/{id}/start``
   through the Engine API (``start`` answers once the shim has recorded the container as
-  running); p50/p99. Also ``logpipe run -d`` from the CLI, interpreter start-up included.
-- shim memory per idle container: the 50 containers above run ``sleep``; VmRSS from
-  ``/proc/<ShimPid>/status`` and Pss from ``/proc/<ShimPid>/smaps_rollup`` (ShimPid from
-  ``<data-root>/containers/<id>/state.json``), median over the 50.
+  running); p50/p99; also 10 probes (each removed again) with 1, 10 and 50 containers already
+  running. Also ``logpipe run -d`` from the CLI, interpreter start-up included.
+- shim memory per container: RSS, PSS and USS (Private_Clean + Private_Dirty) from
+  ``/proc/<ShimPid>/smaps_rollup`` (ShimPid from ``state.json``), median and max, and the
+  shim parent's PSS shared out over them: for the 50 idle ones (``sleep``); again after a
+  daemon restart (SIGTERM, a new daemon adopts them); and for a few containers that have each
+  logged 100 MB (1 KiB lines from ``yes``, then ``sleep``), once their shims report it stored.
 - daemon memory: the daemon's VmRSS (and Pss) with no container, then with the 50 idle ones.
 - end-to-end throughput container → driver → disk: a container ``cat``s a pre-generated file
   of SIZE-byte lines (the storage benchmark's ``producer.py`` text), bind-mounted read-only
