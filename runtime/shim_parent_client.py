@@ -33,6 +33,8 @@ from .shimclient import ParentUnusable, ShimError, connect_unix, shim_environmen
 LOCK = "shim-parent.lock"
 #: After a parent failed to start, shims are exec'd for this long before trying again.
 RETRY_AFTER = 30.0
+#: A daemon shutting down waits no longer than this for the parent to acknowledge ``stop``.
+STOP_TIMEOUT = 2.0
 
 
 class ShimParent:
@@ -46,22 +48,20 @@ class ShimParent:
         self._lock = threading.Lock()
         self._failed_at = -RETRY_AFTER  # when a parent last failed to start
 
-
     def spawn(self, container_dir: str) -> int:
         """Fork the shim of ``container_dir``; its pid."""
         env = shim_environment(self.python)
         expect = inheritance(env, self.python)
-        for attempt in range(2):
-            stale = ""
-            try:
-                return self._spawn(container_dir, expect)
-            except _Stale as err:
-                stale = str(err)
-            except ParentUnusable:
-                if attempt:
-                    raise
-            self._restart(env, stale)
-        raise ParentUnusable("the shim parent stayed stale after a restart")
+        try:
+            return self._spawn(container_dir, expect)
+        except _Stale as err:
+            self._restart(env, str(err))  # stop it, start another
+        except ParentUnusable:
+            self._restart(env, "")  # none runs (or it died): start one
+        try:
+            return self._spawn(container_dir, expect)
+        except _Stale as err:
+            raise ParentUnusable(f"a new shim parent is stale at once: {err}") from None
 
     def identity(self) -> dict:
         return self._request({"op": "identity"})
@@ -69,7 +69,7 @@ class ShimParent:
     def stop(self) -> bool:
         """Ask the running parent to exit (a daemon shutting down): whether one answered."""
         try:
-            self._request({"op": "stop"})
+            self._request({"op": "stop"}, timeout=min(self.timeout, STOP_TIMEOUT))
             return True
         except (OSError, ShimError, ValueError):
             return False
@@ -146,8 +146,8 @@ class ShimParent:
         if not out.strip().isdigit():
             raise ParentUnusable(f"the shim parent did not start (see {LOG} in {self.root})")
 
-    def _request(self, request: dict) -> dict:
-        with connect_unix(self.root, SOCKET, self.timeout) as sock:
+    def _request(self, request: dict, timeout: float | None = None) -> dict:
+        with connect_unix(self.root, SOCKET, timeout or self.timeout) as sock:
             sock.sendall(json.dumps(request).encode() + b"\n")
             return _read_reply(sock)
 
