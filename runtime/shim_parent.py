@@ -1,6 +1,6 @@
 """The shim parent: one pre-initialised interpreter per data root that forks every shim.
 
-An exec'd shim is a whole Python interpreter of its own, about 7 MiB of PSS per container.
+An exec'd shim is a whole Python interpreter of its own, 7–11 MiB of PSS per container.
 A shim forked from a process that has already imported everything a shim uses shares those
 pages copy-on-write with it and with every other shim: what it owns is what it touches.
 So the daemon starts this process once (``runtime.shim_parent_client``), in its own session,
