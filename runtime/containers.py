@@ -57,6 +57,7 @@ from .network import store as netstore
 from .resources import cannot_update, check_request, updated
 from .restart import next_backoff, should_restart
 from .rootfs import writable_size
+from .shim_parent_client import ShimParent
 from .shimclient import ShimClient, ShimError, recover_state, settle_run, spawn_shim
 from .shipping import Shipping
 from .network.early import EarlySetup
@@ -236,6 +237,8 @@ class ContainerStore:
         self.shipping = Shipping()
         self.volumes = VolumeStore(config.data_root, self.volume_users)
         self.events = Events(config.data_root)
+        # Forks every shim: shared pages instead of an interpreter per container.
+        self.shim_parent = ShimParent(config.data_root)
 
     def container_event(self, c: Container, action: str,
                         extra: Mapping[str, str] | None = None) -> None:
@@ -442,7 +445,7 @@ class ContainerStore:
         self._volume_events(c, "mount")
         early = EarlySetup.begin(c.spec)  # the network's setup, beside the shim's start-up
         try:
-            await asyncio.to_thread(spawn_shim, c.spec.dir)
+            await asyncio.to_thread(spawn_shim, c.spec.dir, parent=self.shim_parent)
         except ShimError as err:
             c.state = recover_state(c.spec.dir) or State(status=EXITED, exit_code=128,
                                                          error=str(err), finished_at=now_rfc3339())
@@ -923,6 +926,7 @@ class ContainerStore:
             self._cancel_restart(c)
         self.shipping.shutdown()
         self.events.close()
+        self.shim_parent.stop()  # started again by the next daemon's first start
 
     def counts(self) -> dict[str, int]:
         statuses = [c.status for c in self.containers.values()]

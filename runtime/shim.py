@@ -5,8 +5,13 @@ terminal and the exit recording share one synchronous selector loop and its stat
 storage guard, the plan, the spool and the stdin relay (``runtime.stdin_relay``) are
 elsewhere.
 
-``python -m runtime.shim [--detach] <container-dir>``. The shim starts the container through
-its executor with the write ends of two pipes, stores everything read from them through the
+``python -m runtime.shim [--detach] <container-dir>``, or forked by the shim parent
+(``runtime/shim_parent.py``), which runs the same ``main``: its pages are then shared with
+the parent and every other shim, and the shim owns only what it writes to. So the
+container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a short-lived
+child of the shim (``_in_worker``), and the heap is trimmed after start-up and after each
+burst of output. The shim starts the container through its executor with the write ends of
+two pipes, stores everything read from them through the
 container's storage driver, or the spool of a remote one, as the container's ``LogPlan``
 says (``logpipe.capture.pump``), reaps the container (it is a child
 subreaper, so a process that runc leaves behind is reparented to it), writes ``state.json``
@@ -25,9 +30,10 @@ Control protocol: one JSON object per line each way. ``{"op":"status"}`` → the
 ``{"op":"resize","height":24,"width":80}`` → ``{"ok":true}`` (the terminal's size; ignored
 without one). Failures answer ``{"error":"..."}``.
 
-What it must not do: depend on the daemon (it runs in its own session, survives the daemon's
-death and is found again through the socket and ``state.json``), talk to the network, or
-import more than capture and the storage drivers need — its memory is the per-container cost.
+What it must not do: depend on the daemon or the shim parent (it runs in its own session,
+survives their deaths and is found again through the socket and ``state.json``), talk to
+the network, or import more than capture and the storage drivers need — its memory is the
+per-container cost.
 Nor die of its disk: a full or failing disk is survived (``logpipe.storage_guard`` counts
 what cannot be stored, keeps the pipes drained and resumes by itself), and ``shim.log`` and
 ``state.json``, on the same disk, are written without ever raising out of the shim. The
@@ -65,6 +71,11 @@ PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST = 64 << 10
 #: How many wake-ups a stop waits for a read-free moment before abandoning one batch.
 STOP_TRIES = 100
+#: After this many batches, the heap is trimmed once output pauses for ``TRIM_DELAY`` s:
+#: what a burst of output allocated goes back to the kernel instead of staying in the
+#: shim's resident memory while it idles.
+TRIM_EVERY = 256
+TRIM_DELAY = 1.0
 
 
 class _StopReading(Exception):
@@ -76,14 +87,20 @@ class _Sink:
     the shim has decided to stop reading, the first batch written ends ``pump`` — after it is
     stored. Write errors never get here: ``StorageGuard`` counts them and retries."""
 
-    __slots__ = ("inner", "stopping")
+    __slots__ = ("inner", "stopping", "batches", "on_burst")
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, on_burst) -> None:
         self.inner = inner
         self.stopping = False
+        self.batches = 0
+        self.on_burst = on_burst
 
     def write(self, batch) -> None:
         self.inner.write(batch)
+        self.batches += 1
+        if self.batches >= TRIM_EVERY:
+            self.batches = 0
+            self.on_burst()
         if self.stopping:
             raise _StopReading
 
@@ -104,6 +121,7 @@ class Shim:
         self.stopping = False
         self.pipes_open = False
         self._stop_seen = self._stop_tries = 0
+        self._trim_at = 0.0  # when a trim is due after a burst (0: none is)
         self.driver = self.buffer = None
         self.guard: StorageGuard | None = None
         self.sink: _Sink | None = None
@@ -145,7 +163,7 @@ class Shim:
         # A spool has its own answer to ``mode`` (what to do when it is full), in the writer.
         self.buffer = self.guard if self.plan.ships else \
             make_sink(self.guard, self.spec.log_opts)
-        self.sink = _Sink(self.buffer)
+        self.sink = _Sink(self.buffer, self._on_burst)
         self.pumping = True
         try:
             pump(sources, self.sink, self.stats, self._handlers(), eager=self.spec.tty)
@@ -171,7 +189,7 @@ class Shim:
         written with what attached clients type."""
         spec = self.spec
         if spec.tty:
-            self.pid, master = self.executor.start_terminal(spec)
+            self.pid, master = _in_worker(lambda: self.executor.start_terminal(spec))
             self.terminal = master
             if spec.open_stdin:  # Docker never closes a terminal's stdin: no StdinOnce
                 self._open_stdin(master, close_on_eof=False, owns_fd=False)
@@ -181,7 +199,7 @@ class Shim:
         for fd in (out_r, err_r):
             enlarge_pipe(fd)
         try:
-            self.pid = self.executor.start(spec, out_w, err_w, in_r)
+            self.pid, _ = _in_worker(lambda: (self.executor.start(spec, out_w, err_w, in_r), -1))
         except BaseException:
             for fd in (out_r, err_r, in_w):
                 if fd is not None:
@@ -324,6 +342,8 @@ class Shim:
         except BlockingIOError:
             pass
         self._reap()
+        if self._trim_at and self.exit_code is None:
+            self._trim_after_burst()
         if self.stopping:
             self._stop_step()
         elif self.exit_code is not None and self.pumping:
@@ -350,6 +370,20 @@ class Shim:
                 self.deadline = time.monotonic() + EXIT_GRACE
                 if self.pumping:
                     signal.setitimer(signal.ITIMER_REAL, EXIT_GRACE + 0.005)
+
+    def _on_burst(self) -> None:
+        """Many batches since the last trim: trim once ``TRIM_DELAY`` s have passed (the
+        alarm is the exit grace's timer too, so only while the container runs)."""
+        if not self._trim_at and self.exit_code is None:
+            self._trim_at = time.monotonic() + TRIM_DELAY
+            signal.setitimer(signal.ITIMER_REAL, TRIM_DELAY)
+
+    def _trim_after_burst(self) -> None:
+        left = self._trim_at - time.monotonic()
+        if left > 0:  # woken by something else
+            return
+        self._trim_at = 0.0
+        _trim_heap()
 
     def _stop_step(self) -> None:
         """Leave ``pump`` without losing a batch it has read but not yet written: either the
@@ -541,6 +575,63 @@ def _open_driver(spec: ContainerSpec, plan: LogPlan, idle=None):
 
         return AttachBuffer(spec.log_info())
     return load_driver(spec.log_type, plan.ref)(spec.log_info())
+
+
+def _in_worker(start) -> tuple[int, int]:
+    """``start()`` — the executor's start, returning (pid, descriptor or -1) — run in a child
+    that exits afterwards. Preparing the root filesystem, the OCI bundle, the network and
+    running ``runc`` touch most of what the shim has imported; done here, they would copy
+    into a shim forked by the shim parent every page they write (reference counts, caches,
+    freed buffers): megabytes that a shim would keep while it idles for days. The
+    container's process is orphaned when the child (or runc) exits, and the shim, a child
+    subreaper, adopts it: it reaps it as before. A pty master comes back over the socket."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        worker = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return start()
+    if worker == 0:  # the worker: report, then leave without running any of the shim's code
+        status = 1
+        try:
+            ours.close()
+            try:
+                pid, fd = start()
+                reply = {"pid": pid}
+            except ExecutorError as err:
+                fd, reply = -1, {"error": str(err), "exit_code": err.exit_code}
+            except Exception as err:  # noqa: BLE001 - reported by the shim as a failed start
+                fd, reply = -1, {"error": str(err) or type(err).__name__}
+            socket.send_fds(theirs, [json.dumps(reply).encode()], [fd] if fd >= 0 else [])
+            status = 0
+        finally:
+            os._exit(status)
+    theirs.close()
+    with ours:
+        data, fds, _, _ = socket.recv_fds(ours, 65536, 1)
+    _wait_for(worker)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        raise ExecutorError("the container's start was interrupted")
+    reply = json.loads(data)
+    if "error" in reply:
+        for fd in fds:
+            os.close(fd)
+        raise ExecutorError(reply["error"], reply.get("exit_code", START_FAILED))
+    return reply["pid"], fds[0] if fds else -1
+
+
+def _wait_for(pid: int) -> None:
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
 
 
 def _oom_counter(pid: int) -> tuple[str | None, int]:

@@ -1,8 +1,11 @@
 """The daemon's side of a shim: start one, talk to it, and find out what happened without it.
 
-``spawn_shim`` starts ``python -m runtime.shim --detach DIR`` in its own session, with its
-output in ``DIR/shim.log``; the shim forks once more, so it is nobody's child and a daemon
-that dies or restarts neither kills it nor has to reap it. ``ShimClient`` speaks the shim's
+``spawn_shim`` has the shim parent of the data root fork the shim
+(``runtime.shim_parent_client``), else starts ``python -m runtime.shim --detach DIR``; either
+way the shim is in its own session, with its output in ``DIR/shim.log``, and nobody's child,
+so a daemon that dies or restarts neither kills it nor has to reap it. ``_is_shim`` knows a
+shim by its pid without trusting the pid alone (pids are reused): an exec'd one by its
+command line, a forked one by its name and cwd. ``ShimClient`` speaks the shim's
 control protocol (one JSON object per line, see ``runtime/shim.py``). ``recover_state`` is
 what a (re)started daemon believes about a container: the live shim's answer, else the last
 ``state.json``, else — for a shim that died before recording the exit — ``exited`` with
@@ -19,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import drivers
 import logpipe
@@ -27,8 +31,12 @@ from logpipe.errors import LogpipeError
 from logpipe.timespec import parse_rfc3339
 
 from .executors import get_executor
+from .shim_parent import SHIM_NAME
 from .spec import SHIM_SOCKET, STDIN_SOCKET, ContainerSpec
 from .state import EXITED, RUNNING, State, now_rfc3339, read_state, write_state
+
+if TYPE_CHECKING:
+    from .shim_parent_client import ShimParent
 
 SHIM_LOG = "shim.log"
 #: Docker's exit code for a container whose exit status was lost.
@@ -46,22 +54,25 @@ class ShimGone(ShimError):
     """No shim listens on the container's socket (it has exited, or died)."""
 
 
-def spawn_shim(container_dir: str, python: str = sys.executable, timeout: float = 20.0) -> int:
+class ParentUnusable(ShimError):
+    """The shim parent forked no shim (none runs, it refused, or it died first): the
+    caller may exec one."""
+
+
+def spawn_shim(container_dir: str, python: str = sys.executable, timeout: float = 20.0,
+               parent: "ShimParent | None" = None) -> int:
     """Start the shim of the container in ``container_dir``; return its pid once it has
-    recorded the container as running (or as failed to start)."""
+    recorded the container as running (or as failed to start). Forked by ``parent`` when
+    given and usable, else exec'd."""
     directory = os.path.abspath(container_dir)
-    argv, env = shim_command(directory, python)
-    with open(os.path.join(directory, SHIM_LOG), "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=log, env=env, start_new_session=True, close_fds=True,
-                                cwd=directory)
-    with proc:
-        out = proc.stdout.read()  # the shim's pid; EOF once it has redirected its stdout
-        proc.wait()
-    try:
-        pid = int(out)
-    except ValueError:
-        raise ShimError(f"shim did not start: {_log_tail(directory)}") from None
+    pid = 0
+    if parent is not None:
+        try:
+            pid = parent.spawn(directory)
+        except ParentUnusable as err:  # no shim was forked: exec one
+            _log_line(directory, f"starting an exec'd shim: {err}")
+    if not pid:
+        pid = _exec_shim(directory, python)
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
@@ -77,6 +88,22 @@ def spawn_shim(container_dir: str, python: str = sys.executable, timeout: float 
         delay = min(delay * 2, 0.05)
 
 
+def _exec_shim(directory: str, python: str) -> int:
+    """``python -m runtime.shim --detach DIR``; the pid of the shim it forks."""
+    argv, env = shim_command(directory, python)
+    with open(os.path.join(directory, SHIM_LOG), "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=log, env=env, start_new_session=True, close_fds=True,
+                                cwd=directory)
+    with proc:
+        out = proc.stdout.read()  # the shim's pid; EOF once it has redirected its stdout
+        proc.wait()
+    try:
+        return int(out)
+    except ValueError:
+        raise ShimError(f"shim did not start: {_log_tail(directory)}") from None
+
+
 def shim_command(directory: str, python: str = sys.executable) -> tuple[list[str], dict]:
     """The shim's command line and environment.
 
@@ -85,14 +112,21 @@ def shim_command(directory: str, python: str = sys.executable) -> tuple[list[str
     files of whatever is installed would otherwise import modules into every shim. Its
     ``sys.path`` is then the daemon's, given explicitly (it includes every ``.pth`` path)."""
     argv = [python, "-m", "runtime.shim", "--detach"]
-    env = dict(os.environ)
     if python == sys.executable:
         argv.insert(1, "-S")
+    return argv + [directory], shim_environment(python)
+
+
+def shim_environment(python: str = sys.executable) -> dict[str, str]:
+    """The environment of a shim (and of the shim parent): the daemon's, with the daemon's
+    ``sys.path`` as ``PYTHONPATH`` when it is the daemon's interpreter (started with ``-S``)."""
+    env = dict(os.environ)
+    if python == sys.executable:
         roots = [os.path.dirname(os.path.abspath(d)) for m in (logpipe, drivers, runtime)
                  for d in m.__path__ if os.path.isdir(d)]
         path = roots + [p for p in sys.path if p and os.path.isabs(p)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
-    return argv + [directory], env
+    return env
 
 
 class ShimClient:
@@ -145,22 +179,7 @@ class ShimClient:
             return False
 
     def _connect(self, name: str = SHIM_SOCKET) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        path = os.path.join(self.dir, name)
-        try:
-            if len(path.encode()) < 100:
-                sock.connect(path)
-            else:  # too long for sun_path: go through a descriptor of the directory
-                dirfd = os.open(self.dir, os.O_PATH)
-                try:
-                    sock.connect(f"/proc/self/fd/{dirfd}/{name}")
-                finally:
-                    os.close(dirfd)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return connect_unix(self.dir, name, self.timeout)
 
     def _request(self, request: dict, timeout: float | None = -1) -> dict:
         try:
@@ -185,6 +204,26 @@ class ShimClient:
         if "error" in reply:
             raise ShimError(reply["error"])
         return reply
+
+
+def connect_unix(directory: str, name: str, timeout: float) -> socket.socket:
+    """A connection to the unix socket ``name`` in ``directory``, however deep that is."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    path = os.path.join(directory, name)
+    try:
+        if len(path.encode()) < 100:
+            sock.connect(path)
+        else:  # too long for sun_path: go through a descriptor of the directory
+            dirfd = os.open(directory, os.O_PATH)
+            try:
+                sock.connect(f"/proc/self/fd/{dirfd}/{name}")
+            finally:
+                os.close(dirfd)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def live_state(container_dir: str, known: State, timeout: float = 2.0) -> State:
@@ -273,7 +312,26 @@ def _is_shim(pid: int, directory: str) -> bool:
         return False
     if stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X"):
         return False
-    return b"runtime.shim" in argv and os.fsencode(directory) in argv
+    if b"runtime.shim" in argv and os.fsencode(directory) in argv:  # exec'd
+        return True
+    # Forked by the shim parent: its command line is the parent's; it names itself and
+    # lives in the container's directory, which no other process named so does.
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            if f.read().rstrip(b"\n") != SHIM_NAME:
+                return False
+        return os.readlink(f"/proc/{pid}/cwd") == os.path.abspath(directory)
+    except OSError:
+        return False
+
+
+def _log_line(directory: str, text: str) -> None:
+    """A line of the daemon's in the container's ``shim.log`` (best effort)."""
+    try:
+        with open(os.path.join(directory, SHIM_LOG), "ab") as f:
+            f.write(f"{now_rfc3339()} logpipe-daemon[{os.getpid()}]: {text}\n".encode())
+    except OSError:
+        pass
 
 
 def _log_tail(directory: str, size: int = 2000) -> str:

@@ -11,10 +11,13 @@ PATH, else ``process`` (no isolation); the first line printed says which.
 
 - create+start latency: ~50 ``POST /containers/create`` + ``POST /containers/{id}/start``
   through the Engine API (``start`` answers once the shim has recorded the container as
-  running); p50/p99. Also ``logpipe run -d`` from the CLI, interpreter start-up included.
-- shim memory per idle container: the 50 containers above run ``sleep``; VmRSS from
-  ``/proc/<ShimPid>/status`` and Pss from ``/proc/<ShimPid>/smaps_rollup`` (ShimPid from
-  ``<data-root>/containers/<id>/state.json``), median over the 50.
+  running); p50/p99; also 10 probes (each removed again) with 1, 10 and 50 containers already
+  running. Also ``logpipe run -d`` from the CLI, interpreter start-up included.
+- shim memory per container: RSS, PSS and USS (Private_Clean + Private_Dirty) from
+  ``/proc/<ShimPid>/smaps_rollup`` (ShimPid from ``state.json``), median and max, and the
+  shim parent's PSS shared out over them: for the 50 idle ones (``sleep``); again after a
+  daemon restart (SIGTERM, a new daemon adopts them); and for a few containers that have each
+  logged 100 MB (1 KiB lines from ``yes``, then ``sleep``), once their shims report it stored.
 - daemon memory: the daemon's VmRSS (and Pss) with no container, then with the 50 idle ones.
 - end-to-end throughput container → driver → disk: a container ``cat``s a pre-generated file
   of SIZE-byte lines (the storage benchmark's ``producer.py`` text), bind-mounted read-only
@@ -179,11 +182,92 @@ def pct(values: list[float], p: float) -> float:
 # -- the benchmarks ----------------------------------------------------------------------------------
 
 
-def bench_latency_and_memory(d: Daemon, n: int, cli_runs: int) -> dict:
+def shim_memory(pid: int) -> tuple[float, float, float]:
+    """(RSS, PSS, USS) of a process in MiB, from ``smaps_rollup``; USS is what only it holds
+    (Private_Clean + Private_Dirty): what killing it would give back."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if rest.strip().endswith("kB"):
+                fields[key] = int(rest.split()[0]) / 1024
+    return (fields.get("Rss", 0.0), fields.get("Pss", 0.0),
+            fields.get("Private_Clean", 0.0) + fields.get("Private_Dirty", 0.0))
+
+
+def shim_parent_pid(d: Daemon) -> int:
+    """The pre-forked shim parent of the data root (0: none, shims are exec'd)."""
+    try:
+        with open(os.path.join(d.data_root, "shim-parent.pid")) as f:
+            pid = int(f.read())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return 0
+
+
+def report_shims(d: Daemon, ids: list[str], what: str) -> dict:
+    """RSS, PSS and USS per shim (median and max), and the shim parent's PSS shared out."""
+    mem = [shim_memory(d.state(cid)["ShimPid"]) for cid in ids]
+    out: dict = {}
+    print(f"== shim memory, {what} ({len(ids)} shims)")
+    for i, name in enumerate(("RSS", "PSS", "USS")):
+        values = [m[i] for m in mem]
+        out[name] = {"median": statistics.median(values), "max": max(values)}
+        print(f"  {name}  median {statistics.median(values):5.2f} MiB  max {max(values):5.2f} MiB")
+    parent = shim_parent_pid(d)
+    if parent:
+        p_pss = shim_memory(parent)[1]
+        out["parent_PSS"] = p_pss
+        out["PSS+parent_share"] = out["PSS"]["median"] + p_pss / len(ids)
+        print(f"  shim parent {parent}: PSS {p_pss:.2f} MiB = {p_pss / len(ids):.3f} MiB per shim; "
+              f"PSS median + that share {out['PSS+parent_share']:5.2f} MiB")
+    return out
+
+
+def timed_starts(d: Daemon, probes: int, running: int) -> dict:
+    """create+start of ``probes`` containers with ``running`` already running; each probe is
+    removed before the next, so the count stays the same."""
+    times = []
+    for _ in range(probes):
+        t0 = time.perf_counter()
+        cid = d.create(["sleep", "3600"])
+        d.start(cid)
+        times.append(time.perf_counter() - t0)
+        d.remove(cid)
+    p50, p99 = pct(times, .5) * 1e3, pct(times, .99) * 1e3
+    print(f"  create+start with {running:2d} running: p50 {p50:6.1f} ms  p99 {p99:6.1f} ms "
+          f"({probes} probes)")
+    return {"p50": p50, "p99": p99}
+
+
+def wait_logged(d: Daemon, cids: list[str], size: int, timeout: float = 600) -> None:
+    from runtime.shimclient import ShimClient
+
+    deadline = time.monotonic() + timeout
+    for cid in cids:
+        client = ShimClient(os.path.join(d.data_root, "containers", cid))
+        while client.status().bytes_logged < size:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{cid[:12]} did not log {size} bytes in {timeout:g} s")
+            time.sleep(0.2)
+
+
+def restart_daemon(d: Daemon, runtime: str) -> None:
+    """SIGTERM, then a new daemon on the same data root: it adopts the running shims."""
+    d.stop()
+    d.__init__(os.path.dirname(d.data_root), runtime)
+
+
+def bench_latency_and_memory(d: Daemon, n: int, cli_runs: int, runtime: str = "",
+                             loggers: int = 5) -> dict:
     print(f"== create+start latency, {n} containers (API: POST create + POST start → running)")
     d0_rss, d0_pss = proc_memory(d.proc.pid)
     create_t, start_t, total_t, ids = [], [], [], []
-    for _ in range(n):
+    results: dict = {"load_before": _load(), "create+start_ms_with_running": {}}
+    for i in range(n):
+        if i in (1, 10):
+            results["create+start_ms_with_running"][i] = timed_starts(d, 10, i)
         t0 = time.perf_counter()
         cid = d.create(["sleep", "3600"])
         t1 = time.perf_counter()
@@ -194,38 +278,44 @@ def bench_latency_and_memory(d: Daemon, n: int, cli_runs: int) -> dict:
         total_t.append(t2 - t0)
         ids.append(cid)
         assert d.state(cid)["Status"] == "running", d.state(cid)
+    results["create+start_ms_with_running"][n] = timed_starts(d, 10, n)
     ms = lambda v: v * 1e3  # noqa: E731
     print(f"  create        p50 {ms(pct(create_t, .5)):6.1f} ms  p99 {ms(pct(create_t, .99)):6.1f} ms")
     print(f"  start         p50 {ms(pct(start_t, .5)):6.1f} ms  p99 {ms(pct(start_t, .99)):6.1f} ms")
     print(f"  create+start  p50 {ms(pct(total_t, .5)):6.1f} ms  p99 {ms(pct(total_t, .99)):6.1f} ms"
           f"  max {ms(max(total_t)):6.1f} ms")
-    results = {"create_ms": {"p50": ms(pct(create_t, .5)), "p99": ms(pct(create_t, .99))},
-               "start_ms": {"p50": ms(pct(start_t, .5)), "p99": ms(pct(start_t, .99))},
-               "create+start_ms": {"p50": ms(pct(total_t, .5)), "p99": ms(pct(total_t, .99)),
-                                   "max": ms(max(total_t))}}
+    results.update({"create_ms": {"p50": ms(pct(create_t, .5)), "p99": ms(pct(create_t, .99))},
+                    "start_ms": {"p50": ms(pct(start_t, .5)), "p99": ms(pct(start_t, .99))},
+                    "create+start_ms": {"p50": ms(pct(total_t, .5)), "p99": ms(pct(total_t, .99)),
+                                        "max": ms(max(total_t))}})
 
     time.sleep(2)  # let every shim settle into its idle loop
-    print(f"== memory with {n} idle containers (sleep 3600)")
-    shims = [proc_memory(d.state(cid)["ShimPid"], anon=True) for cid in ids]
-    rss = [m[0] for m in shims]
-    pss = [m[1] for m in shims]
-    pss_anon = [m[2] for m in shims]
+    results["shims_idle"] = report_shims(d, ids, f"{n} idle containers (sleep 3600)")
     d1_rss, d1_pss = proc_memory(d.proc.pid)
-    print(f"  shim per container: RSS median {statistics.median(rss):5.1f} MiB "
-          f"(min {min(rss):.1f}, max {max(rss):.1f}; target ≤ {TARGET['shim RSS MiB']} MiB, "
-          f"Docker's containerd-shim {DOCKER['shim RSS MiB']} MiB)")
-    print(f"                      PSS median {statistics.median(pss):5.1f} MiB "
-          f"(all {n} shims: {sum(pss):.0f} MiB; Docker's containerd-shim {DOCKER['shim PSS MiB']} MiB)")
-    print(f"                      of which anonymous (private: heap, module objects) "
-          f"{statistics.median(pss_anon):5.1f} MiB")
     print(f"  daemon: RSS {d0_rss:5.1f} MiB with no container → {d1_rss:5.1f} MiB with {n} running"
           f"  (PSS {d0_pss:.1f} → {d1_pss:.1f} MiB)")
-    results.update({"shim_rss_mib": {"median": statistics.median(rss), "min": min(rss),
-                                     "max": max(rss)},
-                    "shim_pss_mib": {"median": statistics.median(pss), "sum": sum(pss),
-                                     "anon_median": statistics.median(pss_anon)},
-                    "daemon_rss_mib": {"idle": d0_rss, f"with {n}": d1_rss},
+    results.update({"daemon_rss_mib": {"idle": d0_rss, f"with {n}": d1_rss},
                     "daemon_pss_mib": {"idle": d0_pss, f"with {n}": d1_pss}})
+
+    if runtime:
+        restart_daemon(d, runtime)
+        assert all(d.client.json("GET", f"/containers/{cid}/json")["State"]["Running"]
+                   for cid in ids), "a container did not survive the daemon's restart"
+        results["shims_after_restart"] = report_shims(d, ids, "after a daemon restart (adopted)")
+        results["create+start_ms_after_restart"] = timed_starts(d, 10, n)
+
+    if loggers:
+        size = 100 * 10**6
+        line = "x" * 1023  # 1 KiB lines: 100 MB is ~100,000 of them
+        busy = []
+        for _ in range(loggers):
+            cid = d.create(["sh", "-c", f"yes {line} | head -c {size}; exec sleep 3600"])
+            d.start(cid)
+            busy.append(cid)
+        wait_logged(d, busy, size)
+        time.sleep(2)
+        results["shims_after_100MB"] = report_shims(d, busy, "each after logging 100 MB")
+        ids += busy
 
     if cli_runs:
         env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
@@ -250,6 +340,7 @@ def bench_latency_and_memory(d: Daemon, n: int, cli_runs: int) -> dict:
     for t in threads:
         t.join()
     print(f"  rm -f of all {len(ids)} containers (in parallel): {time.perf_counter() - t0:.2f} s")
+    results["load_after"] = _load()
     return results
 
 
@@ -366,7 +457,7 @@ def main() -> None:
         print(f"daemon pid {d.proc.pid}, data root {d.data_root}")
         if not args.skip_latency:
             results["latency+memory"] = bench_latency_and_memory(
-                d, args.containers, 5 if args.quick else 10)
+                d, args.containers, 5 if args.quick else 10, runtime, 2 if args.quick else 5)
         if not args.skip_throughput:
             results["throughput"] = bench_throughput(d, total, 1 if args.quick else 3)
     finally:
