@@ -18,7 +18,7 @@ when the test failed):
   without it), so each test runs on both.
 - ``real_docker``: a real dockerd (Debian's docker.io, 20.10) on a private socket and data
   root for the session, fed only what tests ``docker load`` into it; skipped without root or
-  dockerd.
+  dockerd. ``restart(kill=, live_restore=)`` restarts it on the same roots.
 
 A module picks another flavour by overriding ``daemon`` with it; a daemon of its own
 configuration is built with ``api_daemon``, ``start_daemon`` or ``running_daemon``.
@@ -781,21 +781,72 @@ def token_registry(tmp_path) -> Iterator[tuple[Registry, FakeTokenServer]]:
 DOCKERD_BINARY = shutil.which("dockerd")
 
 
-class RealDocker(NamedTuple):
-    """A real dockerd (Debian's docker.io, 20.10) on a private socket and data root."""
-    proc: subprocess.Popen
-    host: str
-    base: str
+class RealDocker:
+    """A real dockerd (Debian's docker.io, 20.10) on a private socket and data root.
+    ``restart`` stops it (SIGTERM, or ``kill -9``) and starts it again on the same roots,
+    with ``live-restore`` on or off; a test that turns it on turns it off again."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.host = "unix://" + os.path.join(base, "d.sock")
+        self.log = os.path.join(base, "dockerd.log")
+        self.proc: subprocess.Popen | None = None
+        self.live_restore = False
+
+    def start(self, live_restore: bool = False) -> None:
+        """Start dockerd and wait until it answers ``/_ping``."""
+        self.live_restore = live_restore
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [DOCKERD_BINARY, "--iptables=false", "--bridge=none", "-H", self.host,
+                 "--data-root", os.path.join(self.base, "data"),
+                 "--exec-root", os.path.join(self.base, "exec"),
+                 "--pidfile", os.path.join(self.base, "dockerd.pid")]
+                + (["--live-restore"] if live_restore else []),
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_until(self._pings, timeout=60, what="dockerd answering /_ping")
+
+    def _pings(self) -> bool:
+        assert self.proc.poll() is None, "dockerd exited: " + open(self.log).read()[-2000:]
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("localhost", timeout=2)
+            conn.sock = socket.socket(socket.AF_UNIX)
+            conn.sock.settimeout(2)
+            conn.sock.connect(self.host[len("unix://"):])
+            try:
+                conn.request("GET", "/_ping")
+                return conn.getresponse().status == 200
+            finally:
+                conn.close()
+        return False
+
+    def restart(self, kill: bool = False, live_restore: bool | None = None) -> None:
+        """SIGTERM (dockerd stops its containers unless live-restore is on) or SIGKILL
+        (containerd and its shims go on), then start again; ``live_restore`` None keeps the
+        current setting."""
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.start(self.live_restore if live_restore is None else live_restore)
 
     def cli(self, *args: str, limit: int = 60,
             stdin: bytes | None = None) -> subprocess.CompletedProcess:
         """The docker CLI against this dockerd; SIGKILL after ``limit`` seconds."""
-        env = dict(os.environ, DOCKER_API_VERSION="1.41",
-                   DOCKER_CONFIG=os.path.join(self.base, "cli"))
         return subprocess.run(["timeout", "-s", "KILL", str(limit),
                                shutil.which("docker") or "docker", "-H", self.host, *args],
                               input=stdin if stdin is not None else b"", capture_output=True,
-                              env=env)
+                              env=self.cli_env())
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment of the docker CLI against this dockerd."""
+        return dict(os.environ, DOCKER_API_VERSION="1.41",
+                    DOCKER_CONFIG=os.path.join(self.base, "cli"))
 
 
 def _stop_dockerd(proc: subprocess.Popen, base: str) -> None:
@@ -830,30 +881,12 @@ def real_docker() -> Iterator[RealDocker]:
     if DOCKERD_BINARY is None:
         pytest.skip("needs Debian's docker.io (dockerd): apt-get install docker.io")
     base = tempfile.mkdtemp(prefix="lpdk-")  # short: unix socket paths ≤ 108 bytes
-    host = "unix://" + os.path.join(base, "d.sock")
-    log = os.path.join(base, "dockerd.log")
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [DOCKERD_BINARY, "--iptables=false", "--bridge=none", "-H", host,
-             "--data-root", os.path.join(base, "data"), "--exec-root", os.path.join(base, "exec"),
-             "--pidfile", os.path.join(base, "dockerd.pid")],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+    docker = RealDocker(base)
     try:
-        def pings() -> bool:
-            assert proc.poll() is None, "dockerd exited: " + open(log).read()[-2000:]
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("localhost", timeout=2)
-                conn.sock = socket.socket(socket.AF_UNIX)
-                conn.sock.settimeout(2)
-                conn.sock.connect(host[len("unix://"):])
-                try:
-                    conn.request("GET", "/_ping")
-                    return conn.getresponse().status == 200
-                finally:
-                    conn.close()
-            return False
-
-        wait_until(pings, timeout=60)
-        yield RealDocker(proc, host, base)
+        docker.start()
+        yield docker
     finally:
-        _stop_dockerd(proc, base)
+        if docker.proc is not None:
+            _stop_dockerd(docker.proc, base)
+        else:
+            shutil.rmtree(base, ignore_errors=True)

@@ -33,10 +33,17 @@ CID = "c0ffee" + "0" * 58
 class PluginProc:
     """A ``logpipe docker-plugin`` process and plain HTTP to its socket."""
 
-    def __init__(self, sock: str, data_root: str) -> None:
+    def __init__(self, sock: str, data_root: str, docker_host: str | None = None,
+                 cleanup_interval: float | None = None) -> None:
+        """``docker_host``: the dockerd whose removed containers' logs go (by default a
+        socket where no Docker answers, so that nothing is ever removed)."""
         self.sock, self.data_root = sock, data_root
+        self.docker_host, self.cleanup_interval = docker_host, cleanup_interval
+        host = docker_host or "unix://" + os.path.join(os.path.dirname(sock), "no-docker.sock")
+        extra = ["--cleanup-interval", str(cleanup_interval)] if cleanup_interval else []
         self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
-                                                "--data-root", data_root],
+                                                "--data-root", data_root,
+                                                "--docker-host", host, *extra],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         wait_until(self._answers, timeout=20, what="the plugin's socket")
@@ -73,8 +80,8 @@ class PluginProc:
         self.proc.stderr.close()
 
     def restart(self) -> None:
-        """A new plugin process on the same socket and data root."""
-        self.__init__(self.sock, self.data_root)
+        """A new plugin process on the same socket, data root and flags."""
+        self.__init__(self.sock, self.data_root, self.docker_host, self.cleanup_interval)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -344,7 +351,7 @@ def docker_plugin(real_docker, tmp_path):
     name = f"logpipe-test-{uuid.uuid4().hex[:8]}"
     os.makedirs("/run/docker/plugins", exist_ok=True)
     sock = f"/run/docker/plugins/{name}.sock"
-    p = PluginProc(sock, str(tmp_path / "data"))
+    p = PluginProc(sock, str(tmp_path / "data"), real_docker.host)
     p.name = name
     yield p
     p.stop()
