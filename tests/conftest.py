@@ -19,6 +19,8 @@ when the test failed):
 - ``real_docker``: a real dockerd (Debian's docker.io, 20.10) on a private socket and data
   root for the session, fed only what tests ``docker load`` into it; skipped without root or
   dockerd. ``restart(kill=, live_restore=)`` restarts it on the same roots.
+- ``docker_plugin``: ``logpipe docker-plugin`` (a ``PluginProc``) where that dockerd finds
+  legacy plugins, asking it which containers exist; ``real_busybox``: busybox in it.
 
 A module picks another flavour by overriding ``daemon`` with it; a daemon of its own
 configuration is built with ``api_daemon``, ``start_daemon`` or ``running_daemon``.
@@ -45,6 +47,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import uuid
 import time
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -890,3 +893,115 @@ def real_docker() -> Iterator[RealDocker]:
             _stop_dockerd(docker.proc, base)
         else:
             shutil.rmtree(base, ignore_errors=True)
+
+
+class PluginProc:
+    """A ``logpipe docker-plugin`` process and plain HTTP to its socket."""
+
+    def __init__(self, sock: str, data_root: str, docker_host: str | None = None,
+                 cleanup_interval: float | None = None) -> None:
+        """``docker_host``: the dockerd whose removed containers' logs go (by default a
+        socket where no Docker answers, so that nothing is ever removed)."""
+        self.sock, self.data_root = sock, data_root
+        self.docker_host, self.cleanup_interval = docker_host, cleanup_interval
+        host = docker_host or "unix://" + os.path.join(os.path.dirname(sock), "no-docker.sock")
+        extra = ["--cleanup-interval", str(cleanup_interval)] if cleanup_interval else []
+        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
+                                                "--data-root", data_root,
+                                                "--docker-host", host, *extra],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        wait_until(self._answers, timeout=20, what="the plugin's socket")
+
+    def _answers(self) -> bool:
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
+        with contextlib.suppress(OSError):
+            return self.post("/Plugin.Activate", {})[0] == 200
+        return False
+
+    def post(self, path: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("localhost", timeout=timeout)
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.settimeout(timeout)
+        conn.sock.connect(self.sock)
+        try:
+            conn.request("POST", path, json.dumps(body),
+                         {"Content-Type": "application/vnd.docker.plugins.v1+json"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def metrics(self) -> dict[tuple[str, str], float]:
+        """``GET /metrics``, parsed: value by (series name, container id)."""
+        conn = http.client.HTTPConnection("localhost", timeout=30)
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.settimeout(30)
+        conn.sock.connect(self.sock)
+        try:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+            text = resp.read().decode()
+        finally:
+            conn.close()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, value = line.rsplit(" ", 1)
+                name, labels = series.split("{", 1)
+                cid = labels.split('container_id="', 1)[1].split('"', 1)[0]
+                out[name, cid] = float(value)
+        return out
+
+    def call(self, path: str, body: dict) -> dict:
+        status, data = self.post(path, body)
+        assert status == 200, data
+        return json.loads(data)
+
+    def kill(self) -> None:
+        """``kill -9``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc.stderr.close()
+
+    def restart(self) -> None:
+        """A new plugin process on the same socket, data root and flags."""
+        self.__init__(self.sock, self.data_root, self.docker_host, self.cleanup_interval)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def docker_plugin(real_docker, tmp_path):
+    """Our plugin at ``/run/docker/plugins/logpipe-test-<random>.sock``, where dockerd looks
+    for legacy plugins; the socket goes afterwards."""
+    name = f"logpipe-test-{uuid.uuid4().hex[:8]}"
+    os.makedirs("/run/docker/plugins", exist_ok=True)
+    sock = f"/run/docker/plugins/{name}.sock"
+    p = PluginProc(sock, str(tmp_path / "data"), real_docker.host, cleanup_interval=0.5)
+    p.name = name
+    yield p
+    p.stop()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+
+
+@pytest.fixture(scope="module")
+def real_busybox(real_docker, busybox_tar):
+    """busybox in the real dockerd (``docker import`` of our rootfs tarball)."""
+    if busybox_tar is None:
+        pytest.skip("needs root, runc and busybox-static for the busybox image")
+    res = real_docker.cli("import", busybox_tar, "lp-busybox:plugin")
+    assert res.returncode == 0, res.stderr
+    return "lp-busybox:plugin"

@@ -7,19 +7,16 @@ messages written into a real FIFO, what the storage driver stored, ``ReadLogs``'
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import struct
-import subprocess
 import uuid
 
 import pytest
 
-from conftest import LOGPIPE, wait_until
+from conftest import PluginProc, wait_until
 
 pytest.importorskip("google.protobuf", reason="the plugin needs protobuf (pip install protobuf)")
 
@@ -28,70 +25,6 @@ from logpipe.plugin.entry import log_entry_class  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 CID = "c0ffee" + "0" * 58
-
-
-class PluginProc:
-    """A ``logpipe docker-plugin`` process and plain HTTP to its socket."""
-
-    def __init__(self, sock: str, data_root: str, docker_host: str | None = None,
-                 cleanup_interval: float | None = None) -> None:
-        """``docker_host``: the dockerd whose removed containers' logs go (by default a
-        socket where no Docker answers, so that nothing is ever removed)."""
-        self.sock, self.data_root = sock, data_root
-        self.docker_host, self.cleanup_interval = docker_host, cleanup_interval
-        host = docker_host or "unix://" + os.path.join(os.path.dirname(sock), "no-docker.sock")
-        extra = ["--cleanup-interval", str(cleanup_interval)] if cleanup_interval else []
-        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
-                                                "--data-root", data_root,
-                                                "--docker-host", host, *extra],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        wait_until(self._answers, timeout=20, what="the plugin's socket")
-
-    def _answers(self) -> bool:
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
-        with contextlib.suppress(OSError):
-            return self.post("/Plugin.Activate", {})[0] == 200
-        return False
-
-    def post(self, path: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("localhost", timeout=timeout)
-        conn.sock = socket.socket(socket.AF_UNIX)
-        conn.sock.settimeout(timeout)
-        conn.sock.connect(self.sock)
-        try:
-            conn.request("POST", path, json.dumps(body),
-                         {"Content-Type": "application/vnd.docker.plugins.v1+json"})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    def call(self, path: str, body: dict) -> dict:
-        status, data = self.post(path, body)
-        assert status == 200, data
-        return json.loads(data)
-
-    def kill(self) -> None:
-        """``kill -9``."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self.proc.stderr.close()
-
-    def restart(self) -> None:
-        """A new plugin process on the same socket, data root and flags."""
-        self.__init__(self.sock, self.data_root, self.docker_host, self.cleanup_interval)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stderr.close()
 
 
 @pytest.fixture
@@ -342,31 +275,6 @@ def test_adopted_fifo_starting_inside_a_frame_is_resynchronised(tmp_path):
 
 
 # -- a real dockerd --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def docker_plugin(real_docker, tmp_path):
-    """Our plugin at ``/run/docker/plugins/logpipe-test-<random>.sock``, where dockerd looks
-    for legacy plugins; the socket goes afterwards."""
-    name = f"logpipe-test-{uuid.uuid4().hex[:8]}"
-    os.makedirs("/run/docker/plugins", exist_ok=True)
-    sock = f"/run/docker/plugins/{name}.sock"
-    p = PluginProc(sock, str(tmp_path / "data"), real_docker.host)
-    p.name = name
-    yield p
-    p.stop()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)
-
-
-@pytest.fixture(scope="module")
-def real_busybox(real_docker, busybox_tar):
-    """busybox in the real dockerd (``docker import`` of our rootfs tarball)."""
-    if busybox_tar is None:
-        pytest.skip("needs root, runc and busybox-static for the busybox image")
-    res = real_docker.cli("import", busybox_tar, "lp-busybox:plugin")
-    assert res.returncode == 0, res.stderr
-    return "lp-busybox:plugin"
 
 
 def test_docker_run_and_logs_through_the_plugin(real_docker, real_busybox, docker_plugin):

@@ -30,7 +30,7 @@ def capture_values(logger: Logger | None) -> dict[str, Any]:
             "StoredLines": logger.lines - lost_lines, "StoredBytes": logger.bytes - lost_bytes,
             "DroppedLines": lost_lines + (spool.dropped_lines if spool else 0),
             "DroppedBytes": lost_bytes + (spool.dropped_bytes if spool else 0),
-            "Failing": int(bool(logger.guard is not None and logger.guard.failing()))}
+            "Failing": int(bool(logger.guard is not None and logger.guard.failing))}
 
 
 def shipping_values(meta: Mapping[str, Any], log_dir: str, shipper) -> dict[str, Any]:

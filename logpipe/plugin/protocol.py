@@ -79,11 +79,13 @@ class Plugin:
         self.loggers[fifo] = logger
 
     async def stop_logging(self, body: dict[str, Any]) -> None:
-        """Docker closes its end of the FIFO before this call: wait (bounded) for the
-        thread to store what was left in the pipe, so ``docker logs`` right after sees it."""
+        """Docker has stopped writing (it closes its end of the FIFO only after this call
+        answers): the thread reads what is left in the pipe and stops (``Logger.finish``);
+        wait (bounded) until it has stored it, so ``docker logs`` right after sees it."""
         logger = self.loggers.pop(body.get("File") or "", None)
         if logger is not None:
             logger.release()
+            logger.finish()
             await asyncio.get_running_loop().run_in_executor(None, logger.wait, STOP_WAIT)
             try:
                 logger.stopped()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from typing import Any, Mapping
 
@@ -24,6 +25,15 @@ DRIVER_OPT = "logpipe-driver"
 DEFAULT_DRIVER = "local"
 META = "plugin.json"
 READ_SIZE = 256 << 10
+#: Interrupts a FIFO read at StopLogging (``Logger.finish``); the plugin's main thread has
+#: a handler for it (``install_wake_handler``), without which it would end the process.
+WAKE_SIGNAL = signal.SIGUSR1
+
+
+def install_wake_handler() -> None:
+    """A handler (doing nothing) for ``WAKE_SIGNAL``: a signal with a handler interrupts a
+    blocked ``read``, an ignored one would not. Main thread only."""
+    signal.signal(WAKE_SIGNAL, lambda signum, frame: None)
 
 
 def log_info(info: Mapping[str, Any], log_dir: str, opts: Mapping[str, str]) -> LogInfo:
@@ -93,6 +103,7 @@ class Logger:
                  adopted: bool = False) -> None:
         self.fifo, self.docker_info, self.adopted = fifo, dict(info), adopted
         self.fd: int | None = None
+        self.fd_lock = threading.Lock()
         if adopted:  # Docker's end is open already: read from before the socket answers
             self.fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             os.set_blocking(self.fd, True)
@@ -151,12 +162,22 @@ class Logger:
 
     def _run(self) -> None:
         try:
-            fd = self.fd if self.fd is not None else \
-                os.open(self.fifo, os.O_RDONLY | os.O_CLOEXEC)  # waits for Docker's end
-            drain(fd, self, self, self.adopted)
+            if self.fd is None:
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_CLOEXEC)  # waits for Docker's end
+                with self.fd_lock:
+                    self.fd = fd
+            # ``drain`` reads (and closes) a duplicate: ``self.fd`` stays open for ``finish``
+            # until the thread is done with the pipe.
+            drain(os.dup(self.fd), self, self, self.adopted)
+        except BlockingIOError:
+            pass  # ``finish``: Docker has stopped writing, and the pipe is empty
         except (OSError, ValueError) as err:
             self._report(f"reading {self.fifo}: {err}")
         finally:
+            with self.fd_lock:
+                if self.fd is not None:
+                    os.close(self.fd)
+                    self.fd = -1
             if self.sink is not None:
                 if self.sink is not self.guard:
                     self.sink.close()
@@ -181,6 +202,19 @@ class Logger:
             os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
         except OSError:  # no reader any more (ENXIO), or the FIFO is gone: nothing waits
             pass
+
+    def finish(self) -> None:
+        """StopLogging: Docker stopped writing before it (it closes its end of the FIFO only
+        after StopLogging answers), so what the thread has not read yet is all in the pipe.
+        From now on a read of an empty pipe fails instead of waiting (the flag is the open
+        file's, shared with ``drain``'s duplicate), and a read already waiting is interrupted
+        (``WAKE_SIGNAL``; Python retries it, and it then finds the pipe empty or not): the
+        thread reads the pipe to its end and stops, without waiting for Docker's close."""
+        with self.fd_lock:
+            if self.fd is None or self.fd < 0 or not self.thread.is_alive():
+                return
+            os.set_blocking(self.fd, False)
+            signal.pthread_kill(self.thread.ident, WAKE_SIGNAL)
 
     def stopped(self) -> None:
         """StopLogging: this log is never to be re-adopted (``adopt``)."""

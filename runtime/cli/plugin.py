@@ -37,6 +37,7 @@ def cmd_docker_plugin(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from logpipe.plugin.protocol import Plugin, make_app
+    from logpipe.plugin.store import install_wake_handler
 
     logging.basicConfig(level=logging.INFO, format="logpipe docker-plugin: %(message)s")
     os.makedirs(os.path.dirname(os.path.abspath(args.socket)), exist_ok=True)
@@ -48,6 +49,7 @@ def cmd_docker_plugin(args: argparse.Namespace) -> int:
     plugin = Plugin(args.data_root, **{k: v for k, v in (
         ("docker_host", args.docker_host), ("sweep_interval", args.cleanup_interval))
         if v is not None})
+    install_wake_handler()
     plugin.adopt()
     web.run_app(make_app(plugin), path=args.socket, print=None, access_log=None)
     return 0
