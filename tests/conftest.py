@@ -827,6 +827,7 @@ class RealDocker:
         """SIGTERM (dockerd stops its containers unless live-restore is on) or SIGKILL
         (containerd and its shims go on), then start again; ``live_restore`` None keeps the
         current setting."""
+        containerd = self._containerd_pid()
         if kill:
             self.proc.kill()
         else:
@@ -836,7 +837,20 @@ class RealDocker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+        if containerd is not None:  # a new dockerd would take a containerd still stopping
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(containerd, signal.SIGKILL)
+            wait_until(lambda: not os.path.exists(f"/proc/{containerd}"), timeout=20,
+                       what="the old containerd gone")
         self.start(self.live_restore if live_restore is None else live_restore)
+
+    def _containerd_pid(self) -> int | None:
+        """The managed containerd's pid (its shims, and so the containers, outlive it)."""
+        try:
+            with open(os.path.join(self.base, "exec", "containerd", "containerd.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
 
     def cli(self, *args: str, limit: int = 60,
             stdin: bytes | None = None) -> subprocess.CompletedProcess:

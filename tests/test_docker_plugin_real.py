@@ -201,3 +201,209 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
         receiver.stop()
         for name in names.values():
             real_docker.cli("rm", "-f", name, limit=20)
+
+
+# -- 3. dockerd restarts -----------------------------------------------------------------------
+
+
+def _gap_check(got: list[int], before: int, last: int | None) -> dict:
+    """What a restart cost, and what it must not: the lines are in order with none twice,
+    everything the plugin had taken before the restart is there, and nothing is missing
+    except (Docker's loss) one run of lines at the restart."""
+    assert got == sorted(set(got)), "a line twice or out of order"
+    assert got[:before] == list(range(1, before + 1)), "a line taken before the restart lost"
+    missing = sorted(set(range(1, (last or got[-1]) + 1)) - set(got))
+    if missing:
+        assert missing == list(range(missing[0], missing[-1] + 1)), f"holes: {missing[:20]}"
+    return {"written": last, "stored": len(got), "lost": len(missing)}
+
+
+@pytest.mark.parametrize("live_restore", [False, True], ids=["no-live-restore", "live-restore"])
+def test_dockerd_restarts_while_a_plugin_container_writes(real_docker, real_busybox,
+                                                          docker_plugin, tmp_path, live_restore,
+                                                          capsys):
+    """SIGTERM, then ``kill -9``, of dockerd while a container writes numbered lines through
+    the plugin: nothing the plugin took is lost or doubled; live-restore keeps the container
+    (and its FIFO, given anew by the restarted dockerd) writing into the same log."""
+    figures = {}
+    try:
+        if live_restore != real_docker.live_restore:
+            real_docker.restart(live_restore=live_restore)
+        for kill in (False, True):
+            gate = tmp_path / f"gate-{kill}"
+            gate.mkdir()
+            name = unique("lp-restart")
+            cid = run_detached(real_docker, docker_plugin, real_busybox, name, "sh", "-c",
+                               WRITER, volume=gate, opts=["logpipe-driver=local"])
+            wait_until(lambda: docker_plugin.metrics().get(
+                ("logpipe_captured_lines_total", cid), 0) >= 2000, timeout=30,
+                what="2000 lines taken")
+            before = int(docker_plugin.metrics()["logpipe_captured_lines_total", cid])
+            real_docker.restart(kill=kill)
+            if live_restore:
+                running = real_docker.cli("inspect", "-f", "{{.State.Running}}", name)
+                assert running.stdout.strip() == b"true", running.stderr
+                n = docker_plugin.metrics()["logpipe_captured_lines_total", cid]
+                wait_until(lambda: docker_plugin.metrics()[
+                    "logpipe_captured_lines_total", cid] > n + 500, timeout=30,
+                    what="lines after the restart")
+                (gate / "stop").touch()
+            assert real_docker.cli("wait", name, limit=30).returncode == 0
+            last = int((gate / "last").read_text()) if (gate / "last").exists() else None
+            got = numbers(real_docker, name)
+            figures["kill -9" if kill else "SIGTERM"] = _gap_check(got, before, last)
+            if live_restore:
+                assert got[-1] == last       # the log goes on after the restart
+            if not kill and not live_restore:
+                assert got == list(range(1, last + 1))  # dockerd stopped it: all stored
+            real_docker.cli("rm", "-f", name)
+    finally:
+        if real_docker.live_restore:
+            real_docker.restart(live_restore=False)
+    with capsys.disabled():
+        print(f"\ndockerd restarts, live-restore={live_restore}: {figures}")
+
+
+# -- 4. the plugin gone while a container writes -----------------------------------------------
+
+
+def _pipe_bytes(fifo: str) -> int:
+    """Bytes waiting in a FIFO (``FIONREAD``), from a read end opened and closed without
+    reading: what Docker's writes put in the pipe that no one has read yet."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    finally:
+        os.close(fd)
+
+
+def test_plugin_gone_while_a_container_writes(real_docker, real_busybox, docker_plugin,
+                                              tmp_path, capsys):
+    """What Docker does while the plugin is gone, and what the plugin promises: lines that
+    Docker wrote into the FIFO before the plugin died (read or still in the pipe) are all in
+    the log once it is back; lines written while no one reads are measured (Docker's side);
+    ``docker run`` with the plugin gone is measured too."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    name = unique("lp-gone")
+    script = ("seq 1 1000; while [ ! -e /gate/1 ]; do sleep 0.02; done; seq 1001 1100; "
+              "touch /gate/b; while [ ! -e /gate/2 ]; do sleep 0.02; done; seq 1101 2000; "
+              "touch /gate/c; while [ ! -e /gate/3 ]; do sleep 0.02; done; seq 2001 3000")
+    cid = run_detached(real_docker, docker_plugin, real_busybox, name, "sh", "-c", script,
+                       volume=gate, opts=["logpipe-driver=json-file"])
+    figures = {}
+    try:
+        wait_until(lambda: docker_plugin.metrics().get(
+            ("logpipe_captured_lines_total", cid), 0) == 1000, timeout=30, what="burst A")
+        import json
+
+        with open(os.path.join(container_dir(docker_plugin, cid), "plugin.json")) as f:
+            fifo = json.load(f)["Fifo"]
+        os.kill(docker_plugin.proc.pid, signal.SIGSTOP)     # alive, but not reading
+        (gate / "1").touch()
+        wait_until(lambda: (gate / "b").exists(), timeout=20, what="burst B written")
+        # Burst B (100 lines of 4 digits, 28 bytes a frame) is in the pipe.
+        wait_until(lambda: _pipe_bytes(fifo) == 2800, timeout=20, what="burst B in the pipe")
+        docker_plugin.kill()
+        (gate / "2").touch()
+        start = time.monotonic()
+        figures["container_blocked"] = True
+        while time.monotonic() - start < 10:   # measured: does the container wait?
+            if (gate / "c").exists():
+                figures["container_blocked"] = False
+                break
+            time.sleep(0.02)
+        figures["burst_C_s"] = round(time.monotonic() - start, 2)
+        probe = real_docker.cli("run", "--rm", "--network", "none", "--log-driver",
+                                docker_plugin.name, real_busybox, "true", limit=30)
+        figures["docker_run_rc"] = probe.returncode
+        figures["docker_run_err"] = probe.stderr.decode().strip()[:160]
+        docker_plugin.restart()
+        (gate / "3").touch()
+        assert real_docker.cli("wait", name, limit=30).returncode == 0
+        got = numbers(real_docker, name)
+        assert got[:1100] == list(range(1, 1101))        # read, and what the pipe held
+        assert got[-1000:] == list(range(2001, 3001))    # after the restart
+        assert got == sorted(set(got))
+        figures["burst_C_lost"] = 900 - len([n for n in got if 1101 <= n <= 2000])
+        with capsys.disabled():
+            print(f"\nplugin gone: {figures}")
+    finally:
+        real_docker.cli("rm", "-f", name)
+
+
+# -- 5. docker logs --until, -t, -f across rotation ----------------------------------------------
+
+
+@pytest.mark.parametrize("driver", ["local", "json-file", "fluentd"])
+def test_docker_logs_follow_until_timestamps_across_rotation(real_docker, real_busybox,
+                                                             docker_plugin, tmp_path, driver):
+    """``docker logs -f`` started before the container writes follows every rotation and
+    ends when it exits, exactly; ``-t`` gives each line's time; ``--until`` a line's time
+    ends there. For fluentd, the spool (``cache-*``) is what rotates and what is read."""
+    with FakeFluentd() as receiver:
+        opts = {"local": ["max-size=16k", "max-file=30"],
+                "json-file": ["max-size=16k", "max-file=30"],
+                "fluentd": ["cache-max-size=16k", "cache-max-file=30", "cache-compress=false",
+                            f"fluentd-address={receiver.address}"]}[driver]
+        gate = tmp_path / "gate"
+        gate.mkdir()
+        name = unique("lp-follow")
+        cid = run_detached(real_docker, docker_plugin, real_busybox, name, "sh", "-c",
+                           "while [ ! -e /gate/go ]; do sleep 0.02; done; seq 1 3000",
+                           volume=gate, opts=[f"logpipe-driver={driver}", *opts])
+        try:
+            follower = subprocess.Popen(
+                ["timeout", "-s", "KILL", "60", "docker", "-H", real_docker.host, "logs",
+                 "-f", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=real_docker.cli_env())
+            (gate / "go").touch()
+            out, err = follower.communicate(timeout=70)
+            assert follower.returncode == 0, err
+            assert out.split() == [b"%d" % i for i in range(1, 3001)]
+            rotated = [f for _, _, files in os.walk(container_dir(docker_plugin, cid))
+                       for f in files if f.endswith(".1") or ".1." in f]
+            assert rotated, "no rotation happened"
+            stamped = real_docker.cli("logs", "-t", name).stdout.decode().splitlines()
+            assert [line.split(" ", 1)[1] for line in stamped] == \
+                [str(i) for i in range(1, 3001)]
+            stamps = [line.split(" ", 1)[0] for line in stamped]
+            assert all(s.endswith("Z") and "T" in s for s in stamps)
+            until = stamps[1499]
+            upto = numbers(real_docker, name, "--until", until)
+            assert upto == [i for i, s in enumerate(stamps, 1) if _ns(s) <= _ns(until)]
+            assert upto[-1] >= 1500 and len(upto) < 3000
+        finally:
+            real_docker.cli("rm", "-f", name)
+
+
+def _ns(stamp: str) -> int:
+    """An RFC 3339 time with up to 9 fractional digits, as nanoseconds."""
+    from logpipe.timespec import parse_rfc3339
+
+    return parse_rfc3339(stamp)
+
+
+# -- 7. removal --------------------------------------------------------------------------------
+
+
+def test_removed_container_s_log_goes_a_stopped_one_s_stays(real_docker, real_busybox,
+                                                           docker_plugin):
+    """``docker rm`` → the directory goes (the plugin asks Docker which containers exist);
+    a stopped container's log stays, ``docker logs`` still reads it."""
+    kept, gone = unique("lp-kept"), unique("lp-gone")
+    ids = {}
+    for name in (kept, gone):
+        ids[name] = run_detached(real_docker, docker_plugin, real_busybox, name, "echo", name,
+                                 opts=["logpipe-driver=json-file"])
+        assert real_docker.cli("wait", name).returncode == 0
+        assert os.path.isdir(container_dir(docker_plugin, ids[name]))
+    try:
+        assert real_docker.cli("rm", gone).returncode == 0
+        wait_until(lambda: not os.path.exists(container_dir(docker_plugin, ids[gone])),
+                   timeout=15, what="the removed container's directory gone")
+        assert os.path.isdir(container_dir(docker_plugin, ids[kept]))
+        assert real_docker.cli("logs", kept).stdout == f"{kept}\n".encode()
+        assert ("logpipe_captured_lines_total", ids[gone]) not in docker_plugin.metrics()
+    finally:
+        real_docker.cli("rm", "-f", kept, gone)
