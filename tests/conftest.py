@@ -986,6 +986,7 @@ class PluginProc:
         self.__init__(self.sock, self.data_root, self.docker_host, self.cleanup_interval)
 
     def stop(self) -> None:
+        """SIGTERM (SIGKILL after 10 s); its stderr is printed (shown for a failed test)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -993,6 +994,7 @@ class PluginProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        print("plugin stderr:", self.proc.stderr.read().decode(errors="replace")[-3000:])
         self.proc.stderr.close()
 
 

@@ -213,9 +213,10 @@ def test_follow_streams_until_the_fifo_closes(plugin, tmp_path):
 
 
 def test_killed_plugin_is_restarted_and_adopts_the_fifo(tmp_path):
-    """``kill -9`` of the plugin while a container logs: what it had read is on disk; the
-    writes made while no one reads fail (EPIPE: on Docker's side, lost there); the restarted
-    plugin opens the same FIFO again and appends what comes after to the same log."""
+    """``kill -9`` of the plugin while a writer logs: what it had read is on disk; a writer
+    that opened the FIFO write-only gets EPIPE while no one reads (Docker opens it
+    read-write and does not: test_docker_plugin_real); the restarted plugin opens the same
+    FIFO again and appends what comes after to the same log."""
     sock, root = str(tmp_path / "lp.sock"), str(tmp_path / "data")
     p = PluginProc(sock, root)
     fifo = str(tmp_path / "fifo")
@@ -272,6 +273,60 @@ def test_adopted_fifo_starting_inside_a_frame_is_resynchronised(tmp_path):
     t.join(10)
     assert not t.is_alive()
     assert [c.data for c in sink.chunks] == [b"x%d\n" % i for i in range(50)]
+
+
+def test_stop_logging_reads_the_pipe_to_its_end_while_docker_s_end_is_open(plugin, tmp_path):
+    """Docker closes its end of the FIFO only after StopLogging answers: StopLogging stores
+    what the pipe holds and answers without waiting for that close (nor for ``STOP_WAIT``)."""
+    import time
+
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info()})
+    w = open(fifo, "wb", buffering=0)
+    try:
+        w.write(b"".join(frame("stdout", 1 + i, b"s%d" % i) for i in range(5000)))
+        start = time.monotonic()
+        assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
+        assert time.monotonic() - start < 5   # STOP_WAIT is 10 s
+        assert [e[2] for e in read_entries(plugin)] == [b"s%d\n" % i for i in range(5000)]
+    finally:
+        w.close()
+
+
+def test_metrics_count_captured_stored_and_spool_drops(plugin, tmp_path):
+    """``GET /metrics`` on the plugin's socket, in the daemon's series: a local container's
+    lines captured and stored; a fluentd container whose receiver is down, with a small
+    spool in non-blocking mode, drops and counts, and its backlog is what is left."""
+    from receivers.fluentd import FakeFluentd
+
+    local_id, remote_id = "a" * 64, "b" * 64
+    with FakeFluentd() as receiver:
+        receiver.stop()
+        for cid, opts in ((local_id, {}), (remote_id, {
+                "logpipe-driver": "fluentd", "fluentd-address": receiver.address,
+                "fluentd-async": "true", "mode": "non-blocking", "cache-max-size": "8k",
+                "cache-max-file": "2", "cache-compress": "false"})):
+            fifo = str(tmp_path / cid[:4])
+            os.mkfifo(fifo)
+            assert plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": {
+                **info(**opts), "ContainerID": cid}}) == {"Err": ""}
+            with open(fifo, "wb") as w:
+                w.write(b"".join(frame("stdout", 1 + i, b"%05d" % i) for i in range(3000)))
+            assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
+        m = plugin.metrics()
+    assert m["logpipe_captured_lines_total", local_id] == 3000
+    assert m["logpipe_stored_lines_total", local_id] == 3000
+    assert m["logpipe_captured_bytes_total", local_id] == 3000 * 6
+    assert m["logpipe_dropped_lines_total", local_id] == 0
+    assert ("logpipe_shipped_lines_total", local_id) not in m    # not a shipping driver
+    dropped = m["logpipe_dropped_lines_total", remote_id]
+    assert 0 < dropped < 3000
+    assert m["logpipe_shipped_lines_total", remote_id] == 0
+    assert m["logpipe_rejected_lines_total", remote_id] == 0
+    assert m["logpipe_possible_duplicates_total", remote_id] == 0
+    assert m["logpipe_backlog_lines", remote_id] == 3000 - dropped
+    assert 0 < m["logpipe_backlog_bytes", remote_id] <= 2 * 8192
 
 
 # -- a real dockerd --------------------------------------------------------------------------
