@@ -297,7 +297,8 @@ def test_stop_logging_reads_the_pipe_to_its_end_while_docker_s_end_is_open(plugi
 def test_metrics_count_captured_stored_and_spool_drops(plugin, tmp_path):
     """``GET /metrics`` on the plugin's socket, in the daemon's series: a local container's
     lines captured and stored; a fluentd container whose receiver is down, with a small
-    spool in non-blocking mode, drops and counts, and its backlog is what is left."""
+    spool in non-blocking mode, drops and counts; once the receiver is back, every line is
+    either delivered or counted as dropped."""
     from receivers.fluentd import FakeFluentd
 
     local_id, remote_id = "a" * 64, "b" * 64
@@ -315,18 +316,26 @@ def test_metrics_count_captured_stored_and_spool_drops(plugin, tmp_path):
                 w.write(b"".join(frame("stdout", 1 + i, b"%05d" % i) for i in range(3000)))
             assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
         m = plugin.metrics()
-    assert m["logpipe_captured_lines_total", local_id] == 3000
-    assert m["logpipe_stored_lines_total", local_id] == 3000
-    assert m["logpipe_captured_bytes_total", local_id] == 3000 * 6
-    assert m["logpipe_dropped_lines_total", local_id] == 0
-    assert ("logpipe_shipped_lines_total", local_id) not in m    # not a shipping driver
-    dropped = m["logpipe_dropped_lines_total", remote_id]
-    assert 0 < dropped < 3000
-    assert m["logpipe_shipped_lines_total", remote_id] == 0
-    assert m["logpipe_rejected_lines_total", remote_id] == 0
-    assert m["logpipe_possible_duplicates_total", remote_id] == 0
-    assert m["logpipe_backlog_lines", remote_id] == 3000 - dropped
-    assert 0 < m["logpipe_backlog_bytes", remote_id] <= 2 * 8192
+        assert m["logpipe_captured_lines_total", local_id] == 3000
+        assert m["logpipe_stored_lines_total", local_id] == 3000
+        assert m["logpipe_captured_bytes_total", local_id] == 3000 * 6
+        assert m["logpipe_dropped_lines_total", local_id] == 0
+        assert ("logpipe_shipped_lines_total", local_id) not in m    # not a shipping driver
+        dropped = m["logpipe_dropped_lines_total", remote_id]
+        assert 0 < dropped < 3000
+        assert m["logpipe_captured_lines_total", remote_id] == 3000
+        assert m["logpipe_shipped_lines_total", remote_id] == 0
+        assert 0 < m["logpipe_backlog_lines", remote_id] <= 3000 - dropped
+        assert 0 < m["logpipe_backlog_bytes", remote_id] <= 2 * 8192
+        receiver.start()
+        wait_until(lambda: plugin.metrics()["logpipe_backlog_lines", remote_id] == 0,
+                   timeout=30, what="the spool delivered")
+        m = plugin.metrics()
+        assert m["logpipe_shipped_lines_total", remote_id] + dropped == 3000
+        assert m["logpipe_dropped_lines_total", remote_id] == dropped
+        assert m["logpipe_rejected_lines_total", remote_id] == 0
+        assert m["logpipe_possible_duplicates_total", remote_id] == 0
+        assert receiver.received == 3000 - dropped
 
 
 # -- a real dockerd --------------------------------------------------------------------------

@@ -62,7 +62,9 @@ class Plugin:
         """Remove the directories of containers Docker removed (``removal.sweep``)."""
         from .removal import sweep
 
-        busy = {logger.info.container_id for logger in list(self.loggers.values())}
+        # A logger whose thread ended (Docker died without StopLogging) holds nothing.
+        busy = {logger.info.container_id for logger in list(self.loggers.values())
+                if logger.thread.is_alive()}
         removed = sweep(self.data_root, self.docker_host, busy, shippers)
         for cid in removed:
             self.written.pop(cid, None)
@@ -146,6 +148,8 @@ async def read_logs(request: web.Request) -> web.StreamResponse:
         info = body.get("Info") or {}
         meta = load_meta(plugin.data_root, info.get("ContainerID") or "")
         config = body.get("Config") or {}
+        if config.get("Follow"):
+            await _first_record(plugin, meta)
         chunks = open_reader(meta, config)
     except LogpipeError as err:
         return _reply({"Err": str(err)})
@@ -196,6 +200,26 @@ async def _sweeper(app: web.Application):
     task = asyncio.get_running_loop().create_task(loop())
     yield
     task.cancel()
+
+
+async def _first_record(plugin: Plugin, meta: dict[str, Any]) -> None:
+    """``docker logs -f`` of a running container that has not written yet: the log is
+    created at the first record, and following a log that does not exist would end at once;
+    wait until it exists, or Docker says the container is not running (or cannot say)."""
+    import os
+
+    from .readlogs import log_file
+    from .removal import container_running
+
+    path = log_file(meta)
+    cid = meta["Info"]["container_id"]
+    while path and not os.path.exists(path):
+        if not await asyncio.to_thread(container_running, plugin.docker_host, cid):
+            return
+        for _ in range(10):
+            if os.path.exists(path):
+                return
+            await asyncio.sleep(0.1)
 
 
 def _next_batch(chunks, limit: int) -> list:

@@ -64,6 +64,23 @@ def existing_containers(docker_host: str) -> set[str] | None:
         return None
 
 
+def container_running(docker_host: str, container_id: str) -> bool | None:
+    """Whether Docker says the container runs; None when it cannot be asked."""
+    try:
+        conn = _connection(docker_host)
+        try:
+            conn.request("GET", f"/containers/{container_id}/json")
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            return None
+        return bool(json.loads(body)["State"]["Running"])
+    except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
+        return None
+
+
 def removable(data_root: str, cid: str) -> bool:
     """Whether a container's directory holds nothing still to deliver: a local driver's log
     (its container is gone), or a remote driver's spool that its shipper has delivered."""
