@@ -116,7 +116,7 @@ def test_fifty_thousand_lines_into_fluentd_exactly_once(real_docker, real_busybo
 
 
 def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
-        real_docker, real_busybox, docker_plugin, capsys):
+        real_docker, real_busybox, docker_plugin, tmp_path, capsys):
     """The receiver is down for 30 s while a container writes 20 000 lines and exits: through
     the plugin the container exits about as fast as with the receiver up, ``docker rm`` is
     prompt, the counters show the backlog, the directory stays until the spool is delivered,
@@ -125,7 +125,8 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
     lines = 20000
     plugin_opts = ["--log-driver", docker_plugin.name, "--log-opt", "logpipe-driver=fluentd",
                    "--log-opt", "fluentd-async=true", "--network", "none"]
-    names = {k: unique(f"lp-out-{k}") for k in ("base", "plugin", "local", "docker", "block")}
+    names = {k: unique(f"lp-out-{k}")
+             for k in ("base", "plugin", "local", "docker", "block", "block2")}
     receiver = FakeFluentd().start()
     address = receiver.address
     figures = {}
@@ -135,8 +136,19 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
             real_docker, "--name", names["base"], *plugin_opts, "--log-opt",
             f"fluentd-address={address}", "--log-opt", "tag=base", real_busybox,
             "seq", "1", str(lines))
+        # Docker's driver in its default (blocking) mode, connected while the receiver is up,
+        # writes its lines once the receiver is down.
+        gate = tmp_path / "gate"
+        gate.mkdir()
+        run_block2 = real_docker.cli(
+            "run", "-d", "--name", names["block2"], "--network", "none", "-v", f"{gate}:/gate",
+            "--log-driver", "fluentd", "--log-opt", f"fluentd-address={address}",
+            "--log-opt", "tag=block2", real_busybox, "sh", "-c",
+            f"while [ ! -e /gate/go ]; do sleep 0.02; done; seq 1 {lines}")
+        assert run_block2.returncode == 0, run_block2.stderr
         receiver.stop()
         down_at = time.monotonic()
+        (gate / "go").touch()
         res, figures["plugin_down_s"] = timed_run(
             real_docker, "--name", names["plugin"], *plugin_opts, "--log-opt",
             f"fluentd-address={address}", "--log-opt", "tag=plugin", real_busybox,
@@ -180,9 +192,12 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
                    timeout=15, what="the removed local container's directory gone")
         assert os.path.isdir(container_dir(docker_plugin, cid))   # a sweep ran: kept
 
+        state = real_docker.cli("inspect", "-f", "{{.State.Running}}", names["block2"])
+        figures["docker_blocking_held_during_outage"] = state.stdout.strip() == b"true"
         # The receiver comes back after 30 s on the same port.
         time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))  # the outage's length
         receiver.start()
+        back_at = time.monotonic()
         wait_until(lambda: len(records_of(receiver, "plugin")) >= lines, timeout=30,
                    what="the plugin's lines delivered")
         got = records_of(receiver, "plugin")
@@ -193,6 +208,10 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and len(records_of(receiver, "docker")) < lines:
             time.sleep(0.1)  # measuring what arrives in a bounded time, not awaiting an event
+        exited = real_docker.cli("wait", names["block2"], limit=20).returncode == 0
+        figures["docker_blocking_exit_after_return_s"] = \
+            round(time.monotonic() - back_at, 2) if exited else "not within 20 s"
+        figures["docker_blocking_delivered"] = len(records_of(receiver, "block2"))
         figures["docker_async_delivered"] = len(records_of(receiver, "docker"))
         figures["docker_async_lost"] = lines - figures["docker_async_delivered"]
         figures["plugin_delivered"] = len(got)
