@@ -149,17 +149,6 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
         receiver.stop()
         down_at = time.monotonic()
         (gate / "go").touch()
-        res, figures["plugin_down_s"] = timed_run(
-            real_docker, "--name", names["plugin"], *plugin_opts, "--log-opt",
-            f"fluentd-address={address}", "--log-opt", "tag=plugin", real_busybox,
-            "seq", "1", str(lines))
-        cid = res.stdout.decode().strip()
-        assert figures["plugin_down_s"] < 3 * figures["plugin_up_s"] + 5, figures
-        wait_until(lambda: docker_plugin.metrics()["logpipe_backlog_lines", cid] == lines,
-                   timeout=20, what="the backlog counted")
-        m = docker_plugin.metrics()
-        assert m["logpipe_shipped_lines_total", cid] == 0
-        assert m["logpipe_backlog_bytes", cid] > 0
 
         # Docker's own driver, asynchronous: the container does not wait for the receiver.
         _, figures["docker_async_down_s"] = timed_run(
@@ -176,6 +165,25 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
         figures["docker_blocking_run_s"] = round(time.monotonic() - start, 2)
         figures["docker_blocking_rc"] = block.returncode
         figures["docker_blocking_err"] = block.stderr.decode().strip()[-200:]
+        # Connected before the outage: is its container held (still running 15 s on)?
+        figures["docker_blocking_connected_held"] = real_docker.cli(
+            "wait", names["block2"], limit=15).returncode != 0
+
+        # The plugin's container, late in the outage: the shipper's backoff (fluentd's, 1 s
+        # doubling up to 60 s, as fluent-logger's) then waits a few seconds at most when the
+        # receiver returns, which keeps the test short; it starts from the first failure.
+        time.sleep(max(0.0, 20 - (time.monotonic() - down_at)))  # within the outage
+        res, figures["plugin_down_s"] = timed_run(
+            real_docker, "--name", names["plugin"], *plugin_opts, "--log-opt",
+            f"fluentd-address={address}", "--log-opt", "tag=plugin", real_busybox,
+            "seq", "1", str(lines))
+        cid = res.stdout.decode().strip()
+        assert figures["plugin_down_s"] < 3 * figures["plugin_up_s"] + 5, figures
+        wait_until(lambda: docker_plugin.metrics()["logpipe_backlog_lines", cid] == lines,
+                   timeout=20, what="the backlog counted")
+        m = docker_plugin.metrics()
+        assert m["logpipe_shipped_lines_total", cid] == 0
+        assert m["logpipe_backlog_bytes", cid] > 0
 
         # docker stop / rm of the plugin's container are bounded while the receiver is down;
         # its directory stays (the spool is not delivered), a local container's goes.
@@ -192,28 +200,26 @@ def test_receiver_down_30s_plugin_keeps_everything_docker_fluentd_does_not(
                    timeout=15, what="the removed local container's directory gone")
         assert os.path.isdir(container_dir(docker_plugin, cid))   # a sweep ran: kept
 
-        state = real_docker.cli("inspect", "-f", "{{.State.Running}}", names["block2"])
-        figures["docker_blocking_held_during_outage"] = state.stdout.strip() == b"true"
         # The receiver comes back after 30 s on the same port.
-        time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))  # the outage's length
+        assert time.monotonic() - down_at < 30, "the outage's steps took too long"
+        time.sleep(30 - (time.monotonic() - down_at))  # the outage's length
         receiver.start()
         back_at = time.monotonic()
-        wait_until(lambda: len(records_of(receiver, "plugin")) >= lines, timeout=30,
+        wait_until(lambda: len(records_of(receiver, "plugin")) >= lines, timeout=40,
                    what="the plugin's lines delivered")
+        figures["plugin_delivered_after_return_s"] = round(time.monotonic() - back_at, 2)
         got = records_of(receiver, "plugin")
         assert [r["log"] for r in got] == [str(i) for i in range(1, lines + 1)]
         wait_until(lambda: not os.path.exists(container_dir(docker_plugin, cid)),
                    timeout=15, what="the delivered, removed container's directory gone")
-        # Docker's driver: give it as long again as the plugin took, at least 3 s.
+        # Docker's driver: whatever it still sends arrives within 3 s more.
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and len(records_of(receiver, "docker")) < lines:
+        while time.monotonic() < deadline:
             time.sleep(0.1)  # measuring what arrives in a bounded time, not awaiting an event
-        exited = real_docker.cli("wait", names["block2"], limit=20).returncode == 0
-        figures["docker_blocking_exit_after_return_s"] = \
-            round(time.monotonic() - back_at, 2) if exited else "not within 20 s"
-        figures["docker_blocking_delivered"] = len(records_of(receiver, "block2"))
-        figures["docker_async_delivered"] = len(records_of(receiver, "docker"))
-        figures["docker_async_lost"] = lines - figures["docker_async_delivered"]
+        for tag in ("docker", "block2"):
+            figures[f"{tag}_delivered"] = len(records_of(receiver, tag))
+        figures["docker_blocking_connected_running_at_end"] = real_docker.cli(
+            "inspect", "-f", "{{.State.Running}}", names["block2"]).stdout.strip() == b"true"
         figures["plugin_delivered"] = len(got)
         with capsys.disabled():
             print(f"\nreceiver down 30 s, {lines} lines: {figures}")
