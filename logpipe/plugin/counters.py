@@ -21,16 +21,17 @@ def capture_values(logger: Logger | None) -> dict[str, Any]:
     if logger is None:
         return {"CapturedLines": 0, "CapturedBytes": 0, "StoredLines": 0, "StoredBytes": 0,
                 "DroppedLines": 0, "DroppedBytes": 0, "Failing": 0}
-    lost_lines = lost_bytes = 0
-    for part in (logger.guard, logger.sink if logger.sink is not logger.guard else None):
-        lost_lines += getattr(part, "lines_dropped", 0) + getattr(part, "dropped_lines", 0)
-        lost_bytes += getattr(part, "bytes_dropped", 0) + getattr(part, "dropped_bytes", 0)
-    spool = logger.spool
+    guard, sink, spool = logger.guard, logger.sink, logger.spool
+    lost_lines = guard.lines_dropped if guard is not None else 0     # disk full or failing
+    lost_bytes = guard.bytes_dropped if guard is not None else 0
+    if sink is not None and sink is not guard:                         # mode=non-blocking
+        lost_lines += sink.dropped_lines
+        lost_bytes += sink.dropped_bytes
     return {"CapturedLines": logger.lines, "CapturedBytes": logger.bytes,
             "StoredLines": logger.lines - lost_lines, "StoredBytes": logger.bytes - lost_bytes,
             "DroppedLines": lost_lines + (spool.dropped_lines if spool else 0),
             "DroppedBytes": lost_bytes + (spool.dropped_bytes if spool else 0),
-            "Failing": int(bool(logger.guard is not None and logger.guard.failing))}
+            "Failing": int(guard is not None and guard.failing)}
 
 
 def shipping_values(meta: Mapping[str, Any], log_dir: str, shipper) -> dict[str, Any]:
@@ -46,7 +47,6 @@ def shipping_values(meta: Mapping[str, Any], log_dir: str, shipper) -> dict[str,
                                                       meta["Opts"])), cp)
     oldest = src.oldest_unshipped_ns if src is not None else 0
     return {
-        "Running": int(shipper is not None and shipper.is_alive()),
         "ShippedLines": src.shipped_lines if src else cp.shipped_lines,
         "ShippedBytes": src.shipped_bytes if src else cp.shipped_bytes,
         "RejectedLines": src.rejected_lines if src else cp.rejected_lines,
@@ -54,7 +54,6 @@ def shipping_values(meta: Mapping[str, Any], log_dir: str, shipper) -> dict[str,
         "PossibleDuplicates": src.duplicates if src else cp.duplicates,
         "BacklogLines": lines, "BacklogBytes": nbytes,
         "LagSeconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
-        "LastError": src.last_error if src else "",
     }
 
 

@@ -227,9 +227,10 @@ class Logger:
 def adopt(data_root: str, shippers: dict[str, Any] | None = None) -> list[Logger]:
     """The logs of containers still running after the plugin restarted: Docker called
     StartLogging once and keeps writing into the same FIFO (while no one reads, its writes
-    fill the pipe: Docker holds its end open read-write), so a restarted plugin opens every FIFO it was given and not stopped, and goes on
-    appending to the same log. A FIFO that is gone (the container ended) is left alone, but
-    its spool's shipper runs again until delivered (recorded in ``shippers`` by id)."""
+    fill the pipe: they do not fail), so a restarted plugin opens every FIFO it was given
+    and not stopped, and goes on appending to the same log. A FIFO that is gone (the
+    container ended) is left alone, but its spool's shipper runs again until delivered
+    (recorded in ``shippers`` by id)."""
     loggers = []
     root = os.path.join(data_root, "containers")
     for cid in sorted(os.listdir(root)) if os.path.isdir(root) else ():
