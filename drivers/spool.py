@@ -215,6 +215,29 @@ def spool_drained(info: LogInfo, driver: str) -> bool:
 EVENTS_FILE = "events.log"
 
 
+def spool_backlog(path: str, cp) -> tuple[int, int]:
+    """Records and bytes of the spool at ``path`` from the checkpoint ``cp`` on, from block
+    headers only (no decoding): what ``LogShipping``'s backlog counts."""
+    records = nbytes = 0
+    for name in rotated_files(path):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            seq = read_seq(fd)
+            if seq is not None and seq < cp.seq:
+                continue
+            start = cp.offset if seq == cp.seq else 0
+            size = os.fstat(fd).st_size
+            nbytes += max(0, size - start)
+            for offset, header in whole_blocks(fd, start, size):
+                records += header.records - (cp.skip if offset == start and seq == cp.seq else 0)
+        finally:
+            os.close(fd)
+    return records, nbytes
+
+
 def record_event(ship_dir: str, text: str) -> None:
     """Append one line to ``ship/events.log``, which ``inspect`` shows under
     ``LogShipping.Events`` (best effort: an event must never stop the writer)."""

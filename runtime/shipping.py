@@ -23,9 +23,10 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
-from drivers.spool import SpoolTail, recent_events
+from drivers.spool import SpoolTail, recent_events, spool_backlog
 from drivers.remote import spool_path
 from logpipe.checkpoint import SHIP_DIR, checkpoint_path, read_checkpoint
+from logpipe.metrics import container_labels, render
 from logpipe.registry import LogPlan, load_driver
 from logpipe.shipper import Shipper
 
@@ -156,8 +157,8 @@ class Shipping:
         A running container's counters are asked from its shim (live: the shim keeps them in
         memory); the whole scrape spends at most ``SCRAPE_BUDGET`` seconds asking, a shim that
         does not answer in time shows what the daemon last knew."""
-        series: dict[str, list[str]] = {name: [] for name, _, _ in _METRICS}
         deadline = time.monotonic() + SCRAPE_BUDGET
+        rows = []
         for spec, state in items:
             state = live_state(spec.dir, state, min(1.0, deadline - time.monotonic()))
             values = log_storage(state, spec.log_type)
@@ -165,67 +166,14 @@ class Shipping:
             shipping = self.stats(spec, state)
             if shipping is not None:
                 values.update(shipping)
-            labels = f'container_id="{spec.id}",container_name="{_escape(spec.name.lstrip("/"))}",' \
-                     f'driver="{spec.log_type}"'
-            for name, key, _ in _METRICS:
-                if key in values:
-                    series[name].append(f"{name}{{{labels}}} {values[key]}")
-        out = []
-        for name, _, (kind, text) in _METRICS:
-            out.append(f"# HELP {name} {text}")
-            out.append(f"# TYPE {name} {kind}")
-            out.extend(series[name])
-        return "\n".join(out) + "\n"
+            rows.append((container_labels(spec.id, spec.name, spec.log_type), values))
+        return render(rows)
 
 
 #: Seconds a ``/metrics`` scrape may spend asking shims for their live counters.
 SCRAPE_BUDGET = 2.0
 
-_METRICS = [
-    ("logpipe_captured_lines_total", "CapturedLines", ("counter", "Lines read from the container (this run).")),
-    ("logpipe_captured_bytes_total", "CapturedBytes", ("counter", "Bytes read from the container (this run).")),
-    ("logpipe_stored_lines_total", "StoredLines", ("counter", "Lines stored by the log driver or the spool (this run).")),
-    ("logpipe_stored_bytes_total", "StoredBytes", ("counter", "Bytes stored by the log driver or the spool (this run).")),
-    ("logpipe_dropped_lines_total", "DroppedLines", ("counter", "Lines not stored or never shipped: disk full or failing, non-blocking buffer full, spool full with mode=non-blocking (this run).")),
-    ("logpipe_dropped_bytes_total", "DroppedBytes", ("counter", "Bytes of the dropped lines (this run).")),
-    ("logpipe_storage_failing", "Failing", ("gauge", "1 while writing the log fails (disk full, I/O error): output is counted and dropped.")),
-    ("logpipe_shipped_lines_total", "ShippedLines", ("counter", "Lines the receiver confirmed.")),
-    ("logpipe_shipped_bytes_total", "ShippedBytes", ("counter", "Bytes the receiver confirmed.")),
-    ("logpipe_rejected_lines_total", "RejectedLines", ("counter", "Lines the receiver refused for good.")),
-    ("logpipe_retries_total", "Retries", ("counter", "Sends retried after a retryable error.")),
-    ("logpipe_possible_duplicates_total", "PossibleDuplicates", ("counter", "Lines sent again after a daemon restart (at-least-once).")),
-    ("logpipe_backlog_lines", "BacklogLines", ("gauge", "Lines captured and not yet shipped.")),
-    ("logpipe_backlog_bytes", "BacklogBytes", ("gauge", "Spool bytes not yet shipped.")),
-    ("logpipe_lag_seconds", "LagSeconds", ("gauge", "Age of the oldest line not yet shipped.")),
-    ("logpipe_shipper_start_failures_total", "StartFailures", ("counter", "Shipper starts that failed (the error is LogShipping.LastError of inspect).")),
-]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def _backlog(spec: ContainerSpec, cp) -> tuple[int, int]:
-    """Records and spool bytes from the checkpoint on, from block headers only (no decoding):
-    the shim's counters restart with every run, the spool does not."""
-    from drivers.local.reader import whole_blocks
-    from logpipe.fileset import read_seq, rotated_files
-
-    records = nbytes = 0
-    for name in rotated_files(spool_path(spec.log_info())):
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            seq = read_seq(fd)
-            if seq is not None and seq < cp.seq:
-                continue
-            start = cp.offset if seq == cp.seq else 0
-            size = os.fstat(fd).st_size
-            nbytes += max(0, size - start)
-            for offset, header in whole_blocks(fd, start, size):
-                records += header.records - (cp.skip if offset == start and seq == cp.seq else 0)
-        finally:
-            os.close(fd)
-    return records, nbytes
+    """Records and spool bytes from the checkpoint on: the shim's counters restart with
+    every run, the spool does not."""
+    return spool_backlog(spool_path(spec.log_info()), cp)

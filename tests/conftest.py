@@ -18,7 +18,9 @@ when the test failed):
   without it), so each test runs on both.
 - ``real_docker``: a real dockerd (Debian's docker.io, 20.10) on a private socket and data
   root for the session, fed only what tests ``docker load`` into it; skipped without root or
-  dockerd.
+  dockerd. ``restart(kill=, live_restore=)`` restarts it on the same roots.
+- ``docker_plugin``: ``logpipe docker-plugin`` (a ``PluginProc``) where that dockerd finds
+  legacy plugins, asking it which containers exist; ``real_busybox``: busybox in it.
 
 A module picks another flavour by overriding ``daemon`` with it; a daemon of its own
 configuration is built with ``api_daemon``, ``start_daemon`` or ``running_daemon``.
@@ -45,6 +47,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import uuid
 import time
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -781,21 +784,86 @@ def token_registry(tmp_path) -> Iterator[tuple[Registry, FakeTokenServer]]:
 DOCKERD_BINARY = shutil.which("dockerd")
 
 
-class RealDocker(NamedTuple):
-    """A real dockerd (Debian's docker.io, 20.10) on a private socket and data root."""
-    proc: subprocess.Popen
-    host: str
-    base: str
+class RealDocker:
+    """A real dockerd (Debian's docker.io, 20.10) on a private socket and data root.
+    ``restart`` stops it (SIGTERM, or ``kill -9``) and starts it again on the same roots,
+    with ``live-restore`` on or off; a test that turns it on turns it off again."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.host = "unix://" + os.path.join(base, "d.sock")
+        self.log = os.path.join(base, "dockerd.log")
+        self.proc: subprocess.Popen | None = None
+        self.live_restore = False
+
+    def start(self, live_restore: bool = False) -> None:
+        """Start dockerd and wait until it answers ``/_ping``."""
+        self.live_restore = live_restore
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [DOCKERD_BINARY, "--iptables=false", "--bridge=none", "-H", self.host,
+                 "--data-root", os.path.join(self.base, "data"),
+                 "--exec-root", os.path.join(self.base, "exec"),
+                 "--pidfile", os.path.join(self.base, "dockerd.pid")]
+                + (["--live-restore"] if live_restore else []),
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_until(self._pings, timeout=60, what="dockerd answering /_ping")
+
+    def _pings(self) -> bool:
+        assert self.proc.poll() is None, "dockerd exited: " + open(self.log).read()[-2000:]
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("localhost", timeout=2)
+            conn.sock = socket.socket(socket.AF_UNIX)
+            conn.sock.settimeout(2)
+            conn.sock.connect(self.host[len("unix://"):])
+            try:
+                conn.request("GET", "/_ping")
+                return conn.getresponse().status == 200
+            finally:
+                conn.close()
+        return False
+
+    def restart(self, kill: bool = False, live_restore: bool | None = None) -> None:
+        """SIGTERM (dockerd stops its containers unless live-restore is on) or SIGKILL
+        (containerd and its shims go on), then start again; ``live_restore`` None keeps the
+        current setting."""
+        containerd = self._containerd_pid()
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        if containerd is not None:  # a new dockerd would take a containerd still stopping
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(containerd, signal.SIGKILL)
+            wait_until(lambda: not os.path.exists(f"/proc/{containerd}"), timeout=20,
+                       what="the old containerd gone")
+        self.start(self.live_restore if live_restore is None else live_restore)
+
+    def _containerd_pid(self) -> int | None:
+        """The managed containerd's pid (its shims, and so the containers, outlive it)."""
+        try:
+            with open(os.path.join(self.base, "exec", "containerd", "containerd.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
 
     def cli(self, *args: str, limit: int = 60,
             stdin: bytes | None = None) -> subprocess.CompletedProcess:
         """The docker CLI against this dockerd; SIGKILL after ``limit`` seconds."""
-        env = dict(os.environ, DOCKER_API_VERSION="1.41",
-                   DOCKER_CONFIG=os.path.join(self.base, "cli"))
         return subprocess.run(["timeout", "-s", "KILL", str(limit),
                                shutil.which("docker") or "docker", "-H", self.host, *args],
                               input=stdin if stdin is not None else b"", capture_output=True,
-                              env=env)
+                              env=self.cli_env())
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment of the docker CLI against this dockerd."""
+        return dict(os.environ, DOCKER_API_VERSION="1.41",
+                    DOCKER_CONFIG=os.path.join(self.base, "cli"))
 
 
 def _stop_dockerd(proc: subprocess.Popen, base: str) -> None:
@@ -830,30 +898,134 @@ def real_docker() -> Iterator[RealDocker]:
     if DOCKERD_BINARY is None:
         pytest.skip("needs Debian's docker.io (dockerd): apt-get install docker.io")
     base = tempfile.mkdtemp(prefix="lpdk-")  # short: unix socket paths ≤ 108 bytes
-    host = "unix://" + os.path.join(base, "d.sock")
-    log = os.path.join(base, "dockerd.log")
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [DOCKERD_BINARY, "--iptables=false", "--bridge=none", "-H", host,
-             "--data-root", os.path.join(base, "data"), "--exec-root", os.path.join(base, "exec"),
-             "--pidfile", os.path.join(base, "dockerd.pid")],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+    docker = RealDocker(base)
     try:
-        def pings() -> bool:
-            assert proc.poll() is None, "dockerd exited: " + open(log).read()[-2000:]
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("localhost", timeout=2)
-                conn.sock = socket.socket(socket.AF_UNIX)
-                conn.sock.settimeout(2)
-                conn.sock.connect(host[len("unix://"):])
-                try:
-                    conn.request("GET", "/_ping")
-                    return conn.getresponse().status == 200
-                finally:
-                    conn.close()
-            return False
-
-        wait_until(pings, timeout=60)
-        yield RealDocker(proc, host, base)
+        docker.start()
+        yield docker
     finally:
-        _stop_dockerd(proc, base)
+        if docker.proc is not None:
+            _stop_dockerd(docker.proc, base)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+class PluginClient:
+    """Plain HTTP to a logging plugin's socket (``logpipe docker-plugin``, or the daemon
+    serving it)."""
+
+    def __init__(self, sock: str) -> None:
+        self.sock = sock
+
+    def post(self, path: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("localhost", timeout=timeout)
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.settimeout(timeout)
+        conn.sock.connect(self.sock)
+        try:
+            conn.request("POST", path, json.dumps(body),
+                         {"Content-Type": "application/vnd.docker.plugins.v1+json"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def metrics(self) -> dict[tuple[str, str], float]:
+        """``GET /metrics``, parsed: value by (series name, container id)."""
+        conn = http.client.HTTPConnection("localhost", timeout=30)
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.settimeout(30)
+        conn.sock.connect(self.sock)
+        try:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+            text = resp.read().decode()
+        finally:
+            conn.close()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, value = line.rsplit(" ", 1)
+                name, labels = series.split("{", 1)
+                cid = labels.split('container_id="', 1)[1].split('"', 1)[0]
+                out[name, cid] = float(value)
+        return out
+
+    def call(self, path: str, body: dict) -> dict:
+        status, data = self.post(path, body)
+        assert status == 200, data
+        return json.loads(data)
+
+
+class PluginProc(PluginClient):
+    """A ``logpipe docker-plugin`` process."""
+
+    def __init__(self, sock: str, data_root: str, docker_host: str | None = None,
+                 cleanup_interval: float | None = None) -> None:
+        """``docker_host``: the dockerd whose removed containers' logs go (by default a
+        socket where no Docker answers, so that nothing is ever removed)."""
+        self.sock, self.data_root = sock, data_root
+        self.docker_host, self.cleanup_interval = docker_host, cleanup_interval
+        host = docker_host or "unix://" + os.path.join(os.path.dirname(sock), "no-docker.sock")
+        extra = ["--cleanup-interval", str(cleanup_interval)] if cleanup_interval else []
+        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
+                                                "--data-root", data_root,
+                                                "--docker-host", host, *extra],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        wait_until(self._answers, timeout=20, what="the plugin's socket")
+
+    def _answers(self) -> bool:
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
+        with contextlib.suppress(OSError):
+            return self.post("/Plugin.Activate", {})[0] == 200
+        return False
+
+    def kill(self) -> None:
+        """``kill -9``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc.stderr.close()
+
+    def restart(self) -> None:
+        """A new plugin process on the same socket, data root and flags."""
+        self.__init__(self.sock, self.data_root, self.docker_host, self.cleanup_interval)
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL after 10 s); its stderr is printed (shown for a failed test)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        print("plugin stderr:", self.proc.stderr.read().decode(errors="replace")[-3000:])
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def docker_plugin(real_docker, tmp_path):
+    """Our plugin at ``/run/docker/plugins/logpipe-test-<random>.sock``, where dockerd looks
+    for legacy plugins; the socket goes afterwards."""
+    name = f"logpipe-test-{uuid.uuid4().hex[:8]}"
+    os.makedirs("/run/docker/plugins", exist_ok=True)
+    sock = f"/run/docker/plugins/{name}.sock"
+    p = PluginProc(sock, str(tmp_path / "data"), real_docker.host, cleanup_interval=0.5)
+    p.name = name
+    yield p
+    p.stop()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+
+
+@pytest.fixture(scope="module")
+def real_busybox(real_docker, busybox_tar):
+    """busybox in the real dockerd (``docker import`` of our rootfs tarball)."""
+    if busybox_tar is None:
+        pytest.skip("needs root, runc and busybox-static for the busybox image")
+    res = real_docker.cli("import", busybox_tar, "lp-busybox:plugin")
+    assert res.returncode == 0, res.stderr
+    return "lp-busybox:plugin"

@@ -7,11 +7,9 @@ messages written into a real FIFO, what the storage driver stored, ``ReadLogs``'
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -20,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import LOGPIPE, start_daemon, stop_daemon, wait_until
+from conftest import LOGPIPE, PluginClient, PluginProc, start_daemon, stop_daemon, wait_until
 
 pytest.importorskip("google.protobuf", reason="the plugin needs protobuf (pip install protobuf)")
 
@@ -29,70 +27,6 @@ from logpipe.plugin.entry import log_entry_class  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 CID = "c0ffee" + "0" * 58
-
-
-class PluginClient:
-    """Plain HTTP to a plugin's socket."""
-
-    def __init__(self, sock: str) -> None:
-        self.sock = sock
-
-    def post(self, path: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("localhost", timeout=timeout)
-        conn.sock = socket.socket(socket.AF_UNIX)
-        conn.sock.settimeout(timeout)
-        conn.sock.connect(self.sock)
-        try:
-            conn.request("POST", path, json.dumps(body),
-                         {"Content-Type": "application/vnd.docker.plugins.v1+json"})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    def call(self, path: str, body: dict) -> dict:
-        status, data = self.post(path, body)
-        assert status == 200, data
-        return json.loads(data)
-
-
-class PluginProc(PluginClient):
-    """A ``logpipe docker-plugin`` process."""
-
-    def __init__(self, sock: str, data_root: str) -> None:
-        self.sock, self.data_root = sock, data_root
-        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
-                                                "--data-root", data_root],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        wait_until(self._answers, timeout=20, what="the plugin's socket")
-
-    def _answers(self) -> bool:
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
-        with contextlib.suppress(OSError):
-            return self.post("/Plugin.Activate", {})[0] == 200
-        return False
-
-    def kill(self) -> None:
-        """``kill -9``."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self.proc.stderr.close()
-
-    def restart(self) -> None:
-        """A new plugin process on the same socket and data root."""
-        self.__init__(self.sock, self.data_root)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stderr.close()
 
 
 @pytest.fixture
@@ -301,9 +235,10 @@ def test_stop_logging_answers_while_docker_still_holds_the_fifo(plugin, tmp_path
 
 
 def test_killed_plugin_is_restarted_and_adopts_the_fifo(tmp_path):
-    """``kill -9`` of the plugin while a container logs: what it had read is on disk; the
-    writes made while no one reads fail (EPIPE: on Docker's side, lost there); the restarted
-    plugin opens the same FIFO again and appends what comes after to the same log."""
+    """``kill -9`` of the plugin while a writer logs: what it had read is on disk; a writer
+    that opened the FIFO write-only gets EPIPE while no one reads (Docker opens it
+    read-write and does not: test_docker_plugin_real); the restarted plugin opens the same
+    FIFO again and appends what comes after to the same log."""
     sock, root = str(tmp_path / "lp.sock"), str(tmp_path / "data")
     p = PluginProc(sock, root)
     fifo = str(tmp_path / "fifo")
@@ -439,32 +374,89 @@ def test_daemon_json_docker_plugin_defaults_and_no_protobuf_at_import(tmp_path):
     assert out.stdout.split() == ["/run/docker/plugins/logpipe.sock", "/x/docker-plugin", "False"]
 
 
+def test_stop_logging_reads_the_pipe_to_its_end_while_docker_s_end_is_open(plugin, tmp_path):
+    """Docker closes its end of the FIFO only after StopLogging answers: StopLogging stores
+    what the pipe holds and answers without waiting for that close (nor for ``STOP_WAIT``)."""
+    import time
+
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info()})
+    w = open(fifo, "wb", buffering=0)
+    try:
+        w.write(b"".join(frame("stdout", 1 + i, b"s%d" % i) for i in range(5000)))
+        start = time.monotonic()
+        assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
+        assert time.monotonic() - start < 5   # STOP_WAIT is 10 s
+        assert [e[2] for e in read_entries(plugin)] == [b"s%d\n" % i for i in range(5000)]
+    finally:
+        w.close()
+
+
+def _fill_small_spool(plugin, tmp_path, receiver, local_id: str, remote_id: str) -> None:
+    """3000 lines into a local container, and into a fluentd one whose receiver is down,
+    with a spool of 2 × 8 KiB in non-blocking mode."""
+    for cid, opts in ((local_id, {}), (remote_id, {
+            "logpipe-driver": "fluentd", "fluentd-address": receiver.address,
+            "fluentd-async": "true", "mode": "non-blocking", "cache-max-size": "8k",
+            "cache-max-file": "2", "cache-compress": "false"})):
+        fifo = str(tmp_path / cid[:4])
+        os.mkfifo(fifo)
+        assert plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": {
+            **info(**opts), "ContainerID": cid}}) == {"Err": ""}
+        with open(fifo, "wb") as w:
+            w.write(b"".join(frame("stdout", 1 + i, b"%05d" % i) for i in range(3000)))
+        assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
+
+
+def test_metrics_count_captured_stored_and_spool_drops(plugin, tmp_path):
+    """``GET /metrics`` on the plugin's socket, in the daemon's series: a local container's
+    lines captured and stored; a fluentd container whose receiver is down, with a small
+    spool in non-blocking mode, drops and counts, and holds the rest as backlog."""
+    from receivers.fluentd import FakeFluentd
+
+    local_id, remote_id = "a" * 64, "b" * 64
+    with FakeFluentd() as receiver:
+        receiver.stop()
+        _fill_small_spool(plugin, tmp_path, receiver, local_id, remote_id)
+        m = plugin.metrics()
+    assert m["logpipe_captured_lines_total", local_id] == 3000
+    assert m["logpipe_stored_lines_total", local_id] == 3000
+    assert m["logpipe_captured_bytes_total", local_id] == 3000 * 6
+    assert m["logpipe_dropped_lines_total", local_id] == 0
+    assert ("logpipe_shipped_lines_total", local_id) not in m    # not a shipping driver
+    dropped = m["logpipe_dropped_lines_total", remote_id]
+    assert 0 < dropped < 3000
+    assert m["logpipe_captured_lines_total", remote_id] == 3000
+    assert m["logpipe_shipped_lines_total", remote_id] == 0
+    assert m["logpipe_rejected_lines_total", remote_id] == 0
+    assert m["logpipe_possible_duplicates_total", remote_id] == 0
+    assert 0 < m["logpipe_backlog_lines", remote_id] <= 3000 - dropped
+    assert 0 < m["logpipe_backlog_bytes", remote_id] <= 2 * 8192
+
+
+@pytest.mark.xfail(strict=False, reason="seen under load (1 run in 5): 735 of 3000 lines, "
+                   "one spool file's worth, neither shipped nor counted as dropped; cause "
+                   "not found yet (spool rotation while the receiver is down)")
+def test_every_line_of_a_full_spool_is_delivered_or_counted_dropped(plugin, tmp_path):
+    """Once the receiver is back, every line is either delivered or counted as dropped."""
+    from receivers.fluentd import FakeFluentd
+
+    local_id, remote_id = "a" * 64, "b" * 64
+    with FakeFluentd() as receiver:
+        receiver.stop()
+        _fill_small_spool(plugin, tmp_path, receiver, local_id, remote_id)
+        dropped = plugin.metrics()["logpipe_dropped_lines_total", remote_id]
+        receiver.start()
+        wait_until(lambda: plugin.metrics()["logpipe_backlog_lines", remote_id] == 0,
+                   timeout=30, what="the spool delivered")
+        m = plugin.metrics()
+        assert m["logpipe_dropped_lines_total", remote_id] == dropped
+        assert m["logpipe_shipped_lines_total", remote_id] + dropped == 3000
+        assert receiver.received == 3000 - dropped
+
+
 # -- a real dockerd --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def docker_plugin(real_docker, tmp_path):
-    """Our plugin at ``/run/docker/plugins/logpipe-test-<random>.sock``, where dockerd looks
-    for legacy plugins; the socket goes afterwards."""
-    name = f"logpipe-test-{uuid.uuid4().hex[:8]}"
-    os.makedirs("/run/docker/plugins", exist_ok=True)
-    sock = f"/run/docker/plugins/{name}.sock"
-    p = PluginProc(sock, str(tmp_path / "data"))
-    p.name = name
-    yield p
-    p.stop()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)
-
-
-@pytest.fixture(scope="module")
-def real_busybox(real_docker, busybox_tar):
-    """busybox in the real dockerd (``docker import`` of our rootfs tarball)."""
-    if busybox_tar is None:
-        pytest.skip("needs root, runc and busybox-static for the busybox image")
-    res = real_docker.cli("import", busybox_tar, "lp-busybox:plugin")
-    assert res.returncode == 0, res.stderr
-    return "lp-busybox:plugin"
 
 
 def test_docker_run_and_logs_through_the_plugin(real_docker, real_busybox, docker_plugin):

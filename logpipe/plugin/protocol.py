@@ -16,6 +16,7 @@ from aiohttp import web
 
 from logpipe.errors import LogpipeError
 
+from .removal import DEFAULT_DOCKER_HOST, DEFAULT_INTERVAL
 from .store import Logger, load_meta
 
 log = logging.getLogger("logpipe.plugin")
@@ -26,18 +27,51 @@ PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 
 
 class Plugin:
-    """The plugin's state: every running ``Logger`` by FIFO path."""
+    """The plugin's state: every running ``Logger`` by FIFO path; for the counters, the
+    last logger that wrote each container's log in this run and the shippers of containers
+    that ended before it (by container id); what ``removal`` asks Docker's API with."""
 
-    def __init__(self, data_root: str) -> None:
+    def __init__(self, data_root: str, docker_host: str = DEFAULT_DOCKER_HOST,
+                 sweep_interval: float = DEFAULT_INTERVAL) -> None:
         self.data_root = data_root
+        self.docker_host, self.sweep_interval = docker_host, sweep_interval
         self.loggers: dict[str, Logger] = {}
+        self.written: dict[str, Logger] = {}
+        self.shippers: dict[str, Any] = {}
 
     def adopt(self) -> None:
         """After a restart: the FIFOs of containers still logging (``store.adopt``)."""
         from .store import adopt
 
-        for logger in adopt(self.data_root):
+        for logger in adopt(self.data_root, self.shippers):
             self.loggers[logger.fifo] = logger
+
+    def snapshot(self) -> tuple[dict[str, Logger], dict[str, Any]]:
+        """The loggers that wrote, and the shippers, by container id (on the event loop, so
+        that a thread reads them while requests change the live ones)."""
+        loggers = dict(self.written)
+        shippers = dict(self.shippers)
+        for logger in self.loggers.values():
+            if logger.sink is not None:
+                loggers[logger.info.container_id] = logger
+        for cid, logger in loggers.items():
+            if logger.shipper is not None:
+                shippers[cid] = logger.shipper
+        return loggers, shippers
+
+    def sweep(self, shippers: dict[str, Any]) -> list[str]:
+        """Remove the directories of containers Docker removed (``removal.sweep``)."""
+        from .removal import sweep
+
+        # A logger whose thread ended (Docker died without StopLogging) holds nothing.
+        busy = {logger.info.container_id for logger in list(self.loggers.values())
+                if logger.thread.is_alive()}
+        removed = sweep(self.data_root, self.docker_host, busy, shippers)
+        for cid in removed:
+            self.written.pop(cid, None)
+            self.shippers.pop(cid, None)
+            log.info("%s: removed the log of a removed container", cid[:12])
+        return removed
 
     def start_logging(self, body: dict[str, Any]) -> None:
         fifo = body.get("File") or ""
@@ -60,6 +94,8 @@ class Plugin:
                 logger.stopped()
             except (OSError, LogpipeError) as err:
                 log.warning("%s: %s", logger.info.container_id[:12], err)
+            if logger.sink is not None:
+                self.written[logger.info.container_id] = logger
 
 
 def _reply(data: dict[str, Any]) -> web.Response:
@@ -113,6 +149,8 @@ async def read_logs(request: web.Request) -> web.StreamResponse:
         info = body.get("Info") or {}
         meta = load_meta(plugin.data_root, info.get("ContainerID") or "")
         config = body.get("Config") or {}
+        if config.get("Follow"):
+            await _first_record(plugin, meta)
         chunks = open_reader(meta, config)
     except LogpipeError as err:
         return _reply({"Err": str(err)})
@@ -134,6 +172,57 @@ async def read_logs(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Every container's counters in the daemon's ``/metrics`` format (not part of Docker's
+    plugin protocol: for an operator, ``curl --unix-socket``)."""
+    from logpipe.metrics import CONTENT_TYPE
+
+    from .counters import metrics as render
+
+    plugin: Plugin = request.app["plugin"]
+    loggers, shippers = plugin.snapshot()
+    text = await asyncio.to_thread(render, plugin.data_root, loggers, shippers)
+    return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _sweeper(app: web.Application):
+    """Every ``sweep_interval`` seconds, the directories of removed containers go."""
+    plugin: Plugin = app["plugin"]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(plugin.sweep_interval)
+            _, shippers = plugin.snapshot()
+            try:
+                await asyncio.to_thread(plugin.sweep, shippers)
+            except Exception:  # one failed sweep must not end the next ones
+                log.exception("removing the logs of removed containers")
+
+    task = asyncio.get_running_loop().create_task(loop())
+    yield
+    task.cancel()
+
+
+async def _first_record(plugin: Plugin, meta: dict[str, Any]) -> None:
+    """``docker logs -f`` of a running container that has not written yet: the log is
+    created at the first record, and following a log that does not exist would end at once;
+    wait until it exists, or Docker says the container is not running (or cannot say)."""
+    import os
+
+    from .readlogs import log_file
+    from .removal import container_running
+
+    path = log_file(meta)
+    cid = meta["Info"]["container_id"]
+    while path and not os.path.exists(path):
+        if not await asyncio.to_thread(container_running, plugin.docker_host, cid):
+            return
+        for _ in range(10):
+            if os.path.exists(path):
+                return
+            await asyncio.sleep(0.1)
+
+
 def _next_batch(chunks, limit: int) -> list:
     """The next ``limit`` chunks (fewer at the end): one thread hop per batch."""
     out = []
@@ -152,6 +241,9 @@ def make_app(plugin: Plugin) -> web.Application:
     app.router.add_post("/LogDriver.StartLogging", start_logging)
     app.router.add_post("/LogDriver.StopLogging", stop_logging)
     app.router.add_post("/LogDriver.ReadLogs", read_logs)
+    app.router.add_get("/metrics", metrics)
+    if plugin.sweep_interval > 0:
+        app.cleanup_ctx.append(_sweeper)
     return app
 
 

@@ -43,3 +43,18 @@ def open_reader(meta: Mapping[str, Any], config: Mapping[str, Any]) -> Iterator[
     info = LogInfo(**{**meta["Info"], "args": tuple(meta["Info"].get("args") or ()),
                       "env": tuple(meta["Info"].get("env") or ())})
     return load_driver(meta["Driver"], meta.get("Ref")).read(info, cfg)
+
+
+def log_file(meta: Mapping[str, Any]) -> str | None:
+    """The file the container's records go to (a remote driver's: its spool); the plugin
+    creates it at the first record."""
+    from logpipe.driver import LogInfo, hook
+    from logpipe.registry import load_driver, log_plan
+
+    info = LogInfo(**{**meta["Info"], "args": tuple(meta["Info"].get("args") or ()),
+                      "env": tuple(meta["Info"].get("env") or ())})
+    if log_plan(meta["Driver"]).ships:
+        from drivers.remote import spool_path
+
+        return spool_path(info)
+    return hook(load_driver(meta["Driver"], meta.get("Ref")), "log_path")(info)

@@ -105,10 +105,10 @@ class Logger:
         from logpipe.registry import log_plan
 
         self.ships = log_plan(name).ships
-        self.shipper = None
+        self.shipper = self.spool = None
         self.sink = self.guard = None
         self.error = ""
-        self.lines = 0
+        self.lines = self.bytes = 0
         self.flush_request = FlushRequest()
         self.thread = threading.Thread(target=self._run, name=f"fifo {os.path.basename(fifo)}",
                                        daemon=True)
@@ -136,7 +136,7 @@ class Logger:
         if self.ships:  # the shim's way: a disk-first spool, and a shipper reading it
             from drivers.spool import SpoolWriter
 
-            driver = SpoolWriter(self.info, self.name, report=self._report)
+            driver = self.spool = SpoolWriter(self.info, self.name, report=self._report)
             self.shipper = start_shipper(self.name, self.driver_cls, self.info)
         else:
             driver = self.driver_cls(self.info)
@@ -148,6 +148,7 @@ class Logger:
         """``drain``'s sink: the driver's, opened on first use."""
         if self.sink is None:
             self.sink = self._open()
+        self.bytes += sum(len(chunk.data) for chunk in batch)  # the counters' (``counters``)
         self.sink.write(batch)
 
     def _run(self) -> None:
@@ -196,18 +197,22 @@ class Logger:
         save_meta(self.log_dir, meta)
 
 
-def adopt(data_root: str) -> list[Logger]:
+def adopt(data_root: str, shippers: dict[str, Any] | None = None) -> list[Logger]:
     """The logs of containers still running after the plugin restarted: Docker called
-    StartLogging once and keeps writing into the same FIFO (its writes fail while no one
-    reads), so a restarted plugin opens every FIFO it was given and not stopped, and goes on
-    appending to the same log. A FIFO that is gone (the container ended) is left alone."""
+    StartLogging once and keeps writing into the same FIFO (while no one reads, its writes
+    fill the pipe: they do not fail), so a restarted plugin opens every FIFO it was given
+    and not stopped, and goes on appending to the same log. A FIFO that is gone (the
+    container ended) is left alone, but its spool's shipper runs again until delivered
+    (recorded in ``shippers`` by id)."""
     loggers = []
     root = os.path.join(data_root, "containers")
     for cid in sorted(os.listdir(root)) if os.path.isdir(root) else ():
         try:
             meta = load_meta(data_root, cid)
             if meta.get("Stopped") or not _is_fifo(meta["Fifo"]):
-                _ship_rest(data_root, meta)
+                shipper = _ship_rest(data_root, meta)
+                if shipper is not None and shippers is not None:
+                    shippers[cid] = shipper
                 continue
             logger = Logger(data_root, meta["Fifo"], meta["DockerInfo"], adopted=True)
             logger.start()
@@ -227,7 +232,7 @@ def _is_fifo(path: str) -> bool:
         return False
 
 
-def _ship_rest(data_root: str, meta: Mapping[str, Any]) -> None:
+def _ship_rest(data_root: str, meta: Mapping[str, Any]):
     """A container that ended (while the plugin was down, or before its spool was
     delivered): its shipper runs again until the spool is delivered."""
     from drivers.spool import spool_drained
@@ -235,11 +240,12 @@ def _ship_rest(data_root: str, meta: Mapping[str, Any]) -> None:
 
     name = meta["Driver"]
     if not log_plan(name).ships:
-        return
+        return None
     info = log_info(meta["DockerInfo"], container_dir(data_root, meta["Info"]["container_id"]),
                     meta["Opts"])
-    if not spool_drained(info, name):
-        start_shipper(name, load_driver(name, meta.get("Ref")), info)
+    if spool_drained(info, name):
+        return None
+    return start_shipper(name, load_driver(name, meta.get("Ref")), info)
 
 
 def save_meta(log_dir: str, meta: Mapping[str, Any]) -> None:

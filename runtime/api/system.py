@@ -9,6 +9,7 @@ import platform
 
 from aiohttp import web
 
+from logpipe.metrics import CONTENT_TYPE
 from logpipe.registry import driver_names
 
 from ..executors import available_runtimes, default_runtime
@@ -77,8 +78,7 @@ async def metrics(request: web.Request) -> web.Response:
     store = store_of(request)
     items = [(c.spec, c.state) for c in store.list(all=True)]
     text = await asyncio.to_thread(store.shipping.metrics, items)
-    return web.Response(text=text,
-                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
 
 
 

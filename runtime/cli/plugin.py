@@ -19,6 +19,13 @@ def add_parser(sub) -> None:
                    help=f"Unix socket Docker finds the plugin at (default {DEFAULT_SOCKET})")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
                    help=f"Where containers' logs are stored (default {DEFAULT_DATA_ROOT})")
+    # Their defaults live in logpipe.plugin.removal (not imported by the CLI's start-up).
+    p.add_argument("--docker-host", default=None,
+                   help="Docker's API, asked which containers still exist so that the logs "
+                        "of removed ones go (default unix:///var/run/docker.sock)")
+    p.add_argument("--cleanup-interval", type=float, default=None,
+                   help="Seconds between two removals of removed containers' logs; 0: never "
+                        "(default 30)")
     p.set_defaults(func=cmd_docker_plugin)
 
 
@@ -50,7 +57,9 @@ def cmd_docker_plugin(args: argparse.Namespace) -> int:
         os.unlink(args.socket)
     except FileNotFoundError:
         pass
-    plugin = Plugin(args.data_root)
+    plugin = Plugin(args.data_root, **{k: v for k, v in (
+        ("docker_host", args.docker_host), ("sweep_interval", args.cleanup_interval))
+        if v is not None})
     plugin.adopt()
     tune_gc()
     web.run_app(make_app(plugin), path=args.socket, print=None, access_log=None)
