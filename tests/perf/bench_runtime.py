@@ -24,6 +24,17 @@ PATH, else ``process`` (no isolation); the first line printed says which.
   (``true``) gives the fixed start/exit cost included in every figure. With runc, ``wait``
   returns after the shim has unmounted the container's overlayfs (mounted ``volatile``, so
   the unmount does not sync the data root's filesystem).
+- the Podman peer (skipped, saying why, without podman and conmon or when not root): the same
+  busybox rootfs imported into a Podman storage root of the benchmark's own; ``run -d`` from
+  each CLI of ``sh -c 'yes <line> | head -n N'`` (2 M and 8 M lines of 100 B, 0.5 M of 1 KiB,
+  stdout only or half on each stream) into logpipe's json-file and local and Podman's
+  k8s-file (conmon); the clock runs from the ``run -d`` command to the last write of the log
+  file (its mtime once the container has exited and the file stopped growing), every line
+  is checked to be stored; runs are interleaved (conmon, json-file, local, again), medians of
+  3, and the logpipe/conmon ratios come from the same run. Then conmon's RSS, PSS and USS
+  per idle container. ``--only-peer`` runs just this; Podman is configured by
+  ``/etc/containers/containers.conf`` (runc, cgroupfs, file events, ``nofile``/``nproc``
+  ulimits of 1024) and runs with ``--network none``.
 """
 
 from __future__ import annotations
@@ -391,6 +402,15 @@ class Podman:
         finally:
             self.cmd("rm", "-f", cid)
 
+    def run_empty(self) -> float:
+        """Seconds from ``run -d true`` to ``wait`` returning: the fixed cost of a run."""
+        t0 = time.time()
+        cid = self.cmd("run", "-d", "--network", "none", "localhost/" + IMAGE, "true")
+        self.cmd("wait", cid)
+        wall = time.time() - t0
+        self.cmd("rm", "-f", cid)
+        return wall
+
     def close(self) -> None:
         try:
             self.cmd("rm", "-af")
@@ -444,6 +464,18 @@ def logpipe_run_logged(d: Daemon, cmd: list[str], driver: str) -> tuple[float, i
         d.remove(cid)
 
 
+def logpipe_run_empty(d: Daemon) -> float:
+    """Seconds from ``logpipe run -d true`` to ``POST wait`` returning."""
+    env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
+    t0 = time.time()
+    cid = subprocess.run(LOGPIPE + ["run", "-d", IMAGE, "true"], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    d.wait(cid)
+    wall = time.time() - t0
+    d.remove(cid)
+    return wall
+
+
 def bench_podman_peer(d: Daemon, image_tar: str, base: str, runs: int, quick: bool) -> dict:
     """The same ``yes | head`` containers through Podman 4.3's conmon (k8s-file) and through
     logpipe (json-file, local), interleaved run by run so that both see the same load."""
@@ -456,6 +488,11 @@ def bench_podman_peer(d: Daemon, image_tar: str, base: str, runs: int, quick: bo
     podman = Podman(base, image_tar)
     results: dict = {}
     try:
+        empty = {"conmon": statistics.median(podman.run_empty() for _ in range(runs)),
+                 "logpipe": statistics.median(logpipe_run_empty(d) for _ in range(runs))}
+        print(f"  empty container (`run -d true` → exit seen by `wait`, in every figure below):"
+              f" conmon {empty['conmon']:.2f} s  logpipe {empty['logpipe']:.2f} s")
+        results["empty_container_s"] = empty
         for lines, size, streams in PEER_CASES:
             if quick:
                 lines //= 4
