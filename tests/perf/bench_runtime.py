@@ -371,9 +371,9 @@ class Podman:
     busybox rootfs imported; ``None`` from ``find`` says why it cannot run."""
 
     def __init__(self, base: str, image_tar: str) -> None:
-        root = os.path.join(base, "podman")
-        self.argv = ["podman", "--root", os.path.join(root, "storage"),
-                     "--runroot", os.path.join(root, "run")]
+        # podman refuses a runroot longer than 50 characters: a short one of its own
+        self.runroot = tempfile.mkdtemp(prefix="lp-podman-", dir="/run")
+        self.argv = ["podman", "--root", os.path.join(base, "podman"), "--runroot", self.runroot]
         self.cmd("import", image_tar, "localhost/" + IMAGE)
 
     @staticmethod
@@ -386,8 +386,11 @@ class Podman:
         return ""
 
     def cmd(self, *args: str) -> str:
-        return subprocess.run(self.argv + list(args), check=True, capture_output=True,
-                              text=True).stdout.strip()
+        done = subprocess.run(self.argv + list(args), capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"podman {' '.join(args[:2])} exited {done.returncode}: "
+                               f"{done.stderr.strip()}")
+        return done.stdout.strip()
 
     def run_logged(self, cmd: list[str]) -> tuple[float, str]:
         """``run -d`` with k8s-file; (seconds from the command to the log's last write,
@@ -415,8 +418,9 @@ class Podman:
         try:
             self.cmd("rm", "-af")
             self.cmd("rmi", "-af")
-        except subprocess.CalledProcessError as err:
-            print(f"warning: podman clean-up failed: {err.stderr.strip()}")
+        except RuntimeError as err:
+            print(f"warning: podman clean-up failed: {err}")
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
 
 def _settled_mtime(paths: list[str]) -> float:
