@@ -373,7 +373,8 @@ class Podman:
     def __init__(self, base: str, image_tar: str) -> None:
         # podman refuses a runroot longer than 50 characters: a short one of its own
         self.runroot = tempfile.mkdtemp(prefix="lp-podman-", dir="/run")
-        self.argv = ["podman", "--root", os.path.join(base, "podman"), "--runroot", self.runroot]
+        self.root = os.path.join(base, "podman")
+        self.argv = ["podman", "--root", self.root, "--runroot", self.runroot]
         self.cmd("import", image_tar, "localhost/" + IMAGE)
 
     @staticmethod
@@ -420,6 +421,11 @@ class Podman:
             self.cmd("rmi", "-af")
         except RuntimeError as err:
             print(f"warning: podman clean-up failed: {err}")
+        # the overlay driver bind-mounts its directory onto itself; left mounted, the
+        # benchmark's directory could not be removed
+        overlay = os.path.join(self.root, "overlay")
+        if os.path.ismount(overlay):
+            subprocess.run(["umount", overlay], check=False)
         shutil.rmtree(self.runroot, ignore_errors=True)
 
 
