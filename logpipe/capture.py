@@ -21,6 +21,7 @@ import stat
 import time
 from typing import Callable, Mapping, Sequence
 
+from . import heap
 from .driver import LogInfo
 from .errors import LogpipeError
 from .framing import Clock, Framer
@@ -36,6 +37,8 @@ PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 #: How long a terminal's reader waits, in all, for the rest of a burst (``_read_more``).
 BURST_WAIT = 0.01
+#: Quiet seconds after output after which the buffers of the burst are given back (``heap``).
+IDLE_RELEASE = 1.0
 
 
 class CaptureStats:
@@ -84,9 +87,15 @@ def pump(fds: Mapping[str, int], sink, stats: CaptureStats,
         sel.register(fd, selectors.EVENT_READ)
     for fd, handler in (extra or {}).items():
         sel.register(fd, selectors.EVENT_READ, handler)
+    heap.hold()
+    quiet: float | None = None  # select's timeout: set while a burst's buffers are held
     while framers:
         batch: list[Chunk] = []
-        for key, _ in sel.select():
+        events = sel.select(quiet)
+        if not events and quiet is not None:
+            heap.release()
+            quiet = None
+        for key, _ in events:
             if key.data is not None:
                 key.data()
                 continue
@@ -112,7 +121,9 @@ def pump(fds: Mapping[str, int], sink, stats: CaptureStats,
         if batch:
             stats.lines += sum(chunk.count for chunk in batch)
             sink.write(batch)
+            quiet = IDLE_RELEASE
     sel.close()
+    heap.release()
 
 
 def _read_more(fd: int, data: bytes) -> bytes:

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from typing import Sequence
 
-from .message import Chunk
+from .message import Chunk, count_lines
 
 
 class NonBlockingSink:
@@ -49,7 +49,7 @@ class NonBlockingSink:
             self._size += cut
         dropped = chunk.data[cut:]
         self.dropped_bytes += len(dropped)
-        self.dropped_lines += 1 if chunk.partial is not None else dropped.count(b"\n")
+        self.dropped_lines += 1 if chunk.partial is not None else count_lines(dropped)
 
     def _drain(self) -> None:
         while True:

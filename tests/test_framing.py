@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from logpipe.framing import Clock, Framer
-from logpipe.message import PARTIAL_SIZE, STDOUT
+from logpipe.message import PARTIAL_SIZE, STDOUT, Chunk, count_lines
 
 pytestmark = pytest.mark.unit
 
@@ -102,3 +102,9 @@ def test_any_byte_stream_comes_back_exactly_and_no_piece_exceeds_16k(reads):
             assert max(len(line) for line in c.data.split(b"\n")) < PARTIAL_SIZE
         else:
             assert len(c.data.rstrip(b"\n")) <= PARTIAL_SIZE
+
+
+@given(st.binary(max_size=2000))
+def test_a_chunk_counts_its_lines_as_the_newlines_it_holds(data):
+    assert count_lines(data) == data.count(b"\n")
+    assert Chunk(STDOUT, 1, data).count == data.count(b"\n")

@@ -21,7 +21,7 @@ from drivers.rotation import RotatingFile
 from logpipe import reading
 from logpipe.driver import LogInfo
 from logpipe.errors import DriverInitError, LogOptError, PartlyStored
-from logpipe.message import STDERR, STDOUT, Chunk
+from logpipe.message import STDERR, STDOUT, Chunk, count_lines
 from logpipe.options import parse_bool, parse_int
 from logpipe.units import parse_human_size
 from logpipe.reading import ReadConfig, RecordFormat
@@ -77,7 +77,7 @@ def pack_blocks(batch: Sequence[Chunk], compress: bool,
             entries.append([_SOURCE_CODE[chunk.source], ts - prev, data])
             prev = ts
             size += len(data) + _ENTRY_OVERHEAD
-            records += data.count(b"\n")
+            records += count_lines(data)
             continue
         while True:
             free = cap - size - _ENTRY_OVERHEAD
@@ -100,7 +100,7 @@ def pack_blocks(batch: Sequence[Chunk], compress: bool,
                 entries.append(_entry(chunk, piece, ts - prev))
                 prev = ts
                 size += len(piece) + _ENTRY_OVERHEAD
-                records += piece.count(b"\n") if whole_lines else 1
+                records += count_lines(piece) if whole_lines else 1
                 if take == len(data):
                     break
                 data = data[take:]

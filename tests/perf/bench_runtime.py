@@ -27,6 +27,17 @@ PATH, else ``process`` (no isolation); the first line printed says which.
   (``true``) gives the fixed start/exit cost included in every figure. With runc, ``wait``
   returns after the shim has unmounted the container's overlayfs (mounted ``volatile``, so
   the unmount does not sync the data root's filesystem).
+- the Podman peer (skipped, saying why, without podman and conmon or when not root): the same
+  busybox rootfs imported into a Podman storage root of the benchmark's own; ``run -d`` from
+  each CLI of ``sh -c 'yes <line> | head -n N'`` (2 M and 8 M lines of 100 B, 0.5 M of 1 KiB,
+  stdout only or half on each stream) into logpipe's json-file and local and Podman's
+  k8s-file (conmon); the clock runs from the ``run -d`` command to the last write of the log
+  file (its mtime once the container has exited and the file stopped growing), every line
+  is checked to be stored; runs are interleaved (conmon, json-file, local, again), medians of
+  3, and the logpipe/conmon ratios come from the same run. Then conmon's RSS, PSS and USS
+  per idle container. ``--only-peer`` runs just this; Podman is configured by
+  ``/etc/containers/containers.conf`` (runc, cgroupfs, file events, ``nofile``/``nproc``
+  ulimits of 1024) and runs with ``--network none``.
 """
 
 from __future__ import annotations
@@ -424,6 +435,225 @@ def bench_throughput(d: Daemon, total: int, runs: int) -> dict:
     return results
 
 
+# -- the Podman peer: `yes | head` in a container, logpipe against conmon -------------------------
+
+#: (lines, line size incl. the newline, streams): Podman 4.3's conmon on this machine did
+#: 2 M lines of 100 B in 1.4-1.7 s and 8 M in 5.4 s; Docker 20.10's json-file ~0.28 M lines/s.
+PEER_CASES = ((2_000_000, 100, "stdout"), (8_000_000, 100, "stdout"), (2_000_000, 100, "both"),
+              (8_000_000, 100, "both"), (500_000, 1024, "stdout"), (500_000, 1024, "both"))
+PEER_DOCKER = {100: 280_000}
+
+
+def yes_head(lines: int, size: int, streams: str) -> list[str]:
+    """The container's command: ``lines`` lines of ``size`` bytes (newline included) from
+    ``yes | head``, on stdout, or half on each stream."""
+    text = "x" * (size - 1)
+    if streams == "stdout":
+        script = f"yes {text} | head -n {lines}"
+    else:
+        half = lines // 2
+        script = (f"yes {text} | head -n {half} & yes {text} | head -n {lines - half} >&2; "
+                  "wait")
+    return ["sh", "-c", script]
+
+
+class Podman:
+    """``podman`` on a storage root of its own (the bench's temporary directory), with the
+    busybox rootfs imported; ``None`` from ``find`` says why it cannot run."""
+
+    def __init__(self, base: str, image_tar: str) -> None:
+        # podman refuses a runroot longer than 50 characters: a short one of its own
+        self.runroot = tempfile.mkdtemp(prefix="lp-podman-", dir="/run")
+        self.root = os.path.join(base, "podman")
+        self.argv = ["podman", "--root", self.root, "--runroot", self.runroot]
+        self.cmd("import", image_tar, "localhost/" + IMAGE)
+
+    @staticmethod
+    def missing() -> str:
+        """Why the peer cannot run here, or "" when it can."""
+        if not shutil.which("podman") or not shutil.which("conmon"):
+            return "podman or conmon is not installed (apt-get install podman conmon)"
+        if os.geteuid() != 0:
+            return "not root (the comparison runs rootful Podman with runc, as logpipe)"
+        return ""
+
+    def cmd(self, *args: str) -> str:
+        done = subprocess.run(self.argv + list(args), capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"podman {' '.join(args[:2])} exited {done.returncode}: "
+                               f"{done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def run_logged(self, cmd: list[str]) -> tuple[float, str]:
+        """``run -d`` with k8s-file; (seconds from the command to the log's last write,
+        log path)."""
+        t0 = time.time()
+        cid = self.cmd("run", "-d", "--network", "none", "--log-driver", "k8s-file",
+                       "localhost/" + IMAGE, *cmd)
+        try:
+            self.cmd("wait", cid)
+            path = self.cmd("inspect", "--format", "{{.HostConfig.LogConfig.Path}}", cid)
+            return _settled_mtime([path]) - t0, _count_k8s_lines(path)
+        finally:
+            self.cmd("rm", "-f", cid)
+
+    def run_empty(self) -> float:
+        """Seconds from ``run -d true`` to ``wait`` returning: the fixed cost of a run."""
+        t0 = time.time()
+        cid = self.cmd("run", "-d", "--network", "none", "localhost/" + IMAGE, "true")
+        self.cmd("wait", cid)
+        wall = time.time() - t0
+        self.cmd("rm", "-f", cid)
+        return wall
+
+    def close(self) -> None:
+        try:
+            self.cmd("rm", "-af")
+            self.cmd("rmi", "-af")
+        except RuntimeError as err:
+            print(f"warning: podman clean-up failed: {err}")
+        # the overlay driver bind-mounts its directory onto itself; left mounted, the
+        # benchmark's directory could not be removed
+        overlay = os.path.join(self.root, "overlay")
+        if os.path.ismount(overlay):
+            subprocess.run(["umount", overlay], check=False)
+        shutil.rmtree(self.runroot, ignore_errors=True)
+
+
+def _settled_mtime(paths: list[str]) -> float:
+    """The last write to any of ``paths``, once they have stopped growing (a logger may
+    still be writing when the container's exit is reported)."""
+    sizes = None
+    while True:
+        now = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths if os.path.exists(p)]
+        if now == sizes:
+            return max(m for _, m in now) / 1e9
+        sizes = now
+        time.sleep(0.05)
+
+
+def _count_k8s_lines(path: str) -> int:
+    """Complete lines in a k8s-file log (``<time> <stream> F <text>``; conmon writes a line
+    cut by its 8 KiB buffer as ``P`` pieces followed by an ``F`` one)."""
+    count, tail = 0, b""
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            block = tail + block
+            cut = block.rfind(b"\n") + 1
+            count += block.count(b" F ", 0, cut)
+            tail = block[cut:]
+    return count
+
+
+def logpipe_run_logged(d: Daemon, cmd: list[str], driver: str) -> tuple[float, int]:
+    """``logpipe run -d`` from the CLI; (seconds from the command to the log's last write,
+    lines the shim counted as stored)."""
+    env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
+    t0 = time.time()
+    cid = subprocess.run(LOGPIPE + ["run", "-d", "--log-driver", driver, IMAGE, *cmd], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        d.wait(cid)
+        cdir = os.path.join(d.data_root, "containers", cid)
+        if driver == "json-file":
+            paths = [os.path.join(cdir, f"{cid}-json.log")]
+        else:
+            local = os.path.join(cdir, "local-logs")
+            paths = [os.path.join(local, name) for name in os.listdir(local)]
+        return _settled_mtime(paths) - t0, d.state(cid)["LinesLogged"]
+    finally:
+        d.remove(cid)
+
+
+def logpipe_run_empty(d: Daemon) -> float:
+    """Seconds from ``logpipe run -d true`` to ``POST wait`` returning."""
+    env = dict(os.environ, LOGPIPE_HOST=d.host, LOGPIPE_NO_AUTOSTART="1")
+    t0 = time.time()
+    cid = subprocess.run(LOGPIPE + ["run", "-d", IMAGE, "true"], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    d.wait(cid)
+    wall = time.time() - t0
+    d.remove(cid)
+    return wall
+
+
+def bench_podman_peer(d: Daemon, image_tar: str, base: str, runs: int, quick: bool) -> dict:
+    """The same ``yes | head`` containers through Podman 4.3's conmon (k8s-file) and through
+    logpipe (json-file, local), interleaved run by run so that both see the same load."""
+    why = Podman.missing()
+    if why:
+        print(f"== Podman peer skipped: {why}")
+        return {"skipped": why}
+    print(f"== `run -d` of `yes | head` → last line in the log file: logpipe vs Podman's "
+          f"conmon (k8s-file), median of {runs}, load {_load()}")
+    podman = Podman(base, image_tar)
+    results: dict = {}
+    try:
+        empty = {"conmon": statistics.median(podman.run_empty() for _ in range(runs)),
+                 "logpipe": statistics.median(logpipe_run_empty(d) for _ in range(runs))}
+        print(f"  empty container (`run -d true` → exit seen by `wait`, in every figure below):"
+              f" conmon {empty['conmon']:.2f} s  logpipe {empty['logpipe']:.2f} s")
+        results["empty_container_s"] = empty
+        for lines, size, streams in PEER_CASES:
+            if quick:
+                lines //= 4
+            cmd = yes_head(lines, size, streams)
+            walls: dict[str, list[float]] = {"conmon": [], "json-file": [], "local": []}
+            for _ in range(runs):
+                wall, stored = podman.run_logged(cmd)
+                assert stored == lines, ("conmon", stored, lines)
+                walls["conmon"].append(wall)
+                for driver in ("json-file", "local"):
+                    wall, stored = logpipe_run_logged(d, cmd, driver)
+                    assert stored == lines, (driver, stored, lines)
+                    walls[driver].append(wall)
+            med = {k: statistics.median(v) for k, v in walls.items()}
+            case = f"{lines / 1e6:g} M × {size} B {streams}"
+            row = "  ".join(f"{k} {med[k]:5.2f} s ({lines / med[k] / 1e6:4.2f} M/s)"
+                            for k in walls)
+            ratios = "  ".join(f"{k}/conmon {med['conmon'] / med[k]:4.2f}×"
+                               for k in ("json-file", "local"))
+            print(f"  {case:<22} {row}  │ {ratios}")
+            results[case] = {"seconds": walls, "median_s": med, "lines": lines,
+                             "lines_per_s": {k: lines / med[k] for k in med},
+                             "logpipe_over_conmon": {k: med["conmon"] / med[k]
+                                                     for k in ("json-file", "local")}}
+        results["conmon_idle_memory"] = conmon_idle_memory(podman, 5 if quick else 10)
+    finally:
+        podman.close()
+    print(f"  load after: {_load()}")
+    return results
+
+
+def conmon_idle_memory(podman: Podman, n: int) -> dict:
+    """RSS, PSS and USS (private pages) of conmon for ``n`` idle containers (``sleep``)."""
+    ids = [podman.cmd("run", "-d", "--network", "none", "localhost/" + IMAGE, "sleep", "3600")
+           for _ in range(n)]
+    try:
+        time.sleep(1)
+        pids = [int(podman.cmd("inspect", "--format", "{{.State.ConmonPid}}", cid))
+                for cid in ids]
+        mem = [_rss_pss_uss(pid) for pid in pids]
+    finally:
+        podman.cmd("rm", "-f", "-t", "0", *ids)
+    out = {k: statistics.median(m[i] for m in mem) for i, k in enumerate(("rss", "pss", "uss"))}
+    print(f"  conmon per idle container ({n}): RSS {out['rss']:.1f} MiB  PSS {out['pss']:.1f} MiB"
+          f"  USS {out['uss']:.1f} MiB (medians)")
+    return {f"{k}_mib": v for k, v in out.items()}
+
+
+def _rss_pss_uss(pid: int) -> tuple[float, float, float]:
+    """(Rss, Pss, Private_Clean + Private_Dirty) of a process from ``smaps_rollup``, MiB."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1]) / 1024
+    return (fields["Rss"], fields["Pss"],
+            fields["Private_Clean"] + fields["Private_Dirty"])
+
+
 def main() -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure compiled bytecode, as installed
     subprocess.run([sys.executable, "-m", "compileall", "-q"] +
@@ -436,7 +666,12 @@ def main() -> None:
     ap.add_argument("--containers", type=int, default=50)
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-peer", action="store_true", help="no Podman comparison")
+    ap.add_argument("--only-peer", action="store_true",
+                    help="only the Podman comparison (implies --skip-latency --skip-throughput)")
     args = ap.parse_args()
+    if args.only_peer:
+        args.skip_latency = args.skip_throughput = True
     runtime = pick_runtime(args.runtime)
     why = ("root and runc on PATH" if runtime == "runc" and not args.runtime
            else "asked with --runtime" if args.runtime
@@ -460,6 +695,8 @@ def main() -> None:
                 d, args.containers, 5 if args.quick else 10, runtime, 2 if args.quick else 5)
         if not args.skip_throughput:
             results["throughput"] = bench_throughput(d, total, 1 if args.quick else 3)
+        if not args.skip_peer:
+            results["podman"] = bench_podman_peer(d, image, base, 3, args.quick)
     finally:
         if d is not None:
             try:  # after a failure: no container (shim, sleep) may outlive the benchmark
