@@ -9,8 +9,8 @@ elsewhere.
 (``runtime/shim_parent.py``), which runs the same ``main``: its pages are then shared with
 the parent and every other shim, and the shim owns only what it writes to. So the
 container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a short-lived
-child of the shim (``_in_worker``), and the heap is trimmed after start-up and after each
-burst of output. The shim starts the container through its executor with the write ends of
+child of the shim (``_in_worker``), and the heap is trimmed after start-up and, by ``pump``
+(``logpipe.heap``), a second after each burst of output. The shim starts the container through its executor with the write ends of
 two pipes, stores everything read from them through the
 container's storage driver, or the spool of a remote one, as the container's ``LogPlan``
 says (``logpipe.capture.pump``), reaps the container (it is a child
@@ -50,6 +50,7 @@ import socket
 import sys
 import time
 
+from logpipe import heap
 from logpipe.capture import CaptureStats, enlarge_pipe, make_sink, pump
 from logpipe.message import STDERR, STDOUT
 from logpipe.driver import NONE, REMOTE
@@ -71,11 +72,6 @@ PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST = 64 << 10
 #: How many wake-ups a stop waits for a read-free moment before abandoning one batch.
 STOP_TRIES = 100
-#: After this many batches, the heap is trimmed once output pauses for ``TRIM_DELAY`` s:
-#: what a burst of output allocated goes back to the kernel instead of staying in the
-#: shim's resident memory while it idles.
-TRIM_EVERY = 256
-TRIM_DELAY = 1.0
 
 
 class _StopReading(Exception):
@@ -87,20 +83,14 @@ class _Sink:
     the shim has decided to stop reading, the first batch written ends ``pump`` — after it is
     stored. Write errors never get here: ``StorageGuard`` counts them and retries."""
 
-    __slots__ = ("inner", "stopping", "batches", "on_burst")
+    __slots__ = ("inner", "stopping")
 
-    def __init__(self, inner, on_burst) -> None:
+    def __init__(self, inner) -> None:
         self.inner = inner
         self.stopping = False
-        self.batches = 0
-        self.on_burst = on_burst
 
     def write(self, batch) -> None:
         self.inner.write(batch)
-        self.batches += 1
-        if self.batches >= TRIM_EVERY:
-            self.batches = 0
-            self.on_burst()
         if self.stopping:
             raise _StopReading
 
@@ -121,7 +111,6 @@ class Shim:
         self.stopping = False
         self.pipes_open = False
         self._stop_seen = self._stop_tries = 0
-        self._trim_at = 0.0  # when a trim is due after a burst (0: none is)
         self.driver = self.buffer = None
         self.guard: StorageGuard | None = None
         self.sink: _Sink | None = None
@@ -163,7 +152,7 @@ class Shim:
         # A spool has its own answer to ``mode`` (what to do when it is full), in the writer.
         self.buffer = self.guard if self.plan.ships else \
             make_sink(self.guard, self.spec.log_opts)
-        self.sink = _Sink(self.buffer, self._on_burst)
+        self.sink = _Sink(self.buffer)
         self.pumping = True
         try:
             pump(sources, self.sink, self.stats, self._handlers(), eager=self.spec.tty)
@@ -342,8 +331,6 @@ class Shim:
         except BlockingIOError:
             pass
         self._reap()
-        if self._trim_at and self.exit_code is None:
-            self._trim_after_burst()
         if self.stopping:
             self._stop_step()
         elif self.exit_code is not None and self.pumping:
@@ -370,20 +357,6 @@ class Shim:
                 self.deadline = time.monotonic() + EXIT_GRACE
                 if self.pumping:
                     signal.setitimer(signal.ITIMER_REAL, EXIT_GRACE + 0.005)
-
-    def _on_burst(self) -> None:
-        """Many batches since the last trim: trim once ``TRIM_DELAY`` s have passed (the
-        alarm is the exit grace's timer too, so only while the container runs)."""
-        if not self._trim_at and self.exit_code is None:
-            self._trim_at = time.monotonic() + TRIM_DELAY
-            signal.setitimer(signal.ITIMER_REAL, TRIM_DELAY)
-
-    def _trim_after_burst(self) -> None:
-        left = self._trim_at - time.monotonic()
-        if left > 0:  # woken by something else
-            return
-        self._trim_at = 0.0
-        _trim_heap()
 
     def _stop_step(self) -> None:
         """Leave ``pump`` without losing a batch it has read but not yet written: either the
@@ -677,13 +650,9 @@ def _oom_kills(path: str) -> int:
 
 def _trim_heap() -> None:
     """Give back to the kernel what start-up freed (imports, the spec's JSON): an idle shim
-    then costs what it holds, not what it once needed."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    then costs what it holds, not what it once needed. (What a burst of output leaves is
+    given back by ``pump`` itself, ``logpipe.heap``.)"""
+    heap.release()
 
 
 def _wake_only(_sig, _frame) -> None:
