@@ -2,7 +2,8 @@
 
 The top layer: it may import everything (``daemon`` starts the runtime, ``capture`` runs the
 core directly) and nothing imports it; the runtime never does. It starts fast: ``aiohttp``
-and the daemon are imported only by ``logpipe daemon``. Flags, output and error texts follow
+and the daemon are imported only by ``logpipe daemon``; ``ps`` and ``logs`` import only what
+they use (``tests/test_cli_package.py`` holds the list of what they must not). Flags, output and error texts follow
 the docker CLI; ``parser.py`` maps each command to its module.
 """
 
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
 
 from logpipe.errors import LogpipeError
+
+TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
+if TYPE_CHECKING:
+    from typing import Sequence
 
 #: Docker's exit status when the daemon (here: logpipe itself) refuses a request.
 EXIT_REFUSED = 125
@@ -36,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``logpipe`` entry point: the command's exit status."""
     from .parser import build_parser
 
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
