@@ -42,6 +42,57 @@ def test_the_cli_starts_without_the_daemon_or_aiohttp(argv):
     assert not heavy
 
 
+#: What the commonest commands (``ps``, ``logs``, ``inspect``, ``--version``) must not import:
+#: each costs milliseconds at every start (``http.client`` brings ``email`` and ``ssl``;
+#: ``socket`` builds its enums; ``urllib.parse`` its named tuples), or belongs to the daemon.
+HEAVY = {"asyncio", "aiohttp", "ssl", "email", "http", "socket", "selectors", "subprocess",
+         "threading", "urllib", "dataclasses", "logging", "tempfile", "tarfile", "zipfile",
+         "msgspec", "msgpack", "lz4", "orjson", "drivers", "boto3", "botocore", "google"}
+#: The modules of ``runtime`` on their path: the CLI's parser, client and the commands' own.
+LEAN_RUNTIME = {"runtime", "runtime.hosts", "runtime.cli", "runtime.cli.parser",
+                "runtime.cli.client", "runtime.cli.http1", "runtime.cli.errors",
+                "runtime.cli.listing", "runtime.cli.tables", "runtime.cli.logs"}
+
+
+@pytest.fixture(scope="module")
+def logged_container():
+    """A daemon with ``lean``, a container that has logged two lines and exited."""
+    from conftest import api_daemon, create, wait
+    from runtime.cli.client import Client
+
+    with api_daemon({"default-runtime": "process"}) as d:
+        api = Client(d.host, autostart=False)
+        cid = create(api, ["sh", "-c", "echo one; echo two >&2"], name="lean")
+        api.post(f"/containers/{cid}/start")
+        assert wait(api, cid) == 0
+        yield d.host
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("argv,out", [(["ps", "-a"], "lean"),
+                                      (["logs", "--tail", "100", "lean"], "one"),
+                                      (["inspect", "-f", "{{.Name}}", "lean"], "/lean"),
+                                      (["-H", "{host}", "inspect", "lean"], '"Name": "/lean"'),
+                                      (["--version"], "logpipe version ")])
+def test_the_commonest_commands_import_only_what_they_use(logged_container, argv, out):
+    """Run without ``site`` (the source tree on the path and no installed package), so a
+    dependency creeping onto their path fails to import, and every module they do import
+    is listed by ``-X importtime``."""
+    argv = [a.replace("{host}", logged_container) for a in argv]
+    res = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "runtime.cli", *argv],
+                         capture_output=True, text=True, timeout=60,
+                         env={"LOGPIPE_HOST": logged_container, "LOGPIPE_NO_AUTOSTART": "1",
+                              "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    errors = [line for line in res.stderr.splitlines() if not line.startswith("import time:")]
+    assert res.returncode == 0 and out in res.stdout, (res.returncode, res.stdout, errors)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()
+               if line.startswith("import time:")}
+    assert not {m for m in modules if m.split(".")[0] in HEAVY}
+    assert {m for m in modules if m.split(".")[0] == "runtime"} <= LEAN_RUNTIME
+    if argv[0] != "logs" and "-f" not in argv:  # records, templates: typing's NamedTuples
+        assert "typing" not in modules
+
+
 # -- one home for what the CLI and the daemon share ---------------------------------------------
 
 

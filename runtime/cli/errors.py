@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from typing import Callable
 
 from logpipe.errors import LogpipeError
 
 from .client import APIError, DaemonUnavailable
+
+TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
+if TYPE_CHECKING:
+    from typing import Callable
 
 EXIT_DAEMON = 125  # docker run/create: the daemon refused
 EXIT_CANNOT_INVOKE = 126

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable, Sequence
 
 from logpipe.timespec import NS, parse_rfc3339
 from logpipe.units import human_duration
+
+TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Sequence
 
 
 def go_render(fmt: str, data: Any) -> str:
