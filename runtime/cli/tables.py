@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-from logpipe.timespec import NS, parse_rfc3339
 from logpipe.units import human_duration
 
 TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
@@ -37,6 +36,8 @@ def ago(rfc3339_or_unix: Any) -> str:
     if isinstance(rfc3339_or_unix, (int, float)):
         ts = float(rfc3339_or_unix)
     else:
+        from logpipe.timespec import NS, parse_rfc3339  # ``ps`` gives Unix times
+
         try:
             ts = parse_rfc3339(rfc3339_or_unix) / NS
         except (ValueError, TypeError):
