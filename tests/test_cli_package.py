@@ -47,6 +47,7 @@ def test_the_cli_starts_without_the_daemon_or_aiohttp(argv):
 #: ``socket`` builds its enums; ``urllib.parse`` its named tuples), or belongs to the daemon.
 HEAVY = {"asyncio", "aiohttp", "ssl", "email", "http", "socket", "selectors", "subprocess",
          "threading", "urllib", "dataclasses", "logging", "tempfile", "tarfile", "zipfile",
+         "shutil", "bz2", "lzma",
          "msgspec", "msgpack", "lz4", "orjson", "drivers", "boto3", "botocore", "google"}
 #: The modules of ``runtime`` on their path: the CLI's parser, client and the commands' own.
 LEAN_RUNTIME = {"runtime", "runtime.hosts", "runtime.cli", "runtime.cli.parser",

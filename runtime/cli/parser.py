@@ -13,6 +13,8 @@ listings and errors are unchanged.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
 if TYPE_CHECKING:
@@ -44,12 +46,35 @@ class _Run:
         return getattr(module, self.name)(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (the subcommands' too: they are of their parent's class), whose help
+    is as wide as argparse makes it, measured without ``shutil``: argparse imports it, and
+    ``bz2``, ``lzma`` and ``fnmatch`` with it, at the first ``add_argument`` otherwise."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: ``$COLUMNS``, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser of the command ``argv`` names, with docker's names and defaults; every
     command's when ``argv`` names none argparse can be left to find (or is not given)."""
     from logpipe import __version__
 
-    parser = argparse.ArgumentParser(prog="logpipe", description="Containers and their logs.")
+    parser = _Parser(prog="logpipe", description="Containers and their logs.")
     parser.add_argument("-H", "--host", dest="global_host", default="",
                         help="Daemon socket to connect to (default: $LOGPIPE_HOST, else the "
                              "per-user socket)")
