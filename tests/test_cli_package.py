@@ -42,6 +42,39 @@ def test_the_cli_starts_without_the_daemon_or_aiohttp(argv):
     assert not heavy
 
 
+SAMPLE_ARGVS = [["ps"], ["ps", "-aq", "--format", "{{.ID}}", "-f", "name=a", "-n", "2"],
+                ["-H", "unix:///x", "logs", "-n", "5", "-f", "c"], ["logs", "--log-dir", "d"],
+                ["--host=unix:///x", "inspect", "-f", "{{.Id}}", "a", "b"], ["-Hunix:///x", "ps"],
+                ["run", "-d", "-v", "/a:/b", "--rm", "img", "sh", "-c", "x"],
+                ["image", "prune", "-a"], ["system", "df", "-v"], ["stop", "-t", "3", "a"],
+                ["network", "ls", "-q"], ["version"]]
+BAD_ARGVS = [["ps", "--bogus"], ["logs", "-n"], ["inspect"], ["-H"], ["nope"], [],
+             ["--ho", "x", "ps"], ["-h"], ["ps", "-h"], ["--version", "ps"], ["-v"]]
+
+
+@pytest.mark.parametrize("argv", SAMPLE_ARGVS)
+def test_the_parser_of_the_command_asked_reads_as_the_parser_of_all(argv):
+    from runtime.cli.parser import build_parser
+
+    lean, full = vars(build_parser(argv).parse_args(argv)), vars(build_parser().parse_args(argv))
+    func = [getattr(f, "name", f) for f in (lean.pop("func"), full.pop("func"))]  # ``_Run``s
+    assert func[0] == func[1] and lean == full
+
+
+@pytest.mark.parametrize("argv", BAD_ARGVS)
+def test_the_parser_of_the_command_asked_answers_help_and_errors_as_the_parser_of_all(
+        argv, capsys):
+    from runtime.cli.parser import build_parser
+
+    said = []
+    for parser in (build_parser(argv), build_parser()):
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args(argv)
+            parser.exit(0)  # no command: main prints the help, which is the same
+        said.append((stop.value.code, capsys.readouterr()))
+    assert said[0] == said[1]
+
+
 #: What the commonest commands (``ps``, ``logs``, ``inspect``, ``--version``) must not import:
 #: each costs milliseconds at every start (``http.client`` brings ``email`` and ``ssl``;
 #: ``socket`` builds its enums; ``urllib.parse`` its named tuples), or belongs to the daemon.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import struct
 import sys
 import time
 
@@ -282,7 +281,7 @@ def read_frames(resp: BinaryIO) -> Iterator[tuple[int, bytes]]:
         head = _read_exact(resp, 8)
         if len(head) < 8:
             return
-        stream, length = struct.unpack(">BxxxL", head)
+        stream, length = head[0], int.from_bytes(head[4:], "big")  # Docker's ``>BxxxL``
         payload = _read_exact(resp, length)
         yield stream, payload
         if len(payload) < length:
