@@ -4,12 +4,14 @@ daemon (units, ``since``, the ``logs`` writer) exist once."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from hypothesis import example, given, settings, strategies as st
 
 from logpipe.errors import LogpipeError
 from logpipe.output import WRITE_SIZE, write_streams
@@ -75,6 +77,50 @@ def test_the_parser_of_the_command_asked_answers_help_and_errors_as_the_parser_o
     assert said[0] == said[1]
 
 
+#: What may come before the command, and the words of a command line of ``ps``, ``logs`` or
+#: ``inspect``, odd ones included.
+PREFIXES = [[], ["-H", "unix:///s"], ["--host=unix:///s"], ["-Hunix:///s"], ["-H"], ["-H=x"],
+            ["--ho", "x"], ["-h"], ["-v"], ["--hostx"], ["-H", "-x"], ["logs"]]
+WORDS = ["-a", "--all", "-q", "-n", "--last", "-f", "--filter", "--format", "--no-trunc",
+         "--log-dir", "--follow", "--tail", "--since", "--until", "-t", "--timestamps",
+         "--details", "--type", "-H", "-h", "--", "-", "", "5", "-1", "x y", "all", "container",
+         "image", "a=b", "{{.ID}}", "--format=x", "--tail=-3", "--all=1", "-aq", "-n5", "--ta",
+         "name", "--last=2_0", "--type=image", "--type=volume", "-v", "ps"]
+
+
+@given(st.sampled_from(PREFIXES), st.sampled_from(["ps", "logs", "inspect"]),
+       st.lists(st.sampled_from(WORDS), max_size=6))
+@example([], "inspect", ["name", "-f", "x", "all"])  # positionals in two runs: argparse errs
+@example([], "logs", ["name", "-t", "all"])
+@example(["-H", "unix:///s"], "ps", ["-n", "2_0", "--format={{.ID}}", "-a"])
+@settings(max_examples=3000, deadline=None)
+def test_the_quick_reading_of_ps_logs_and_inspect_is_argparses_or_none(prefix, command, words):
+    """``quick_parse`` gives what argparse gives, or leaves the command line to it."""
+    argv = [*prefix, command, *words]
+    from runtime.cli.fastpath import quick_parse
+    from runtime.cli.parser import build_parser
+
+    quick = quick_parse(argv)
+    if quick is None:
+        return
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            full = vars(build_parser().parse_args(argv))
+        except SystemExit:
+            full = None
+    assert full is not None, f"argparse refuses {argv}, quick_parse read it: {quick}"
+    mine = vars(quick)
+    assert mine.pop("func").name == full.pop("func").name and mine == full
+
+
+def test_the_quick_reading_takes_the_plain_command_lines():
+    from runtime.cli.fastpath import quick_parse
+
+    for argv in (["ps"], ["logs", "--tail", "100", "c"], ["-H", "unix:///s", "inspect", "a", "b"],
+                 ["ps", "-a", "--format", "{{.Names}}"], ["logs", "-f", "-t", "--since=1h", "c"]):
+        assert quick_parse(argv) is not None, argv
+
+
 #: What the commonest commands (``ps``, ``logs``, ``inspect``, ``--version``) must not import:
 #: each costs milliseconds at every start (``http.client`` brings ``email`` and ``ssl``;
 #: ``socket`` builds its enums; ``urllib.parse`` its named tuples), or belongs to the daemon.
@@ -83,7 +129,8 @@ HEAVY = {"asyncio", "aiohttp", "ssl", "email", "http", "socket", "selectors", "s
          "shutil", "bz2", "lzma",
          "msgspec", "msgpack", "lz4", "orjson", "drivers", "boto3", "botocore", "google"}
 #: The modules of ``runtime`` on their path: the CLI's parser, client and the commands' own.
-LEAN_RUNTIME = {"runtime", "runtime.hosts", "runtime.cli", "runtime.cli.parser",
+LEAN_RUNTIME = {"runtime", "runtime.hosts", "runtime.cli", "runtime.cli.fastpath",
+                "runtime.cli.parser",
                 "runtime.cli.client", "runtime.cli.http1", "runtime.cli.errors",
                 "runtime.cli.listing", "runtime.cli.tables", "runtime.cli.logs"}
 
@@ -125,6 +172,8 @@ def test_the_commonest_commands_import_only_what_they_use(logged_container, argv
     assert {m for m in modules if m.split(".")[0] == "runtime"} <= LEAN_RUNTIME
     if "-f" not in argv:  # a Go template is parsed into typing's NamedTuples
         assert "typing" not in modules
+    if argv != ["--version"]:  # read by ``fastpath``: argparse is for the rarer command lines
+        assert not modules & {"argparse", "gettext", "locale", "runtime.cli.parser"}
 
 
 # -- one home for what the CLI and the daemon share ---------------------------------------------

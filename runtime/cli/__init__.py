@@ -38,15 +38,19 @@ def exit_on_broken_pipe() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``logpipe`` entry point: the command's exit status."""
-    from .parser import build_parser
+    from .fastpath import quick_parse
 
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    args = quick_parse(argv)  # ps, logs, inspect: without argparse when they can be
+    if args is None:
+        from .parser import build_parser
+
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
     try:
         return args.func(args)
     except LogpipeError as err:

@@ -4,10 +4,11 @@ Each command is a function of the parsed flags in the module named for what it w
 (``containers``, ``images``, ``logs``, ``capture``, ``system``); none parses anything itself.
 
 Start-up is most of what ``logpipe ps`` costs, so the parser is built for the command asked
-only, and a command's module is imported when the command runs (``_Run``): ``logpipe ps``
-neither builds ``run``'s forty flags nor imports what ``build`` or ``exec`` need. Whatever
+only, and a command's module is imported when the command runs (``fastpath.Run``):
+``logpipe ps`` neither builds ``run``'s forty flags nor imports what ``build`` or ``exec`` need. Whatever
 argparse alone must read (``--help``, no command, an unknown one) gets every command, so its
-listings and errors are unchanged.
+listings and errors are unchanged. ``ps``, ``logs`` and ``inspect`` are declared in
+``fastpath``, which reads their plainest command lines without argparse at all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from .fastpath import Run, add_parser
 
 TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
 if TYPE_CHECKING:
@@ -31,19 +34,6 @@ def _adds(*names: str) -> Callable[[Adder], Adder]:
         _COMMANDS.append((names, adder))
         return adder
     return register
-
-
-class _Run:
-    """A command's function, ``module.name`` of this package, imported when it runs."""
-
-    __slots__ = ("module", "name")
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-
-    def __call__(self, args: argparse.Namespace) -> int:
-        module = __import__(f"{__package__}.{self.module}", fromlist=[self.name])
-        return getattr(module, self.name)(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,7 +111,7 @@ def _capture(sub: argparse._SubParsersAction) -> None:
     cap.add_argument("--name", default="")
     cap.add_argument("--id", default="", help="64-hex id used in file names (default: random)")
     cap.add_argument("command", nargs=argparse.REMAINDER)
-    cap.set_defaults(func=_Run("capture", "cmd_capture"))
+    cap.set_defaults(func=Run("capture", "cmd_capture"))
 
 
 @_adds("docker-plugin")
@@ -133,16 +123,7 @@ def _docker_plugin(sub: argparse._SubParsersAction) -> None:
 
 @_adds("logs")
 def _logs(sub: argparse._SubParsersAction) -> None:
-    logs = sub.add_parser("logs", help="Fetch the logs of a container")
-    logs.add_argument("--log-dir")
-    logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("-n", "--tail", default="all")
-    logs.add_argument("--since", default="")
-    logs.add_argument("--until", default="")
-    logs.add_argument("-t", "--timestamps", action="store_true")
-    logs.add_argument("--details", action="store_true")
-    logs.add_argument("container", nargs="?", help="a container of the daemon (or use --log-dir)")
-    logs.set_defaults(func=_Run("logs", "cmd_logs"))
+    add_parser(sub, "logs")
 
 
 def _container_flags(p: argparse.ArgumentParser) -> None:
@@ -195,11 +176,11 @@ def _container_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="Create and run a new container from an image")
     p.add_argument("-d", "--detach", action="store_true")
     _container_flags(p)
-    p.set_defaults(func=_Run("containers", "cmd_run"))
+    p.set_defaults(func=Run("containers", "cmd_run"))
 
     p = sub.add_parser("create", help="Create a new container")
     _container_flags(p)
-    p.set_defaults(func=_Run("containers", "cmd_create"))
+    p.set_defaults(func=Run("containers", "cmd_create"))
 
     p = sub.add_parser("attach", help="Attach local standard input, output, and error "
                                       "streams to a running container")
@@ -207,16 +188,16 @@ def _container_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach-keys", default="",
                    help="Override the key sequence for detaching a container")
     p.add_argument("container")
-    p.set_defaults(func=_Run("containers", "cmd_attach"))
+    p.set_defaults(func=Run("containers", "cmd_attach"))
 
     p = sub.add_parser("start", help="Start one or more stopped containers")
     p.add_argument("-a", "--attach", action="store_true")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=_Run("containers", "cmd_start"))
+    p.set_defaults(func=Run("containers", "cmd_start"))
 
     for name, func, text in (
-            ("stop", _Run("containers", "cmd_stop"), "Stop one or more running containers"),
-            ("restart", _Run("containers", "cmd_restart"), "Restart one or more containers")):
+            ("stop", Run("containers", "cmd_stop"), "Stop one or more running containers"),
+            ("restart", Run("containers", "cmd_restart"), "Restart one or more containers")):
         p = sub.add_parser(name, help=text)
         p.add_argument("-t", "--time", type=int, default=None)
         p.add_argument("containers", nargs="+")
@@ -225,12 +206,12 @@ def _container_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kill", help="Kill one or more running containers")
     p.add_argument("-s", "--signal", default="")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=_Run("containers", "cmd_kill"))
+    p.set_defaults(func=Run("containers", "cmd_kill"))
 
     for verb, func, text in (
-            ("pause", _Run("containers", "cmd_pause"),
+            ("pause", Run("containers", "cmd_pause"),
              "Pause all processes within one or more containers"),
-            ("unpause", _Run("containers", "cmd_unpause"),
+            ("unpause", Run("containers", "cmd_unpause"),
              "Unpause all processes within one or more containers")):
         p = sub.add_parser(verb, help=text)
         p.add_argument("containers", nargs="+")
@@ -240,37 +221,26 @@ def _container_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-v", "--volumes", action="store_true")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=_Run("containers", "cmd_rm"))
+    p.set_defaults(func=Run("containers", "cmd_rm"))
 
     p = sub.add_parser("wait", help="Block until containers stop, then print their exit codes")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=_Run("containers", "cmd_wait"))
+    p.set_defaults(func=Run("containers", "cmd_wait"))
 
     p = sub.add_parser("port", help="List port mappings or a specific mapping for the container")
     p.add_argument("container")
     p.add_argument("port", nargs="?", default="")
-    p.set_defaults(func=_Run("containers", "cmd_port"))
+    p.set_defaults(func=Run("containers", "cmd_port"))
 
 
 @_adds("ps")
 def _ps(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ps", help="List containers")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("-n", "--last", type=int, default=0)
-    p.add_argument("-f", "--filter", action="append", default=[])
-    p.add_argument("--format", default="")
-    p.add_argument("--no-trunc", action="store_true")
-    p.set_defaults(func=_Run("listing", "cmd_ps"))
+    add_parser(sub, "ps")
 
 
 @_adds("inspect")
 def _inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="Return low-level information on containers or images")
-    p.add_argument("-f", "--format", default="")
-    p.add_argument("--type", choices=["container", "image"], default="")
-    p.add_argument("names", nargs="+")
-    p.set_defaults(func=_Run("listing", "cmd_inspect"))
+    add_parser(sub, "inspect")
 
 
 @_adds("exec")
@@ -294,7 +264,7 @@ def _image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
-    p.set_defaults(func=_Run("images", "cmd_images"))
+    p.set_defaults(func=Run("images", "cmd_images"))
     p.add_argument("--digests", action="store_true", help="Show digests")
     p.add_argument("-f", "--filter", action="append", default=[],
                    help="dangling=true|false, label=KEY[=VALUE], before=, since=, reference=")
@@ -304,17 +274,17 @@ def _image_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="Import a rootfs tarball to create an image")
     p.add_argument("file")
     p.add_argument("reference", nargs="?")
-    p.set_defaults(func=_Run("images", "cmd_import"))
+    p.set_defaults(func=Run("images", "cmd_import"))
 
     p = sub.add_parser("load", help="Load an image from a tar archive (docker save)")
     p.add_argument("-i", "--input", default="-")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=_Run("images", "cmd_load"))
+    p.set_defaults(func=Run("images", "cmd_load"))
 
     p = sub.add_parser("rmi", help="Remove one or more images")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("images", nargs="+")
-    p.set_defaults(func=_Run("images", "cmd_rmi"))
+    p.set_defaults(func=Run("images", "cmd_rmi"))
 
 
 def _registry_commands(sub: argparse._SubParsersAction) -> None:
@@ -322,33 +292,33 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--platform", default="")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
-    p.set_defaults(func=_Run("images", "cmd_pull"))
+    p.set_defaults(func=Run("images", "cmd_pull"))
 
     p = sub.add_parser("push", help="Upload an image to a registry")
     p.add_argument("name", metavar="NAME[:TAG]")
-    p.set_defaults(func=_Run("images", "cmd_push"))
+    p.set_defaults(func=Run("images", "cmd_push"))
 
     p = sub.add_parser("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
     p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
     p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
-    p.set_defaults(func=_Run("images", "cmd_tag"))
+    p.set_defaults(func=Run("images", "cmd_tag"))
 
     p = sub.add_parser("save", help="Save one or more images to a tar archive (streamed to "
                                     "STDOUT by default)")
     p.add_argument("-o", "--output", default="")
     p.add_argument("images", nargs="+")
-    p.set_defaults(func=_Run("images", "cmd_save"))
+    p.set_defaults(func=Run("images", "cmd_save"))
 
     p = sub.add_parser("login", help="Log in to a registry")
     p.add_argument("-u", "--username", default="")
     p.add_argument("-p", "--password", default="")
     p.add_argument("--password-stdin", action="store_true")
     p.add_argument("server", nargs="?", default="")
-    p.set_defaults(func=_Run("images", "cmd_login"))
+    p.set_defaults(func=Run("images", "cmd_login"))
 
     p = sub.add_parser("logout", help="Log out from a registry")
     p.add_argument("server", nargs="?", default="")
-    p.set_defaults(func=_Run("images", "cmd_logout"))
+    p.set_defaults(func=Run("images", "cmd_logout"))
 
     image = sub.add_parser("image", help="Manage images")
     isub = image.add_subparsers(dest="image_cmd", metavar="COMMAND", required=True)
@@ -357,7 +327,7 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
                    help="Remove all unused images, not just dangling ones")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--filter", action="append", default=[], help="until=, label=")
-    p.set_defaults(func=_Run("images", "cmd_image_prune"))
+    p.set_defaults(func=Run("images", "cmd_image_prune"))
 
 
 @_adds("build", "commit", "history")
@@ -371,13 +341,13 @@ def _build(sub: argparse._SubParsersAction) -> None:
 def _info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="Display system-wide information")
     p.add_argument("-f", "--format", default="")
-    p.set_defaults(func=_Run("system", "cmd_info"))
+    p.set_defaults(func=Run("system", "cmd_info"))
 
 
 @_adds("version")
 def _version(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("version", help="Show the logpipe version information")
-    p.set_defaults(func=_Run("system", "cmd_version"))
+    p.set_defaults(func=Run("system", "cmd_version"))
 
 
 @_adds("daemon")
@@ -389,7 +359,7 @@ def _daemon(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-driver", default="")
     p.add_argument("--log-opt", action="append", default=[])
     p.add_argument("--default-runtime", default="")
-    p.set_defaults(func=_Run("system", "cmd_daemon"))
+    p.set_defaults(func=Run("system", "cmd_daemon"))
 
 
 @_adds("volume")
@@ -412,7 +382,7 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rename", help="Rename a container")
     p.add_argument("container")
     p.add_argument("new_name")
-    p.set_defaults(func=_Run("container_ops", "cmd_rename"))
+    p.set_defaults(func=Run("container_ops", "cmd_rename"))
 
     p = sub.add_parser("update", help="Update configuration of one or more containers")
     p.add_argument("--restart", default="", help="Restart policy to apply when a container exits")
@@ -427,7 +397,7 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pids-limit", type=int, default=None,
                    help="Tune container pids limit (set -1 for unlimited)")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=_Run("container_ops", "cmd_update"))
+    p.set_defaults(func=Run("container_ops", "cmd_update"))
 
     group = sub.add_parser("container", help="Manage containers")
     csub = group.add_subparsers(dest="container_cmd", metavar="COMMAND")
@@ -435,7 +405,7 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", default=[],
                    help="Provide filter values (e.g. 'until=<timestamp>')")
-    p.set_defaults(func=_Run("container_ops", "cmd_container_prune"))
+    p.set_defaults(func=Run("container_ops", "cmd_container_prune"))
 
     group = sub.add_parser("system", help="Manage logpipe")
     ssub = group.add_subparsers(dest="system_cmd", metavar="COMMAND")
@@ -443,13 +413,13 @@ def _container_ops_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="Show detailed information on space usage")
     p.add_argument("--format", default="", help="Pretty-print using a Go template")
-    p.set_defaults(func=_Run("system", "cmd_df"))
+    p.set_defaults(func=Run("system", "cmd_df"))
     p = ssub.add_parser("events", help="Get real time events from the server")
     p.add_argument("--since", default="")
     p.add_argument("--until", default="")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format", default="")
-    p.set_defaults(func=_Run("events", "cmd_events"))
+    p.set_defaults(func=Run("events", "cmd_events"))
 
 
 @_adds("stats", "top")
