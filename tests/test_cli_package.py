@@ -113,6 +113,19 @@ def test_the_quick_reading_of_ps_logs_and_inspect_is_argparses_or_none(prefix, c
     assert mine.pop("func").name == full.pop("func").name and mine == full
 
 
+@pytest.mark.parametrize("flag", ["-v", "--version"])
+def test_version_alone_prints_what_argparses_version_action_prints(flag, capsys):
+    from runtime.cli import main
+    from runtime.cli.parser import build_parser
+
+    assert main([flag]) == 0
+    quick = capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([flag])
+    assert stop.value.code == 0 and capsys.readouterr() == quick
+    assert quick.out.startswith("logpipe version ")
+
+
 def test_the_quick_reading_takes_the_plain_command_lines():
     from runtime.cli.fastpath import quick_parse
 
@@ -130,7 +143,6 @@ HEAVY = {"asyncio", "aiohttp", "ssl", "email", "http", "socket", "selectors", "s
          "msgspec", "msgpack", "lz4", "orjson", "drivers", "boto3", "botocore", "google"}
 #: The modules of ``runtime`` on their path: the CLI's parser, client and the commands' own.
 LEAN_RUNTIME = {"runtime", "runtime.hosts", "runtime.cli", "runtime.cli.fastpath",
-                "runtime.cli.parser",
                 "runtime.cli.client", "runtime.cli.http1", "runtime.cli.errors",
                 "runtime.cli.listing", "runtime.cli.tables", "runtime.cli.logs"}
 
@@ -172,8 +184,8 @@ def test_the_commonest_commands_import_only_what_they_use(logged_container, argv
     assert {m for m in modules if m.split(".")[0] == "runtime"} <= LEAN_RUNTIME
     if "-f" not in argv:  # a Go template is parsed into typing's NamedTuples
         assert "typing" not in modules
-    if argv != ["--version"]:  # read by ``fastpath``: argparse is for the rarer command lines
-        assert not modules & {"argparse", "gettext", "locale", "runtime.cli.parser"}
+    # read by ``fastpath``: argparse is for the rarer command lines
+    assert not modules & {"argparse", "gettext", "locale", "runtime.cli.parser"}
 
 
 # -- one home for what the CLI and the daemon share ---------------------------------------------

@@ -5,7 +5,7 @@ argparse, with ``gettext`` and ``locale`` and the building of its parsers, is a 
 what ``logpipe ps`` costs beyond the interpreter. These commands' flags are declared here
 once, as data: ``parser.py`` builds their argparse parsers from it, and ``quick_parse``
 reads a command line made only of known flags (``-a``, ``--tail 5``, ``--format=X``) and
-positionals. Whatever it is unsure of (an abbreviation, ``-aq``, ``-n5``, ``--``, a value
+positionals; ``logpipe --version`` too. Whatever it is unsure of (an abbreviation, ``-aq``, ``-n5``, ``--``, a value
 that starts with ``-``, a bad number, ``--help``, a missing or extra positional) it leaves
 to argparse, so the result, the help and every error are argparse's own.
 """
@@ -81,9 +81,18 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.set_defaults(func=Run(module, func))
 
 
+def version_text() -> str:
+    """What ``logpipe -v/--version`` prints (``docker --version``'s one line)."""
+    from logpipe import __version__
+
+    return f"logpipe version {__version__}"
+
+
 def quick_parse(argv: Sequence[str]) -> types.SimpleNamespace | None:
-    """What argparse makes of ``argv`` (``[-H HOST] ps|logs|inspect ...``), or ``None``
-    when argparse must read it."""
+    """What argparse makes of ``argv`` (``[-H HOST] ps|logs|inspect ...``; ``--version``
+    alone: a ``func`` printing it), or ``None`` when argparse must read it."""
+    if list(argv) in (["-v"], ["--version"]):
+        return types.SimpleNamespace(func=_print_version)
     host, i = "", 0
     while i < len(argv) and argv[i].startswith(("-H", "--host")):
         arg = argv[i]
@@ -112,6 +121,11 @@ def quick_parse(argv: Sequence[str]) -> types.SimpleNamespace | None:
             return None
         found[dest] = words if nargs == "+" else (words[0] if words else None)
     return types.SimpleNamespace(global_host=host, cmd=name, **found, func=Run(module, func))
+
+
+def _print_version(args: types.SimpleNamespace) -> int:
+    print(version_text())  # argparse's ``version`` action: the text, then exit 0
+    return 0
 
 
 def _read(args: Sequence[str], flags: list[Flag]) -> tuple[dict[str, Any], list[str]] | None:

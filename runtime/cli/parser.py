@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from .fastpath import Run, add_parser
+from .fastpath import Run, add_parser, version_text
 
 TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
 if TYPE_CHECKING:
@@ -62,14 +62,12 @@ def _terminal_columns() -> int:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser of the command ``argv`` names, with docker's names and defaults; every
     command's when ``argv`` names none argparse can be left to find (or is not given)."""
-    from logpipe import __version__
-
     parser = _Parser(prog="logpipe", description="Containers and their logs.")
     parser.add_argument("-H", "--host", dest="global_host", default="",
                         help="Daemon socket to connect to (default: $LOGPIPE_HOST, else the "
                              "per-user socket)")
     parser.add_argument("-v", "--version", action="version",
-                        version=f"logpipe version {__version__}",
+                        version=version_text(),
                         help="Print version information and quit")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     wanted = None if argv is None else command_of(argv)
