@@ -74,9 +74,11 @@ def test_no_body_after_head_or_204():
     assert answer(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", method="HEAD").read() == b""
 
 
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
 @pytest.mark.parametrize("raw", [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
-                                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
-                                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"])
+                                 CHUNKED_HEAD + b"5\r\nhel", CHUNKED_HEAD + b"5\r\nhello\r\n"])
 def test_a_daemon_gone_inside_a_body_is_incomplete_read(raw):
     with pytest.raises(http1.IncompleteRead):
         answer(raw).read()

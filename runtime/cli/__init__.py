@@ -2,9 +2,10 @@
 
 The top layer: it may import everything (``daemon`` starts the runtime, ``capture`` runs the
 core directly) and nothing imports it; the runtime never does. It starts fast: ``aiohttp``
-and the daemon are imported only by ``logpipe daemon``; ``ps`` and ``logs`` import only what
-they use (``tests/test_cli_package.py`` holds the list of what they must not). Flags, output and error texts follow
-the docker CLI; ``parser.py`` maps each command to its module.
+and the daemon are imported only by ``logpipe daemon``; ``ps``, ``logs`` and ``inspect``
+import only what they use (``tests/test_cli_package.py`` holds the list of what they must
+not). Flags, output and error texts follow the docker CLI; ``parser.py`` maps each command
+to its module, ``fastpath.py`` reads the commonest command lines.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ argparse, with ``gettext`` and ``locale`` and the building of its parsers, is a 
 what ``logpipe ps`` costs beyond the interpreter. These commands' flags are declared here
 once, as data: ``parser.py`` builds their argparse parsers from it, and ``quick_parse``
 reads a command line made only of known flags (``-a``, ``--tail 5``, ``--format=X``) and
-positionals; ``logpipe --version`` too. Whatever it is unsure of (an abbreviation, ``-aq``, ``-n5``, ``--``, a value
-that starts with ``-``, a bad number, ``--help``, a missing or extra positional) it leaves
-to argparse, so the result, the help and every error are argparse's own.
+positionals; ``logpipe --version`` too. Whatever it is unsure of (an abbreviation, ``-aq``,
+``-n5``, ``--``, a value that starts with ``-``, a bad number, ``--help``, a missing or extra
+positional) it leaves to argparse, so the result, the help and every error are argparse's.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ Each command is a function of the parsed flags in the module named for what it w
 
 Start-up is most of what ``logpipe ps`` costs, so the parser is built for the command asked
 only, and a command's module is imported when the command runs (``fastpath.Run``):
-``logpipe ps`` neither builds ``run``'s forty flags nor imports what ``build`` or ``exec`` need. Whatever
-argparse alone must read (``--help``, no command, an unknown one) gets every command, so its
-listings and errors are unchanged. ``ps``, ``logs`` and ``inspect`` are declared in
-``fastpath``, which reads their plainest command lines without argparse at all.
+``logpipe ps`` neither builds ``run``'s 59 flags nor imports what ``build`` or ``exec`` need.
+Whatever argparse alone must read (``--help``, no command, an unknown one) gets every
+command, so its listings and errors are unchanged. ``ps``, ``logs`` and ``inspect`` are
+declared in ``fastpath``, which reads their plainest command lines without argparse at all.
 """
 
 from __future__ import annotations
