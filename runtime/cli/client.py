@@ -108,12 +108,15 @@ class Client:
         return conn.getresponse()
 
     def _exchange(self, method: str, path: str, query: Mapping[str, Any] | None,
-                  body: dict | list | bytes | None, timeout: float | None) -> http1.Response:
+                  body: dict | list | bytes | str | None,
+                  timeout: float | None) -> http1.Response:
         """``_send`` through ``http1``: a body sent whole, no ``http.client``."""
         headers = {}
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        elif isinstance(body, str):
+            body = body.encode("latin-1")  # as http.client sends a str
         return http1.exchange(self.path, method, _url(path, query), body, headers, timeout)
 
     def request(self, method: str, path: str, query: Mapping[str, Any] | None = None,
@@ -123,7 +126,7 @@ class Client:
         return self._checked(lambda: self._send(method, path, query, body, headers, timeout))
 
     def stream(self, method: str, path: str, query: Mapping[str, Any] | None = None,
-               body: dict | list | bytes | None = None,
+               body: dict | list | bytes | str | None = None,
                timeout: float | None = None) -> http1.Response:
         """``request`` without ``http.client``, for a body sent whole: the response (status
         < 400, its body unread, ``read``/``read1``/``getheader``); ``APIError`` otherwise."""
@@ -152,7 +155,9 @@ class Client:
 
     def json(self, method: str, path: str, query: Mapping[str, Any] | None = None,
              body: Any = None, timeout: float | None = None) -> Any:
-        resp = self.stream(method, path, query, body, timeout=timeout)
+        whole = body is None or isinstance(body, (dict, list, bytes, str))
+        resp = (self.stream(method, path, query, body, timeout=timeout) if whole
+                else self.request(method, path, query, body, timeout=timeout))  # a file
         data = resp.read()
         return json.loads(data) if data.strip() else None
 
