@@ -8,10 +8,13 @@ Both prefixes repeat on every line of a chunk. ``write_streams`` is the one writ
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterable, Mapping
-
-from .message import Chunk
 from .timespec import format_fixed
+
+TYPE_CHECKING = False  # ``logpipe logs`` imports this at every start: typing is for the checker
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterable, Mapping
+
+    from .message import Chunk
 
 
 def details_prefix(attrs: Mapping[str, str] | None) -> bytes:

@@ -12,9 +12,12 @@ This module imports only ``re``: the CLI loads it on every start.
 from __future__ import annotations
 
 import re
-from typing import Mapping
 
 from .errors import LogOptError
+
+TYPE_CHECKING = False  # the CLI reads sizes at every start: typing is for the checker only
+if TYPE_CHECKING:
+    from typing import Mapping
 
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}

@@ -8,6 +8,9 @@ says so on stderr, and waits for it to answer; ``LOGPIPE_NO_AUTOSTART=1`` turns 
 
 The daemon's errors arrive as ``APIError`` with Docker's message and status; the commands
 print them as the docker CLI does. This module must stay light: every CLI command imports it.
+``json`` and ``stream`` (the commonest commands' requests) speak HTTP through ``http1``;
+``request`` (streamed bodies, whole responses for callers that want ``http.client``'s) through
+``http.client``, imported on first use.
 """
 
 from __future__ import annotations
@@ -15,18 +18,21 @@ from __future__ import annotations
 import functools
 import json
 import os
-import struct
 import sys
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 
 from logpipe.errors import LogpipeError
 
 from ..hosts import default_host, socket_path
+from . import http1
 
+TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
 if TYPE_CHECKING:
     import argparse
     import http.client
+    from typing import Any, BinaryIO, Callable, Iterator, Mapping, TypeVar
+
+    Answer = TypeVar("Answer", "http.client.HTTPResponse", http1.Response)
 
 API_PREFIX = "/v1.41"
 DAEMON_LOG = "logpipe-daemon.log"
@@ -88,13 +94,7 @@ class Client:
     def _send(self, method: str, path: str, query: Mapping[str, Any] | None,
               body: Any, headers: Mapping[str, str] | None,
               timeout: float | None) -> http.client.HTTPResponse:
-        url = API_PREFIX + path
-        if query:
-            q = {k: v for k, v in query.items() if v is not None}
-            if q:
-                from urllib.parse import urlencode  # 5 ms: only when a query is sent
-
-                url += "?" + urlencode(q, doseq=True)  # lists: a key repeated
+        url = _url(path, query)
         hdrs = dict(headers or {})
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
@@ -107,19 +107,43 @@ class Client:
         conn.request(method, url, body=body, headers=hdrs, encode_chunked=encode_chunked)
         return conn.getresponse()
 
+    def _exchange(self, method: str, path: str, query: Mapping[str, Any] | None,
+                  body: dict | list | bytes | str | None,
+                  timeout: float | None) -> http1.Response:
+        """``_send`` through ``http1``: a body sent whole, no ``http.client``."""
+        headers = {}
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        elif isinstance(body, str):
+            body = body.encode("latin-1")  # as http.client sends a str
+        return http1.exchange(self.path, method, _url(path, query), body, headers, timeout)
+
     def request(self, method: str, path: str, query: Mapping[str, Any] | None = None,
                 body: Any = None, headers: Mapping[str, str] | None = None,
                 timeout: float | None = None) -> http.client.HTTPResponse:
         """The response, status < 400 (its body unread); ``APIError`` otherwise."""
+        return self._checked(lambda: self._send(method, path, query, body, headers, timeout))
+
+    def stream(self, method: str, path: str, query: Mapping[str, Any] | None = None,
+               body: dict | list | bytes | str | None = None,
+               timeout: float | None = None) -> http1.Response:
+        """``request`` without ``http.client``, for a body sent whole: the response (status
+        < 400, its body unread, ``read``/``read1``/``getheader``); ``APIError`` otherwise."""
+        return self._checked(lambda: self._exchange(method, path, query, body, timeout))
+
+    def _checked(self, send: Callable[[], Answer]) -> Answer:
+        """``send()``'s response once a daemon answers (started here if need be, see the
+        module's docstring); the daemon's refusal as ``APIError``."""
         try:
-            resp = self._send(method, path, query, body, headers, timeout)
+            resp = send()
         except (FileNotFoundError, ConnectionRefusedError) as err:
             if not self.autostart or self._started:
                 raise DaemonUnavailable(
                     f"Cannot connect to the logpipe daemon at {self.host}. "
                     f"Is the logpipe daemon running? ({err.strerror})") from None
             self.start_daemon()
-            resp = self._send(method, path, query, body, headers, timeout)
+            resp = send()
         if resp.status >= 400:
             data = resp.read()
             try:
@@ -131,7 +155,9 @@ class Client:
 
     def json(self, method: str, path: str, query: Mapping[str, Any] | None = None,
              body: Any = None, timeout: float | None = None) -> Any:
-        resp = self.request(method, path, query, body, timeout=timeout)
+        whole = body is None or isinstance(body, (dict, list, bytes, str))
+        resp = (self.stream(method, path, query, body, timeout=timeout) if whole
+                else self.request(method, path, query, body, timeout=timeout))  # a file
         data = resp.read()
         return json.loads(data) if data.strip() else None
 
@@ -140,12 +166,8 @@ class Client:
         """``POST path`` with Docker's ``Upgrade: tcp``: after ``101 UPGRADED`` the
         connection carries the raw streams both ways (attach, exec start)."""
         import socket
-        from urllib.parse import urlencode
 
-        url = API_PREFIX + path
-        q = {k: v for k, v in (query or {}).items() if v is not None}
-        if q:
-            url += "?" + urlencode(q)
+        url = _url(path, query)
         data = json.dumps(body).encode() if body is not None else b""
         head = (f"POST {url} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
                 f"Upgrade: tcp\r\nContent-Type: application/json\r\n"
@@ -158,7 +180,10 @@ class Client:
                 self.request("GET", "/_ping").read()  # autostart, or Docker's refusal
                 sock.connect(self.path)
             sock.sendall(head + data)
-            status, headers, rest = _read_head(sock)
+            try:
+                status, _, headers, rest = http1.read_head(sock)
+            except http1.RemoteDisconnected as err:
+                raise DaemonUnavailable(str(err)) from None
             if status == 101:
                 conn, sock = HijackedConnection(sock, rest), None
                 return conn
@@ -205,10 +230,8 @@ class Client:
 
     # -- Engine API calls used by the commands ----------------------------------------------
 
-    def container(self, ref: str) -> dict[str, Any]:
-        from urllib.parse import quote
-
-        return self.json("GET", f"/containers/{quote(ref, safe='')}/json")
+    def container(self, name: str) -> dict[str, Any]:
+        return self.json("GET", f"/containers/{ref(name)}/json")
 
     def post(self, path: str, query: Mapping[str, Any] | None = None,
              timeout: float | None = None) -> None:
@@ -246,22 +269,6 @@ class HijackedConnection:
         self.sock.close()
 
 
-def _read_head(sock) -> tuple[int, dict[str, str], bytes]:
-    """The status, headers and what followed them, of an HTTP answer on ``sock``."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        if not data:
-            raise DaemonUnavailable("the daemon closed the connection before answering")
-        buf += data
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in
-               (line.partition(":") for line in lines[1:])}
-    return status, headers, rest
-
-
 def _read_body(sock, headers: dict[str, str], rest: bytes) -> bytes:
     """An error's body: ``Content-Length`` bytes (what Docker and logpipe send with one)."""
     length = int(headers.get("content-length", "0") or 0)
@@ -279,7 +286,7 @@ def read_frames(resp: BinaryIO) -> Iterator[tuple[int, bytes]]:
         head = _read_exact(resp, 8)
         if len(head) < 8:
             return
-        stream, length = struct.unpack(">BxxxL", head)
+        stream, length = head[0], int.from_bytes(head[4:], "big")  # Docker's ``>BxxxL``
         payload = _read_exact(resp, length)
         yield stream, payload
         if len(payload) < length:
@@ -313,6 +320,11 @@ def client_of(args: argparse.Namespace) -> Client:
 
 def ref(name: str) -> str:
     """A container or image name as one path segment of a URL."""
-    from urllib.parse import quote  # 5 ms of imports: not on every start-up
+    return http1.quote(name)
 
-    return quote(name, safe="")
+
+def _url(path: str, query: Mapping[str, Any] | None) -> str:
+    """The request's target: the API's version, ``path``, and the query without its
+    ``None`` values (a list: its key repeated)."""
+    q = {k: v for k, v in (query or {}).items() if v is not None}
+    return API_PREFIX + path + ("?" + http1.query_string(q) if q else "")

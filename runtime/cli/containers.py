@@ -1,7 +1,7 @@
 """The container commands: ``run``, ``create``, ``start``, ``attach``, ``stop``, ``restart``,
-``kill``, ``pause``, ``unpause``, ``rm``, ``wait``, ``ps``, ``port``, ``inspect``; thin clients
-of the Engine API (the request body of ``create``: ``container_body``; ``rename``,
-``update``, ``container prune``: ``container_ops``).
+``kill``, ``pause``, ``unpause``, ``rm``, ``wait``, ``port``; thin clients of the Engine API
+(the request body of ``create``: ``container_body``; ``rename``, ``update``, ``container
+prune``: ``container_ops``; ``ps`` and ``inspect``: ``listing``).
 
 ``run`` without ``-d`` attaches before it starts the container, prints stdout to stdout and
 stderr to stderr, and exits with the container's code. Flags, columns and error texts follow
@@ -14,18 +14,16 @@ import argparse
 import json
 import sys
 import threading
-import time
 from typing import Any, Callable
 
 from logpipe.errors import LogpipeError
 
 from runtime.detach_keys import parse_detach_keys
-from runtime.network.ports import port_lines, ps_column
+from runtime.network.ports import port_lines
 
 from .client import APIError, Client, client_of, read_frames, ref
 from .errors import EXIT_CANNOT_INVOKE, EXIT_DAEMON, EXIT_NOT_FOUND, CommandError, daemon_command
 from .container_body import container_body
-from .tables import ago, print_documents, print_table, table_format
 from .terminal import InputNotATerminal, check_tty, stream_hijacked
 
 
@@ -344,78 +342,3 @@ def cmd_port(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return 0
-
-
-_PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
-               "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
-               "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Labels": "LABELS",
-               "Mounts": "MOUNTS", "Networks": "NETWORKS", "Size": "SIZE"}
-
-
-def _ellipsis(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
-def _ps_item(c: dict[str, Any], no_trunc: bool) -> dict[str, Any]:
-    command = c.get("Command", "")
-    created = c.get("Created", 0)
-    return {
-        "ID": c["Id"] if no_trunc else c["Id"][:12],
-        "Image": c.get("Image", ""),
-        "Command": json.dumps(command if no_trunc else _ellipsis(command, 20), ensure_ascii=False),
-        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
-        "RunningFor": ago(created), "Ports": ps_column(c.get("Ports") or []),
-        "Status": c.get("Status", ""),
-        "State": c.get("State", ""),
-        "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []),
-        "Labels": ",".join(f"{k}={v}" for k, v in sorted((c.get("Labels") or {}).items())),
-        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []),
-        "Networks": ",".join((c.get("NetworkSettings") or {}).get("Networks") or {}),
-        "Size": ""}
-
-
-@daemon_command()
-def cmd_ps(args: argparse.Namespace) -> int:
-    filters: dict[str, list[str]] = {}
-    for f in args.filter:
-        key, _, value = f.partition("=")
-        filters.setdefault(key, []).append(value)
-    query = {"all": 1 if args.all else 0}
-    if filters:
-        query["filters"] = json.dumps(filters)
-    if args.last:
-        query["limit"] = args.last
-    items = [_ps_item(c, args.no_trunc) for c in client_of(args).json("GET", "/containers/json", query)]
-    if args.quiet:
-        for it in items:
-            print(it["ID"])
-        return 0
-    if args.format:
-        table_format(args.format, items, _PS_HEADERS)
-        return 0
-    cols = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
-    print_table([_PS_HEADERS[c] for c in cols], [[it[c] for c in cols] for it in items])
-    return 0
-
-
-@daemon_command()
-def cmd_inspect(args: argparse.Namespace) -> int:
-    client = client_of(args)
-    results, failed = [], False
-    for name in args.names:
-        obj = None
-        for kind in ([args.type] if args.type else ["container", "image"]):
-            path = f"/containers/{ref(name)}/json" if kind == "container" else f"/images/{ref(name)}/json"
-            try:
-                obj = client.json("GET", path)
-                break
-            except APIError as err:
-                if err.status != 404:
-                    raise
-        if obj is None:
-            sys.stderr.write(f"Error: No such object: {name}\n")
-            failed = True
-            continue
-        results.append(obj)
-    print_documents(results, args.format)
-    return 1 if failed else 0

@@ -7,14 +7,17 @@ flag value is the CLI's own ``CommandError`` (exit 125 with a pointer to ``--hel
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
-from typing import Callable
 
 from logpipe.errors import LogpipeError
 
 from .client import APIError, DaemonUnavailable
+
+TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
+if TYPE_CHECKING:
+    import argparse
+    from typing import Callable
 
 EXIT_DAEMON = 125  # docker run/create: the daemon refused
 EXIT_CANNOT_INVOKE = 126

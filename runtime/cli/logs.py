@@ -5,21 +5,26 @@ through the same writer (``logpipe.output.write_streams``).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any
 
 from logpipe.errors import LogpipeError
-from logpipe.reading import ReadConfig
 from logpipe.timespec import NS, parse_since
 
-from .capture import load_meta
 from .client import client_of, read_frames, ref
 from .errors import CommandError, daemon_command
+
+TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from logpipe.reading import ReadConfig
 
 
 def read_config(args: argparse.Namespace) -> ReadConfig:
     """Docker's ``logs`` flags as a ``ReadConfig``; ``--tail all`` or any non-integer is all."""
+    from logpipe.reading import ReadConfig  # the reader of log files: --log-dir only
+
     try:
         tail = int(args.tail)
     except ValueError:
@@ -46,6 +51,8 @@ def _dir_logs(args: argparse.Namespace) -> int:
     from logpipe.output import render, write_streams
     from logpipe.registry import load_driver
 
+    from .capture import load_meta
+
     meta = load_meta(args.log_dir)
     info = LogInfo(container_id=meta["id"], log_dir=args.log_dir, config=meta.get("opts", {}))
     cfg = read_config(args)
@@ -65,21 +72,22 @@ def _daemon_logs(args: argparse.Namespace) -> int:
     by the daemon."""
     from logpipe.output import write_streams
 
-    try:
-        cfg = read_config(args)
+    try:  # the bounds as ``read_config`` reads them, without the file reader it builds
+        since = parse_since(args.since, "since")
+        until = parse_since(args.until, "until")
     except ValueError as err:
         raise CommandError(str(err)) from None
     query: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": int(args.follow),
                              "timestamps": int(args.timestamps), "details": int(args.details),
                              "tail": args.tail}
-    if cfg.since:
-        query["since"] = _api_time(cfg.since)
-    if cfg.until:
-        query["until"] = _api_time(cfg.until)
+    if since:
+        query["since"] = _api_time(since)
+    if until:
+        query["until"] = _api_time(until)
     client = client_of(args)
     # As the docker CLI: a container with a terminal answers raw bytes, not frames.
     tty = bool((client.container(args.container).get("Config") or {}).get("Tty"))
-    resp = client.request("GET", f"/containers/{ref(args.container)}/logs", query)
+    resp = client.stream("GET", f"/containers/{ref(args.container)}/logs", query)
     streams = ((1, data) for data in iter(lambda: resp.read1(65536), b"")) if tty \
         else read_frames(resp)
     write_streams(streams, sys.stdout.buffer, sys.stderr.buffer, args.follow)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable, Sequence
 
-from logpipe.timespec import NS, parse_rfc3339
 from logpipe.units import human_duration
+
+TYPE_CHECKING = False  # typing costs milliseconds at every start: for the checker only
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Sequence
 
 
 def go_render(fmt: str, data: Any) -> str:
@@ -34,6 +36,8 @@ def ago(rfc3339_or_unix: Any) -> str:
     if isinstance(rfc3339_or_unix, (int, float)):
         ts = float(rfc3339_or_unix)
     else:
+        from logpipe.timespec import NS, parse_rfc3339  # ``ps`` gives Unix times
+
         try:
             ts = parse_rfc3339(rfc3339_or_unix) / NS
         except (ValueError, TypeError):
