@@ -247,3 +247,66 @@ def test_whole_lines_keeps_the_pieces_of_a_long_line_in_one_batch(ship_dir):
     ship(ship_dir, driver).join(30)
     # max_count=3 would cut after the first piece; the batch runs on to the line's end.
     assert batches == [[b"one", b"two"] + [b"a" * 100] * 3 + [b"end"], [b"after"]]
+
+
+# -- the writer's rotation against the tail, interleaved step by step ---------------------------
+
+def _spool_in_generation_2(ship_dir) -> tuple[SpoolWriter, int]:
+    """A non-blocking spool of 2 × 8k whose writer has just started generation 2; returns
+    the writer and how many lines it wrote."""
+    writer = SpoolWriter(info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2",
+                                               "mode": "non-blocking"}), "rec")
+    written = 0
+    while writer._file.seq < 2 or writer._file.size == 0:
+        write_lines(writer, written, 20, per_batch=20)
+        written += 20
+    return writer, written
+
+
+@pytest.mark.parametrize("rotations", [1, 2])
+@pytest.mark.parametrize("step", range(1, 13))
+def test_rotations_while_the_tail_moves_to_the_next_generation_lose_nothing(
+        ship_dir, monkeypatch, step, rotations):
+    # The tail has read generation 1 and goes on to generation 2 (it checks that the writer
+    # moved on, looks for the file, locks it, checks it again). At its ``step``-th look at
+    # a file's generation the writer rotates once (generation 1, which the tail holds, goes
+    # uncounted; 2 becomes ``.1``) or twice (2 goes too: counted, unless the tail holds it
+    # by then). Whatever the moment: delivered + dropped == written, each line once, in order.
+    import drivers.spool as spool
+
+    writer, written = _spool_in_generation_2(ship_dir)
+    tail = SpoolTail(writer.path, warn=lambda t: None)
+    end_of_1 = os.stat(writer.path + ".1").st_size
+    real_read_seq = spool.read_seq
+    looks, armed, inside = [0], [False], [False]
+
+    def read_seq(target):
+        if armed[0] and not inside[0]:
+            looks[0] += 1
+            if looks[0] == step:
+                inside[0] = True  # the writer's own looks do not count
+                nonlocal written
+                target_seq = writer._file.seq + rotations
+                while writer._file.seq < target_seq:
+                    write_lines(writer, written, 20, per_batch=20)
+                    written += 20
+                inside[0] = False
+        return real_read_seq(target)
+
+    monkeypatch.setattr(spool, "read_seq", read_seq)
+    got: list[bytes] = []
+    position = (1, 0)
+    while True:  # as the shipper reads: again from where the last pass ended, until done
+        before = len(got)
+        for block in tail.blocks(*position):
+            got += [m.line for chunk in block.chunks for m in chunk.messages()]
+            position = (block.seq, block.end)
+            armed[0] = armed[0] or position == (1, end_of_1)
+        if len(got) == before and looks[0] >= step:
+            break
+    monkeypatch.undo()
+    tail.close()
+    writer.close()
+    assert len(got) + writer.dropped_lines == written, (len(got), writer.dropped_lines, written)
+    assert got == sorted(set(got))
+    assert got[-1] == lines(written - 1, 1)[0]
