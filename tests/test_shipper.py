@@ -310,3 +310,49 @@ def test_rotations_while_the_tail_moves_to_the_next_generation_lose_nothing(
     assert len(got) + writer.dropped_lines == written, (len(got), writer.dropped_lines, written)
     assert got == sorted(set(got))
     assert got[-1] == lines(written - 1, 1)[0]
+
+
+@pytest.mark.parametrize("moment", ["batch in flight", "checkpoint just moved"])
+@pytest.mark.parametrize("rotations", [1, 2, 3])
+def test_rotations_at_each_moment_of_a_delivery_lose_nothing(ship_dir, monkeypatch, moment,
+                                                            rotations):
+    # The writer fills the spool and rotates ``rotations`` times at one moment of each of the
+    # first deliveries: while the batch is with the receiver, or right after the checkpoint
+    # moved (before the shipper let go of the generations behind it).
+    import logpipe.shipper as shipper_module
+
+    writer, written = _spool_in_generation_2(ship_dir)
+    hooks, done = [0], threading.Event()
+
+    def rotate():
+        nonlocal written
+        hooks[0] += 1
+        if hooks[0] > 12:
+            done.set()
+            return
+        target = writer._file.seq + rotations
+        while writer._file.seq < target:
+            write_lines(writer, written, 20, per_batch=20)
+            written += 20
+
+    real_write_checkpoint = shipper_module.write_checkpoint
+
+    def write_checkpoint(path, cp):
+        real_write_checkpoint(path, cp)
+        if moment == "checkpoint just moved" and cp.inflight == 0:
+            rotate()
+
+    monkeypatch.setattr(shipper_module, "write_checkpoint", write_checkpoint)
+    driver = RecordingDriver(limits=BatchLimits(max_count=150))
+    if moment == "batch in flight":
+        real_send = driver.send
+        driver.send = lambda batch: (rotate(), real_send(batch))[1]
+    shipper = ship(ship_dir, driver)
+    assert done.wait(30)
+    writer.close()
+    shipper.join(30)
+    assert not shipper.is_alive()
+    assert writer.dropped_lines > 0
+    assert len(driver.got) + writer.dropped_lines == written
+    assert driver.got == sorted(set(driver.got))
+    assert driver.got[-1] == lines(written - 1, 1)[0]
