@@ -232,13 +232,15 @@ LINES_EACH = 2_000
 
 @pytest.mark.slow
 def test_fifty_containers_logging_at_once_store_every_line(daemon):
-    # All of them wait at a gate (a host directory mounted at the same path, so the command
-    # reads the same under runc and under the process runtime) until the last one runs.
+    # All of them wait at a gate (a FIFO in a host directory mounted at the same path, so the
+    # command reads the same under runc and under the process runtime) until the last one
+    # runs: each takes one byte of it, blocked in the kernel meanwhile, not polling.
     gate = gate_dir(daemon)
     opened = os.path.join(gate, "open")
+    os.mkfifo(opened)
 
     def start(k: int) -> str:
-        script = (f"while [ ! -e {opened} ]; do sleep 0.05; done; "
+        script = (f"dd if={opened} of=/dev/null bs=1 count=1 2>/dev/null; "
                   f"awk 'BEGIN {{ for (i = 1; i <= {LINES_EACH}; i++) print \"c{k} line \" i }}'")
         return daemon.ok("run", "-d", "--name", f"c{k}", "-v", f"{gate}:{gate}:ro",
                          IMAGE, "sh", "-c", script).decode().strip()
@@ -249,9 +251,12 @@ def test_fifty_containers_logging_at_once_store_every_line(daemon):
     assert len(set(ids)) == CONTAINERS
     assert sorted(daemon.ok("ps", "--format", "{{.Names}}").decode().split()) == sorted(names)
 
-    with open(opened, "w"):
-        pass
-    assert daemon.ok("wait", *names) == b"0\n" * CONTAINERS
+    fifo = os.open(opened, os.O_RDWR)  # a writer: none of them sees the end of it
+    try:
+        os.write(fifo, b"x" * CONTAINERS)
+        assert daemon.ok("wait", *names) == b"0\n" * CONTAINERS
+    finally:
+        os.close(fifo)
 
     def logs(k: int) -> tuple[int, bytes]:
         return k, daemon.ok("logs", f"c{k}")
