@@ -372,16 +372,25 @@ class SpoolTail:
     def blocks(self, seq: int, offset: int) -> Iterator[Block]:
         """Whole blocks from ``(seq, offset)`` on, as far as the spool goes now. A generation
         is left for the next one only once the writer has moved on from it."""
+        # A checkpoint that never moved says generation 0: the set starts at 1. Looked up as
+        # 0, the generation held since the last call would be opened again and the first
+        # descriptor, still locked, forgotten: the writer then deletes that generation
+        # uncounted, while the tail finds it gone and takes it for counted.
+        seq = max(seq, 1)
         while True:
             if seq in self.held:
                 fd = self.held[seq]
             else:
-                opened = self._open(max(seq, 1))
+                opened = self._open(seq)
                 if opened is None:
                     return
                 if opened[0] != seq:
                     seq, offset = opened[0], 0  # the ones between were dropped (and counted)
-                fd = self.held[seq] = opened[1]
+                if seq in self.held:
+                    os.close(opened[1])  # held already: its lock is the one that counts
+                else:
+                    self.held[seq] = opened[1]
+                fd = self.held[seq]
             size = os.fstat(fd).st_size
             for start, header in whole_blocks(fd, offset, size):
                 chunks = decode_block(fd, start, header, self.warn)

@@ -356,3 +356,24 @@ def test_rotations_at_each_moment_of_a_delivery_lose_nothing(ship_dir, monkeypat
     assert len(driver.got) + writer.dropped_lines == written
     assert driver.got == sorted(set(driver.got))
     assert driver.got[-1] == lines(written - 1, 1)[0]
+
+
+def test_a_tail_that_found_the_first_generation_empty_keeps_it_until_it_is_read(ship_dir):
+    # The shipper starts with the container: its checkpoint says generation 0 and the first
+    # generation is still empty. While it waits for data, the writer fills generations 1
+    # and 2 and rotates twice: generation 1, which the tail holds, goes uncounted, so the
+    # tail must read it from its descriptor, not look for it again and take it for dropped.
+    writer = SpoolWriter(info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2",
+                                               "mode": "non-blocking"}), "rec")
+    tail = SpoolTail(writer.path, warn=lambda t: None)
+    assert list(tail.blocks(0, 0)) == []  # generation 1 exists, empty: opened and held
+    written = 0
+    while writer._file.seq < 3 or writer._file.size == 0:
+        write_lines(writer, written, 20, per_batch=20)
+        written += 20
+    got = [m.line for block in tail.blocks(0, 0) for chunk in block.chunks
+           for m in chunk.messages()]
+    tail.close()
+    writer.close()
+    assert len(got) + writer.dropped_lines == written, (len(got), writer.dropped_lines, written)
+    assert got == sorted(set(got)) and got[0] == lines(0, 1)[0]
