@@ -21,7 +21,10 @@ the shipper has not finished, is decided here, by Docker's ``mode`` option:
   counted as dropped, exactly: the shim takes an exclusive ``flock`` on the file before
   counting, and the shipper holds a shared one while it reads a generation. A generation the
   shipper is reading is unlinked but not counted (the shipper finishes it from its open
-  descriptor); one it has not opened is counted from the checkpoint and never shipped.
+  descriptor); one it has not opened is counted from the checkpoint, marked as counted
+  (``COUNTED_XATTR``) before the lock is released, and never shipped. The shipper skips a
+  generation only on that evidence: it is marked, or a consistent look at the set's names
+  (``SpoolTail._visible``) shows it gone.
 
 This module owns the spool's file conventions, the checkpoint file, the writer's budget rule
 and the reader the shipper uses. It must not send anything or import a driver's library.
@@ -162,6 +165,7 @@ class SpoolWriter(LocalDriver):
             return fd
         start, skip = (cp.offset, cp.skip) if cp.seq == seq else (0, 0)
         lines, nbytes = count_records(fd, start, skip)
+        mark_counted(fd)
         if lines:
             self.dropped_lines += lines
             self.dropped_bytes += nbytes
@@ -170,6 +174,28 @@ class SpoolWriter(LocalDriver):
             self.report(text)
             record_event(os.path.dirname(self.checkpoint), text)
         return fd
+
+
+#: Set (under the exclusive lock) on a generation whose unshipped records the writer counted as
+#: dropped: the one fact a tail that locks it afterwards can trust. Whether the file is still
+#: visible cannot tell: the writer also deletes, uncounted, a generation the tail holds.
+COUNTED_XATTR = "user.logpipe.dropped"
+
+
+def mark_counted(fd: int) -> None:
+    try:
+        os.setxattr(fd, COUNTED_XATTR, b"1")
+    except OSError:
+        pass  # no xattr support: neither has the generation stamp the tail needs
+
+
+def counted(fd: int) -> bool:
+    """Whether the writer counted what is left of this generation as dropped."""
+    try:
+        os.getxattr(fd, COUNTED_XATTR)
+    except OSError:
+        return False
+    return True
 
 
 #: ``_make_room``'s answer when the writer is gone: append past the budget, rotate nothing.
@@ -329,21 +355,28 @@ class SpoolTail:
         if self.inotify.wait(timeout):
             self.inotify.names()
 
-    def _visible(self) -> dict[int, str]:
-        """Generation → file name of every visible file of the set."""
-        found = {}
-        for name in rotated_files(self.path):
-            seq = read_seq(name)
-            if seq is not None:
-                found[seq] = name
-        return found
+    def _visible(self) -> dict[int, str] | None:
+        """Generation → file name of every visible file of the set, as it was at one moment,
+        or None while rotations keep changing it.
+
+        One scan is not enough: a rotation during it can move a file from a name not read
+        yet to one already read (``x`` to ``x.1``) and the scan misses that generation, which
+        the tail would then take for dropped and skip. A file's name only ever passes to newer
+        generations, so two scans in a row that agree saw the set as it was between them."""
+        last = None
+        for _ in range(SCAN_TRIES):
+            scan = _scan(self.path)
+            if scan is not None and scan == last:
+                return {seq: name for name, (seq, _ino) in scan.items() if seq is not None}
+            last = scan
+        return None
 
     def _open(self, seq: int) -> tuple[int, int] | None:
         """Open generation ``seq``, or the first visible one after it (the ones between were
         dropped); returns ``(seq, fd)`` or None when no such generation exists yet."""
-        for _ in range(5):  # a rotation renaming files during the scan: look again
+        for _ in range(5):  # a rotation renaming files meanwhile: look again
             visible = self._visible()
-            later = sorted(s for s in visible if s >= seq)
+            later = sorted(s for s in visible or () if s >= seq)
             if not later:
                 return None
             want = later[0]
@@ -352,9 +385,9 @@ class SpoolTail:
             except FileNotFoundError:
                 continue
             fcntl.flock(fd, fcntl.LOCK_SH)  # the writer holds it only while it counts a drop
-            # Still visible under some name once we hold the lock? Else it was dropped.
-            ino = os.fstat(fd).st_ino
-            if read_seq(fd) == want and ino in _inodes(self._visible().values()):
+            # Once we hold the lock the writer can no longer count it: it is ours to ship,
+            # even if a rotation deletes it now, unless the writer counted it before.
+            if read_seq(fd) == want and not counted(fd):
                 return want, fd
             os.close(fd)
         return None
@@ -362,16 +395,25 @@ class SpoolTail:
     def blocks(self, seq: int, offset: int) -> Iterator[Block]:
         """Whole blocks from ``(seq, offset)`` on, as far as the spool goes now. A generation
         is left for the next one only once the writer has moved on from it."""
+        # A checkpoint that never moved says generation 0: the set starts at 1. Looked up as
+        # 0, the generation held since the last call would be opened again and the first
+        # descriptor, still locked, forgotten: the writer then deletes that generation
+        # uncounted, while the tail finds it gone and takes it for counted.
+        seq = max(seq, 1)
         while True:
             if seq in self.held:
                 fd = self.held[seq]
             else:
-                opened = self._open(max(seq, 1))
+                opened = self._open(seq)
                 if opened is None:
                     return
                 if opened[0] != seq:
                     seq, offset = opened[0], 0  # the ones between were dropped (and counted)
-                fd = self.held[seq] = opened[1]
+                if seq in self.held:
+                    os.close(opened[1])  # held already: its lock is the one that counts
+                else:
+                    self.held[seq] = opened[1]
+                fd = self.held[seq]
             size = os.fstat(fd).st_size
             for start, header in whole_blocks(fd, offset, size):
                 chunks = decode_block(fd, start, header, self.warn)
@@ -394,11 +436,18 @@ class SpoolTail:
         return not writer_alive(self.path)
 
 
-def _inodes(names) -> set[int]:
-    found = set()
-    for name in names:
+#: Scans of the spool's names before the tail gives up for now (and waits for the next event).
+SCAN_TRIES = 50
+
+
+def _scan(path: str) -> dict[str, tuple[int | None, int]] | None:
+    """Name → (generation, inode) of the rotated set of ``path``; None when a listed file
+    vanished meanwhile (a rotation is under way)."""
+    found = {}
+    for name in rotated_files(path):
         try:
-            found.add(os.stat(name).st_ino)
+            ino = os.stat(name).st_ino
         except FileNotFoundError:
-            pass
+            return None
+        found[name] = (read_seq(name), ino)
     return found

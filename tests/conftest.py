@@ -493,6 +493,14 @@ def engine_daemon(request, busybox_tar) -> Iterator[RestartableDaemon]:
         yield d
 
 
+@pytest.fixture(scope="module", params=[ENGINE])
+def engine_module_daemon(request, busybox_tar) -> Iterator[RestartableDaemon]:
+    """``engine_daemon`` shared by a module's tests that leave it running; the module removes
+    what each test made with ``clean_daemon``."""
+    with running_daemon(request.param, busybox_tar) as d:
+        yield d
+
+
 @pytest.fixture
 def runc_daemon(busybox_tar) -> Iterator[RestartableDaemon]:
     if not RUNC:

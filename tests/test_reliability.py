@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import pytest
 
-from conftest import IMAGE, raw_create, wait_until
+from conftest import IMAGE, clean_daemon, raw_create, wait_until
 from runtime.shimclient import _is_shim
 from runtime.state import read_state
 
@@ -28,9 +29,21 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def daemon(engine_daemon):
-    """This module's tests run on ``engine_daemon`` (conftest.py)."""
+def daemon(engine_module_daemon):
+    """The module's daemon (``engine_module_daemon``, conftest.py), emptied after each test."""
+    yield engine_module_daemon
+    clean_daemon(engine_module_daemon)
+
+
+@pytest.fixture
+def killable(engine_daemon):
+    """A daemon of the test's own (``engine_daemon``): for the tests that SIGKILL it."""
     return engine_daemon
+
+
+def gate_dir(d) -> str:
+    """A fresh host directory for a test's gate files (mounted at the same path)."""
+    return tempfile.mkdtemp(prefix="gate-", dir=d.base)
 
 
 def file_size(path: str) -> int:
@@ -71,8 +84,9 @@ PACED_WRITER = ("i=0; while [ $i -lt 500 ]; do seq $((i*1000+1)) $((i*1000+1000)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("restart", ["while-it-writes", "after-it-finished"])
-def test_daemon_sigkill_while_a_container_writes_500k_lines_loses_and_repeats_nothing(daemon,
+def test_daemon_sigkill_while_a_container_writes_500k_lines_loses_and_repeats_nothing(killable,
                                                                                       restart):
+    daemon = killable
     cid = daemon.ok("run", "-d", "--name", "writer", IMAGE, "sh", "-c", PACED_WRITER) \
         .decode().strip()
     log = daemon.inspect("writer", "{{.LogPath}}")
@@ -104,7 +118,8 @@ def test_daemon_sigkill_while_a_container_writes_500k_lines_loses_and_repeats_no
     assert_lines(daemon.ok("logs", "writer"), numbered(1, LINES), "logs after a daemon SIGKILL")
 
 
-def test_logs_follow_cut_off_by_a_daemon_sigkill_fails_with_a_message_not_a_traceback(daemon):
+def test_logs_follow_cut_off_by_a_daemon_sigkill_fails_with_a_message_not_a_traceback(killable):
+    daemon = killable
     daemon.ok("run", "-d", "--name", "talker", IMAGE, "sh", "-c", "echo first; exec sleep 300")
     follower = daemon.follow("talker")
     assert follower.stdout.readline() == b"first\n"  # streaming: its request is in flight
@@ -126,8 +141,7 @@ def test_sigkill_of_the_containers_process_keeps_its_last_line(daemon, kill, las
     # to its stdout; the kill follows at once, while the shim may still have lines in the
     # pipe to read: they were written before the death, so they are the container's log.
     # Unterminated, the last line is kept as Docker keeps it: as written, with no newline.
-    gate = os.path.join(daemon.base, "gate")
-    os.mkdir(gate)
+    gate = gate_dir(daemon)
     written = os.path.join(gate, "written")
     last_words = "last words before SIGKILL" + ("\n" if last == "line" else "")
     daemon.ok("run", "-d", "--name", "victim", "-v", f"{gate}:{gate}", IMAGE, "sh", "-c",
@@ -218,14 +232,15 @@ LINES_EACH = 2_000
 
 @pytest.mark.slow
 def test_fifty_containers_logging_at_once_store_every_line(daemon):
-    # All of them wait at a gate (a host directory mounted at the same path, so the command
-    # reads the same under runc and under the process runtime) until the last one runs.
-    gate = os.path.join(daemon.base, "gate")
-    os.mkdir(gate)
+    # All of them wait at a gate (a FIFO in a host directory mounted at the same path, so the
+    # command reads the same under runc and under the process runtime) until the last one
+    # runs: each takes one byte of it, blocked in the kernel meanwhile, not polling.
+    gate = gate_dir(daemon)
     opened = os.path.join(gate, "open")
+    os.mkfifo(opened)
 
     def start(k: int) -> str:
-        script = (f"while [ ! -e {opened} ]; do sleep 0.05; done; "
+        script = (f"dd if={opened} of=/dev/null bs=1 count=1 2>/dev/null; "
                   f"awk 'BEGIN {{ for (i = 1; i <= {LINES_EACH}; i++) print \"c{k} line \" i }}'")
         return daemon.ok("run", "-d", "--name", f"c{k}", "-v", f"{gate}:{gate}:ro",
                          IMAGE, "sh", "-c", script).decode().strip()
@@ -236,9 +251,12 @@ def test_fifty_containers_logging_at_once_store_every_line(daemon):
     assert len(set(ids)) == CONTAINERS
     assert sorted(daemon.ok("ps", "--format", "{{.Names}}").decode().split()) == sorted(names)
 
-    with open(opened, "w"):
-        pass
-    assert daemon.ok("wait", *names) == b"0\n" * CONTAINERS
+    fifo = os.open(opened, os.O_RDWR)  # a writer: none of them sees the end of it
+    try:
+        os.write(fifo, b"x" * CONTAINERS)
+        assert daemon.ok("wait", *names) == b"0\n" * CONTAINERS
+    finally:
+        os.close(fifo)
 
     def logs(k: int) -> tuple[int, bytes]:
         return k, daemon.ok("logs", f"c{k}")

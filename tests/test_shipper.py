@@ -247,3 +247,133 @@ def test_whole_lines_keeps_the_pieces_of_a_long_line_in_one_batch(ship_dir):
     ship(ship_dir, driver).join(30)
     # max_count=3 would cut after the first piece; the batch runs on to the line's end.
     assert batches == [[b"one", b"two"] + [b"a" * 100] * 3 + [b"end"], [b"after"]]
+
+
+# -- the writer's rotation against the tail, interleaved step by step ---------------------------
+
+def _spool_in_generation_2(ship_dir) -> tuple[SpoolWriter, int]:
+    """A non-blocking spool of 2 × 8k whose writer has just started generation 2; returns
+    the writer and how many lines it wrote."""
+    writer = SpoolWriter(info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2",
+                                               "mode": "non-blocking"}), "rec")
+    written = 0
+    while writer._file.seq < 2 or writer._file.size == 0:
+        write_lines(writer, written, 20, per_batch=20)
+        written += 20
+    return writer, written
+
+
+@pytest.mark.parametrize("rotations", [1, 2])
+@pytest.mark.parametrize("step", range(1, 13))
+def test_rotations_while_the_tail_moves_to_the_next_generation_lose_nothing(
+        ship_dir, monkeypatch, step, rotations):
+    # The tail has read generation 1 and goes on to generation 2 (it checks that the writer
+    # moved on, looks for the file, locks it, checks it again). At its ``step``-th look at
+    # a file's generation the writer rotates once (generation 1, which the tail holds, goes
+    # uncounted; 2 becomes ``.1``) or twice (2 goes too: counted, unless the tail holds it
+    # by then). Whatever the moment: delivered + dropped == written, each line once, in order.
+    import drivers.spool as spool
+
+    writer, written = _spool_in_generation_2(ship_dir)
+    tail = SpoolTail(writer.path, warn=lambda t: None)
+    end_of_1 = os.stat(writer.path + ".1").st_size
+    real_read_seq = spool.read_seq
+    looks, armed, inside = [0], [False], [False]
+
+    def read_seq(target):
+        if armed[0] and not inside[0]:
+            looks[0] += 1
+            if looks[0] == step:
+                inside[0] = True  # the writer's own looks do not count
+                nonlocal written
+                target_seq = writer._file.seq + rotations
+                while writer._file.seq < target_seq:
+                    write_lines(writer, written, 20, per_batch=20)
+                    written += 20
+                inside[0] = False
+        return real_read_seq(target)
+
+    monkeypatch.setattr(spool, "read_seq", read_seq)
+    got: list[bytes] = []
+    position = (1, 0)
+    while True:  # as the shipper reads: again from where the last pass ended, until done
+        before = len(got)
+        for block in tail.blocks(*position):
+            got += [m.line for chunk in block.chunks for m in chunk.messages()]
+            position = (block.seq, block.end)
+            armed[0] = armed[0] or position == (1, end_of_1)
+        if len(got) == before and looks[0] >= step:
+            break
+    monkeypatch.undo()
+    tail.close()
+    writer.close()
+    assert len(got) + writer.dropped_lines == written, (len(got), writer.dropped_lines, written)
+    assert got == sorted(set(got))
+    assert got[-1] == lines(written - 1, 1)[0]
+
+
+@pytest.mark.parametrize("moment", ["batch in flight", "checkpoint just moved"])
+@pytest.mark.parametrize("rotations", [1, 2, 3])
+def test_rotations_at_each_moment_of_a_delivery_lose_nothing(ship_dir, monkeypatch, moment,
+                                                            rotations):
+    # The writer fills the spool and rotates ``rotations`` times at one moment of each of the
+    # first deliveries: while the batch is with the receiver, or right after the checkpoint
+    # moved (before the shipper let go of the generations behind it).
+    import logpipe.shipper as shipper_module
+
+    writer, written = _spool_in_generation_2(ship_dir)
+    hooks, done = [0], threading.Event()
+
+    def rotate():
+        nonlocal written
+        hooks[0] += 1
+        if hooks[0] > 12:
+            done.set()
+            return
+        target = writer._file.seq + rotations
+        while writer._file.seq < target:
+            write_lines(writer, written, 20, per_batch=20)
+            written += 20
+
+    real_write_checkpoint = shipper_module.write_checkpoint
+
+    def write_checkpoint(path, cp):
+        real_write_checkpoint(path, cp)
+        if moment == "checkpoint just moved" and cp.inflight == 0:
+            rotate()
+
+    monkeypatch.setattr(shipper_module, "write_checkpoint", write_checkpoint)
+    driver = RecordingDriver(limits=BatchLimits(max_count=150))
+    if moment == "batch in flight":
+        real_send = driver.send
+        driver.send = lambda batch: (rotate(), real_send(batch))[1]
+    shipper = ship(ship_dir, driver)
+    assert done.wait(30)
+    writer.close()
+    shipper.join(30)
+    assert not shipper.is_alive()
+    assert writer.dropped_lines > 0
+    assert len(driver.got) + writer.dropped_lines == written
+    assert driver.got == sorted(set(driver.got))
+    assert driver.got[-1] == lines(written - 1, 1)[0]
+
+
+def test_a_tail_that_found_the_first_generation_empty_keeps_it_until_it_is_read(ship_dir):
+    # The shipper starts with the container: its checkpoint says generation 0 and the first
+    # generation is still empty. While it waits for data, the writer fills generations 1
+    # and 2 and rotates twice: generation 1, which the tail holds, goes uncounted, so the
+    # tail must read it from its descriptor, not look for it again and take it for dropped.
+    writer = SpoolWriter(info_for(ship_dir, **{"cache-max-size": "8k", "cache-max-file": "2",
+                                               "mode": "non-blocking"}), "rec")
+    tail = SpoolTail(writer.path, warn=lambda t: None)
+    assert list(tail.blocks(0, 0)) == []  # generation 1 exists, empty: opened and held
+    written = 0
+    while writer._file.seq < 3 or writer._file.size == 0:
+        write_lines(writer, written, 20, per_batch=20)
+        written += 20
+    got = [m.line for block in tail.blocks(0, 0) for chunk in block.chunks
+           for m in chunk.messages()]
+    tail.close()
+    writer.close()
+    assert len(got) + writer.dropped_lines == written, (len(got), writer.dropped_lines, written)
+    assert got == sorted(set(got)) and got[0] == lines(0, 1)[0]
