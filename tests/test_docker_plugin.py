@@ -435,9 +435,6 @@ def test_metrics_count_captured_stored_and_spool_drops(plugin, tmp_path):
     assert 0 < m["logpipe_backlog_bytes", remote_id] <= 2 * 8192
 
 
-@pytest.mark.xfail(strict=False, reason="seen under load (1 run in 5): 735 of 3000 lines, "
-                   "one spool file's worth, neither shipped nor counted as dropped; cause "
-                   "not found yet (spool rotation while the receiver is down)")
 def test_every_line_of_a_full_spool_is_delivered_or_counted_dropped(plugin, tmp_path):
     """Once the receiver is back, every line is either delivered or counted as dropped."""
     from receivers.fluentd import FakeFluentd
