@@ -219,10 +219,11 @@ def test_a_stale_parent_is_replaced(containers, monkeypatch):
     spawn_shim(first.dir, parent=ShimParent(containers.data_root))
     old = parent_pid(containers.data_root)
     monkeypatch.setenv("LOGPIPE_TEST_CHANGED", "1")  # an exec'd shim would get another env
-    second = containers.make("true")
+    second = containers.make("sleep", "300")  # its shim is still there to be looked at
     spawn_shim(second.dir, parent=ShimParent(containers.data_root))
     replaced = parent_pid(containers.data_root)
     assert replaced != old and forked(read_state(second.dir).shim_pid)
+    ShimClient(second.dir).signal(signal.SIGKILL)
     wait_until(lambda: not alive(old), what="the stale parent to exit")
     # Code changed since it imported it: a module file with a new mtime.
     module = sys.modules["runtime.state"].__file__
