@@ -374,25 +374,6 @@ def test_daemon_json_docker_plugin_defaults_and_no_protobuf_at_import(tmp_path):
     assert out.stdout.split() == ["/run/docker/plugins/logpipe.sock", "/x/docker-plugin", "False"]
 
 
-def test_stop_logging_reads_the_pipe_to_its_end_while_docker_s_end_is_open(plugin, tmp_path):
-    """Docker closes its end of the FIFO only after StopLogging answers: StopLogging stores
-    what the pipe holds and answers without waiting for that close (nor for ``STOP_WAIT``)."""
-    import time
-
-    fifo = str(tmp_path / "fifo")
-    os.mkfifo(fifo)
-    plugin.call("/LogDriver.StartLogging", {"File": fifo, "Info": info()})
-    w = open(fifo, "wb", buffering=0)
-    try:
-        w.write(b"".join(frame("stdout", 1 + i, b"s%d" % i) for i in range(5000)))
-        start = time.monotonic()
-        assert plugin.call("/LogDriver.StopLogging", {"File": fifo}) == {"Err": ""}
-        assert time.monotonic() - start < 5   # STOP_WAIT is 10 s
-        assert [e[2] for e in read_entries(plugin)] == [b"s%d\n" % i for i in range(5000)]
-    finally:
-        w.close()
-
-
 def _fill_small_spool(plugin, tmp_path, receiver, local_id: str, remote_id: str) -> None:
     """3000 lines into a local container, and into a fluentd one whose receiver is down,
     with a spool of 2 × 8 KiB in non-blocking mode."""

@@ -46,38 +46,38 @@ def _connection(docker_host: str) -> http.client.HTTPConnection:
     raise ValueError(f"unsupported docker host {docker_host!r} (unix:// or tcp://)")
 
 
-def existing_containers(docker_host: str) -> set[str] | None:
-    """The ids of every container Docker knows (running or not); None when it cannot be
-    asked (down, restarting, an error answer)."""
+def _get_json(docker_host: str, path: str) -> Any:
+    """Docker's JSON answer to ``GET path``; None when it cannot be asked (down,
+    restarting, an error answer)."""
     try:
         conn = _connection(docker_host)
         try:
-            conn.request("GET", "/containers/json?all=1")
+            conn.request("GET", path)
             resp = conn.getresponse()
             body = resp.read()
         finally:
             conn.close()
-        if resp.status != 200:
-            return None
-        return {c["Id"] for c in json.loads(body)}
-    except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
+        return json.loads(body) if resp.status == 200 else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+
+
+def existing_containers(docker_host: str) -> set[str] | None:
+    """The ids of every container Docker knows (running or not); None when it cannot be
+    asked."""
+    listing = _get_json(docker_host, "/containers/json?all=1")
+    try:
+        return None if listing is None else {c["Id"] for c in listing}
+    except (KeyError, TypeError):
         return None
 
 
 def container_running(docker_host: str, container_id: str) -> bool | None:
     """Whether Docker says the container runs; None when it cannot be asked."""
+    doc = _get_json(docker_host, f"/containers/{container_id}/json")
     try:
-        conn = _connection(docker_host)
-        try:
-            conn.request("GET", f"/containers/{container_id}/json")
-            resp = conn.getresponse()
-            body = resp.read()
-        finally:
-            conn.close()
-        if resp.status != 200:
-            return None
-        return bool(json.loads(body)["State"]["Running"])
-    except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
+        return None if doc is None else bool(doc["State"]["Running"])
+    except (KeyError, TypeError):
         return None
 
 
