@@ -149,15 +149,8 @@ def side(plugin: Plugin, base: str, n: int, driver: str) -> dict:
 
 def start_dockerd(base: str) -> RealDocker:
     """dockerd as ``tests/conftest.py``'s ``real_docker`` starts it."""
-    host = "unix://" + os.path.join(base, "d.sock")
-    with open(os.path.join(base, "dockerd.log"), "ab") as out:
-        proc = subprocess.Popen(
-            [DOCKERD_BINARY, "--iptables=false", "--bridge=none", "-H", host,
-             "--data-root", os.path.join(base, "data"), "--exec-root", os.path.join(base, "exec"),
-             "--pidfile", os.path.join(base, "dockerd.pid")],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-    docker = RealDocker(proc, host, base)
-    wait_until(lambda: docker.cli("version").returncode == 0, timeout=60, what="dockerd")
+    docker = RealDocker(base)
+    docker.start()
     return docker
 
 
