@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from busybox import build_tarball  # noqa: E402
-from runtime.cli.client import Client  # noqa: E402
+from conftest import RealDocker, _stop_dockerd, start_daemon, stop_daemon  # noqa: E402
 
 LOGPIPE = [sys.executable, "-m", "runtime.cli"]
 DOCKER = shutil.which("docker") or "docker"
@@ -68,72 +67,28 @@ def make_context(path: str) -> None:
             f.write(f"file {i}\n" * 100)
 
 
-def wait_ping(host: str, proc: subprocess.Popen, log: str, limit: float = 60) -> None:
-    client = Client(host, autostart=False)
-    deadline = time.monotonic() + limit
-    while True:  # the socket answering is the event; nothing else announces it
-        try:
-            client.request("GET", "/_ping").read()
-            return
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                with open(log) as f:
-                    sys.exit(f"daemon did not start: {f.read()[-2000:]}")
-            time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def logpipe_daemon(base: str):
-    host = "unix://" + os.path.join(base, "lp.sock")
-    log = os.path.join(base, "logpipe.log")
-    cfg = os.path.join(base, "daemon.json")
-    with open(cfg, "w") as f:
-        f.write('{"default-runtime": "runc"}')
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(LOGPIPE + ["daemon", "--data-root", os.path.join(base, "lproot"),
-                                           "-H", host, "--config-file", cfg],
-                                stdout=out, stderr=out, start_new_session=True)
+    """logpipe's daemon on runc, as the tests start one (``conftest.start_daemon``)."""
+    d = start_daemon(base, os.path.join(base, "lproot"), {"default-runtime": "runc"})
     try:
-        wait_ping(host, proc, log)
-        yield host
+        yield d.host
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_daemon(d)
 
 
 @contextlib.contextmanager
 def real_dockerd(base: str):
-    """Docker 20.10 on private paths (never /var/lib/docker nor /run/docker.sock)."""
-    host = "unix://" + os.path.join(base, "dk.sock")
-    log = os.path.join(base, "dockerd.log")
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(["dockerd", "--iptables=false", "--bridge=none", "-H", host,
-                                 "--data-root", os.path.join(base, "dkdata"),
-                                 "--exec-root", os.path.join(base, "dkexec"),
-                                 "--pidfile", os.path.join(base, "dockerd.pid")],
-                                stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+    """Docker 20.10 on private paths (never /var/lib/docker nor /run/docker.sock), as the
+    tests start it (``conftest.RealDocker``)."""
+    docker = RealDocker(os.path.join(base, "dk"))
+    os.mkdir(docker.base)
     try:
-        wait_ping(host, proc, log)
-        yield host
+        docker.start()
+        yield docker.host
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(OSError, ValueError):
-            with open(os.path.join(base, "dkexec", "containerd", "containerd.pid")) as f:
-                os.kill(int(f.read().strip()), signal.SIGKILL)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(base + "/")]
-        for mount in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
+        if docker.proc is not None:
+            _stop_dockerd(docker.proc, docker.base)
 
 
 def cli(host: str, *args: str, stdin: bytes | None = None, base: str = "") -> bytes:
