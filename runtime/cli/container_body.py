@@ -45,17 +45,9 @@ def container_body(args: argparse.Namespace) -> dict[str, Any]:
     mount_host, anonymous = mount_fields(args)
     host.update(mount_host)
     if args.memory:
-        from logpipe.units import parse_ram_size
-
-        try:
-            host["Memory"] = parse_ram_size(args.memory)
-        except ValueError as err:
-            raise CommandError(f'invalid argument "{args.memory}" for "-m, --memory" flag: {err}') from None
+        host["Memory"] = hostflags.ram_size("-m, --memory", args.memory, minus_one=False)
     if args.cpus:
-        try:
-            host["NanoCpus"] = int(round(float(args.cpus) * 1e9))
-        except ValueError:
-            raise CommandError(f'invalid argument "{args.cpus}" for "--cpus" flag') from None
+        host["NanoCpus"] = hostflags.nano_cpus(args.cpus)
     if args.pids_limit:
         host["PidsLimit"] = args.pids_limit
     if args.runtime:

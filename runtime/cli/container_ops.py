@@ -30,24 +30,15 @@ def cmd_rename(args: argparse.Namespace) -> int:
 
 def _update_body(args: argparse.Namespace) -> dict[str, Any]:
     """docker/cli's ``container update`` flags as an ``UpdateConfig`` (only those given)."""
-    from logpipe.units import parse_ram_size
+    from .hostflags import nano_cpus, ram_size
 
     body: dict[str, Any] = {}
     for flag, key, value in (("--memory", "Memory", args.memory),
                              ("--memory-swap", "MemorySwap", args.memory_swap)):
         if value:
-            if value == "-1" and key == "MemorySwap":
-                body[key] = -1
-                continue
-            try:
-                body[key] = parse_ram_size(value)
-            except ValueError as err:
-                raise CommandError(f'invalid argument "{value}" for "{flag}" flag: {err}') from None
+            body[key] = ram_size(flag, value, minus_one=key == "MemorySwap")
     if args.cpus:
-        try:
-            body["NanoCpus"] = int(round(float(args.cpus) * 1e9))
-        except ValueError:
-            raise CommandError(f'invalid argument "{args.cpus}" for "--cpus" flag') from None
+        body["NanoCpus"] = nano_cpus(args.cpus)
     for key, value in (("CpuShares", args.cpu_shares), ("CpuPeriod", args.cpu_period),
                        ("CpuQuota", args.cpu_quota), ("PidsLimit", args.pids_limit)):
         if value is not None:

@@ -47,15 +47,25 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="Give extended privileges to this container (refused by logpipe)")
 
 
-def _size(flag: str, value: str) -> int:
+def ram_size(flag: str, value: str, minus_one: bool = True) -> int:
+    """A size flag's bytes (``512m``), or ``-1`` ("unlimited") where the flag takes it;
+    refused with the docker CLI's words, naming ``flag``."""
     from logpipe.units import parse_ram_size
 
-    if value == "-1":
+    if minus_one and value == "-1":
         return -1
     try:
         return parse_ram_size(value)
     except ValueError as err:
         raise CommandError(f'invalid argument "{value}" for "{flag}" flag: {err}') from None
+
+
+def nano_cpus(value: str) -> int:
+    """``--cpus 1.5`` as the API's ``NanoCpus``."""
+    try:
+        return int(round(float(value) * 1e9))
+    except ValueError:
+        raise CommandError(f'invalid argument "{value}" for "--cpus" flag') from None
 
 
 def _ulimit(text: str) -> dict[str, Any]:
@@ -82,11 +92,11 @@ def host_fields(args: argparse.Namespace) -> dict[str, Any]:
         "CpusetCpus": args.cpuset_cpus, "CpusetMems": args.cpuset_mems,
         "OomKillDisable": args.oom_kill_disable, "BlkioWeight": args.blkio_weight}
     if args.memory_reservation:
-        out["MemoryReservation"] = _size("--memory-reservation", args.memory_reservation)
+        out["MemoryReservation"] = ram_size("--memory-reservation", args.memory_reservation)
     if args.init:
         out["Init"] = True
     if args.shm_size:
-        out["ShmSize"] = _size("--shm-size", args.shm_size)
+        out["ShmSize"] = ram_size("--shm-size", args.shm_size)
     if args.memory_swap:
-        out["MemorySwap"] = _size("--memory-swap", args.memory_swap)
+        out["MemorySwap"] = ram_size("--memory-swap", args.memory_swap)
     return out
