@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
-import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,38 +43,16 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [os.path.join(REPO, "tests"), REPO]
 
 from busybox import build_tarball  # noqa: E402
-from conftest import DOCKERD_BINARY, RealDocker, _stop_dockerd, wait_until  # noqa: E402
+from conftest import DOCKERD_BINARY, PluginProc, RealDocker, _stop_dockerd  # noqa: E402
 
 LINE = 100
 TICKS = os.sysconf("SC_CLK_TCK")
 LOGPIPE = [sys.executable, "-m", "runtime.cli"]
 
 
-class Plugin:
-    """A ``logpipe docker-plugin`` process, its socket, CPU time and memory."""
-
-    def __init__(self, sock: str, data_root: str) -> None:
-        self.sock, self.data_root = sock, data_root
-        self.proc = subprocess.Popen(LOGPIPE + ["docker-plugin", "--socket", sock,
-                                                "--data-root", data_root], cwd=REPO,
-                                     stdin=subprocess.DEVNULL)
-        wait_until(lambda: self.proc.poll() is None and os.path.exists(sock)
-                   and self._answers(), timeout=30, what="the plugin's socket")
-
-    def _answers(self) -> bool:
-        with contextlib.suppress(OSError):
-            return "Implements" in self.call("/Plugin.Activate", {})
-        return False
-
-    def call(self, path: str, body: dict) -> dict:
-        conn = http.client.HTTPConnection("localhost", timeout=60)
-        conn.sock = socket.socket(socket.AF_UNIX)
-        conn.sock.connect(self.sock)
-        try:
-            conn.request("POST", path, json.dumps(body))
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
+class Plugin(PluginProc):
+    """A ``logpipe docker-plugin`` process (as the tests start one), its CPU time, memory
+    and store."""
 
     def cpu(self) -> float:
         """User + system CPU seconds of the plugin process so far (all its threads)."""
@@ -101,14 +76,6 @@ class Plugin:
             return sum(chunk.count for chunk in reader)
         finally:
             reader.close()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def docker_frames(n: int) -> bytes:
