@@ -10,11 +10,11 @@ elsewhere.
 the parent and every other shim, and the shim owns only what it writes to. So the
 container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a short-lived
 child of the shim (``_in_worker``), and the heap is trimmed after start-up and, by ``pump``
-(``logpipe.heap``), a second after each burst of output. The shim starts the container through its executor with the write ends of
-two pipes, stores everything read from them through the
-container's storage driver, or the spool of a remote one, as the container's ``LogPlan``
-says (``logpipe.capture.pump``), reaps the container (it is a child
-subreaper, so a process that runc leaves behind is reparented to it), writes ``state.json``
+(``logpipe.heap``), a second after each burst of output. The shim starts the container
+through its executor with the write ends of two pipes, stores everything read from them
+through the container's storage driver, or the spool of a remote one, as the container's
+``LogPlan`` says (``logpipe.capture.pump``), reaps the container (it is a child subreaper,
+so a process that runc leaves behind is reparented to it), writes ``state.json``
 atomically when the container starts and when it has exited, and answers a control socket,
 ``<dir>/shim.sock``, from the same synchronous loop.
 
@@ -597,14 +597,12 @@ def _in_worker(start) -> tuple[int, int]:
 
 
 def _wait_for(pid: int) -> None:
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return
+    """Reap the worker (``waitpid`` is retried across signals; the shim's own reaping may
+    have been first)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _oom_counter(pid: int) -> tuple[str | None, int]:

@@ -63,9 +63,6 @@ class ShimParent:
         except _Stale as err:
             raise ParentUnusable(f"a new shim parent is stale at once: {err}") from None
 
-    def identity(self) -> dict:
-        return self._request({"op": "identity"})
-
     def stop(self) -> bool:
         """Ask the running parent to exit (a daemon shutting down): whether one answered."""
         try:
