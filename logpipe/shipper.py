@@ -88,6 +88,18 @@ class Stats:
         self.events = (self.events + [f"{stamp} {text}"])[-20:]
 
 
+def delivery_counters(stats: Stats | None, cp: Checkpoint) -> dict[str, Any]:
+    """``LogShipping``'s delivery counters (inspect, ``/metrics``; the daemon's and the
+    Docker plugin's): the live shipper's ``stats``, else its durable checkpoint's when none
+    runs (the lag is then unknown: 0)."""
+    src = stats if stats is not None else cp
+    oldest = stats.oldest_unshipped_ns if stats is not None else 0
+    return {"ShippedLines": src.shipped_lines, "ShippedBytes": src.shipped_bytes,
+            "RejectedLines": src.rejected_lines, "Retries": src.retries,
+            "PossibleDuplicates": src.duplicates,
+            "LagSeconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0}
+
+
 class Shipper(threading.Thread):
     """Ships one container's spool until stopped, or until its writer is gone and all of it
     has been delivered."""

@@ -28,7 +28,7 @@ from drivers.remote import spool_path
 from logpipe.checkpoint import SHIP_DIR, checkpoint_path, read_checkpoint
 from logpipe.metrics import container_labels, render
 from logpipe.registry import LogPlan, load_driver
-from logpipe.shipper import Shipper
+from logpipe.shipper import Shipper, delivery_counters
 
 from .spec import ContainerSpec
 from .shimclient import live_state
@@ -123,29 +123,25 @@ class Shipping:
             return None
         shipper = self.shippers.get(spec.id)
         cp = read_checkpoint(checkpoint_path(spec.dir, spec.log_type))
-        if shipper is not None:
-            s = shipper.stats
-            shipped, shipped_bytes, rejected = s.shipped_lines, s.shipped_bytes, s.rejected_lines
-            retries, duplicates, events, error = s.retries, s.duplicates, s.events, s.last_error
-            oldest = s.oldest_unshipped_ns
-        else:
-            shipped, shipped_bytes, rejected = cp.shipped_lines, cp.shipped_bytes, cp.rejected_lines
-            retries, duplicates, events, error, oldest = cp.retries, cp.duplicates, [], "", 0
+        stats = shipper.stats if shipper is not None else None
+        events, error = (stats.events, stats.last_error) if stats is not None else ([], "")
         start_failures, fault = self.faults.get(spec.id, (0, ""))
         if fault and not (shipper is not None and shipper.is_alive()):
             error = fault
         captured = state.lines_logged + state.lines_dropped
         dropped = state.lines_dropped
         backlog_lines, backlog_bytes = _backlog(spec, cp)
+        delivery = delivery_counters(stats, cp)
         return {
             "Driver": spec.log_type,
             "Running": shipper is not None and shipper.is_alive(),
             "CapturedLines": captured, "CapturedBytes": state.bytes_logged + state.bytes_dropped,
-            "ShippedLines": shipped, "ShippedBytes": shipped_bytes,
+            "ShippedLines": delivery["ShippedLines"], "ShippedBytes": delivery["ShippedBytes"],
             "DroppedLines": dropped, "DroppedBytes": state.bytes_dropped,
-            "RejectedLines": rejected, "Retries": retries, "PossibleDuplicates": duplicates,
+            "RejectedLines": delivery["RejectedLines"], "Retries": delivery["Retries"],
+            "PossibleDuplicates": delivery["PossibleDuplicates"],
             "BacklogLines": backlog_lines, "BacklogBytes": backlog_bytes,
-            "LagSeconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
+            "LagSeconds": delivery["LagSeconds"],
             "LastError": error, "StartFailures": start_failures,
             "Events": sorted(recent_events(os.path.join(spec.dir, SHIP_DIR)) + list(events))[-20:],
         }

@@ -7,7 +7,6 @@ still holds. Served as ``GET /metrics`` on the plugin's socket."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Mapping
 
 from logpipe.metrics import container_labels, render
@@ -40,21 +39,13 @@ def shipping_values(meta: Mapping[str, Any], log_dir: str, shipper) -> dict[str,
     from drivers.remote import spool_path
     from drivers.spool import spool_backlog
     from logpipe.checkpoint import checkpoint_path, read_checkpoint
+    from logpipe.shipper import delivery_counters
 
     cp = read_checkpoint(checkpoint_path(log_dir, meta["Driver"]))
-    src = shipper.stats if shipper is not None else None
     lines, nbytes = spool_backlog(spool_path(log_info(meta["DockerInfo"], log_dir,
                                                       meta["Opts"])), cp)
-    oldest = src.oldest_unshipped_ns if src is not None else 0
-    return {
-        "ShippedLines": src.shipped_lines if src else cp.shipped_lines,
-        "ShippedBytes": src.shipped_bytes if src else cp.shipped_bytes,
-        "RejectedLines": src.rejected_lines if src else cp.rejected_lines,
-        "Retries": src.retries if src else cp.retries,
-        "PossibleDuplicates": src.duplicates if src else cp.duplicates,
-        "BacklogLines": lines, "BacklogBytes": nbytes,
-        "LagSeconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
-    }
+    return {**delivery_counters(shipper.stats if shipper is not None else None, cp),
+            "BacklogLines": lines, "BacklogBytes": nbytes}
 
 
 def container_values(data_root: str, cid: str, logger: Logger | None,
