@@ -146,7 +146,9 @@ class Shim:
         self.state = self.state._replace(status=RUNNING, running=True, pid=self.pid,
                                          started_at=now_rfc3339())
         self._write_state()
-        _trim_heap()
+        # What start-up freed (the spec's JSON, the start's replies) goes back: an idle shim
+        # costs what it holds, not what it once needed (a burst's buffers are pump's).
+        heap.release()
         # A full or failing disk never stops the capture: the guard counts and retries.
         self.guard = StorageGuard(self.driver, report=_log)
         # A spool has its own answer to ``mode`` (what to do when it is full), in the writer.
@@ -644,13 +646,6 @@ def _oom_kills(path: str) -> int:
     except (OSError, ValueError):
         pass
     return 0
-
-
-def _trim_heap() -> None:
-    """Give back to the kernel what start-up freed (imports, the spec's JSON): an idle shim
-    then costs what it holds, not what it once needed. (What a burst of output leaves is
-    given back by ``pump`` itself, ``logpipe.heap``.)"""
-    heap.release()
 
 
 def _wake_only(_sig, _frame) -> None:

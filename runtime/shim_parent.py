@@ -371,9 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parent = Parent(root, listener, files)
     gc.collect()
     gc.freeze()  # what is here now is shared with every shim: no collection may touch it
-    from runtime.shim import _trim_heap
+    from logpipe import heap
 
-    _trim_heap()
+    heap.release()  # what the imports freed goes back before any shim is forked
     directory = parent.serve()
     if directory is None:
         return 0

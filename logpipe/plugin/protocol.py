@@ -207,8 +207,6 @@ async def _first_record(plugin: Plugin, meta: dict[str, Any]) -> None:
     """``docker logs -f`` of a running container that has not written yet: the log is
     created at the first record, and following a log that does not exist would end at once;
     wait until it exists, or Docker says the container is not running (or cannot say)."""
-    import os
-
     from .readlogs import log_file
     from .removal import container_running
 
