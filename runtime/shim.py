@@ -8,11 +8,11 @@ elsewhere.
 ``python -m runtime.shim [--detach] <container-dir>``, or forked by the shim parent
 (``runtime/shim_parent.py``), which runs the same ``main``: its pages are then shared with
 the parent and every other shim, and the shim owns only what it writes to. So the
-container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a short-lived
-child of the shim (``_in_worker``), and the heap is trimmed after start-up and, by ``pump``
-(``logpipe.heap``), a second after each burst of output. The shim starts the container
-through its executor with the write ends of two pipes, stores everything read from them
-through the container's storage driver, or the spool of a remote one, as the container's
+container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a
+short-lived child of the shim (``runtime.start_worker``), and the heap is trimmed after
+start-up and, by ``pump`` (``logpipe.heap``), a second after each burst of output. The shim
+starts the container through its executor with the write ends of two pipes, stores
+everything read from them through the container's storage driver, or the spool of a remote one, as the container's
 ``LogPlan`` says (``logpipe.capture.pump``), reaps the container (it is a child subreaper,
 so a process that runc leaves behind is reparented to it), writes ``state.json``
 atomically when the container starts and when it has exited, and answers a control socket,
@@ -58,15 +58,14 @@ from logpipe.registry import LogPlan, load_driver
 from logpipe.storage_guard import StorageGuard
 from logpipe.timespec import format_rfc3339nano
 
-from .executors import ExecutorError
+from .executors import EXIT_START_FAILED, ExecutorError
+from .start_worker import start_in_worker
 from .spec import SHIM_SOCKET, STDIN_SOCKET, ContainerSpec
 from .state import EXITED, RUNNING, ZERO_TIME, State, now_rfc3339, write_state
 
 #: After the main process exits, how long output of processes that inherited its pipes is
 #: still read. Docker waits the same 2 s for its log copier (daemon/monitor.go).
 EXIT_GRACE = 2.0
-#: Docker's exit code for a container that could not be started.
-START_FAILED = 128
 PR_SET_CHILD_SUBREAPER = 36
 #: A control request longer than this is not one: the client is dropped.
 MAX_REQUEST = 64 << 10
@@ -139,8 +138,8 @@ class Shim:
             sources = self._start_container()
         except Exception as err:
             # 127/126 when the command is not found / cannot be invoked (ExecutorError).
-            self._record_failure(str(err) or type(err).__name__,
-                                 err.exit_code if isinstance(err, ExecutorError) else START_FAILED)
+            code = err.exit_code if isinstance(err, ExecutorError) else EXIT_START_FAILED
+            self._record_failure(str(err) or type(err).__name__, code)
             return
         self.oom_file, self.oom_before = _oom_counter(self.pid)
         self.state = self.state._replace(status=RUNNING, running=True, pid=self.pid,
@@ -180,7 +179,7 @@ class Shim:
         written with what attached clients type."""
         spec = self.spec
         if spec.tty:
-            self.pid, master = _in_worker(lambda: self.executor.start_terminal(spec))
+            self.pid, master = start_in_worker(lambda: self.executor.start_terminal(spec))
             self.terminal = master
             if spec.open_stdin:  # Docker never closes a terminal's stdin: no StdinOnce
                 self._open_stdin(master, close_on_eof=False, owns_fd=False)
@@ -190,7 +189,8 @@ class Shim:
         for fd in (out_r, err_r):
             enlarge_pipe(fd)
         try:
-            self.pid, _ = _in_worker(lambda: (self.executor.start(spec, out_w, err_w, in_r), -1))
+            self.pid, _ = start_in_worker(
+                lambda: (self.executor.start(spec, out_w, err_w, in_r), -1))
         except BaseException:
             for fd in (out_r, err_r, in_w):
                 if fd is not None:
@@ -272,7 +272,7 @@ class Shim:
         self._on_control()
         self._close_socket()
 
-    def _record_failure(self, message: str, exit_code: int = START_FAILED) -> None:
+    def _record_failure(self, message: str, exit_code: int = EXIT_START_FAILED) -> None:
         """The container never ran: Docker records the error and exit code 128, or 127/126
         when its command was not found / could not be invoked."""
         _log(message)
@@ -550,61 +550,6 @@ def _open_driver(spec: ContainerSpec, plan: LogPlan, idle=None):
 
         return AttachBuffer(spec.log_info())
     return load_driver(spec.log_type, plan.ref)(spec.log_info())
-
-
-def _in_worker(start) -> tuple[int, int]:
-    """``start()`` — the executor's start, returning (pid, descriptor or -1) — run in a child
-    that exits afterwards. Preparing the root filesystem, the OCI bundle, the network and
-    running ``runc`` touch most of what the shim has imported; done here, they would copy
-    into a shim forked by the shim parent every page they write (reference counts, caches,
-    freed buffers): megabytes that a shim would keep while it idles for days. The
-    container's process is orphaned when the child (or runc) exits, and the shim, a child
-    subreaper, adopts it: it reaps it as before. A pty master comes back over the socket."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        worker = os.fork()
-    except OSError:
-        ours.close()
-        theirs.close()
-        return start()
-    if worker == 0:  # the worker: report, then leave without running any of the shim's code
-        status = 1
-        try:
-            ours.close()
-            try:
-                pid, fd = start()
-                reply = {"pid": pid}
-            except ExecutorError as err:
-                fd, reply = -1, {"error": str(err), "exit_code": err.exit_code}
-            except Exception as err:  # noqa: BLE001 - reported by the shim as a failed start
-                fd, reply = -1, {"error": str(err) or type(err).__name__}
-            socket.send_fds(theirs, [json.dumps(reply).encode()], [fd] if fd >= 0 else [])
-            status = 0
-        finally:
-            os._exit(status)
-    theirs.close()
-    with ours:
-        data, fds, _, _ = socket.recv_fds(ours, 65536, 1)
-    _wait_for(worker)
-    if not data:
-        for fd in fds:
-            os.close(fd)
-        raise ExecutorError("the container's start was interrupted")
-    reply = json.loads(data)
-    if "error" in reply:
-        for fd in fds:
-            os.close(fd)
-        raise ExecutorError(reply["error"], reply.get("exit_code", START_FAILED))
-    return reply["pid"], fds[0] if fds else -1
-
-
-def _wait_for(pid: int) -> None:
-    """Reap the worker (``waitpid`` is retried across signals; the shim's own reaping may
-    have been first)."""
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def _oom_counter(pid: int) -> tuple[str | None, int]:
