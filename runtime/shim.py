@@ -8,13 +8,13 @@ elsewhere.
 ``python -m runtime.shim [--detach] <container-dir>``, or forked by the shim parent
 (``runtime/shim_parent.py``), which runs the same ``main``: its pages are then shared with
 the parent and every other shim, and the shim owns only what it writes to. So the
-container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a
-short-lived child of the shim (``runtime.start_worker``), and the heap is trimmed after
-start-up and, by ``pump`` (``logpipe.heap``), a second after each burst of output. The shim
-starts the container through its executor with the write ends of two pipes, stores
-everything read from them through the container's storage driver, or the spool of a
-remote one, as the container's ``LogPlan`` says (``logpipe.capture.pump``), reaps the
-container (it is a child subreaper, so a process that runc leaves behind is reparented to it), writes ``state.json``
+container's start (root filesystem, OCI bundle, network, ``runc run``) runs in a short-lived
+child of the shim (``runtime.start_worker``), and the heap is trimmed after start-up and, by
+``pump`` (``logpipe.heap``), a second after each burst of output. The shim starts the
+container through its executor with the write ends of two pipes, stores everything read from
+them through the container's storage driver, or the spool of a remote one, as the
+container's ``LogPlan`` says (``logpipe.capture.pump``), reaps the container (it is a child
+subreaper, so a process that runc leaves behind is reparented to it), writes ``state.json``
 atomically when the container starts and when it has exited, and answers a control socket,
 ``<dir>/shim.sock``, from the same synchronous loop.
 
